@@ -1,0 +1,94 @@
+"""The one small interface every channel adapter implements.
+
+The engine owns policy (the ledger, consent, caps, quiet hours, when to try again); an
+adapter only moves a batch of already-rendered messages to its provider and reports, per
+message, what the provider said. Think of httpx's transports: `send_batch` is
+`handle_request`.
+
+Outcomes an adapter may report, and what the engine does with each:
+
+    sent      the provider accepted the message            -> ledger `sent`
+    pending   accepted, but a human or a later callback
+              decides (WeCom add_msg_template)             -> ledger `pending`
+    retry     transient (5xx, timeout, busy, throttled)
+              after the adapter's own bounded retries      -> ledger `deferred`, tried again
+    failed    permanent for this message (bad id, payload,
+              config)                                      -> ledger `failed` with the code
+    refused   the customer refused / unsubscribed          -> ledger `skipped` + a suppression
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+Outcome = Literal["sent", "pending", "retry", "failed", "refused"]
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One rendered message for one customer, ready for a provider."""
+
+    idempotency_key: str  # stable across retries and reruns; derived from the ledger row
+    customer_id: int
+    address: str  # the channel's recipient id: external_userid, openid, mobile, e-mail, ...
+    body: str  # the rendered template
+    params: dict[str, Any] = field(default_factory=dict)  # step-level extras (template code, ...)
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """What the provider said about one message."""
+
+    idempotency_key: str
+    outcome: Outcome
+    provider_message_id: str | None = None
+    code: str | None = None  # the provider's own error code, kept verbatim
+    detail: str | None = None  # short human-readable reason, never containing secrets
+    retry_after: float | None = None  # seconds, when the provider said so
+
+
+@runtime_checkable
+class Channel(Protocol):
+    """A channel adapter. Implementations must be safe to call with any batch size up to
+    `max_batch` and must return exactly one receipt per message, in any order."""
+
+    name: str  # the name journeys use in `send:` (wecom, sms, ...)
+    identity_kind: str  # which channel identity of a customer it addresses (see db.models)
+    max_batch: int
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Receipt]: ...
+
+    def close(self) -> None: ...
+
+
+class ChannelError(Exception):
+    """The channel as a whole cannot be used right now (unreachable, misconfigured).
+
+    Raised by `send_batch` instead of returning receipts; the engine defers the whole batch.
+    """
+
+    def __init__(self, channel: str, message: str, *, retryable: bool = True) -> None:
+        super().__init__(f"channel {channel!r}: {message}")
+        self.channel = channel
+        self.retryable = retryable
+
+
+@dataclass(frozen=True)
+class PendingMessage:
+    """A message a provider accepted as `pending`, to be checked again later."""
+
+    idempotency_key: str
+    customer_id: int
+    address: str
+    provider_message_id: str
+
+
+@runtime_checkable
+class PollingChannel(Channel, Protocol):
+    """A channel whose sends are confirmed later (WeCom mass messages need a staff member to
+    confirm them in the WeCom client). The engine calls `check_pending` on every tick for the
+    deliveries still `pending`; a receipt whose outcome is still `pending` leaves the row as is."""
+
+    def check_pending(self, messages: Sequence[PendingMessage]) -> list[Receipt]: ...
