@@ -1,0 +1,216 @@
+"""SQLAlchemy models: the brand's customer data and the journey engine's state.
+
+Brand data (what a CRM export holds): customers, channel_identities, orders, events,
+consents, suppressions.
+Engine state: journeys (name + version), enrollments (one customer inside one journey),
+deliveries (the send ledger: one row per enrollment and step, written before the channel
+call; the source of truth for "did customer X get message Y, and why not").
+"""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from db.types import UTCDateTime
+
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+# --- brand data -------------------------------------------------------------------------
+
+
+class Customer(Base):
+    __tablename__ = "customers"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    gender: Mapped[str | None] = mapped_column(String(8))
+    city: Mapped[str | None] = mapped_column(String(32))
+    member_level: Mapped[str | None] = mapped_column(String(16))
+    birthday: Mapped[date | None] = mapped_column(Date)
+    timezone: Mapped[str] = mapped_column(String(64), default="Asia/Shanghai")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# The identity kinds a channel adapter can address (siyu.channels.base.Channel.identity_kind).
+IDENTITY_KINDS = (
+    "mobile",
+    "email",
+    "wecom_external_userid",
+    "wechat_openid",
+    "miniprogram_openid",
+)
+
+
+class ChannelIdentity(Base):
+    """How a customer is reached on one channel: a mobile number, a WeCom external_userid..."""
+
+    __tablename__ = "channel_identities"
+    __table_args__ = (
+        UniqueConstraint("kind", "value"),
+        Index("ix_channel_identities_customer_kind", "customer_id", "kind"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    kind: Mapped[str] = mapped_column(String(32))
+    value: Mapped[str] = mapped_column(String(128))
+
+
+class Order(Base):
+    __tablename__ = "orders"
+    __table_args__ = (Index("ix_orders_customer_paid", "customer_id", "paid_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    order_no: Mapped[str] = mapped_column(String(32), unique=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    paid_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(12, 2))
+    category: Mapped[str] = mapped_column(String(32))
+    order_seq: Mapped[int] = mapped_column(Integer)  # 1 = the customer's first paid order
+    store: Mapped[str | None] = mapped_column(String(64))
+
+
+class Event(Base):
+    """Behavioural events other than orders (browse, group_joined, coupon_claimed...)."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_name_occurred", "name", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class Consent(Base):
+    """Per-purpose consent (marketing, personalisation). No row means no consent."""
+
+    __tablename__ = "consents"
+    __table_args__ = (UniqueConstraint("customer_id", "purpose"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    purpose: Mapped[str] = mapped_column(String(32))
+    granted: Mapped[bool] = mapped_column(Boolean)
+    source: Mapped[str | None] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Suppression(Base):
+    """A customer who must not be contacted on a channel again (opt-out, refusal, blocked)."""
+
+    __tablename__ = "suppressions"
+    __table_args__ = (UniqueConstraint("customer_id", "channel"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+# --- engine state -----------------------------------------------------------------------
+
+
+class Journey(Base):
+    """One version of a journey; a changed spec is a new version."""
+
+    __tablename__ = "journeys"
+    __table_args__ = (UniqueConstraint("name", "version"), UniqueConstraint("name", "spec_hash"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64))
+    version: Mapped[int] = mapped_column(Integer)
+    spec_hash: Mapped[str] = mapped_column(String(64))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # First tick's `now`: entries older than this (minus the entry lookback) are not enrolled,
+    # so turning a journey on does not message every customer who ever bought.
+    activated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+ENROLLMENT_STATUSES = ("active", "exited", "completed")
+
+
+class Enrollment(Base):
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("journey_name", "customer_id", "entry_key"),
+        Index("ix_enrollments_journey_status_entered", "journey_name", "status", "entered_at"),
+        Index("ix_enrollments_customer", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id"))
+    journey_name: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    entry_key: Mapped[str] = mapped_column(String(64))  # the entry event's key, e.g. order:42
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the entry event's time
+    enrolled_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the tick that enrolled it
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    exited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    exit_reason: Mapped[str | None] = mapped_column(String(64))
+    goal_reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# Ledger statuses. `sending` is written before the channel call; a row left in `sending` by
+# a crash is sent again with the same idempotency key.
+DELIVERY_STATUSES = ("sending", "pending", "sent", "failed", "skipped", "deferred")
+TERMINAL_STATUSES = ("sent", "failed", "skipped")
+
+
+class Delivery(Base):
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id"),
+        Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id"))
+    journey_name: Mapped[str] = mapped_column(String(64))
+    step_id: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(255))
+    provider_code: Mapped[str | None] = mapped_column(String(64))
+    provider_message_id: Mapped[str | None] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    address: Mapped[str | None] = mapped_column(String(128))
+    content: Mapped[str | None] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    next_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

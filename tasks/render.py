@@ -1,0 +1,57 @@
+"""Rendering marketers' Jinja templates, safely.
+
+Templates run in Jinja's immutable sandbox (no reaching Python internals) with
+StrictUndefined (a misspelt variable is an error, never an empty string in a customer's
+message). A failure renders one delivery as failed and never stops the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+# The names a template can use. `customer` and `event` are the customer's row and the entry
+# event's row; `journey` and `step` are their ids.
+CONTEXT_NAMES = ("customer", "event", "journey", "step")
+
+
+def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
+    return ImmutableSandboxedEnvironment(
+        loader=FileSystemLoader(str(templates_dir)),
+        undefined=StrictUndefined,
+        autoescape=False,  # messages are plain text, not HTML
+        keep_trailing_newline=False,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+
+@lru_cache(maxsize=16)
+def _environment(templates_dir: str) -> ImmutableSandboxedEnvironment:
+    return make_environment(Path(templates_dir))
+
+
+@dataclass(frozen=True)
+class Rendered:
+    body: str | None
+    error: str | None  # why rendering failed, in words a marketer can act on
+
+
+def render_message(templates_dir: Path, template_name: str, context: dict[str, Any]) -> Rendered:
+    try:
+        template = _environment(str(templates_dir)).get_template(template_name)
+        body = template.render(**context).strip()
+    except TemplateError as error:
+        where = f"{template_name}:{error.lineno}" if getattr(error, "lineno", None) else \
+            template_name
+        return Rendered(None, f"{where}: {type(error).__name__}: {error}")
+    except Exception as error:  # a filter or value misbehaving must not stop the batch
+        return Rendered(None, f"{template_name}: {type(error).__name__}: {error}")
+    if not body:
+        return Rendered(None, f"{template_name}: rendered an empty message")
+    return Rendered(body, None)
