@@ -1,0 +1,82 @@
+"""The compiled journey: one Prefect flow run is one tick of one journey at time `now`.
+
+Each phase of the tick (tasks/tick.py) is one Prefect task named after it — `enroll`,
+`goals`, `exits`, then one task per step id (`join-group`, `day3-care`, ...), then
+`complete` — so the Prefect UI shows a run as the journey's own steps. A step's task works
+on batches of recipients, never one task run per recipient.
+
+Step tasks retry: the send ledger makes a retry or a rerun send nothing twice.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+from db.engine import make_engine, make_sessionmaker
+from siyu.project import Project
+from tasks.context import EngineContext
+from tasks.tick import Phase, PhaseResult, tick_phases
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def run_phase(ctx: EngineContext, phase: Phase, spec: Any, now: datetime) -> dict[str, int]:
+    result: PhaseResult = phase.run(ctx, spec, now)
+    if result:
+        get_run_logger().info("%s: %s", phase.name, ", ".join(f"{k}={v}" for k, v in
+                                                               sorted(result.items())))
+    return dict(result)
+
+
+def parse_now(now: str | None) -> datetime:
+    if not now:
+        return datetime.now(UTC)
+    moment = datetime.fromisoformat(now)
+    if moment.tzinfo is None:
+        raise ValueError(f"`now` {now!r} needs a time zone offset, e.g. 2026-11-23T09:00+08:00")
+    return moment.astimezone(UTC)
+
+
+@flow(name="journey-tick", flow_run_name="{journey} @ {now}", log_prints=True)
+def journey_tick(journey: str, now: str | None = None,
+                 channel_base_url: str | None = None) -> dict[str, dict[str, int]]:
+    """Run one tick of `journey` at `now` (ISO 8601 with offset; default: the current time).
+
+    The database comes from SIYU_DATABASE_URL, journeys/templates/channels.yaml from the
+    project directory, and `channel_base_url` (or SIYU_CHANNEL_BASE_URL) points every channel
+    at one gateway, e.g. the local sandbox.
+    """
+    moment = parse_now(now)
+    project = Project.find()
+    spec = project.journey(journey)
+    engine = make_engine()
+    channels = project.build_channels(channel_base_url)
+    ctx = EngineContext(make_sessionmaker(engine), project.templates_dir, channels)
+    results: dict[str, dict[str, int]] = {}
+    try:
+        for phase in tick_phases(spec):
+            retries = 3 if phase.kind == "step" else 2
+            step_task = run_phase.with_options(name=phase.name, task_run_name=phase.name,
+                                               retries=retries,
+                                               retry_delay_seconds=[2, 5, 15][:retries])
+            results[phase.name] = step_task(ctx, phase, spec, moment)
+    finally:
+        for channel in channels.values():
+            channel.close()
+        engine.dispose()
+    _publish_summary(journey, moment, results)
+    return results
+
+
+def _publish_summary(journey: str, now: datetime, results: dict[str, dict[str, int]]) -> None:
+    rows = [{"phase": phase, "outcome": outcome, "count": count}
+            for phase, counts in results.items() for outcome, count in sorted(counts.items())]
+    create_table_artifact(
+        key=re.sub(r"[^a-z0-9-]", "-", f"{journey}-tick".lower()), table=rows or [{"phase": "-", "outcome": "nothing due", "count": 0}],
+        description=f"{journey} tick at {now.isoformat()}: outcome counts per phase",
+    )

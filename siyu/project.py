@@ -1,0 +1,103 @@
+"""Where a siyu project's parts are: journeys/, templates/, channels.yaml and the database.
+
+Everything is found relative to the project directory: `SIYU_PROJECT_DIR`, else the current
+directory (a Prefect process worker runs flows from the repository's root).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from siyu.channels.base import Channel
+from siyu.errors import ConfigError, SpecError
+from siyu.language.loader import Catalog, check_journey_file
+from siyu.language.problems import Problem, did_you_mean
+from siyu.language.spec import JourneySpec
+
+
+@dataclass(frozen=True)
+class Project:
+    root: Path
+
+    @classmethod
+    def find(cls, root: Path | None = None) -> Project:
+        base = root or Path(os.environ.get("SIYU_PROJECT_DIR", Path.cwd()))
+        if not (base / "journeys").is_dir():
+            raise ConfigError(f"{base} is not a siyu project: it has no journeys/ folder "
+                              "(run from the project's root or set SIYU_PROJECT_DIR)")
+        return cls(base.resolve())
+
+    @property
+    def journeys_dir(self) -> Path:
+        return self.root / "journeys"
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.root / "templates"
+
+    @property
+    def channels_file(self) -> Path:
+        return self.root / "channels.yaml"
+
+    def journey_files(self) -> list[Path]:
+        return sorted([*self.journeys_dir.glob("*.yaml"), *self.journeys_dir.glob("*.yml")])
+
+    def channel_names(self) -> set[str]:
+        from siyu.channels.registry import load_channel_config
+
+        return set(load_channel_config(self.channels_file).channels)
+
+    def catalog(self) -> Catalog:
+        return Catalog(channels=self.channel_names(), templates_dir=self.templates_dir)
+
+    def check_all(self) -> tuple[dict[str, JourneySpec], list[Problem]]:
+        """Every journey file, checked: specs by journey name, and all problems found."""
+        catalog = self.catalog()
+        specs: dict[str, JourneySpec] = {}
+        problems: list[Problem] = []
+        for path in self.journey_files():
+            spec, found = check_journey_file(self._shown(path), catalog)
+            problems += found
+            if spec is not None and spec.journey in specs:
+                problems.append(Problem(str(self._shown(path)), 1, 1, "duplicate-journey",
+                                        f"journey name '{spec.journey}' is used by two files"))
+            elif spec is not None:
+                specs[spec.journey] = spec
+        return specs, problems
+
+    def journey(self, name: str) -> JourneySpec:
+        """The named journey, or SpecError with its file's problems (a journey with any
+        problem never runs)."""
+        catalog = self.catalog()
+        unreadable: list[Problem] = []
+        names: list[str] = []
+        for path in self.journey_files():
+            spec, problems = check_journey_file(self._shown(path), catalog)
+            if spec is None:
+                unreadable += problems
+            elif spec.journey == name:
+                if problems:
+                    raise SpecError(problems)
+                return spec
+            else:
+                names.append(spec.journey)
+        if unreadable:
+            raise SpecError(unreadable)
+        raise ConfigError(f"no journey named '{name}' in {self.journeys_dir}"
+                          f"{did_you_mean(name, names)} (journeys: {', '.join(names) or 'none'})")
+
+    def _shown(self, path: Path) -> Path:
+        """Paths in messages are relative to the current directory when possible."""
+        try:
+            return path.relative_to(Path.cwd())
+        except ValueError:
+            return path
+
+    def build_channels(self, base_url: str | None = None) -> dict[str, Channel]:
+        from siyu.channels.registry import build_channels, load_channel_config
+
+        url = base_url or os.environ.get("SIYU_CHANNEL_BASE_URL")
+        return build_channels(load_channel_config(self.channels_file), base_url=url)
+

@@ -1,0 +1,28 @@
+"""What a tick needs besides the database and the clock, gathered in one object."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.channels.base import Channel
+
+
+@dataclass
+class EngineContext:
+    sessions: sessionmaker[Session]
+    templates_dir: Path
+    channels: dict[str, Channel]
+    batch_size: int = 500  # enrollments handled per transaction inside one step
+    # A message whose channel keeps failing is tried this many times (across ticks), then
+    # recorded as failed; never dropped silently.
+    max_attempts: int = 5
+    retry_backoff: timedelta = timedelta(minutes=15)
+    # A WeCom mass message a staff member has not confirmed after this long is failed.
+    pending_timeout: timedelta = timedelta(hours=48)
+    # Goals are looked for in enrollments younger than the goal window plus this margin.
+    goal_grace: timedelta = timedelta(days=7)
+    channel_params: dict[str, dict[str, str]] = field(default_factory=dict)

@@ -1,0 +1,95 @@
+"""Shared fixtures: a fresh SQLite database per test, helpers to create customers and orders,
+and an engine context wired to recording channels."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from itertools import count
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.engine import make_engine, make_sessionmaker
+from db.models import Base, ChannelIdentity, Consent, Customer, Order
+from siyu.language.loader import Catalog, load_journey
+from siyu.language.spec import JourneySpec
+from tasks.context import EngineContext
+from tests.recording_channel import RecordingChannel, recording_channels
+
+ROOT = Path(__file__).resolve().parent.parent
+SHANGHAI = timedelta(hours=8)
+# Day 0 of every time-travel test: Monday 2026-11-02, midnight Asia/Shanghai, in UTC.
+DAY0 = datetime(2026, 11, 2, tzinfo=UTC) - SHANGHAI
+
+
+def local(day: float, hour: float = 0) -> datetime:
+    """A moment `day` days and `hour` hours after DAY0 (Shanghai wall clock), as UTC."""
+    return DAY0 + timedelta(days=day, hours=hour)
+
+
+@pytest.fixture
+def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+    Base.metadata.create_all(engine)
+    yield make_sessionmaker(engine)
+    engine.dispose()
+
+
+@pytest.fixture
+def channels() -> dict[str, RecordingChannel]:
+    return recording_channels()
+
+
+@pytest.fixture
+def ctx(sessions: sessionmaker[Session], channels: dict[str, RecordingChannel]) -> EngineContext:
+    return EngineContext(sessions, ROOT / "templates", dict(channels))  # type: ignore[arg-type]
+
+
+def canonical_journey(channels: dict[str, RecordingChannel]) -> JourneySpec:
+    return load_journey(ROOT / "journeys" / "first_purchase.yaml",
+                        Catalog(set(channels), ROOT / "templates"))
+
+
+_ids = count(1)
+
+
+class Shop:
+    """Writes the brand's data the way a CRM sync would."""
+
+    def __init__(self, sessions: sessionmaker[Session]) -> None:
+        self.sessions = sessions
+
+    def customer(self, name: str = "王小明", *, consent: bool | None = True,
+                 identities: tuple[str, ...] = ("mobile", "wecom_external_userid",
+                                                "wechat_openid"),
+                 timezone: str = "Asia/Shanghai") -> int:
+        with self.sessions() as session, session.begin():
+            customer = Customer(name=name, timezone=timezone, created_at=DAY0 - timedelta(days=30))
+            session.add(customer)
+            session.flush()
+            n = next(_ids)
+            values = {"mobile": f"1380000{n:04d}", "wecom_external_userid": f"wm{n:030d}",
+                      "wechat_openid": f"o{n:027d}", "email": f"c{n}@example.com",
+                      "miniprogram_openid": f"om{n:026d}"}
+            for kind in identities:
+                session.add(ChannelIdentity(customer_id=customer.id, kind=kind,
+                                            value=values[kind]))
+            if consent is not None:
+                session.add(Consent(customer_id=customer.id, purpose="marketing",
+                                    granted=consent, updated_at=DAY0 - timedelta(days=30)))
+            return customer.id
+
+    def order(self, customer_id: int, at: datetime, *, seq: int,
+              category: str = "护肤") -> None:
+        with self.sessions() as session, session.begin():
+            session.add(Order(order_no=f"T{next(_ids):08d}", customer_id=customer_id,
+                              paid_at=at, amount=Decimal("199.00"), category=category,
+                              order_seq=seq, store="小程序商城"))
+
+
+@pytest.fixture
+def shop(sessions: sessionmaker[Session]) -> Shop:
+    return Shop(sessions)
