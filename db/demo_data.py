@@ -55,8 +55,9 @@ def _random_id(rng: random.Random, prefix: str, length: int) -> str:
 
 def _moment(rng: random.Random, spec: DemoSpec, day: int) -> datetime:
     hour = rng.choices(range(24), weights=HOUR_WEIGHTS)[0]
-    return spec.start + timedelta(days=day, hours=hour, minutes=rng.randrange(60),
-                                  seconds=rng.randrange(60))
+    return spec.start + timedelta(
+        days=day, hours=hour, minutes=rng.randrange(60), seconds=rng.randrange(60)
+    )
 
 
 def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
@@ -73,12 +74,20 @@ def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
 
     for customer_id in range(1, spec.customers + 1):
         created = spec.start - timedelta(days=rng.randrange(0, 400))
-        customers.append(dict(
-            id=customer_id, name=fake.name(), gender=rng.choice(("女", "女", "男")),
-            city=rng.choice(CITIES), member_level=rng.choice(("普通", "普通", "银卡", "金卡")),
-            birthday=date(rng.randrange(1965, 2006), rng.randrange(1, 13), rng.randrange(1, 29)),
-            timezone="Asia/Shanghai", created_at=created,
-        ))
+        customers.append(
+            dict(
+                id=customer_id,
+                name=fake.name(),
+                gender=rng.choice(("女", "女", "男")),
+                city=rng.choice(CITIES),
+                member_level=rng.choice(("普通", "普通", "银卡", "金卡")),
+                birthday=date(
+                    rng.randrange(1965, 2006), rng.randrange(1, 13), rng.randrange(1, 29)
+                ),
+                timezone="Asia/Shanghai",
+                created_at=created,
+            )
+        )
         mobile = fake.phone_number()
         while mobile in mobiles:
             mobile = fake.phone_number()
@@ -90,15 +99,30 @@ def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
             "miniprogram_openid": _random_id(rng, "o", 28) if rng.random() < 0.45 else None,
             "email": f"user{customer_id}@example.com" if rng.random() < 0.30 else None,
         }
-        identities += [dict(customer_id=customer_id, kind=k, value=v)
-                       for k, v in reach.items() if v]
+        identities += [
+            dict(customer_id=customer_id, kind=k, value=v) for k, v in reach.items() if v
+        ]
         roll = rng.random()
         if roll < 0.85:  # 85% consented to marketing, 5% withdrew, 10% never asked
-            consents.append(dict(customer_id=customer_id, purpose="marketing", granted=True,
-                                 source="会员注册", updated_at=created))
+            consents.append(
+                dict(
+                    customer_id=customer_id,
+                    purpose="marketing",
+                    granted=True,
+                    source="会员注册",
+                    updated_at=created,
+                )
+            )
         elif roll < 0.90:
-            consents.append(dict(customer_id=customer_id, purpose="marketing", granted=False,
-                                 source="回T退订", updated_at=created))
+            consents.append(
+                dict(
+                    customer_id=customer_id,
+                    purpose="marketing",
+                    granted=False,
+                    source="回T退订",
+                    updated_at=created,
+                )
+            )
 
         first_day = rng.randrange(0, spec.days)
         times = [_moment(rng, spec, first_day)]
@@ -113,14 +137,24 @@ def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
         if pattern < 0.40 and rng.random() < 0.3:
             times.append(times[-1] + timedelta(days=rng.uniform(3, 30)))
         for seq, paid_at in enumerate(times, start=1):
-            orders.append(dict(
-                order_no=f"YX{paid_at:%Y%m%d}{len(orders) + 1:07d}", customer_id=customer_id,
-                paid_at=paid_at, amount=Decimal(rng.randrange(3900, 89900)) / 100,
-                category=rng.choice(CATEGORIES), order_seq=seq, store=rng.choice(STORES),
-            ))
+            orders.append(
+                dict(
+                    order_no=f"YX{paid_at:%Y%m%d}{len(orders) + 1:07d}",
+                    customer_id=customer_id,
+                    paid_at=paid_at,
+                    amount=Decimal(rng.randrange(3900, 89900)) / 100,
+                    category=rng.choice(CATEGORIES),
+                    order_seq=seq,
+                    store=rng.choice(STORES),
+                )
+            )
 
-    for table, rows in ((Customer, customers), (ChannelIdentity, identities),
-                        (Consent, consents), (Order, orders)):
+    for table, rows in (
+        (Customer, customers),
+        (ChannelIdentity, identities),
+        (Consent, consents),
+        (Order, orders),
+    ):
         for start in range(0, len(rows), 2000):
-            session.execute(insert(table), rows[start:start + 2000])
+            session.execute(insert(table), rows[start : start + 2000])
     return DemoSummary(len(customers), len(orders), len(customers), repurchased_fast, never)

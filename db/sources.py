@@ -8,10 +8,15 @@ Every source has `event_key` (unique per row, stored on enrollments), `customer_
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
+from typing import Any, Unpack
 
 from sqlalchemy import Select, String, cast, literal, select
 from sqlalchemy.sql import ColumnElement
+
+AnySelect = Select[Unpack[tuple[Any, ...]]]
 
 from db.models import Customer, Event, Order
 
@@ -22,11 +27,11 @@ class EventSource:
     description: str
     columns: tuple[str, ...]
 
-    def select(self) -> Select[tuple[object, ...]]:
+    def select(self) -> AnySelect:
         return _BUILDERS[self.name]()
 
 
-def _order_paid() -> Select[tuple[object, ...]]:
+def _order_paid() -> AnySelect:
     return select(
         (literal("order:") + cast(Order.id, String)).label("event_key"),
         Order.customer_id.label("customer_id"),
@@ -40,7 +45,7 @@ def _order_paid() -> Select[tuple[object, ...]]:
     )
 
 
-def _customer_created() -> Select[tuple[object, ...]]:
+def _customer_created() -> AnySelect:
     return select(
         (literal("customer:") + cast(Customer.id, String)).label("event_key"),
         Customer.id.label("customer_id"),
@@ -50,7 +55,7 @@ def _customer_created() -> Select[tuple[object, ...]]:
     )
 
 
-def _behaviour(name: str) -> Select[tuple[object, ...]]:
+def _behaviour(name: str) -> AnySelect:
     key: ColumnElement[str] = literal("event:") + cast(Event.id, String)
     return select(
         key.label("event_key"),
@@ -66,8 +71,17 @@ SOURCES: dict[str, EventSource] = {
     "order_paid": EventSource(
         "order_paid",
         "a paid order (orders table)",
-        ("event_key", "customer_id", "occurred_at", "order_id", "order_no", "order_seq",
-         "amount", "category", "store"),
+        (
+            "event_key",
+            "customer_id",
+            "occurred_at",
+            "order_id",
+            "order_no",
+            "order_seq",
+            "amount",
+            "category",
+            "store",
+        ),
     ),
     "customer_created": EventSource(
         "customer_created",
@@ -77,14 +91,15 @@ SOURCES: dict[str, EventSource] = {
 }
 for _name in BEHAVIOUR_EVENTS:
     SOURCES[_name] = EventSource(
-        _name, f"a '{_name}' row of the events table",
+        _name,
+        f"a '{_name}' row of the events table",
         ("event_key", "customer_id", "occurred_at", "properties"),
     )
 
-_BUILDERS = {
+_BUILDERS: dict[str, Callable[[], AnySelect]] = {
     "order_paid": _order_paid,
     "customer_created": _customer_created,
-    **{name: (lambda n=name: _behaviour(n)) for name in BEHAVIOUR_EVENTS},
+    **{name: partial(_behaviour, name) for name in BEHAVIOUR_EVENTS},
 }
 
 # Columns of the customer a template sees as `customer.<column>`.

@@ -28,8 +28,9 @@ from tasks.tick import Phase, PhaseResult, tick_phases
 def run_phase(ctx: EngineContext, phase: Phase, spec: Any, now: datetime) -> dict[str, int]:
     result: PhaseResult = phase.run(ctx, spec, now)
     if result:
-        get_run_logger().info("%s: %s", phase.name, ", ".join(f"{k}={v}" for k, v in
-                                                               sorted(result.items())))
+        get_run_logger().info(
+            "%s: %s", phase.name, ", ".join(f"{k}={v}" for k, v in sorted(result.items()))
+        )
     return dict(result)
 
 
@@ -43,8 +44,9 @@ def parse_now(now: str | None) -> datetime:
 
 
 @flow(name="journey-tick", flow_run_name="{journey} @ {now}", log_prints=True)
-def journey_tick(journey: str, now: str | None = None,
-                 channel_base_url: str | None = None) -> dict[str, dict[str, int]]:
+def journey_tick(
+    journey: str, now: str | None = None, channel_base_url: str | None = None
+) -> dict[str, dict[str, int]]:
     """Run one tick of `journey` at `now` (ISO 8601 with offset; default: the current time).
 
     The database comes from SIYU_DATABASE_URL, journeys/templates/channels.yaml from the
@@ -61,9 +63,12 @@ def journey_tick(journey: str, now: str | None = None,
     try:
         for phase in tick_phases(spec):
             retries = 3 if phase.kind == "step" else 2
-            step_task = run_phase.with_options(name=phase.name, task_run_name=phase.name,
-                                               retries=retries,
-                                               retry_delay_seconds=[2, 5, 15][:retries])
+            step_task = run_phase.with_options(
+                name=phase.name,
+                task_run_name=phase.name,
+                retries=retries,
+                retry_delay_seconds=[2.0, 5.0, 15.0][:retries],
+            )
             results[phase.name] = step_task(ctx, phase, spec, moment)
     finally:
         for channel in channels.values():
@@ -74,9 +79,13 @@ def journey_tick(journey: str, now: str | None = None,
 
 
 def _publish_summary(journey: str, now: datetime, results: dict[str, dict[str, int]]) -> None:
-    rows = [{"phase": phase, "outcome": outcome, "count": count}
-            for phase, counts in results.items() for outcome, count in sorted(counts.items())]
+    rows = [
+        {"phase": phase, "outcome": outcome, "count": count}
+        for phase, counts in results.items()
+        for outcome, count in sorted(counts.items())
+    ]
     create_table_artifact(
-        key=re.sub(r"[^a-z0-9-]", "-", f"{journey}-tick".lower()), table=rows or [{"phase": "-", "outcome": "nothing due", "count": 0}],
+        key=re.sub(r"[^a-z0-9-]", "-", f"{journey}-tick".lower()),
+        table=rows or [{"phase": "-", "outcome": "nothing due", "count": 0}],
         description=f"{journey} tick at {now.isoformat()}: outcome counts per phase",
     )

@@ -25,8 +25,10 @@ class Project:
     def find(cls, root: Path | None = None) -> Project:
         base = root or Path(os.environ.get("SIYU_PROJECT_DIR", Path.cwd()))
         if not (base / "journeys").is_dir():
-            raise ConfigError(f"{base} is not a siyu project: it has no journeys/ folder "
-                              "(run from the project's root or set SIYU_PROJECT_DIR)")
+            raise ConfigError(
+                f"{base} is not a siyu project: it has no journeys/ folder "
+                "(run from the project's root or set SIYU_PROJECT_DIR)"
+            )
         return cls(base.resolve())
 
     @property
@@ -61,8 +63,15 @@ class Project:
             spec, found = check_journey_file(self._shown(path), catalog)
             problems += found
             if spec is not None and spec.journey in specs:
-                problems.append(Problem(str(self._shown(path)), 1, 1, "duplicate-journey",
-                                        f"journey name '{spec.journey}' is used by two files"))
+                problems.append(
+                    Problem(
+                        str(self._shown(path)),
+                        1,
+                        1,
+                        "duplicate-journey",
+                        f"journey name '{spec.journey}' is used by two files",
+                    )
+                )
             elif spec is not None:
                 specs[spec.journey] = spec
         return specs, problems
@@ -85,8 +94,10 @@ class Project:
                 names.append(spec.journey)
         if unreadable:
             raise SpecError(unreadable)
-        raise ConfigError(f"no journey named '{name}' in {self.journeys_dir}"
-                          f"{did_you_mean(name, names)} (journeys: {', '.join(names) or 'none'})")
+        raise ConfigError(
+            f"no journey named '{name}' in {self.journeys_dir}"
+            f"{did_you_mean(name, names)} (journeys: {', '.join(names) or 'none'})"
+        )
 
     def _shown(self, path: Path) -> Path:
         """Paths in messages are relative to the current directory when possible."""
@@ -99,5 +110,7 @@ class Project:
         from siyu.channels.registry import build_channels, load_channel_config
 
         url = base_url or os.environ.get("SIYU_CHANNEL_BASE_URL")
-        return build_channels(load_channel_config(self.channels_file), base_url=url)
-
+        channels: dict[str, Channel] = build_channels(
+            load_channel_config(self.channels_file), base_url=url
+        )
+        return channels

@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
 from db.models import Delivery, Enrollment, Journey
-from db.types import UTCDateTime
 from db.sources import SOURCES
+from db.types import UTCDateTime
 from siyu.language.spec import EventFilter, JourneySpec
 from siyu.language.where_clause import to_dialect
 from tasks.ledger import skip_open_deliveries
@@ -35,12 +35,17 @@ def ensure_journey(session: Session, spec: JourneySpec, now: datetime) -> Journe
     """The journey row for this exact spec; a changed spec becomes the next version.
     The first version's first tick sets `activated_at`, kept by later versions."""
     digest = spec_hash(spec)
-    current = session.scalar(select(Journey).where(Journey.name == spec.journey,
-                                                   Journey.spec_hash == digest))
+    current = session.scalar(
+        select(Journey).where(Journey.name == spec.journey, Journey.spec_hash == digest)
+    )
     if current is not None:
         return current
-    previous = session.scalar(select(Journey).where(Journey.name == spec.journey)
-                              .order_by(Journey.version.desc()).limit(1))
+    previous = session.scalar(
+        select(Journey)
+        .where(Journey.name == spec.journey)
+        .order_by(Journey.version.desc())
+        .limit(1)
+    )
     journey = Journey(
         name=spec.journey,
         version=(previous.version + 1) if previous else 1,
@@ -70,8 +75,9 @@ def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: 
     qualifying event wins."""
     src = filtered_source(session, spec.entry)
     since = journey.activated_at - spec.entry.lookback
-    already = exists().where(Enrollment.journey_name == spec.journey,
-                             Enrollment.customer_id == src.c.customer_id)
+    already = exists().where(
+        Enrollment.journey_name == spec.journey, Enrollment.customer_id == src.c.customer_id
+    )
     rows = session.execute(
         select(src.c.event_key, src.c.customer_id, src.c.occurred_at)
         .where(src.c.occurred_at > since, src.c.occurred_at <= now, ~already)
@@ -83,9 +89,17 @@ def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: 
         if customer_id == last_customer:
             continue
         last_customer = customer_id
-        batch.append(dict(journey_id=journey.id, journey_name=spec.journey,
-                          customer_id=customer_id, entry_key=event_key, entered_at=occurred_at,
-                          enrolled_at=now, status="active"))
+        batch.append(
+            dict(
+                journey_id=journey.id,
+                journey_name=spec.journey,
+                customer_id=customer_id,
+                entry_key=event_key,
+                entered_at=occurred_at,
+                enrolled_at=now,
+                status="active",
+            )
+        )
         if len(batch) >= CHUNK:
             enrolled += _insert(session, batch)
             batch = []
@@ -99,15 +113,21 @@ def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
     return len(rows)
 
 
-def _first_matching_event(session: Session, spec: JourneySpec, event_filter: EventFilter,
-                          now: datetime, *conditions: Any) -> list[tuple[int, datetime, datetime]]:
+def _first_matching_event(
+    session: Session, spec: JourneySpec, event_filter: EventFilter, now: datetime, *conditions: Any
+) -> list[tuple[int, datetime, datetime]]:
     """(enrollment id, entered_at, first matching event after entry) for this journey."""
     src = filtered_source(session, event_filter)
     query = (
         select(Enrollment.id, Enrollment.entered_at, func.min(src.c.occurred_at))
-        .join(src, and_(src.c.customer_id == Enrollment.customer_id,
-                        src.c.occurred_at > Enrollment.entered_at,
-                        src.c.occurred_at <= now))
+        .join(
+            src,
+            and_(
+                src.c.customer_id == Enrollment.customer_id,
+                src.c.occurred_at > Enrollment.entered_at,
+                src.c.occurred_at <= now,
+            ),
+        )
         .where(Enrollment.journey_name == spec.journey, *conditions)
         .group_by(Enrollment.id, Enrollment.entered_at)
     )
@@ -127,14 +147,18 @@ def record_goals(session: Session, spec: JourneySpec, now: datetime, grace: Any)
         return 0
     window = spec.goal.within
     rows = _first_matching_event(
-        session, spec, spec.goal, now,
+        session,
+        spec,
+        spec.goal,
+        now,
         Enrollment.goal_reached_at.is_(None),
         Enrollment.entered_at >= now - window - grace,
     )
     reached = [(eid, at) for eid, entered, at in rows if at <= entered + window]
     for enrollment_id, at in reached:
-        session.execute(update(Enrollment).where(Enrollment.id == enrollment_id)
-                        .values(goal_reached_at=at))
+        session.execute(
+            update(Enrollment).where(Enrollment.id == enrollment_id).values(goal_reached_at=at)
+        )
     return len(reached)
 
 
@@ -143,11 +167,13 @@ def close_exits(session: Session, spec: JourneySpec, now: datetime) -> int:
     journey; their deferred messages are skipped as `exited`."""
     if spec.exit_when is None:
         return 0
-    rows = _first_matching_event(session, spec, spec.exit_when, now,
-                                 Enrollment.status == "active")
+    rows = _first_matching_event(session, spec, spec.exit_when, now, Enrollment.status == "active")
     for enrollment_id, _entered, at in rows:
-        session.execute(update(Enrollment).where(Enrollment.id == enrollment_id)
-                        .values(status="exited", exited_at=at, exit_reason="exit_when"))
+        session.execute(
+            update(Enrollment)
+            .where(Enrollment.id == enrollment_id)
+            .values(status="exited", exited_at=at, exit_reason="exit_when")
+        )
     skip_open_deliveries(session, [r[0] for r in rows], "exited", now)
     return len(rows)
 
@@ -156,15 +182,20 @@ def complete_finished(session: Session, spec: JourneySpec, now: datetime) -> int
     """Active enrollments whose every step reached a final status are `completed`."""
     finished = (
         select(Delivery.enrollment_id)
-        .where(Delivery.journey_name == spec.journey,
-               Delivery.status.in_(("sent", "failed", "skipped")))
+        .where(
+            Delivery.journey_name == spec.journey,
+            Delivery.status.in_(("sent", "failed", "skipped")),
+        )
         .group_by(Delivery.enrollment_id)
         .having(func.count() >= len(spec.steps))
     )
     result = session.execute(
         update(Enrollment)
-        .where(Enrollment.journey_name == spec.journey, Enrollment.status == "active",
-               Enrollment.id.in_(finished))
+        .where(
+            Enrollment.journey_name == spec.journey,
+            Enrollment.status == "active",
+            Enrollment.id.in_(finished),
+        )
         .values(status="completed")
     )
     return int(getattr(result, "rowcount", 0) or 0)

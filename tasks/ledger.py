@@ -21,14 +21,16 @@ def idempotency_key(journey: str, enrollment_id: int, step_id: str) -> str:
     return str(uuid.uuid5(_NAMESPACE, f"{journey}/{enrollment_id}/{step_id}"))
 
 
-def skip_open_deliveries(session: Session, enrollment_ids: Iterable[int], reason: str,
-                         now: datetime) -> None:
+def skip_open_deliveries(
+    session: Session, enrollment_ids: Iterable[int], reason: str, now: datetime
+) -> None:
     """Deferred messages of enrollments that left the journey will never be sent."""
     ids = list(enrollment_ids)
     for start in range(0, len(ids), 500):
         session.execute(
             update(Delivery)
-            .where(Delivery.enrollment_id.in_(ids[start:start + 500]),
-                   Delivery.status == "deferred")
+            .where(
+                Delivery.enrollment_id.in_(ids[start : start + 500]), Delivery.status == "deferred"
+            )
             .values(status="skipped", reason=reason, next_attempt_at=None, updated_at=now)
         )

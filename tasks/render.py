@@ -47,8 +47,8 @@ def render_message(templates_dir: Path, template_name: str, context: dict[str, A
         template = _environment(str(templates_dir)).get_template(template_name)
         body = template.render(**context).strip()
     except TemplateError as error:
-        where = f"{template_name}:{error.lineno}" if getattr(error, "lineno", None) else \
-            template_name
+        line = getattr(error, "lineno", None)
+        where = f"{template_name}:{line}" if line else template_name
         return Rendered(None, f"{where}: {type(error).__name__}: {error}")
     except Exception as error:  # a filter or value misbehaving must not stop the batch
         return Rendered(None, f"{template_name}: {type(error).__name__}: {error}")

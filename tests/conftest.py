@@ -49,8 +49,9 @@ def ctx(sessions: sessionmaker[Session], channels: dict[str, RecordingChannel]) 
 
 
 def canonical_journey(channels: dict[str, RecordingChannel]) -> JourneySpec:
-    return load_journey(ROOT / "journeys" / "first_purchase.yaml",
-                        Catalog(set(channels), ROOT / "templates"))
+    return load_journey(
+        ROOT / "journeys" / "first_purchase.yaml", Catalog(set(channels), ROOT / "templates")
+    )
 
 
 _ids = count(1)
@@ -62,32 +63,52 @@ class Shop:
     def __init__(self, sessions: sessionmaker[Session]) -> None:
         self.sessions = sessions
 
-    def customer(self, name: str = "王小明", *, consent: bool | None = True,
-                 identities: tuple[str, ...] = ("mobile", "wecom_external_userid",
-                                                "wechat_openid"),
-                 timezone: str = "Asia/Shanghai") -> int:
+    def customer(
+        self,
+        name: str = "王小明",
+        *,
+        consent: bool | None = True,
+        identities: tuple[str, ...] = ("mobile", "wecom_external_userid", "wechat_openid"),
+        timezone: str = "Asia/Shanghai",
+    ) -> int:
         with self.sessions() as session, session.begin():
             customer = Customer(name=name, timezone=timezone, created_at=DAY0 - timedelta(days=30))
             session.add(customer)
             session.flush()
             n = next(_ids)
-            values = {"mobile": f"1380000{n:04d}", "wecom_external_userid": f"wm{n:030d}",
-                      "wechat_openid": f"o{n:027d}", "email": f"c{n}@example.com",
-                      "miniprogram_openid": f"om{n:026d}"}
+            values = {
+                "mobile": f"1380000{n:04d}",
+                "wecom_external_userid": f"wm{n:030d}",
+                "wechat_openid": f"o{n:027d}",
+                "email": f"c{n}@example.com",
+                "miniprogram_openid": f"om{n:026d}",
+            }
             for kind in identities:
-                session.add(ChannelIdentity(customer_id=customer.id, kind=kind,
-                                            value=values[kind]))
+                session.add(ChannelIdentity(customer_id=customer.id, kind=kind, value=values[kind]))
             if consent is not None:
-                session.add(Consent(customer_id=customer.id, purpose="marketing",
-                                    granted=consent, updated_at=DAY0 - timedelta(days=30)))
+                session.add(
+                    Consent(
+                        customer_id=customer.id,
+                        purpose="marketing",
+                        granted=consent,
+                        updated_at=DAY0 - timedelta(days=30),
+                    )
+                )
             return customer.id
 
-    def order(self, customer_id: int, at: datetime, *, seq: int,
-              category: str = "护肤") -> None:
+    def order(self, customer_id: int, at: datetime, *, seq: int, category: str = "护肤") -> None:
         with self.sessions() as session, session.begin():
-            session.add(Order(order_no=f"T{next(_ids):08d}", customer_id=customer_id,
-                              paid_at=at, amount=Decimal("199.00"), category=category,
-                              order_seq=seq, store="小程序商城"))
+            session.add(
+                Order(
+                    order_no=f"T{next(_ids):08d}",
+                    customer_id=customer_id,
+                    paid_at=at,
+                    amount=Decimal("199.00"),
+                    category=category,
+                    order_seq=seq,
+                    store="小程序商城",
+                )
+            )
 
 
 @pytest.fixture

@@ -26,15 +26,23 @@ class RecordingChannel:
         self.calls.append(list(messages))
         if self.answer is not None:
             return [self.answer(m) for m in messages]
-        return [Receipt(m.idempotency_key, "sent", provider_message_id=f"m-{m.idempotency_key[:8]}")
-                for m in messages]
+        return [
+            Receipt(m.idempotency_key, "sent", provider_message_id=f"m-{m.idempotency_key[:8]}")
+            for m in messages
+        ]
 
     def close(self) -> None:
         pass
 
 
 def recording_channels() -> dict[str, RecordingChannel]:
-    kinds = {"wecom_group_invite": "wecom_external_userid", "wecom": "wecom_external_userid",
-             "service_account": "wechat_openid", "sms": "mobile", "email": "email",
-             "webhook": "customer_id", "miniprogram": "miniprogram_openid"}
+    kinds = {
+        "wecom_group_invite": "wecom_external_userid",
+        "wecom": "wecom_external_userid",
+        "service_account": "wechat_openid",
+        "sms": "mobile",
+        "email": "email",
+        "webhook": "customer_id",
+        "miniprogram": "miniprogram_openid",
+    }
     return {name: RecordingChannel(name, kind) for name, kind in kinds.items()}

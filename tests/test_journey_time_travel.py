@@ -16,29 +16,41 @@ from tests.conftest import Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 
 
-def clock(start: datetime, end: datetime, every: timedelta = timedelta(hours=1)) -> Iterator[datetime]:
+def clock(
+    start: datetime, end: datetime, every: timedelta = timedelta(hours=1)
+) -> Iterator[datetime]:
     now = start
     while now <= end:
         yield now
         now += every
 
 
-def run_days(ctx: EngineContext, spec: JourneySpec, start: datetime, end: datetime,
-             every: timedelta = timedelta(hours=1)) -> None:
+def run_days(
+    ctx: EngineContext,
+    spec: JourneySpec,
+    start: datetime,
+    end: datetime,
+    every: timedelta = timedelta(hours=1),
+) -> None:
     for now in clock(start, end, every):
         run_tick(ctx, spec, now)
 
 
-def sends(ctx: EngineContext, customer_id: int) -> dict[str, tuple[str, str | None, datetime | None]]:
+def sends(
+    ctx: EngineContext, customer_id: int
+) -> dict[str, tuple[str, str | None, datetime | None]]:
     with ctx.sessions() as session:
-        rows = session.execute(select(Delivery.step_id, Delivery.status, Delivery.reason,
-                                      Delivery.sent_at)
-                               .where(Delivery.customer_id == customer_id)).all()
+        rows = session.execute(
+            select(Delivery.step_id, Delivery.status, Delivery.reason, Delivery.sent_at).where(
+                Delivery.customer_id == customer_id
+            )
+        ).all()
     return {r[0]: (r[1], r[2], r[3]) for r in rows}
 
 
-def test_first_purchase_gets_each_step_once_at_its_time(ctx: EngineContext, shop: Shop,
-                                                        channels: dict[str, RecordingChannel]) -> None:
+def test_first_purchase_gets_each_step_once_at_its_time(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer("李娜")
     shop.order(buyer, local(0, 10.5), seq=1)  # first purchase, day 0 at 10:30 Shanghai
@@ -47,8 +59,11 @@ def test_first_purchase_gets_each_step_once_at_its_time(ctx: EngineContext, shop
 
     ledger = sends(ctx, buyer)
     assert {step: status for step, (status, _, _) in ledger.items()} == {
-        "join-group": "sent", "day3-care": "sent", "day7-content": "sent",
-        "day14-repurchase": "sent"}
+        "join-group": "sent",
+        "day3-care": "sent",
+        "day7-content": "sent",
+        "day14-repurchase": "sent",
+    }
     # Hourly ticks: each step goes out at the first tick after it is due.
     assert ledger["join-group"][2] == local(0, 11)
     assert ledger["day3-care"][2] == local(1, 11)
@@ -64,8 +79,9 @@ def test_first_purchase_gets_each_step_once_at_its_time(ctx: EngineContext, shop
         assert session.scalar(select(Enrollment.status)) == "completed"
 
 
-def test_repurchase_on_day_5_ends_the_journey(ctx: EngineContext, shop: Shop,
-                                             channels: dict[str, RecordingChannel]) -> None:
+def test_repurchase_on_day_5_ends_the_journey(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer()
     shop.order(buyer, local(0, 10.5), seq=1)
@@ -83,8 +99,9 @@ def test_repurchase_on_day_5_ends_the_journey(ctx: EngineContext, shop: Shop,
     assert enrollment.goal_reached_at == local(5, 15)
 
 
-def test_repurchase_between_ticks_is_caught_before_the_send(ctx: EngineContext, shop: Shop,
-                                                            channels: dict[str, RecordingChannel]) -> None:
+def test_repurchase_between_ticks_is_caught_before_the_send(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     """The exit is checked again right before each send, not only at the tick's start."""
     spec = canonical_journey(channels)
     buyer = shop.customer()
@@ -98,8 +115,9 @@ def test_repurchase_between_ticks_is_caught_before_the_send(ctx: EngineContext, 
     assert "day14-repurchase" not in sends(ctx, buyer)
 
 
-def test_rerunning_ticks_sends_nothing_twice(ctx: EngineContext, shop: Shop,
-                                            channels: dict[str, RecordingChannel]) -> None:
+def test_rerunning_ticks_sends_nothing_twice(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyers = [shop.customer(f"顾客{i}") for i in range(30)]
     for i, buyer in enumerate(buyers):
@@ -117,8 +135,9 @@ def test_rerunning_ticks_sends_nothing_twice(ctx: EngineContext, shop: Shop,
     assert len(channels["wecom_group_invite"].messages) == 30
 
 
-def test_a_due_step_is_sent_once_however_many_ticks_pass(ctx: EngineContext, shop: Shop,
-                                                         channels: dict[str, RecordingChannel]) -> None:
+def test_a_due_step_is_sent_once_however_many_ticks_pass(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer()
     shop.order(buyer, local(0, 10), seq=1)
@@ -135,8 +154,9 @@ def test_a_due_step_is_sent_once_however_many_ticks_pass(ctx: EngineContext, sho
     assert channels["wecom"].messages == []
 
 
-def test_quiet_hours_defer_and_never_drop(ctx: EngineContext, shop: Shop,
-                                         channels: dict[str, RecordingChannel]) -> None:
+def test_quiet_hours_defer_and_never_drop(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     night_owl = shop.customer()
     shop.order(night_owl, local(0, 23.25), seq=1)  # 23:15 Shanghai
@@ -151,8 +171,9 @@ def test_quiet_hours_defer_and_never_drop(ctx: EngineContext, shop: Shop,
     assert sends(ctx, night_owl)["join-group"][2] == local(1, 8)
 
 
-def test_quiet_hours_follow_the_customers_time_zone(ctx: EngineContext, shop: Shop,
-                                                   channels: dict[str, RecordingChannel]) -> None:
+def test_quiet_hours_follow_the_customers_time_zone(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     in_london = shop.customer(timezone="Europe/London")
     run_tick(ctx, spec, local(0))  # the journey is switched on
@@ -165,7 +186,8 @@ def test_quiet_hours_follow_the_customers_time_zone(ctx: EngineContext, shop: Sh
 
 
 def test_no_consent_no_address_and_opt_out_are_skipped_with_reasons(
-        ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]) -> None:
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     never_asked = shop.customer(consent=None)
     withdrew = shop.customer(consent=False)
@@ -185,8 +207,9 @@ def test_no_consent_no_address_and_opt_out_are_skipped_with_reasons(
     assert never_asked not in everyone and withdrew not in everyone
 
 
-def test_entries_before_activation_are_not_enrolled(ctx: EngineContext, shop: Shop,
-                                                    channels: dict[str, RecordingChannel]) -> None:
+def test_entries_before_activation_are_not_enrolled(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     """Switching a journey on must not message everyone who ever bought."""
     spec = canonical_journey(channels)
     old_buyer = shop.customer()

@@ -21,25 +21,35 @@ from tests.recording_channel import RecordingChannel
 
 def ledger(ctx: EngineContext, step: str) -> list[tuple[int, str, str | None, int]]:
     with ctx.sessions() as session:
-        return [tuple(r) for r in session.execute(  # type: ignore[misc]
-            select(Delivery.customer_id, Delivery.status, Delivery.reason, Delivery.attempts)
-            .where(Delivery.step_id == step).order_by(Delivery.customer_id))]
+        return [
+            tuple(r)
+            for r in session.execute(  # type: ignore[misc]
+                select(Delivery.customer_id, Delivery.status, Delivery.reason, Delivery.attempts)
+                .where(Delivery.step_id == step)
+                .order_by(Delivery.customer_id)
+            )
+        ]
 
 
-def one_step_journey(tmp_path: Path, channels: dict[str, RecordingChannel], template: str,
-                     channel: str = "sms") -> tuple[JourneySpec, Path]:
+def one_step_journey(
+    tmp_path: Path, channels: dict[str, RecordingChannel], template: str, channel: str = "sms"
+) -> tuple[JourneySpec, Path]:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "msg.j2").write_text(template, encoding="utf-8")
     journey = tmp_path / "j.yaml"
     journey.write_text(
         "journey: one-step\nquiet_hours: null\nentry: {event: order_paid, where: order_seq = 1}\n"
-        f"steps:\n  - {{id: hello, send: {channel}, template: msg.j2}}\n", encoding="utf-8")
-    return load_journey(journey, Catalog(set(channels), tmp_path / "templates")), \
-        tmp_path / "templates"
+        f"steps:\n  - {{id: hello, send: {channel}, template: msg.j2}}\n",
+        encoding="utf-8",
+    )
+    return load_journey(
+        journey, Catalog(set(channels), tmp_path / "templates")
+    ), tmp_path / "templates"
 
 
 def test_a_crash_after_the_ledger_write_resends_with_the_same_key(
-        ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]) -> None:
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer()
     run_tick(ctx, spec, local(0))
@@ -63,7 +73,8 @@ def test_a_crash_after_the_ledger_write_resends_with_the_same_key(
 
 
 def test_an_unreachable_channel_defers_then_fails_after_max_attempts(
-        ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]) -> None:
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer()
     run_tick(ctx, spec, local(0))
@@ -84,7 +95,8 @@ def test_an_unreachable_channel_defers_then_fails_after_max_attempts(
 
 
 def test_a_transient_failure_is_sent_on_a_later_tick(
-        ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]) -> None:
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer()
     run_tick(ctx, spec, local(0))
@@ -94,8 +106,9 @@ def test_a_transient_failure_is_sent_on_a_later_tick(
     def answer(message: OutboundMessage) -> Receipt:
         first = next(flaky, None)
         if first is not None:
-            return Receipt(message.idempotency_key, "retry", code=first.code,
-                           retry_after=first.retry_after)
+            return Receipt(
+                message.idempotency_key, "retry", code=first.code, retry_after=first.retry_after
+            )
         return Receipt(message.idempotency_key, "sent", provider_message_id="ok")
 
     channels["wecom_group_invite"].answer = answer
@@ -107,13 +120,15 @@ def test_a_transient_failure_is_sent_on_a_later_tick(
 
 
 def test_a_refusal_suppresses_the_channel_for_later_steps(
-        ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]) -> None:
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer()
     run_tick(ctx, spec, local(0))
     shop.order(buyer, local(0, 10), seq=1)
-    channels["wecom_group_invite"].answer = lambda m: Receipt(m.idempotency_key, "refused",
-                                                              code="84061")
+    channels["wecom_group_invite"].answer = lambda m: Receipt(
+        m.idempotency_key, "refused", code="84061"
+    )
     channels["wecom"].answer = channels["wecom_group_invite"].answer
     run_tick(ctx, spec, local(0, 10.25))
     assert ledger(ctx, "join-group") == [(buyer, "skipped", "refused:84061", 1)]
@@ -122,8 +137,8 @@ def test_a_refusal_suppresses_the_channel_for_later_steps(
 
 
 def test_a_template_error_fails_one_delivery_and_the_batch_goes_on(
-        tmp_path: Path, sessions: object, shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
+    tmp_path: Path, sessions: object, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     # Indexing an empty name is undefined; StrictUndefined makes it an error, not "先生".
     spec, templates = one_step_journey(tmp_path, channels, "{{ customer.name[0] }}先生您好")
     ctx = EngineContext(sessions, templates, dict(channels))  # type: ignore[arg-type]
@@ -135,17 +150,21 @@ def test_a_template_error_fails_one_delivery_and_the_batch_goes_on(
     run_tick(ctx, spec, local(0, 11))
 
     rows = ledger(ctx, "hello")
-    assert [(r[0], r[1]) for r in rows] == [(good, "sent"), (nameless, "failed"),
-                                            (also_good, "sent")]
+    assert [(r[0], r[1]) for r in rows] == [
+        (good, "sent"),
+        (nameless, "failed"),
+        (also_good, "sent"),
+    ]
     assert "render_error" in str(rows[1][2]) and "msg.j2" in str(rows[1][2])
     assert [m.body for m in channels["sms"].messages] == ["张先生您好", "陈先生您好"]
 
 
 def test_templates_cannot_reach_python_internals(
-        tmp_path: Path, sessions: object, shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
+    tmp_path: Path, sessions: object, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec, templates = one_step_journey(
-        tmp_path, channels, "{{ customer.__class__.__mro__[1].__subclasses__() }}")
+        tmp_path, channels, "{{ customer.__class__.__mro__[1].__subclasses__() }}"
+    )
     ctx = EngineContext(sessions, templates, dict(channels))  # type: ignore[arg-type]
     buyer = shop.customer()
     run_tick(ctx, spec, local(0))
@@ -156,8 +175,8 @@ def test_templates_cannot_reach_python_internals(
 
 
 def test_a_large_step_is_sent_in_batches_not_one_call_per_customer(
-        tmp_path: Path, sessions: object, shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
+    tmp_path: Path, sessions: object, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
     spec, templates = one_step_journey(tmp_path, channels, "{{ customer.name }}, hi")
     ctx = EngineContext(sessions, templates, dict(channels), batch_size=40)  # type: ignore[arg-type]
     run_tick(ctx, spec, local(0))

@@ -55,8 +55,15 @@ def check_journey_file(path: Path, catalog: Catalog) -> tuple[JourneySpec | None
         detail = " ".join(str(p) for p in (error.context, error.problem) if p)
         return None, [Problem(file, line, col, "bad-yaml", detail or str(error))]
     if not isinstance(raw, CommentedMap):
-        return None, [Problem(file, 1, 1, "bad-yaml", "a journey file must be a mapping of keys "
-                                                       "(journey:, entry:, steps: ...)")]
+        return None, [
+            Problem(
+                file,
+                1,
+                1,
+                "bad-yaml",
+                "a journey file must be a mapping of keys (journey:, entry:, steps: ...)",
+            )
+        ]
     problems = list(_check_references(file, raw, catalog))
     try:
         spec = JourneySpec.model_validate(raw)
@@ -89,7 +96,10 @@ def _position(raw: Any, loc: tuple[str | int, ...], *, key: bool = False) -> tup
 
 
 _MODELS_BY_KEY: dict[str, type[BaseModel]] = {
-    "entry": Entry, "exit_when": EventFilter, "goal": Goal, "steps": Step,
+    "entry": Entry,
+    "exit_when": EventFilter,
+    "goal": Goal,
+    "steps": Step,
 }
 
 
@@ -103,8 +113,11 @@ def _where(raw: Any, loc: tuple[str | int, ...]) -> str:
     if len(loc) >= 2 and loc[0] == "steps" and isinstance(loc[1], int):
         steps = raw.get("steps")
         step = steps[loc[1]] if isinstance(steps, list) and loc[1] < len(steps) else None
-        name = f"step '{step['id']}'" if isinstance(step, dict) and "id" in step else \
-            f"step #{loc[1] + 1}"
+        name = (
+            f"step '{step['id']}'"
+            if isinstance(step, dict) and "id" in step
+            else f"step #{loc[1] + 1}"
+        )
         rest = ".".join(str(p) for p in loc[2:])
         return f"{name}{' key ' + repr(rest) if rest else ''}"
     return "'" + ".".join(str(p) for p in loc) + "'" if loc else "the journey"
@@ -118,16 +131,22 @@ def _problem_from_pydantic(file: str, raw: Any, error: Any) -> Problem:
         allowed = _model_at(loc).model_fields.keys()
         name = str(loc[-1])
         parent = _where(raw, loc[:-1]) if len(loc) > 1 else "a journey"
-        return Problem(file, line, col, "unknown-key",
-                       f"unknown key '{name}' in {parent}{did_you_mean(name, allowed)}")
+        return Problem(
+            file,
+            line,
+            col,
+            "unknown-key",
+            f"unknown key '{name}' in {parent}{did_you_mean(name, allowed)}",
+        )
     line, col = _position(raw, loc)
     if kind == "missing":
         parent = _where(raw, loc[:-1]) if len(loc) > 1 else "the journey"
-        return Problem(file, line, col, "missing-key",
-                       f"{parent} needs the key '{loc[-1]}'")
+        return Problem(file, line, col, "missing-key", f"{parent} needs the key '{loc[-1]}'")
     message = str(error["msg"]).removeprefix("Value error, ")
     if kind == "string_pattern_mismatch":
-        message = f"'{error['input']}' is not a valid name; use lower-case letters, digits, '-', '_'"
+        message = (
+            f"'{error['input']}' is not a valid name; use lower-case letters, digits, '-', '_'"
+        )
     code = "bad-duration" if "duration" in message else "bad-value"
     return Problem(file, line, col, code, f"{_where(raw, loc)}: {message}")
 
@@ -154,16 +173,26 @@ def _check_references(file: str, raw: CommentedMap, catalog: Catalog) -> Iterato
         if isinstance(step_id, str):
             if step_id in seen:
                 line, col = _position(raw, ("steps", index, "id"))
-                yield Problem(file, line, col, "duplicate-step",
-                              f"step id '{step_id}' is used twice (first as step #{seen[step_id] + 1})")
+                yield Problem(
+                    file,
+                    line,
+                    col,
+                    "duplicate-step",
+                    f"step id '{step_id}' is used twice (first as step #{seen[step_id] + 1})",
+                )
             seen.setdefault(step_id, index)
         channel = step.get("send")
         if isinstance(channel, str) and channel not in catalog.channels:
             line, col = _position(raw, ("steps", index, "send"))
-            yield Problem(file, line, col, "unknown-channel",
-                          f"{name}: unknown channel '{channel}'"
-                          f"{did_you_mean(channel, catalog.channels)} "
-                          f"(channels: {', '.join(sorted(catalog.channels))})")
+            yield Problem(
+                file,
+                line,
+                col,
+                "unknown-channel",
+                f"{name}: unknown channel '{channel}'"
+                f"{did_you_mean(channel, catalog.channels)} "
+                f"(channels: {', '.join(sorted(catalog.channels))})",
+            )
         template = step.get("template")
         if isinstance(template, str):
             template_path = catalog.templates_dir / template
@@ -172,22 +201,33 @@ def _check_references(file: str, raw: CommentedMap, catalog: Catalog) -> Iterato
             else:
                 line, col = _position(raw, ("steps", index, "template"))
                 known = sorted(p.name for p in catalog.templates_dir.glob("*.j2"))
-                yield Problem(file, line, col, "unknown-template",
-                              f"{name}: template '{template}' not found in "
-                              f"{catalog.templates_dir}/{did_you_mean(template, known)}")
+                yield Problem(
+                    file,
+                    line,
+                    col,
+                    "unknown-template",
+                    f"{name}: template '{template}' not found in "
+                    f"{catalog.templates_dir}/{did_you_mean(template, known)}",
+                )
 
 
-def _check_event_filter(file: str, raw: CommentedMap, key: str,
-                        event_filter: dict[str, Any]) -> Iterator[Problem]:
+def _check_event_filter(
+    file: str, raw: CommentedMap, key: str, event_filter: dict[str, Any]
+) -> Iterator[Problem]:
     event = event_filter.get("event")
     if not isinstance(event, str):
         return
     source = SOURCES.get(event)
     if source is None:
         line, col = _position(raw, (key, "event"))
-        yield Problem(file, line, col, "unknown-event",
-                      f"{key}: unknown event '{event}'{did_you_mean(event, SOURCES)} "
-                      f"(events: {', '.join(SOURCES)})")
+        yield Problem(
+            file,
+            line,
+            col,
+            "unknown-event",
+            f"{key}: unknown event '{event}'{did_you_mean(event, SOURCES)} "
+            f"(events: {', '.join(SOURCES)})",
+        )
         return
     where = event_filter.get("where")
     if isinstance(where, str) and where.strip():

@@ -28,6 +28,11 @@ def check_template(path: Path) -> Iterator[Problem]:
     for name in sorted(meta.find_undeclared_variables(parsed)):
         if name not in CONTEXT_NAMES:
             line = next((n for n, text in enumerate(source.splitlines(), 1) if name in text), 1)
-            yield Problem(file, line, 1, "unknown-variable",
-                          f"'{name}' is not available in templates{did_you_mean(name, CONTEXT_NAMES)}"
-                          f" (available: {', '.join(CONTEXT_NAMES)})")
+            yield Problem(
+                file,
+                line,
+                1,
+                "unknown-variable",
+                f"'{name}' is not available in templates{did_you_mean(name, CONTEXT_NAMES)}"
+                f" (available: {', '.join(CONTEXT_NAMES)})",
+            )

@@ -1,0 +1,180 @@
+"""The `siyu` command line. Each subcommand is a thin shell over a function elsewhere; user
+errors (SiyuError) are printed without a traceback and exit with status 1."""
+
+from __future__ import annotations
+
+import sys
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from siyu.errors import SiyuError
+
+app = typer.Typer(
+    help="siyu: lifecycle journeys for private-domain customer operations, as code.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+db_app = typer.Typer(help="Create and fill the database.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+console = Console()
+
+
+def _fail(error: SiyuError) -> None:
+    Console(stderr=True).print(str(error), markup=False, highlight=False)
+    raise typer.Exit(1)
+
+
+@app.command()
+def validate() -> None:
+    """Check every journey in journeys/ and its templates; exit 1 on any problem."""
+    from siyu.language.problems import format_problems
+    from siyu.project import Project
+
+    try:
+        project = Project.find()
+        specs, problems = project.check_all()
+    except SiyuError as error:
+        _fail(error)
+        return
+    if problems:
+        Console(stderr=True).print(format_problems(problems), markup=False, highlight=False)
+        raise typer.Exit(1)
+    for name, spec in specs.items():
+        console.print(f"[green]ok[/green] {name}: {len(spec.steps)} steps")
+
+
+@app.command()
+def tick(
+    journey: Annotated[str, typer.Argument(help="the journey's name (its `journey:` key)")],
+    now: Annotated[str | None, typer.Option(help="ISO time with offset; default: now")] = None,
+    channel_base_url: Annotated[
+        str | None, typer.Option(help="send every channel to this gateway, e.g. the sandbox's URL")
+    ] = None,
+) -> None:
+    """Run one tick of a journey through its Prefect flow."""
+    from flows.journey_flow import journey_tick
+
+    try:
+        results = journey_tick(journey=journey, now=now, channel_base_url=channel_base_url)
+    except SiyuError as error:
+        _fail(error)
+        return
+    for phase, counts in results.items():
+        if counts:
+            console.print(f"{phase}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
+
+
+@app.command()
+def summary(journey: Annotated[str, typer.Argument(help="the journey's name")]) -> None:
+    """Per-step counts from the send ledger: sent, pending, failed, skipped by reason."""
+    from db.engine import make_engine, make_sessionmaker
+    from siyu.cli.tables import summary_table
+    from siyu.project import Project
+    from siyu.reports.step_summary import summarize
+
+    try:
+        spec = Project.find().journey(journey)
+    except SiyuError as error:
+        _fail(error)
+        return
+    with make_sessionmaker(make_engine())() as session:
+        console.print(summary_table(summarize(session, spec)))
+
+
+@app.command()
+def demo(
+    customers: Annotated[int, typer.Option(help="customers to generate")] = 5000,
+    days: Annotated[int, typer.Option(help="days of simulated time")] = 21,
+    every_hours: Annotated[int, typer.Option(help="hours between ticks")] = 6,
+    database: Annotated[Path, typer.Option(help="SQLite file (recreated)")] = Path("var/demo.db"),
+) -> None:
+    """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
+    from siyu.cli.tables import summary_table
+    from siyu.demo import DemoSettings, run_demo
+    from siyu.project import Project
+
+    settings = DemoSettings(
+        customers=customers, days=days, database=database, every=timedelta(hours=every_hours)
+    )
+    console.print(
+        f"[bold]siyu demo[/bold]: {customers} customers, journey "
+        f"'{settings.journey}' over {days} days, a tick every {every_hours} h "
+        "(each tick is one Prefect flow run)"
+    )
+    try:
+        with console.status("starting") as status:
+            result = run_demo(
+                Project.find(),
+                settings,
+                lambda i, n, now: status.update(
+                    f"tick {i}/{n}: {now.astimezone().isoformat(timespec='minutes')}"
+                ),
+            )
+    except SiyuError as error:
+        _fail(error)
+        return
+    data = result.data
+    console.print(
+        f"demo data: {data.customers} customers, {data.orders} orders; "
+        f"{data.repurchased_within_14d} repurchase within 14 days, "
+        f"{data.never_repurchased} never come back"
+    )
+    console.print(summary_table(result.summary))
+    stats = result.sandbox_stats
+    console.print(f"sandbox received: {stats}")
+    console.print(
+        f"{result.ticks} ticks, {result.seconds_per_tick:.2f} s per tick (Prefect flow "
+        "run included)"
+    )
+    console.print(
+        "\n[bold]Where to look next[/bold]\n"
+        f'  ledger:    sqlite3 {settings.database} "select step_id, status, reason, count(*) '
+        'from deliveries group by 1, 2, 3"\n'
+        f"  summary:   SIYU_DATABASE_URL={result.database_url} siyu summary {settings.journey}\n"
+        f"  messages:  {result.messages_file} (what the sandbox received); "
+        "`siyu sandbox` serves its inbox at http://127.0.0.1:8765/\n"
+        "  Prefect:   prefect server start  → http://127.0.0.1:4200 shows the demo's flow runs"
+    )
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the Alembic migrations to SIYU_DATABASE_URL (default: var/siyu.db)."""
+    from db.engine import database_url
+    from db.migrate import upgrade
+
+    upgrade()
+    console.print(f"database at {database_url()} is up to date")
+
+
+@db_app.command("seed")
+def db_seed(customers: Annotated[int, typer.Option(help="customers to generate")] = 5000) -> None:
+    """Fill an empty database with the deterministic demo data."""
+    from db.demo_data import DemoSpec, generate
+    from db.engine import make_engine, make_sessionmaker
+
+    with make_sessionmaker(make_engine())() as session, session.begin():
+        console.print(generate(session, DemoSpec(customers=customers)))
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="port")] = 8765,
+) -> None:
+    """Serve the local channel sandbox (WeCom, WeChat, SMS, e-mail, webhook APIs)."""
+    from siyu.sandbox.cli import run
+
+    run(host, port)
+
+
+def main() -> None:  # pragma: no cover - console entry point
+    try:
+        app()
+    except SiyuError as error:
+        Console(stderr=True).print(str(error), markup=False)
+        sys.exit(1)
