@@ -50,6 +50,8 @@ class Customer(Base):
     __tablename__ = "customers"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # The customer's id in the brand's CRM: what imports match on, so a re-import updates.
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(64))
     gender: Mapped[str | None] = mapped_column(String(8))
     city: Mapped[str | None] = mapped_column(String(32))
@@ -105,6 +107,7 @@ class Event(Base):
     __table_args__ = (Index("ix_events_name_occurred", "name", "occurred_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    external_id: Mapped[str | None] = mapped_column(String(64), unique=True)  # source system's
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
     name: Mapped[str] = mapped_column(String(64))
     occurred_at: Mapped[datetime] = mapped_column(UTCDateTime)
