@@ -77,6 +77,7 @@ def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
         customers.append(
             dict(
                 id=customer_id,
+                external_id=f"CRM{customer_id:07d}",
                 name=fake.name(),
                 gender=rng.choice(("女", "女", "男")),
                 city=rng.choice(CITIES),
