@@ -14,7 +14,7 @@ DURATION_HINT = "write a number and a unit: 90s, 15m, 12h, 3d, 2w (or combined, 
 
 def parse_duration(text: str | int) -> timedelta:
     """Parse a duration. A bare 0 is allowed; any other bare number is ambiguous and refused."""
-    if isinstance(text, bool):
+    if isinstance(text, bool) or not isinstance(text, str | int):
         raise ValueError(f"expected a duration, got {text!r}; {DURATION_HINT}")
     if isinstance(text, int):
         if text == 0:

@@ -6,30 +6,29 @@ Every problem is collected, never only the first, and carries file:line:column.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import MarkedYAMLError
 
-from db.sources import SOURCES
 from siyu.errors import SpecError
+from siyu.language.positions import position
 from siyu.language.problems import Problem, did_you_mean
-from siyu.language.spec import Entry, EventFilter, Goal, JourneySpec, Step
-from siyu.language.templates_check import check_template
-from siyu.language.where_clause import check_where
-
-
-@dataclass(frozen=True)
-class Catalog:
-    """What a journey may refer to: channel names and the templates folder."""
-
-    channels: Collection[str]
-    templates_dir: Path
+from siyu.language.references import Catalog, check_references
+from siyu.language.spec import (
+    AllCondition,
+    Anchor,
+    AnyCondition,
+    CustomerCondition,
+    EventCondition,
+    JourneySpec,
+    NotCondition,
+    ReachableCondition,
+    StepCondition,
+)
 
 
 def load_journey(path: Path, catalog: Catalog) -> JourneySpec:
@@ -64,7 +63,7 @@ def check_journey_file(path: Path, catalog: Catalog) -> tuple[JourneySpec | None
                 "a journey file must be a mapping of keys (journey:, entry:, steps: ...)",
             )
         ]
-    problems = list(_check_references(file, raw, catalog))
+    problems = list(check_references(file, raw, catalog))
     try:
         spec = JourneySpec.model_validate(raw)
     except ValidationError as error:
@@ -73,39 +72,71 @@ def check_journey_file(path: Path, catalog: Catalog) -> tuple[JourneySpec | None
     return spec, sorted(set(problems))
 
 
-# --- positions --------------------------------------------------------------------------
+# --- pydantic errors --------------------------------------------------------------------------
 
 
-def _position(raw: Any, loc: tuple[str | int, ...], *, key: bool = False) -> tuple[int, int]:
-    """1-based (line, column) of the node at `loc`, or of its nearest ancestor that has one.
-    With key=True, the position of the last mapping key itself (for unknown keys)."""
-    node, best = raw, (1, 1)
-    for index, part in enumerate(loc):
-        last = index == len(loc) - 1
-        if isinstance(node, CommentedMap) and part in node:
-            line, col = node.lc.key(part) if (key and last) else node.lc.value(part)
-            best = (line + 1, col + 1)
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line, col = node.lc.item(part)
-            best = (line + 1, col + 1)
-            node = node[part]
-        else:
-            break
-    return best
-
-
-_MODELS_BY_KEY: dict[str, type[BaseModel]] = {
-    "entry": Entry,
-    "exit_when": EventFilter,
-    "goal": Goal,
-    "steps": Step,
+# Tagged unions (conditions, `at:`) put the tag into an error's location; these are the tags,
+# with the model each stands for (None: not a model).
+_TAGS: dict[str, type[BaseModel] | None] = {
+    "event": EventCondition,
+    "customer": CustomerCondition,
+    "step": StepCondition,
+    "reachable": ReachableCondition,
+    "all": AllCondition,
+    "any": AnyCondition,
+    "not": NotCondition,
+    "anchor": Anchor,
+    "duration": None,
 }
 
 
-def _model_at(loc: tuple[str | int, ...]) -> type[BaseModel]:
-    named = [p for p in loc if isinstance(p, str)]
-    return _MODELS_BY_KEY.get(named[0], JourneySpec) if len(named) > 1 else JourneySpec
+_CONDITION_KINDS = ("event", "customer", "step", "reachable", "all", "any", "not")
+
+
+def _is_taggedposition(loc: tuple[str | int, ...], index: int) -> bool:
+    """Whether loc[index] is a union tag: it follows an `if`/`not`/`at` key or an item of
+    `all`/`any`."""
+    if index == 0 or not isinstance(loc[index], str) or loc[index] not in _TAGS:
+        return False
+    before = loc[index - 1]
+    if before in ("if", "not", "at"):
+        return True
+    return isinstance(before, int) and index >= 2 and loc[index - 2] in ("all", "any")
+
+
+def _split_tags(loc: tuple[str | int, ...]) -> tuple[tuple[str | int, ...], type[BaseModel]]:
+    """The location without union tags (to find the YAML node), and the model that holds the
+    last key (to suggest the keys it allows)."""
+    clean: list[str | int] = []
+    model: type[BaseModel] = JourneySpec
+    after_tag = False
+    for index, part in enumerate(loc):
+        if not after_tag and _is_taggedposition(loc, index):
+            model = _TAGS[str(part)] or model
+            after_tag = True
+            continue
+        after_tag = False
+        clean.append(part)
+        if index < len(loc) - 1 and isinstance(part, str):
+            model = _field_model(model, part) or model
+    return tuple(clean), model
+
+
+def _field_model(model: type[BaseModel], key: str) -> type[BaseModel] | None:
+    for name, field in model.model_fields.items():
+        if key in (name, field.alias):
+            for candidate in _models_in(field.annotation):
+                return candidate
+    return None
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    found: list[type[BaseModel]] = []
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found += _models_in(arg)
+    return found
 
 
 def _where(raw: Any, loc: tuple[str | int, ...]) -> str:
@@ -124,11 +155,14 @@ def _where(raw: Any, loc: tuple[str | int, ...]) -> str:
 
 
 def _problem_from_pydantic(file: str, raw: Any, error: Any) -> Problem:
-    loc = tuple(p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    tagged = tuple(
+        p for p in error["loc"] if not (isinstance(p, str) and p.startswith("function-"))
+    )
+    loc, model = _split_tags(tagged)
     kind = error["type"]
     if kind == "extra_forbidden":
-        line, col = _position(raw, loc, key=True)
-        allowed = _model_at(loc).model_fields.keys()
+        line, col = position(raw, loc, key=True)
+        allowed = [f.alias or n for n, f in model.model_fields.items()]
         name = str(loc[-1])
         parent = _where(raw, loc[:-1]) if len(loc) > 1 else "a journey"
         return Problem(
@@ -138,99 +172,17 @@ def _problem_from_pydantic(file: str, raw: Any, error: Any) -> Problem:
             "unknown-key",
             f"unknown key '{name}' in {parent}{did_you_mean(name, allowed)}",
         )
-    line, col = _position(raw, loc)
+    line, col = position(raw, loc)
     if kind == "missing":
         parent = _where(raw, loc[:-1]) if len(loc) > 1 else "the journey"
         return Problem(file, line, col, "missing-key", f"{parent} needs the key '{loc[-1]}'")
     message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "condition" and isinstance(error.get("input"), dict) and error["input"]:
+        first = str(next(iter(error["input"])))
+        message += f"; '{first}' is not one{did_you_mean(first, _CONDITION_KINDS)}"
     if kind == "string_pattern_mismatch":
         message = (
             f"'{error['input']}' is not a valid name; use lower-case letters, digits, '-', '_'"
         )
     code = "bad-duration" if "duration" in message else "bad-value"
     return Problem(file, line, col, code, f"{_where(raw, loc)}: {message}")
-
-
-# --- references -------------------------------------------------------------------------
-
-
-def _check_references(file: str, raw: CommentedMap, catalog: Catalog) -> Iterator[Problem]:
-    """Checks on the raw YAML, so they run even when other keys fail to validate."""
-    for key in ("entry", "exit_when", "goal"):
-        event_filter = raw.get(key)
-        if isinstance(event_filter, dict):
-            yield from _check_event_filter(file, raw, key, event_filter)
-
-    steps = raw.get("steps")
-    if not isinstance(steps, list):
-        return
-    seen: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        if not isinstance(step, dict):
-            continue
-        name = f"step '{step['id']}'" if "id" in step else f"step #{index + 1}"
-        step_id = step.get("id")
-        if isinstance(step_id, str):
-            if step_id in seen:
-                line, col = _position(raw, ("steps", index, "id"))
-                yield Problem(
-                    file,
-                    line,
-                    col,
-                    "duplicate-step",
-                    f"step id '{step_id}' is used twice (first as step #{seen[step_id] + 1})",
-                )
-            seen.setdefault(step_id, index)
-        channel = step.get("send")
-        if isinstance(channel, str) and channel not in catalog.channels:
-            line, col = _position(raw, ("steps", index, "send"))
-            yield Problem(
-                file,
-                line,
-                col,
-                "unknown-channel",
-                f"{name}: unknown channel '{channel}'"
-                f"{did_you_mean(channel, catalog.channels)} "
-                f"(channels: {', '.join(sorted(catalog.channels))})",
-            )
-        template = step.get("template")
-        if isinstance(template, str):
-            template_path = catalog.templates_dir / template
-            if template_path.is_file():
-                yield from check_template(template_path)
-            else:
-                line, col = _position(raw, ("steps", index, "template"))
-                known = sorted(p.name for p in catalog.templates_dir.glob("*.j2"))
-                yield Problem(
-                    file,
-                    line,
-                    col,
-                    "unknown-template",
-                    f"{name}: template '{template}' not found in "
-                    f"{catalog.templates_dir}/{did_you_mean(template, known)}",
-                )
-
-
-def _check_event_filter(
-    file: str, raw: CommentedMap, key: str, event_filter: dict[str, Any]
-) -> Iterator[Problem]:
-    event = event_filter.get("event")
-    if not isinstance(event, str):
-        return
-    source = SOURCES.get(event)
-    if source is None:
-        line, col = _position(raw, (key, "event"))
-        yield Problem(
-            file,
-            line,
-            col,
-            "unknown-event",
-            f"{key}: unknown event '{event}'{did_you_mean(event, SOURCES)} "
-            f"(events: {', '.join(SOURCES)})",
-        )
-        return
-    where = event_filter.get("where")
-    if isinstance(where, str) and where.strip():
-        line, col = _position(raw, (key, "where"))
-        for error in check_where(where, source.columns):
-            yield Problem(file, line, col, error.code, f"{key}.where: {error.message}")

@@ -23,7 +23,16 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    field_validator,
+    model_validator,
+)
 
 from siyu.language.durations import parse_duration
 
@@ -44,10 +53,52 @@ class EventFilter(_Strict):
     where: str | None = None
 
 
-class Entry(EventFilter):
+class ReentryAfter(_Strict):
+    after: Duration
+
+
+Reentry = Literal["never", "always"] | ReentryAfter
+
+
+class Entry(_Strict):
+    """Who enters: each matching event (`event` + `where`), or, for calendar journeys, the
+    customers matching `audience` each time the `calendar` cron fires."""
+
+    event: str | None = None
+    where: str | None = None
+    calendar: str | None = None  # cron, in the journey's time zone
+    audience: str | None = None  # SQL condition on the customer's columns
     # How far before the journey's first tick entry events still count. 0 means a journey
     # switched on today only takes customers whose entry event happens from now on.
     lookback: Duration = timedelta(0)
+    # Whether a customer who was in the journey may enter it again. Calendar journeys
+    # default to `always` (each firing is a new entry), event journeys to `never`.
+    reentry: Reentry | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> Entry:
+        if (self.event is None) == (self.calendar is None):
+            raise ValueError("entry needs exactly one of `event:` or `calendar:`")
+        if self.calendar is not None:
+            _check_cron(self.calendar)
+            if self.where is not None:
+                raise ValueError(
+                    "a calendar entry selects customers with `audience:`, not `where:`"
+                )
+        elif self.audience is not None:
+            raise ValueError("`audience:` belongs to calendar entries; use `where:` on the event")
+        return self
+
+    @property
+    def reentry_policy(self) -> Reentry:
+        if self.reentry is not None:
+            return self.reentry
+        return "always" if self.calendar is not None else "never"
+
+    def as_filter(self) -> EventFilter:
+        if self.event is None:
+            raise ValueError("a calendar entry has no event")
+        return EventFilter(event=self.event, where=self.where)
 
 
 class Goal(EventFilter):
@@ -78,41 +129,226 @@ def parse_quiet_hours(value: Any) -> Any:
     return {"start": time(h1, m1), "end": time(h2, m2)}
 
 
+# --- conditions (`if:`), evaluated right before each send -----------------------------
+
+
+class EventCondition(_Strict):
+    """True when the customer has a matching event since entry (or within a lookback)."""
+
+    event: str
+    where: str | None = None
+    since: Literal["entry"] | Duration = "entry"
+
+
+class CustomerCondition(_Strict):
+    """True when the SQL condition holds on the customer's row (columns of `customers`)."""
+
+    customer: str
+
+
+class StepCondition(_Strict):
+    """True when another step of this journey has this ledger status for the customer."""
+
+    step: str
+    status: Literal["sent", "pending", "skipped", "failed", "deferred"] = "sent"
+
+
+class ReachableCondition(_Strict):
+    """True when the customer has an address on the channel and has not opted out of it."""
+
+    reachable: str
+
+
+class AllCondition(_Strict):
+    all: Annotated[list[Condition], Field(min_length=1)]
+
+
+class AnyCondition(_Strict):
+    any: Annotated[list[Condition], Field(min_length=1)]
+
+
+class NotCondition(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    not_: Condition = Field(alias="not")
+
+
+_CONDITION_KEYS = {
+    "event": "event",
+    "customer": "customer",
+    "step": "step",
+    "reachable": "reachable",
+    "all": "all",
+    "any": "any",
+    "not": "not",
+}
+
+
+def _condition_kind(value: Any) -> str | None:
+    if isinstance(value, BaseModel):
+        return {
+            EventCondition: "event",
+            CustomerCondition: "customer",
+            StepCondition: "step",
+            ReachableCondition: "reachable",
+            AllCondition: "all",
+            AnyCondition: "any",
+            NotCondition: "not",
+        }.get(type(value))
+    if isinstance(value, dict):
+        for key in value:
+            if key in _CONDITION_KEYS:
+                return _CONDITION_KEYS[key]
+    return None
+
+
+Condition = Annotated[
+    Annotated[EventCondition, Tag("event")]
+    | Annotated[CustomerCondition, Tag("customer")]
+    | Annotated[StepCondition, Tag("step")]
+    | Annotated[ReachableCondition, Tag("reachable")]
+    | Annotated[AllCondition, Tag("all")]
+    | Annotated[AnyCondition, Tag("any")]
+    | Annotated[NotCondition, Tag("not")],
+    Discriminator(
+        _condition_kind,
+        custom_error_type="condition",
+        custom_error_message="a condition starts with one of: event, customer, step, "
+        "reachable, all, any, not",
+    ),
+]
+
+
+# --- timing ------------------------------------------------------------------------------
+
+
+class Anchor(_Strict):
+    """A due time relative to a date column instead of the entry: `from: event.renews_at`
+    with `offset: -3d` is three days before renewal; `annual: true` takes the column's next
+    anniversary (a birthday) on or after entry."""
+
+    from_: str = Field(alias="from", pattern=r"^(event|customer)\.[a-z_][a-z0-9_]*$")
+    offset: Duration = timedelta(0)
+    annual: bool = False
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    @property
+    def table(self) -> str:
+        return self.from_.split(".")[0]
+
+    @property
+    def column(self) -> str:
+        return self.from_.split(".")[1]
+
+
+# --- experiments -------------------------------------------------------------------------
+
+
+class Variant(_Strict):
+    id: Annotated[str, Field(pattern=SLUG, max_length=32)]
+    weight: Annotated[float, Field(gt=0)] = 1.0
+    template: str | None = None  # default: the step's template
+    params: dict[str, str] = Field(default_factory=dict)
+
+
+def parse_share(value: Any) -> Any:
+    """`10%` or 0.1."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100
+        except ValueError:
+            raise ValueError(f"'{value}' is not a percentage; write e.g. 10%") from None
+    return value
+
+
+Share = Annotated[float, BeforeValidator(parse_share), Field(ge=0, lt=1)]
+ConsentPurpose = Literal["marketing", "personalisation"]
+
+
+def _timing_kind(value: Any) -> str:
+    return "anchor" if isinstance(value, dict | Anchor) else "duration"
+
+
+# `at:` is a duration (`3d`) or an anchor mapping; a discriminator keeps errors to one.
+Timing = Annotated[
+    Annotated[Duration, Tag("duration")] | Annotated[Anchor, Tag("anchor")],
+    Discriminator(_timing_kind),
+]
+
+
 class Step(_Strict):
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
     id: Annotated[str, Field(pattern=SLUG, max_length=64)]
-    at: Duration = timedelta(0)  # due this long after the entry event
-    # The step may be sent until this long after the entry event; later, it is skipped
-    # as `expired` rather than sent late. None: no deadline.
+    # Due this long after the entry event, or relative to a date column (Anchor).
+    at: Timing = timedelta(0)
+    # The step may be sent until this long after its base (the entry, or the anchor's date);
+    # later, it is skipped as `expired` rather than sent late. None: no deadline.
     within: Duration | None = None
     send: str  # channel name
     template: str  # file in templates/
-    # marketing: needs marketing consent and respects quiet hours; notification: neither.
+    # marketing: needs consent and respects quiet hours and caps; notification: neither.
     purpose: Literal["marketing", "notification"] = "marketing"
+    # The consent purposes the customer must have granted; default: marketing for a
+    # marketing step, none for a notification.
+    consent: list[ConsentPurpose] | None = None
+    if_: Condition | None = Field(default=None, alias="if")
+    variants: list[Variant] | None = None
     params: dict[str, str] = Field(default_factory=dict)  # channel extras (template code...)
 
     @model_validator(mode="after")
     def _window_is_sane(self) -> Step:
-        if self.at < timedelta(0):
-            raise ValueError(f"`at` of step '{self.id}' is negative; offsets count from entry")
-        if self.within is not None and self.within <= self.at:
+        offset = self.at.offset if isinstance(self.at, Anchor) else self.at
+        if not isinstance(self.at, Anchor) and self.at < timedelta(0):
             raise ValueError(
-                f"step '{self.id}': `within` ({self.within}) must be later than `at` ({self.at})"
+                f"`at` of step '{self.id}' is negative; an offset before a date "
+                "needs an anchor: `at: {from: event.renews_at, offset: -3d}`"
             )
+        if self.within is not None and self.within <= offset:
+            raise ValueError(
+                f"step '{self.id}': `within` ({self.within}) must be later than `at` ({offset})"
+            )
+        if self.variants is not None:
+            ids = [v.id for v in self.variants]
+            if len(set(ids)) != len(ids):
+                raise ValueError(f"step '{self.id}': variant ids must be unique")
         return self
 
     @property
-    def deadline(self) -> timedelta | None:
-        return self.within
+    def consent_purposes(self) -> list[str]:
+        if self.consent is not None:
+            return list(self.consent)
+        return ["marketing"] if self.purpose == "marketing" else []
+
+
+class Migration(_Strict):
+    """What happens to customers inside an older version when `version:` goes up."""
+
+    policy: Literal["keep", "move"] = "keep"  # keep: they finish their own version
+    steps: dict[str, str] = Field(default_factory=dict)  # move: old step id -> new step id
+
+
+def _check_cron(value: str) -> str:
+    from datetime import datetime
+
+    try:
+        CronSim(value, datetime(2026, 1, 1))
+    except (CronSimError, ValueError) as error:
+        raise ValueError(f"'{value}' is not a cron expression ({error})") from None
+    return value
 
 
 class JourneySpec(_Strict):
     journey: Annotated[str, Field(pattern=SLUG, max_length=64)]
     description: str = ""
+    version: Annotated[int, Field(ge=1)] = 1
+    migrate: Migration = Field(default_factory=Migration)
     schedule: str = "*/15 * * * *"
     timezone: str = "Asia/Shanghai"
     quiet_hours: Annotated[QuietHours | None, BeforeValidator(parse_quiet_hours)] = Field(
         default_factory=lambda: QuietHours(start=time(20), end=time(8))
     )
+    priority: int = 0  # when journeys compete for a customer's capped contacts, higher wins
+    holdout: Share = 0.0  # this share of entrants is enrolled and measured but sent nothing
     entry: Entry
     exit_when: EventFilter | None = None
     goal: Goal | None = None
@@ -121,13 +357,7 @@ class JourneySpec(_Strict):
     @field_validator("schedule")
     @classmethod
     def _cron(cls, value: str) -> str:
-        from datetime import datetime
-
-        try:
-            CronSim(value, datetime(2026, 1, 1))
-        except (CronSimError, ValueError) as error:
-            raise ValueError(f"'{value}' is not a cron expression ({error})") from None
-        return value
+        return _check_cron(value)
 
     @field_validator("timezone")
     @classmethod
@@ -138,8 +368,20 @@ class JourneySpec(_Strict):
             raise ValueError(f"'{value}' is not a time zone; e.g. Asia/Shanghai") from None
         return value
 
+    @model_validator(mode="after")
+    def _references(self) -> JourneySpec:
+        ids = {step.id for step in self.steps}
+        for old, new in self.migrate.steps.items():
+            if new not in ids:
+                raise ValueError(f"migrate.steps maps '{old}' to '{new}', which is not a step")
+        return self
+
     def step(self, step_id: str) -> Step:
         for step in self.steps:
             if step.id == step_id:
                 return step
         raise KeyError(step_id)
+
+
+for _model in (AllCondition, AnyCondition, NotCondition):
+    _model.model_rebuild()
