@@ -114,6 +114,19 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
 
 
+class Subscription(Base):
+    """A membership or subscription with a renewal date (renewal-reminder journeys)."""
+
+    __tablename__ = "subscriptions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    plan: Mapped[str] = mapped_column(String(32))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    renews_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    auto_renew: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
 class Consent(Base):
     """Per-purpose consent (marketing, personalisation). No row means no consent."""
 
@@ -129,7 +142,8 @@ class Consent(Base):
 
 
 class Suppression(Base):
-    """A customer who must not be contacted on a channel again (opt-out, refusal, blocked)."""
+    """A customer who must not be contacted on a channel again (opt-out, refusal, blocked).
+    Channel `*` suppresses every channel."""
 
     __tablename__ = "suppressions"
     __table_args__ = (UniqueConstraint("customer_id", "channel"),)
@@ -145,10 +159,11 @@ class Suppression(Base):
 
 
 class Journey(Base):
-    """One version of a journey; a changed spec is a new version."""
+    """One version of a journey (the file's `version:`). Editing a file without raising its
+    version updates that version's stored spec in place."""
 
     __tablename__ = "journeys"
-    __table_args__ = (UniqueConstraint("name", "version"), UniqueConstraint("name", "spec_hash"))
+    __table_args__ = (UniqueConstraint("name", "version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64))
@@ -158,6 +173,8 @@ class Journey(Base):
     # First tick's `now`: entries older than this (minus the entry lookback) are not enrolled,
     # so turning a journey on does not message every customer who ever bought.
     activated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Calendar journeys: the last cron firing whose audience was enrolled.
+    last_calendar_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
@@ -183,6 +200,8 @@ class Enrollment(Base):
     exited_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exit_reason: Mapped[str | None] = mapped_column(String(64))
     goal_reached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # In the journey's holdout: enrolled and measured, never sent anything.
+    holdout: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 # Ledger statuses. `sending` is written before the channel call; a row left in `sending` by
@@ -204,6 +223,8 @@ class Delivery(Base):
     step_id: Mapped[str] = mapped_column(String(64))
     customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
     channel: Mapped[str] = mapped_column(String(32))
+    purpose: Mapped[str] = mapped_column(String(16), default="marketing")
+    variant: Mapped[str | None] = mapped_column(String(32))
     status: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(String(255))
     provider_code: Mapped[str | None] = mapped_column(String(64))

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Unpack
+from typing import Any
 
 from sqlalchemy import Select, String, cast, literal, select
 from sqlalchemy.sql import ColumnElement
 
-AnySelect = Select[Unpack[tuple[Any, ...]]]
+from db.models import Customer, Event, Order, Subscription
 
-from db.models import Customer, Event, Order
+AnySelect = Select[*tuple[Any, ...]]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,17 @@ def _customer_created() -> AnySelect:
     )
 
 
+def _subscription_started() -> AnySelect:
+    return select(
+        (literal("subscription:") + cast(Subscription.id, String)).label("event_key"),
+        Subscription.customer_id.label("customer_id"),
+        Subscription.started_at.label("occurred_at"),
+        Subscription.plan.label("plan"),
+        Subscription.renews_at.label("renews_at"),
+        Subscription.auto_renew.label("auto_renew"),
+    )
+
+
 def _behaviour(name: str) -> AnySelect:
     key: ColumnElement[str] = literal("event:") + cast(Event.id, String)
     return select(
@@ -83,6 +94,11 @@ SOURCES: dict[str, EventSource] = {
             "store",
         ),
     ),
+    "subscription_started": EventSource(
+        "subscription_started",
+        "a membership or subscription started (subscriptions table)",
+        ("event_key", "customer_id", "occurred_at", "plan", "renews_at", "auto_renew"),
+    ),
     "customer_created": EventSource(
         "customer_created",
         "a new customer record (customers table)",
@@ -99,6 +115,7 @@ for _name in BEHAVIOUR_EVENTS:
 _BUILDERS: dict[str, Callable[[], AnySelect]] = {
     "order_paid": _order_paid,
     "customer_created": _customer_created,
+    "subscription_started": _subscription_started,
     **{name: partial(_behaviour, name) for name in BEHAVIOUR_EVENTS},
 }
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
+from siyu.policies import Policies
 
 
 @dataclass
@@ -26,3 +27,4 @@ class EngineContext:
     # Goals are looked for in enrollments younger than the goal window plus this margin.
     goal_grace: timedelta = timedelta(days=7)
     channel_params: dict[str, dict[str, str]] = field(default_factory=dict)
+    policies: Policies = field(default_factory=Policies)  # caps, fatigue, opt-out words

@@ -7,18 +7,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, exists, func, insert, select, text, update
+from cronsim import CronSim
+from sqlalchemy import and_, exists, func, insert, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
-from db.models import Delivery, Enrollment, Journey
+from db.models import Customer, Delivery, Enrollment, Journey
 from db.sources import SOURCES
 from db.types import UTCDateTime
-from siyu.language.spec import EventFilter, JourneySpec
+from siyu.errors import ConfigError
+from siyu.language.spec import EventFilter, JourneySpec, ReentryAfter
 from siyu.language.where_clause import to_dialect
+from tasks.assignment import in_holdout
 from tasks.ledger import skip_open_deliveries
 
 CHUNK = 1000
@@ -27,36 +31,79 @@ _DIALECT_UNUSED: Any = None
 
 
 def spec_hash(spec: JourneySpec) -> str:
-    canonical = json.dumps(spec.model_dump(mode="json"), sort_keys=True, ensure_ascii=False)
+    canonical = json.dumps(stored_spec(spec), sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def stored_spec(spec: JourneySpec) -> dict[str, Any]:
+    return spec.model_dump(mode="json", by_alias=True)
+
+
 def ensure_journey(session: Session, spec: JourneySpec, now: datetime) -> Journey:
-    """The journey row for this exact spec; a changed spec becomes the next version.
-    The first version's first tick sets `activated_at`, kept by later versions."""
-    digest = spec_hash(spec)
-    current = session.scalar(
-        select(Journey).where(Journey.name == spec.journey, Journey.spec_hash == digest)
-    )
+    """The row of the file's `version:`. Editing a file without raising its version updates
+    that version in place; a new version applies the file's `migrate:` policy to customers
+    inside older versions. The first tick ever sets `activated_at`, kept by later versions."""
+    rows = session.scalars(
+        select(Journey).where(Journey.name == spec.journey).order_by(Journey.version)
+    ).all()
+    current = next((row for row in rows if row.version == spec.version), None)
     if current is not None:
+        digest = spec_hash(spec)
+        if current.spec_hash != digest:
+            current.spec_hash, current.spec = digest, stored_spec(spec)
+            session.flush()
         return current
-    previous = session.scalar(
-        select(Journey)
-        .where(Journey.name == spec.journey)
-        .order_by(Journey.version.desc())
-        .limit(1)
-    )
+    latest = rows[-1] if rows else None
+    if latest is not None and latest.version > spec.version:
+        raise ConfigError(
+            f"journey '{spec.journey}' already ran as version {latest.version}; "
+            f"the file says version {spec.version}. Raise `version:` instead of "
+            "lowering it."
+        )
     journey = Journey(
         name=spec.journey,
-        version=(previous.version + 1) if previous else 1,
-        spec_hash=digest,
-        spec=spec.model_dump(mode="json"),
-        activated_at=previous.activated_at if previous else now,
+        version=spec.version,
+        spec_hash=spec_hash(spec),
+        spec=stored_spec(spec),
+        activated_at=rows[0].activated_at if rows else now,
         created_at=now,
     )
     session.add(journey)
     session.flush()
+    if latest is not None and spec.migrate.policy == "move":
+        _move_enrollments(session, spec, journey)
     return journey
+
+
+def _move_enrollments(session: Session, spec: JourneySpec, journey: Journey) -> None:
+    """Put the customers inside older versions onto this one; their ledger rows of renamed
+    steps count as the new steps (so nothing already sent is sent again)."""
+    moved = select(Enrollment.id).where(
+        Enrollment.journey_name == spec.journey,
+        Enrollment.status == "active",
+        Enrollment.journey_id != journey.id,
+    )
+    for old, new in spec.migrate.steps.items():
+        clash = select(Delivery.enrollment_id).where(
+            Delivery.step_id == new, Delivery.journey_name == spec.journey
+        )
+        session.execute(
+            update(Delivery)
+            .where(
+                Delivery.journey_name == spec.journey,
+                Delivery.step_id == old,
+                Delivery.enrollment_id.in_(moved),
+                Delivery.enrollment_id.not_in(clash),
+            )
+            .values(step_id=new)
+        )
+    session.execute(
+        update(Enrollment).where(Enrollment.id.in_(moved)).values(journey_id=journey.id)
+    )
+
+
+def spec_of(journey: Journey) -> JourneySpec:
+    return JourneySpec.model_validate(journey.spec)
 
 
 def filtered_source(session: Session, event_filter: EventFilter) -> Subquery:
@@ -70,17 +117,35 @@ def filtered_source(session: Session, event_filter: EventFilter) -> Subquery:
 
 
 def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: datetime) -> int:
-    """Enroll every customer whose entry event happened since activation (minus the entry
-    lookback) and who was never in this journey. One enrollment per customer: the earliest
-    qualifying event wins."""
-    src = filtered_source(session, spec.entry)
+    """Enroll new entrants: customers whose entry event happened since activation (minus the
+    entry lookback), or, for calendar journeys, the audience at each cron firing. The re-entry
+    policy decides who may enter again; one enrollment per customer per tick."""
+    if spec.entry.calendar is not None:
+        return _enroll_calendar(session, spec, journey, now)
+    src = filtered_source(session, spec.entry.as_filter())
     since = journey.activated_at - spec.entry.lookback
-    already = exists().where(
+    mine = and_(
         Enrollment.journey_name == spec.journey, Enrollment.customer_id == src.c.customer_id
     )
+    policy = spec.entry.reentry_policy
+    if policy == "never":
+        blocked = exists().where(mine)
+    else:
+        blocked = exists().where(
+            mine,
+            or_(
+                Enrollment.status == "active",
+                Enrollment.entry_key == src.c.event_key,
+                *(
+                    [Enrollment.entered_at > src.c.occurred_at - policy.after]
+                    if isinstance(policy, ReentryAfter)
+                    else []
+                ),
+            ),
+        )
     rows = session.execute(
         select(src.c.event_key, src.c.customer_id, src.c.occurred_at)
-        .where(src.c.occurred_at > since, src.c.occurred_at <= now, ~already)
+        .where(src.c.occurred_at > since, src.c.occurred_at <= now, ~blocked)
         .order_by(src.c.customer_id, src.c.occurred_at, src.c.event_key)
     )
     batch: list[dict[str, Any]] = []
@@ -89,22 +154,75 @@ def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: 
         if customer_id == last_customer:
             continue
         last_customer = customer_id
-        batch.append(
-            dict(
-                journey_id=journey.id,
-                journey_name=spec.journey,
-                customer_id=customer_id,
-                entry_key=event_key,
-                entered_at=occurred_at,
-                enrolled_at=now,
-                status="active",
-            )
-        )
+        batch.append(_enrollment_row(spec, journey, customer_id, event_key, occurred_at, now))
         if len(batch) >= CHUNK:
             enrolled += _insert(session, batch)
             batch = []
     if batch:
         enrolled += _insert(session, batch)
+    return enrolled
+
+
+def _enrollment_row(
+    spec: JourneySpec,
+    journey: Journey,
+    customer_id: int,
+    entry_key: str,
+    entered_at: Any,
+    now: datetime,
+) -> dict[str, Any]:
+    return dict(
+        journey_id=journey.id,
+        journey_name=spec.journey,
+        customer_id=customer_id,
+        entry_key=entry_key,
+        entered_at=entered_at,
+        enrolled_at=now,
+        status="active",
+        holdout=in_holdout(customer_id, spec.journey, spec.holdout),
+    )
+
+
+def _enroll_calendar(session: Session, spec: JourneySpec, journey: Journey, now: datetime) -> int:
+    """Each firing of `entry.calendar` (in the journey's time zone) since the last one handled
+    enrolls the `audience` with the firing as entry time."""
+    assert spec.entry.calendar is not None
+    zone = ZoneInfo(spec.timezone)
+    start = journey.last_calendar_at or (journey.activated_at - spec.entry.lookback)
+    firings = []
+    for firing in CronSim(spec.entry.calendar, start.astimezone(zone)):
+        if firing > now:
+            break
+        firings.append(firing.astimezone(UTC))
+    audience = select(Customer.id)
+    if spec.entry.audience:
+        dialect = session.get_bind().dialect.name
+        audience = audience.where(text(to_dialect(spec.entry.audience, dialect)))
+    policy = spec.entry.reentry_policy
+    enrolled = 0
+    for firing in firings:
+        key = f"calendar:{firing.isoformat()}"
+        mine = and_(Enrollment.journey_name == spec.journey, Enrollment.customer_id == Customer.id)
+        if policy == "never":
+            blocked = exists().where(mine)
+        else:
+            blocked = exists().where(
+                mine,
+                or_(
+                    Enrollment.entry_key == key,
+                    *(
+                        [Enrollment.entered_at > firing - policy.after]
+                        if isinstance(policy, ReentryAfter)
+                        else []
+                    ),
+                ),
+            )
+        ids = session.scalars(audience.where(~blocked).order_by(Customer.id)).all()
+        rows = [_enrollment_row(spec, journey, i, key, firing, now) for i in ids]
+        for chunk_start in range(0, len(rows), CHUNK):
+            enrolled += _insert(session, rows[chunk_start : chunk_start + CHUNK])
+        journey.last_calendar_at = firing
+    session.flush()
     return enrolled
 
 
@@ -179,23 +297,45 @@ def close_exits(session: Session, spec: JourneySpec, now: datetime) -> int:
 
 
 def complete_finished(session: Session, spec: JourneySpec, now: datetime) -> int:
-    """Active enrollments whose every step reached a final status are `completed`."""
-    finished = (
-        select(Delivery.enrollment_id)
-        .where(
-            Delivery.journey_name == spec.journey,
-            Delivery.status.in_(("sent", "failed", "skipped")),
+    """Active enrollments whose every step (of their own version) reached a final status are
+    `completed`."""
+    done = 0
+    for journey in session.scalars(select(Journey).where(Journey.name == spec.journey)):
+        steps = spec if journey.version == spec.version else spec_of(journey)
+        finished = (
+            select(Delivery.enrollment_id)
+            .where(
+                Delivery.journey_name == spec.journey,
+                Delivery.status.in_(("sent", "failed", "skipped")),
+            )
+            .group_by(Delivery.enrollment_id)
+            .having(func.count() >= len(steps.steps))
         )
-        .group_by(Delivery.enrollment_id)
-        .having(func.count() >= len(spec.steps))
-    )
-    result = session.execute(
-        update(Enrollment)
-        .where(
-            Enrollment.journey_name == spec.journey,
-            Enrollment.status == "active",
-            Enrollment.id.in_(finished),
+        result = session.execute(
+            update(Enrollment)
+            .where(
+                Enrollment.journey_id == journey.id,
+                Enrollment.status == "active",
+                Enrollment.id.in_(finished),
+            )
+            .values(status="completed")
         )
-        .values(status="completed")
+        done += int(getattr(result, "rowcount", 0) or 0)
+    return done
+
+
+def kept_versions(session: Session, spec: JourneySpec) -> list[tuple[int, JourneySpec]]:
+    """Older versions that still have customers inside (the `keep` policy): (id, spec)."""
+    active = (
+        select(Enrollment.journey_id)
+        .where(Enrollment.journey_name == spec.journey, Enrollment.status == "active")
+        .distinct()
     )
-    return int(getattr(result, "rowcount", 0) or 0)
+    rows = session.scalars(
+        select(Journey)
+        .where(
+            Journey.name == spec.journey, Journey.version != spec.version, Journey.id.in_(active)
+        )
+        .order_by(Journey.version)
+    )
+    return [(row.id, spec_of(row)) for row in rows]

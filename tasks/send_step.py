@@ -1,16 +1,22 @@
 """One journey step at one moment: select who is due, apply the rules right before the send,
 render, write the ledger row, send in batches, record what the channel said.
 
-Order of decisions for each due enrollment (the first that applies wins):
+The decisions for each due enrollment, in order (the first that applies wins):
 
-    exited        the exit event happened (checked again here, not only at tick start)
-    expired       the step's `within` deadline has passed: skipped, never sent late
-    no_consent    a marketing step and no marketing consent
-    suppressed    the customer opted out of / refused this channel
-    no_address    the customer has no identity on this channel
-    quiet_hours   deferred to the end of quiet hours in the customer's time zone
-    render_error  the template failed for this customer: failed, the batch goes on
-    -> sending    ledger row committed with its idempotency key, then the channel call
+    (not due)      an anchored step whose date is still ahead: nothing is written
+    skipped        exited         the exit event happened (checked again here)
+    skipped        holdout        the customer is in the journey's holdout
+    skipped        no_date:<col>  the anchor's date column is empty
+    skipped        expired        the step's `within` deadline has passed; never sent late
+    skipped        condition_false  the step's `if:` does not hold now
+    skipped        no_consent:<purpose>  a consent purpose the step needs is not granted
+    skipped        suppressed     the customer opted out of / refused this channel
+    skipped        no_address:<kind>  no identity on this channel
+    deferred       quiet_hours    until quiet hours end in the customer's time zone
+    deferred       fatigue        until the fatigue pause after the last unanswered message
+    deferred       cap:<name>     until the frequency cap's window frees a place
+    failed         render_error   the template failed for this customer; the batch goes on
+    -> sending     ledger row committed with its idempotency key, then the channel call
 
 Nothing is sent twice: a row is only selected while it has no final status, and a row left
 in `sending` by a crash is sent again with the same idempotency key.
@@ -20,44 +26,32 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import and_, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from db.models import ChannelIdentity, Consent, Customer, Delivery, Enrollment, Suppression
-from db.sources import CUSTOMER_COLUMNS, SOURCES
-from siyu.channels.base import (
-    Channel,
-    ChannelError,
-    OutboundMessage,
-    PendingMessage,
-    PollingChannel,
-    Receipt,
-)
-from siyu.language.spec import JourneySpec, Step
+from db.models import Delivery, Enrollment
+from siyu.channels.base import Channel, OutboundMessage, PollingChannel
+from siyu.language.spec import Anchor, JourneySpec, Step
+from siyu.unsubscribe import unsubscribe_url
+from tasks.assignment import pick_variant
+from tasks.conditions import holds
 from tasks.context import EngineContext
-from tasks.enrollment import as_utc, filtered_source
 from tasks.ledger import idempotency_key
+from tasks.pressure import cap_hold, fatigue_hold
 from tasks.quiet_hours import next_allowed
+from tasks.receipts import StepCounts, poll_pending, send_chunk
 from tasks.render import render_message
-
-StepCounts = Counter[str]  # "sent", "skipped:no_consent", "deferred:quiet_hours", ...
-
-
-@dataclass
-class Due:
-    enrollment_id: int
-    customer_id: int
-    entered_at: datetime
-    entry_key: str
-    delivery_id: int | None
-    attempts: int
-    key: str
+from tasks.step_facts import BatchFacts, Due, load_batch_facts
+from tasks.timing import step_base, step_offset
 
 
-def run_step(ctx: EngineContext, spec: JourneySpec, step: Step, now: datetime) -> StepCounts:
+def run_step(
+    ctx: EngineContext, spec: JourneySpec, step: Step, now: datetime, journey_id: int | None = None
+) -> StepCounts:
+    """Run `step` for the enrollments of one journey version (`journey_id`; None: all)."""
     channel = ctx.channels[step.send]
     counts: StepCounts = Counter()
     if isinstance(channel, PollingChannel):
@@ -65,7 +59,9 @@ def run_step(ctx: EngineContext, spec: JourneySpec, step: Step, now: datetime) -
     last_id = 0
     while True:
         with ctx.sessions() as session:
-            batch = select_due(session, spec, step, now, after=last_id, limit=ctx.batch_size)
+            batch = select_due(
+                session, spec, step, now, journey_id, after=last_id, limit=ctx.batch_size
+            )
         if not batch:
             break
         last_id = batch[-1].enrollment_id
@@ -74,14 +70,35 @@ def run_step(ctx: EngineContext, spec: JourneySpec, step: Step, now: datetime) -
 
 
 def select_due(
-    session: Session, spec: JourneySpec, step: Step, now: datetime, *, after: int, limit: int
+    session: Session,
+    spec: JourneySpec,
+    step: Step,
+    now: datetime,
+    journey_id: int | None,
+    *,
+    after: int,
+    limit: int,
 ) -> list[Due]:
+    conditions: list[Any] = [
+        Enrollment.journey_name == spec.journey,
+        Enrollment.status == "active",
+        Enrollment.id > after,
+        or_(
+            Delivery.id.is_(None),
+            and_(Delivery.status.in_(("deferred", "sending")), Delivery.next_attempt_at <= now),
+        ),
+    ]
+    if journey_id is not None:
+        conditions.append(Enrollment.journey_id == journey_id)
+    if not isinstance(step.at, Anchor):  # anchored steps are timed per row, in Python
+        conditions.append(Enrollment.entered_at <= now - step.at)
     query = (
         select(
             Enrollment.id,
             Enrollment.customer_id,
             Enrollment.entered_at,
             Enrollment.entry_key,
+            Enrollment.holdout,
             Delivery.id,
             Delivery.attempts,
             Delivery.idempotency_key,
@@ -89,16 +106,7 @@ def select_due(
         .outerjoin(
             Delivery, and_(Delivery.enrollment_id == Enrollment.id, Delivery.step_id == step.id)
         )
-        .where(
-            Enrollment.journey_name == spec.journey,
-            Enrollment.status == "active",
-            Enrollment.entered_at <= now - step.at,
-            Enrollment.id > after,
-            or_(
-                Delivery.id.is_(None),
-                and_(Delivery.status.in_(("deferred", "sending")), Delivery.next_attempt_at <= now),
-            ),
-        )
+        .where(*conditions)
         .order_by(Enrollment.id)
         .limit(limit)
     )
@@ -108,88 +116,23 @@ def select_due(
             r[1],
             r[2],
             r[3],
-            r[4],
-            r[5] or 0,
-            r[6] or idempotency_key(spec.journey, r[0], step.id),
+            bool(r[4]),
+            r[5],
+            r[6] or 0,
+            r[7] or idempotency_key(spec.journey, r[0], step.id),
         )
         for r in session.execute(query)
     ]
 
 
 @dataclass
-class _Facts:
-    """What the rules need about a batch's customers, loaded with one query each."""
-
-    customers: dict[int, dict[str, Any]]
-    events: dict[str, dict[str, Any]]
-    exits: dict[int, datetime]
-    consented: set[int]
-    suppressed: set[int]
-    addresses: dict[int, str]
-
-
-def _load_facts(
-    session: Session,
-    spec: JourneySpec,
-    step: Step,
-    channel: Channel,
-    batch: list[Due],
-    now: datetime,
-) -> _Facts:
-    ids = [d.customer_id for d in batch]
-    customers = {
-        row.id: {c: getattr(row, c) for c in CUSTOMER_COLUMNS}
-        for row in session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()
-    }
-    entry = SOURCES[spec.entry.event].select().subquery("entry")
-    events = {
-        row["event_key"]: dict(row)
-        for row in session.execute(
-            select(entry).where(entry.c.event_key.in_([d.entry_key for d in batch]))
-        ).mappings()
-    }
-    exits: dict[int, datetime] = {}
-    if spec.exit_when is not None:
-        src = filtered_source(session, spec.exit_when)
-        for customer_id, occurred_at in session.execute(
-            select(src.c.customer_id, src.c.occurred_at).where(
-                src.c.customer_id.in_(ids), src.c.occurred_at <= now
-            )
-        ):
-            at = as_utc(occurred_at)
-            exits[customer_id] = max(exits.get(customer_id, at), at)
-    consented: set[int] = set()
-    if step.purpose == "marketing":
-        consented = set(
-            session.scalars(
-                select(Consent.customer_id).where(
-                    Consent.customer_id.in_(ids),
-                    Consent.purpose == "marketing",
-                    Consent.granted.is_(True),
-                )
-            )
-        )
-    suppressed = set(
-        session.scalars(
-            select(Suppression.customer_id).where(
-                Suppression.customer_id.in_(ids), Suppression.channel == step.send
-            )
-        )
-    )
-    if channel.identity_kind == "customer_id":
-        addresses = {i: str(i) for i in ids}
-    else:
-        addresses = dict(
-            session.execute(
-                select(ChannelIdentity.customer_id, ChannelIdentity.value).where(
-                    ChannelIdentity.customer_id.in_(ids),
-                    ChannelIdentity.kind == channel.identity_kind,
-                )
-            )
-            .tuples()
-            .all()
-        )
-    return _Facts(customers, events, exits, consented, suppressed, addresses)
+class Decision:
+    status: str | None  # None: not due yet, write nothing
+    reason: str | None = None
+    next_attempt_at: datetime | None = None
+    due_at: datetime | None = None
+    message: OutboundMessage | None = None
+    variant: str | None = None
 
 
 def process_batch(
@@ -201,19 +144,18 @@ def process_batch(
     now: datetime,
 ) -> StepCounts:
     counts: StepCounts = Counter()
-    to_send: list[tuple[Due, OutboundMessage]] = []
+    to_send: list[tuple[int, int, OutboundMessage]] = []
     with ctx.sessions() as session, session.begin():
-        facts = _load_facts(session, spec, step, channel, batch, now)
+        facts = load_batch_facts(session, ctx, spec, step, channel.identity_kind, batch, now)
         for due in batch:
-            decision = _decide(ctx, spec, step, due, facts, now)
-            status, reason, extra = decision
-            if status == "sending":
-                message = extra["message"]
-                to_send.append((due, message))
-                extra = {"content": message.body, "address": message.address}
-            _write(session, spec, step, due, status, reason, now, **extra)
-            counts[f"{status}:{reason}" if reason else status] += 1
-            if reason == "exited":
+            decision = decide(ctx, spec, step, channel, due, facts, now)
+            if decision.status is None:
+                continue
+            if decision.message is not None:
+                to_send.append((due.customer_id, due.attempts, decision.message))
+                facts.history.record(due.customer_id, step.send, now)
+            write(session, spec, step, due, decision, now)
+            if decision.reason == "exited":
                 session.execute(
                     update(Enrollment)
                     .where(Enrollment.id == due.enrollment_id)
@@ -223,76 +165,146 @@ def process_batch(
                         exit_reason="exit_when",
                     )
                 )
+            if decision.status != "sending":
+                reason = (decision.reason or "").split(":")[0]
+                counts[f"{decision.status}:{reason}"] += 1
     # The `sending` rows are committed before the channel is called: a crash from here on
     # leaves them to be sent again, with the same idempotency key, by the next run.
-    counts.pop("sending", None)
-    for start in range(0, len(to_send), max(channel.max_batch, 1)):
-        chunk = to_send[start : start + channel.max_batch]
-        counts += _send_chunk(ctx, channel, chunk, now)
+    size = max(channel.max_batch, 1)
+    for start in range(0, len(to_send), size):
+        counts += send_chunk(ctx, channel, to_send[start : start + size], now)
     return counts
 
 
-def _decide(
-    ctx: EngineContext, spec: JourneySpec, step: Step, due: Due, facts: _Facts, now: datetime
-) -> tuple[str, str | None, dict[str, Any]]:
+def decide(
+    ctx: EngineContext,
+    spec: JourneySpec,
+    step: Step,
+    channel: Channel,
+    due: Due,
+    facts: BatchFacts,
+    now: datetime,
+) -> Decision:
+    customer = facts.customers.get(due.customer_id, {})
+    event = facts.events.get(due.entry_key, {})
+    timezone = customer.get("timezone") or spec.timezone
+    base = step_base(step, due.entered_at, event, customer, timezone)
+    due_at = base + step_offset(step) if base is not None else None
+    if due_at is not None and due_at > now:
+        return Decision(None)
     exit_at = facts.exits.get(due.customer_id)
     if exit_at is not None and exit_at > due.entered_at:
-        return "skipped", "exited", {}
-    if step.within is not None and now > due.entered_at + step.within:
-        return "skipped", "expired", {}
-    if step.purpose == "marketing" and due.customer_id not in facts.consented:
-        return "skipped", "no_consent", {}
+        return Decision("skipped", "exited", due_at=due_at)
+    if due.holdout:
+        return Decision("skipped", "holdout", due_at=due_at)
+    if base is None:
+        column = step.at.from_ if isinstance(step.at, Anchor) else "?"
+        return Decision("skipped", f"no_date:{column}")
+    if step.within is not None and now > base + step.within:
+        return Decision("skipped", "expired", due_at=due_at)
+    if (
+        step.if_ is not None
+        and facts.conditions is not None
+        and not holds(
+            step.if_,
+            facts.conditions,
+            enrollment_id=due.enrollment_id,
+            customer_id=due.customer_id,
+            entered_at=due.entered_at,
+            now=now,
+        )
+    ):
+        return Decision("skipped", "condition_false", due_at=due_at)
+    missing = [
+        p for p in step.consent_purposes if p not in facts.consents.get(due.customer_id, set())
+    ]
+    if missing:
+        return Decision("skipped", f"no_consent:{missing[0]}", due_at=due_at)
     if due.customer_id in facts.suppressed:
-        return "skipped", "suppressed", {}
+        return Decision("skipped", "suppressed", due_at=due_at)
     address = facts.addresses.get(due.customer_id)
     if not address:
-        return "skipped", f"no_address:{_identity(ctx, step)}", {}
-    customer = facts.customers.get(due.customer_id, {})
+        return Decision("skipped", f"no_address:{channel.identity_kind}", due_at=due_at)
     if step.purpose == "marketing":
-        until = next_allowed(now, spec.quiet_hours, customer.get("timezone") or spec.timezone)
-        if until is not None:
-            return "deferred", "quiet_hours", {"next_attempt_at": until}
+        hold = _pressure_hold(ctx, spec, step, due, facts, now, timezone)
+        if hold is not None:
+            return Decision("deferred", hold[0], next_attempt_at=hold[1], due_at=due_at)
+    variant = (
+        pick_variant(due.customer_id, spec.journey, step.id, step.variants)
+        if step.variants
+        else None
+    )
+    template = (variant.template if variant and variant.template else None) or step.template
     context = {
         "customer": customer,
-        "event": facts.events.get(due.entry_key, {}),
+        "event": event,
         "journey": spec.journey,
         "step": step.id,
+        "variant": variant.id if variant else None,
+        "unsubscribe_url": _unsubscribe_link(due.customer_id, step.send),
     }
-    rendered = render_message(ctx.templates_dir, step.template, context)
+    rendered = render_message(ctx.templates_dir, template, context)
+    variant_id = variant.id if variant else None
     if rendered.body is None:
-        return "failed", f"render_error: {rendered.error}"[:255], {}
-    params = {**ctx.channel_params.get(step.send, {}), **step.params}
+        return Decision(
+            "failed", f"render_error: {rendered.error}"[:255], due_at=due_at, variant=variant_id
+        )
+    params = {
+        **ctx.channel_params.get(step.send, {}),
+        **step.params,
+        **(variant.params if variant else {}),
+    }
     message = OutboundMessage(due.key, due.customer_id, address, rendered.body, params)
-    return "sending", None, {"message": message}
+    return Decision("sending", due_at=due_at, message=message, variant=variant_id)
 
 
-def _identity(ctx: EngineContext, step: Step) -> str:
-    return ctx.channels[step.send].identity_kind
-
-
-def _write(
-    session: Session,
+def _pressure_hold(
+    ctx: EngineContext,
     spec: JourneySpec,
     step: Step,
     due: Due,
-    status: str,
-    reason: str | None,
+    facts: BatchFacts,
     now: datetime,
-    *,
-    next_attempt_at: datetime | None = None,
-    content: str | None = None,
-    address: str | None = None,
+    timezone: str,
+) -> tuple[str, datetime] | None:
+    """Quiet hours, then fatigue, then frequency caps: (reason, when allowed) or None."""
+    until = next_allowed(now, spec.quiet_hours, timezone)
+    if until is not None:
+        return "quiet_hours", until
+    resume = fatigue_hold(ctx.policies, facts.history, due.customer_id, now)
+    if resume is not None:
+        return "fatigue", resume
+    capped = cap_hold(ctx.policies.caps, facts.history, due.customer_id, step.send, now, timezone)
+    if capped is not None:
+        return f"cap:{capped[0]}", capped[1]
+    return None
+
+
+def _unsubscribe_link(customer_id: int, channel: str) -> str:
+    """The signed link, or an empty string when no signing key is configured (a template
+    that uses it then renders without it; `siyu validate` warns about such templates)."""
+    from siyu.errors import ConfigError
+
+    try:
+        return unsubscribe_url(customer_id, channel)
+    except ConfigError:
+        return ""
+
+
+def write(
+    session: Session, spec: JourneySpec, step: Step, due: Due, decision: Decision, now: datetime
 ) -> None:
-    attempts = due.attempts + (1 if status == "sending" else 0)
+    sending = decision.status == "sending"
     values: dict[str, Any] = dict(
-        status=status,
-        reason=reason,
+        status=decision.status,
+        reason=decision.reason,
         updated_at=now,
-        attempts=attempts,
-        next_attempt_at=next_attempt_at if status != "sending" else now,
+        attempts=due.attempts + (1 if sending else 0),
+        next_attempt_at=now if sending else decision.next_attempt_at,
+        variant=decision.variant,
     )
-    if content is not None:
-        values.update(content=content, address=address)
+    if decision.message is not None:
+        values.update(content=decision.message.body, address=decision.message.address)
     if due.delivery_id is None:
         session.execute(
             insert(Delivery).values(
@@ -301,166 +313,12 @@ def _write(
                 step_id=step.id,
                 customer_id=due.customer_id,
                 channel=step.send,
+                purpose=step.purpose,
                 idempotency_key=due.key,
-                due_at=due.entered_at + step.at,
+                due_at=decision.due_at or now,
                 created_at=now,
                 **values,
             )
         )
     else:
         session.execute(update(Delivery).where(Delivery.id == due.delivery_id).values(**values))
-
-
-def _send_chunk(
-    ctx: EngineContext, channel: Channel, chunk: list[tuple[Due, OutboundMessage]], now: datetime
-) -> StepCounts:
-    counts: StepCounts = Counter()
-    attempts = {m.idempotency_key: d.attempts + 1 for d, m in chunk}
-    try:
-        receipts = channel.send_batch([m for _, m in chunk])
-    except ChannelError as error:
-        receipts = [
-            Receipt(
-                m.idempotency_key,
-                "retry" if error.retryable else "failed",
-                code="channel_unavailable",
-                detail=str(error),
-            )
-            for _, m in chunk
-        ]
-    by_key = {r.idempotency_key: r for r in receipts}
-    with ctx.sessions() as session, session.begin():
-        for due, message in chunk:
-            receipt = by_key.get(message.idempotency_key)
-            if receipt is None:  # adapter bug: leave the row `sending`, it is sent again
-                counts["sending:no_receipt"] += 1
-                continue
-            counts[
-                _record(
-                    ctx, session, channel.name, due, receipt, attempts[message.idempotency_key], now
-                )
-            ] += 1
-    return counts
-
-
-def _record(
-    ctx: EngineContext,
-    session: Session,
-    channel_name: str,
-    due: Due,
-    receipt: Receipt,
-    attempts: int,
-    now: datetime,
-) -> str:
-    values: dict[str, Any] = dict(
-        provider_code=receipt.code, updated_at=now, provider_message_id=receipt.provider_message_id
-    )
-    label: str
-    if receipt.outcome == "sent":
-        values.update(status="sent", reason=None, sent_at=now, next_attempt_at=None)
-        label = "sent"
-    elif receipt.outcome == "pending":
-        values.update(status="pending", reason="awaiting_confirmation", next_attempt_at=None)
-        label = "pending"
-    elif receipt.outcome == "retry" and attempts < ctx.max_attempts:
-        wait = ctx.retry_backoff * (2 ** (attempts - 1))
-        if receipt.retry_after:
-            wait = max(wait, timedelta(seconds=receipt.retry_after))
-        values.update(
-            status="deferred",
-            reason=f"retry:{receipt.code or 'transient'}",
-            next_attempt_at=now + wait,
-        )
-        label = "deferred:retry"
-    elif receipt.outcome == "refused":
-        values.update(
-            status="skipped", reason=f"refused:{receipt.code or 'refused'}", next_attempt_at=None
-        )
-        add_suppression(
-            session,
-            due.customer_id,
-            channel_name,
-            f"refused:{receipt.code or ''} {receipt.detail or ''}",
-            now,
-        )
-        label = "skipped:refused"
-    else:
-        gave_up = " after retries" if receipt.outcome == "retry" else ""
-        values.update(
-            status="failed",
-            reason=f"{receipt.code or 'failed'}{gave_up}: {receipt.detail or ''}"[:255],
-            next_attempt_at=None,
-        )
-        label = f"failed:{receipt.code or 'failed'}"
-    session.execute(
-        update(Delivery).where(Delivery.idempotency_key == receipt.idempotency_key).values(**values)
-    )
-    return label
-
-
-def add_suppression(
-    session: Session, customer_id: int, channel: str, reason: str, now: datetime
-) -> None:
-    exists_already = session.scalar(
-        select(Suppression.id).where(
-            Suppression.customer_id == customer_id, Suppression.channel == channel
-        )
-    )
-    if exists_already is None:
-        session.add(
-            Suppression(
-                customer_id=customer_id, channel=channel, reason=reason[:128], created_at=now
-            )
-        )
-        session.flush()
-
-
-def poll_pending(
-    ctx: EngineContext, spec: JourneySpec, step: Step, channel: PollingChannel, now: datetime
-) -> StepCounts:
-    """Ask the provider about messages still awaiting a staff member's confirmation."""
-    counts: StepCounts = Counter()
-    with ctx.sessions() as session:
-        rows = session.execute(
-            select(
-                Delivery.idempotency_key,
-                Delivery.customer_id,
-                Delivery.address,
-                Delivery.provider_message_id,
-                Delivery.updated_at,
-                Delivery.enrollment_id,
-            ).where(
-                Delivery.journey_name == spec.journey,
-                Delivery.step_id == step.id,
-                Delivery.status == "pending",
-            )
-        ).all()
-    if not rows:
-        return counts
-    pending = [PendingMessage(r[0], r[1], r[2] or "", r[3] or "") for r in rows]
-    try:
-        receipts = channel.check_pending(pending)
-    except ChannelError:
-        return Counter({"pending": len(rows)})
-    by_key = {r.idempotency_key: r for r in receipts}
-    with ctx.sessions() as session, session.begin():
-        for key, customer_id, _addr, _mid, since, enrollment_id in rows:
-            receipt = by_key.get(key)
-            due = Due(enrollment_id, customer_id, now, "", None, 0, key)
-            if receipt is None or receipt.outcome in ("pending", "retry"):
-                if now - since > ctx.pending_timeout:
-                    session.execute(
-                        update(Delivery)
-                        .where(Delivery.idempotency_key == key)
-                        .values(
-                            status="failed",
-                            reason="not_confirmed: no staff confirmation in time",
-                            updated_at=now,
-                        )
-                    )
-                    counts["failed:not_confirmed"] += 1
-                else:
-                    counts["pending"] += 1
-                continue
-            counts[_record(ctx, session, step.send, due, receipt, ctx.max_attempts, now)] += 1
-    return counts

@@ -1,10 +1,12 @@
 """A tick: one pass of a journey at time `now`. The phases, in order:
 
-    enroll      new entrants become enrollments
-    goals       goal events within the window are recorded
-    exits       customers who did the exit event leave; their deferred messages are skipped
-    <step id>   one phase per step: select due, check rules, render, send, record
-    complete    enrollments with every step final are marked completed
+    enroll          new entrants become enrollments (holdout assigned here)
+    opt-outs        SMS replies of T/TD/退订 become suppressions before anything is sent
+    goals           goal events within the window are recorded
+    exits           customers who did the exit event leave; their deferred messages are skipped
+    <step id>       one phase per step of the file's version: select due, rules, render, send
+    older-versions  the steps of older versions for customers kept on them (`migrate: keep`)
+    complete        enrollments with every step final are marked completed
 
 A tick is a pure function of (database, now): rerunning it changes nothing already done.
 `flows/journey_flow.py` runs each phase as a Prefect task named after it; `run_tick` runs the
@@ -14,10 +16,13 @@ same phases without Prefect, for tests and backtests.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
+from sqlalchemy import select
+
+from db.models import Journey
 from siyu.language.spec import JourneySpec, Step
 from tasks.context import EngineContext
 from tasks.enrollment import (
@@ -25,19 +30,30 @@ from tasks.enrollment import (
     complete_finished,
     enroll_entrants,
     ensure_journey,
+    kept_versions,
     record_goals,
 )
+from tasks.optouts import apply_sms_replies
 from tasks.send_step import run_step
 
 PhaseResult = Counter[str]
+PhaseRun = Callable[[EngineContext, JourneySpec, datetime], PhaseResult]
 
 
 @dataclass(frozen=True)
 class Phase:
     name: str
-    kind: str  # "enroll" | "goals" | "exits" | "step" | "complete"
-    run: Callable[[EngineContext, JourneySpec, datetime], PhaseResult]
+    kind: str  # "enroll" | "opt-outs" | "goals" | "exits" | "step" | "older" | "complete"
+    run: PhaseRun
     step: Step | None = None
+
+
+def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
+    def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
+        with ctx.sessions() as session, session.begin():
+            return Counter({label: work(session, spec, now)})
+
+    return run
 
 
 def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
@@ -46,35 +62,53 @@ def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult
         return Counter({"enrolled": enroll_entrants(session, spec, journey, now)})
 
 
+def _opt_outs(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
+    with ctx.sessions() as session, session.begin():
+        return Counter({"opted_out": apply_sms_replies(session, ctx.policies.opt_out_words, now)})
+
+
 def _goals(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     with ctx.sessions() as session, session.begin():
         return Counter({"goal_reached": record_goals(session, spec, now, ctx.goal_grace)})
 
 
-def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
-        return Counter({"exited": close_exits(session, spec, now)})
+def _current_version_id(ctx: EngineContext, spec: JourneySpec) -> int:
+    with ctx.sessions() as session:
+        journey_id = session.scalar(
+            select(Journey.id).where(Journey.name == spec.journey, Journey.version == spec.version)
+        )
+    if journey_id is None:  # the enroll phase creates it; a step cannot run before
+        raise RuntimeError(f"journey {spec.journey} v{spec.version} has no row; run enroll first")
+    return journey_id
 
 
-def _complete(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
-        return Counter({"completed": complete_finished(session, spec, now)})
-
-
-def _step_runner(step: Step) -> Callable[[EngineContext, JourneySpec, datetime], PhaseResult]:
+def _step_runner(step: Step) -> PhaseRun:
     def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-        return run_step(ctx, spec, step, now)
+        return run_step(ctx, spec, step, now, _current_version_id(ctx, spec))
 
     return run
+
+
+def _older_versions(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
+    counts: PhaseResult = Counter()
+    with ctx.sessions() as session:
+        versions = kept_versions(session, spec)
+    for journey_id, old_spec in versions:
+        for step in old_spec.steps:
+            for outcome, n in run_step(ctx, old_spec, step, now, journey_id).items():
+                counts[f"v{old_spec.version}:{step.id}:{outcome}"] += n
+    return counts
 
 
 def tick_phases(spec: JourneySpec) -> list[Phase]:
     return [
         Phase("enroll", "enroll", _enroll),
+        Phase("opt-outs", "opt-outs", _opt_outs),
         Phase("goals", "goals", _goals),
-        Phase("exits", "exits", _exits),
+        Phase("exits", "exits", _in_transaction(close_exits, "exited")),
         *(Phase(step.id, "step", _step_runner(step), step) for step in spec.steps),
-        Phase("complete", "complete", _complete),
+        Phase("older-versions", "older", _older_versions),
+        Phase("complete", "complete", _in_transaction(complete_finished, "completed")),
     ]
 
 
@@ -83,3 +117,12 @@ def run_tick(ctx: EngineContext, spec: JourneySpec, now: datetime) -> dict[str, 
     if now.tzinfo is None:
         raise ValueError("`now` must be timezone-aware")
     return {phase.name: phase.run(ctx, spec, now) for phase in tick_phases(spec)}
+
+
+def run_ticks_by_priority(
+    ctx: EngineContext, specs: Iterable[JourneySpec], now: datetime
+) -> dict[str, dict[str, PhaseResult]]:
+    """Tick several journeys at the same moment, the highest `priority` first, so that when
+    they compete for a customer's capped contacts the more important journey wins."""
+    ordered = sorted(specs, key=lambda spec: (-spec.priority, spec.journey))
+    return {spec.journey: run_tick(ctx, spec, now) for spec in ordered}

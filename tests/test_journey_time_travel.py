@@ -197,8 +197,8 @@ def test_no_consent_no_address_and_opt_out_are_skipped_with_reasons(
 
     run_days(ctx, spec, local(0), local(15), timedelta(hours=3))
 
-    assert set(sends(ctx, never_asked).values()) == {("skipped", "no_consent", None)}
-    assert set(sends(ctx, withdrew).values()) == {("skipped", "no_consent", None)}
+    assert set(sends(ctx, never_asked).values()) == {("skipped", "no_consent:marketing", None)}
+    assert set(sends(ctx, withdrew).values()) == {("skipped", "no_consent:marketing", None)}
     ledger = sends(ctx, no_wecom)
     assert ledger["join-group"][:2] == ("skipped", "no_address:wecom_external_userid")
     assert ledger["day7-content"][:2] == ("skipped", "no_address:wechat_openid")

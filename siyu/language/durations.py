@@ -20,6 +20,10 @@ def parse_duration(text: str | int) -> timedelta:
         if text == 0:
             return timedelta(0)
         raise ValueError(f"'{text}' has no unit; {DURATION_HINT}")
+    if text.strip().lstrip("-").startswith("P"):  # ISO 8601, as stored specs are written
+        from pydantic import TypeAdapter
+
+        return TypeAdapter(timedelta).validate_python(text.strip())
     value = text.strip().lower().replace(" ", "")
     if value == "0":
         return timedelta(0)

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-23 07:39:59.384660
+Create Date: 2026-11-23 07:46:03.798226
 """
 
 from __future__ import annotations
@@ -41,9 +41,9 @@ def upgrade() -> None:
         sa.Column("spec_hash", sa.String(length=64), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
         sa.Column("activated_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("last_calendar_at", db.types.UTCDateTime(), nullable=True),
         sa.Column("created_at", db.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_journeys")),
-        sa.UniqueConstraint("name", "spec_hash", name=op.f("uq_journeys_name_spec_hash")),
         sa.UniqueConstraint("name", "version", name=op.f("uq_journeys_name_version")),
     )
     op.create_table(
@@ -92,6 +92,7 @@ def upgrade() -> None:
         sa.Column("exited_at", db.types.UTCDateTime(), nullable=True),
         sa.Column("exit_reason", sa.String(length=64), nullable=True),
         sa.Column("goal_reached_at", db.types.UTCDateTime(), nullable=True),
+        sa.Column("holdout", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_enrollments_customer_id_customers")
         ),
@@ -153,6 +154,24 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f("ix_orders_paid_at"), ["paid_at"], unique=False)
 
     op.create_table(
+        "subscriptions",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("customer_id", sa.Integer(), nullable=False),
+        sa.Column("plan", sa.String(length=32), nullable=False),
+        sa.Column("started_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("renews_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("auto_renew", sa.Boolean(), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["customer_id"], ["customers.id"], name=op.f("fk_subscriptions_customer_id_customers")
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_subscriptions")),
+    )
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_subscriptions_customer_id"), ["customer_id"], unique=False
+        )
+
+    op.create_table(
         "suppressions",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
@@ -175,6 +194,8 @@ def upgrade() -> None:
         sa.Column("step_id", sa.String(length=64), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("channel", sa.String(length=32), nullable=False),
+        sa.Column("purpose", sa.String(length=16), nullable=False),
+        sa.Column("variant", sa.String(length=32), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("reason", sa.String(length=255), nullable=True),
         sa.Column("provider_code", sa.String(length=64), nullable=True),
@@ -214,6 +235,10 @@ def downgrade() -> None:
 
     op.drop_table("deliveries")
     op.drop_table("suppressions")
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_subscriptions_customer_id"))
+
+    op.drop_table("subscriptions")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_orders_paid_at"))
         batch_op.drop_index("ix_orders_customer_paid")

@@ -1,0 +1,120 @@
+"""Everything the send rules need about one batch of due enrollments, loaded with one query
+per kind of fact, never one query per customer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from db.models import ChannelIdentity, Consent, Customer, Suppression
+from db.sources import CUSTOMER_COLUMNS, SOURCES
+from siyu.language.spec import JourneySpec, Step
+from tasks.conditions import ConditionFacts, load_condition_facts
+from tasks.context import EngineContext
+from tasks.enrollment import as_utc, filtered_source
+from tasks.pressure import ContactHistory, load_history
+
+
+@dataclass
+class Due:
+    """One enrollment due (or possibly due) for one step, with its ledger row if any."""
+
+    enrollment_id: int
+    customer_id: int
+    entered_at: datetime
+    entry_key: str
+    holdout: bool
+    delivery_id: int | None
+    attempts: int
+    key: str  # idempotency key
+
+
+@dataclass
+class BatchFacts:
+    customers: dict[int, dict[str, Any]]
+    events: dict[str, dict[str, Any]]  # entry events by event_key
+    exits: dict[int, datetime]  # latest exit event per customer
+    consents: dict[int, set[str]]  # granted purposes per customer
+    suppressed: set[int]
+    addresses: dict[int, str]
+    conditions: ConditionFacts | None
+    history: ContactHistory
+
+
+def load_batch_facts(
+    session: Session,
+    ctx: EngineContext,
+    spec: JourneySpec,
+    step: Step,
+    identity_kind: str,
+    batch: list[Due],
+    now: datetime,
+) -> BatchFacts:
+    ids = [d.customer_id for d in batch]
+    customers = {
+        row.id: {c: getattr(row, c) for c in CUSTOMER_COLUMNS}
+        for row in session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()
+    }
+    events: dict[str, dict[str, Any]] = {}
+    if spec.entry.event is not None:
+        entry = SOURCES[spec.entry.event].select().subquery("entry")
+        events = {
+            row["event_key"]: dict(row)
+            for row in session.execute(
+                select(entry).where(entry.c.event_key.in_([d.entry_key for d in batch]))
+            ).mappings()
+        }
+    exits: dict[int, datetime] = {}
+    if spec.exit_when is not None:
+        src = filtered_source(session, spec.exit_when)
+        for customer_id, occurred_at in session.execute(
+            select(src.c.customer_id, src.c.occurred_at).where(
+                src.c.customer_id.in_(ids), src.c.occurred_at <= now
+            )
+        ):
+            at = as_utc(occurred_at)
+            exits[customer_id] = max(exits.get(customer_id, at), at)
+    consents: dict[int, set[str]] = {}
+    for customer_id, purpose in session.execute(
+        select(Consent.customer_id, Consent.purpose).where(
+            Consent.customer_id.in_(ids), Consent.granted.is_(True)
+        )
+    ):
+        consents.setdefault(customer_id, set()).add(purpose)
+    suppressed = set(
+        session.scalars(
+            select(Suppression.customer_id).where(
+                Suppression.customer_id.in_(ids), Suppression.channel.in_((step.send, "*"))
+            )
+        )
+    )
+    if identity_kind == "customer_id":
+        addresses = {i: str(i) for i in ids}
+    else:
+        addresses = dict(
+            session.execute(
+                select(ChannelIdentity.customer_id, ChannelIdentity.value).where(
+                    ChannelIdentity.customer_id.in_(ids), ChannelIdentity.kind == identity_kind
+                )
+            )
+            .tuples()
+            .all()
+        )
+    conditions = None
+    if step.if_ is not None:
+        kinds = {name: channel.identity_kind for name, channel in ctx.channels.items()}
+        conditions = load_condition_facts(
+            session, step.if_, spec.journey, [d.enrollment_id for d in batch], ids, now, kinds
+        )
+    history = (
+        load_history(session, ctx.policies, ids, now)
+        if step.purpose == "marketing"
+        else ContactHistory()
+    )
+    return BatchFacts(
+        customers, events, exits, consents, suppressed, addresses, conditions, history
+    )
