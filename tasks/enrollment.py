@@ -130,19 +130,12 @@ def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: 
     policy = spec.entry.reentry_policy
     if policy == "never":
         blocked = exists().where(mine)
-    else:
+    else:  # one enrollment at a time, and never twice for the same event
         blocked = exists().where(
-            mine,
-            or_(
-                Enrollment.status == "active",
-                Enrollment.entry_key == src.c.event_key,
-                *(
-                    [Enrollment.entered_at > src.c.occurred_at - policy.after]
-                    if isinstance(policy, ReentryAfter)
-                    else []
-                ),
-            ),
+            mine, or_(Enrollment.status == "active", Enrollment.entry_key == src.c.event_key)
         )
+    gap = policy.after if isinstance(policy, ReentryAfter) else None
+    last_entry = _last_entries(session, spec) if gap is not None else {}
     rows = session.execute(
         select(src.c.event_key, src.c.customer_id, src.c.occurred_at)
         .where(src.c.occurred_at > since, src.c.occurred_at <= now, ~blocked)
@@ -153,6 +146,9 @@ def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: 
     for event_key, customer_id, occurred_at in rows:
         if customer_id == last_customer:
             continue
+        previous = last_entry.get(customer_id)
+        if gap is not None and previous is not None and as_utc(occurred_at) - previous < gap:
+            continue
         last_customer = customer_id
         batch.append(_enrollment_row(spec, journey, customer_id, event_key, occurred_at, now))
         if len(batch) >= CHUNK:
@@ -161,6 +157,17 @@ def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: 
     if batch:
         enrolled += _insert(session, batch)
     return enrolled
+
+
+def _last_entries(session: Session, spec: JourneySpec) -> dict[int, datetime]:
+    return {
+        customer_id: as_utc(at)
+        for customer_id, at in session.execute(
+            select(Enrollment.customer_id, func.max(Enrollment.entered_at))
+            .where(Enrollment.journey_name == spec.journey)
+            .group_by(Enrollment.customer_id)
+        )
+    }
 
 
 def _enrollment_row(
@@ -205,18 +212,13 @@ def _enroll_calendar(session: Session, spec: JourneySpec, journey: Journey, now:
         mine = and_(Enrollment.journey_name == spec.journey, Enrollment.customer_id == Customer.id)
         if policy == "never":
             blocked = exists().where(mine)
-        else:
+        elif isinstance(policy, ReentryAfter):  # firing times are Python values: no SQL date math
             blocked = exists().where(
                 mine,
-                or_(
-                    Enrollment.entry_key == key,
-                    *(
-                        [Enrollment.entered_at > firing - policy.after]
-                        if isinstance(policy, ReentryAfter)
-                        else []
-                    ),
-                ),
+                or_(Enrollment.entry_key == key, Enrollment.entered_at > firing - policy.after),
             )
+        else:
+            blocked = exists().where(mine, Enrollment.entry_key == key)
         ids = session.scalars(audience.where(~blocked).order_by(Customer.id)).all()
         rows = [_enrollment_row(spec, journey, i, key, firing, now) for i in ids]
         for chunk_start in range(0, len(rows), CHUNK):

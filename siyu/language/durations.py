@@ -12,8 +12,10 @@ _WHOLE = re.compile(r"-?(?:\d+[smhdw])+")
 DURATION_HINT = "write a number and a unit: 90s, 15m, 12h, 3d, 2w (or combined, like 1d12h)"
 
 
-def parse_duration(text: str | int) -> timedelta:
+def parse_duration(text: str | int | timedelta) -> timedelta:
     """Parse a duration. A bare 0 is allowed; any other bare number is ambiguous and refused."""
+    if isinstance(text, timedelta):
+        return text
     if isinstance(text, bool) or not isinstance(text, str | int):
         raise ValueError(f"expected a duration, got {text!r}; {DURATION_HINT}")
     if isinstance(text, int):
