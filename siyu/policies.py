@@ -43,8 +43,15 @@ class Cap(_Strict):
 class Fatigue(_Strict):
     after: Annotated[int, Field(ge=1)] = 3  # consecutive marketing messages without a reply
     pause: Duration = timedelta(days=14)
-    interactions: list[str] = Field(default_factory=lambda: [
-        "link_clicked", "sms_reply", "coupon_claimed", "group_joined", "order_paid"])
+    interactions: list[str] = Field(
+        default_factory=lambda: [
+            "link_clicked",
+            "sms_reply",
+            "coupon_claimed",
+            "group_joined",
+            "order_paid",
+        ]
+    )
 
 
 class Policies(_Strict):
@@ -62,9 +69,17 @@ def load_policies(path: Path) -> Policies:
         raw = YAML(typ="rt").load(path.read_text(encoding="utf-8")) or {}
     except MarkedYAMLError as error:
         mark = error.problem_mark
-        raise SpecError([Problem(str(path), mark.line + 1 if mark else 0,
-                                 mark.column + 1 if mark else 0, "bad-yaml",
-                                 str(error.problem))]) from None
+        raise SpecError(
+            [
+                Problem(
+                    str(path),
+                    mark.line + 1 if mark else 0,
+                    mark.column + 1 if mark else 0,
+                    "bad-yaml",
+                    str(error.problem),
+                )
+            ]
+        ) from None
     try:
         return Policies.model_validate(raw)
     except ValidationError as error:
@@ -73,6 +88,13 @@ def load_policies(path: Path) -> Policies:
             loc = tuple(p for p in item["loc"] if not str(p).startswith("function-"))
             line, col = position(raw, loc)
             where = ".".join(str(p) for p in loc)
-            problems.append(Problem(str(path), line, col, "bad-policy",
-                                    f"{where}: {str(item['msg']).removeprefix('Value error, ')}"))
+            problems.append(
+                Problem(
+                    str(path),
+                    line,
+                    col,
+                    "bad-policy",
+                    f"{where}: {str(item['msg']).removeprefix('Value error, ')}",
+                )
+            )
         raise SpecError(problems) from None

@@ -21,8 +21,9 @@ class BadToken(SiyuError):
 def _secret() -> bytes:
     secret = os.environ.get("SIYU_UNSUBSCRIBE_SECRET", "")
     if len(secret) < 16:
-        raise ConfigError("SIYU_UNSUBSCRIBE_SECRET must be set (16+ characters) to sign "
-                          "unsubscribe links")
+        raise ConfigError(
+            "SIYU_UNSUBSCRIBE_SECRET must be set (16+ characters) to sign unsubscribe links"
+        )
     return secret.encode()
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from siyu.language.references import Catalog
 from siyu.language.loader import load_journey
+from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from tests.recording_channel import RecordingChannel
 
@@ -16,8 +16,12 @@ TEMPLATES = {
 }
 
 
-def write_journey(tmp_path: Path, channels: dict[str, RecordingChannel], yaml_text: str,
-                  name: str = "journey.yaml") -> JourneySpec:
+def write_journey(
+    tmp_path: Path,
+    channels: dict[str, RecordingChannel],
+    yaml_text: str,
+    name: str = "journey.yaml",
+) -> JourneySpec:
     templates = tmp_path / "templates"
     templates.mkdir(exist_ok=True)
     for file, body in TEMPLATES.items():

@@ -24,37 +24,52 @@ from tests.recording_channel import RecordingChannel
 HEAD = "journey: {name}\nquiet_hours: null\nentry: {{event: order_paid, where: order_seq = 1}}\n"
 
 
-def ctx_for(sessions: sessionmaker[Session], channels: dict[str, RecordingChannel],
-            tmp_path: Path) -> EngineContext:
+def ctx_for(
+    sessions: sessionmaker[Session], channels: dict[str, RecordingChannel], tmp_path: Path
+) -> EngineContext:
     return EngineContext(sessions, tmp_path / "templates", dict(channels))  # type: ignore[arg-type]
 
 
 def rows(ctx: EngineContext, step: str) -> dict[int, tuple[str, str | None, str | None]]:
     with ctx.sessions() as session:
-        found = session.execute(select(Delivery.customer_id, Delivery.status, Delivery.reason,
-                                       Delivery.variant).where(Delivery.step_id == step)).all()
+        found = session.execute(
+            select(Delivery.customer_id, Delivery.status, Delivery.reason, Delivery.variant).where(
+                Delivery.step_id == step
+            )
+        ).all()
     return {r[0]: (r[1], r[2], r[3]) for r in found}
 
 
-def add_event(sessions: sessionmaker[Session], customer_id: int, name: str, at: datetime,
-              **properties: str) -> None:
+def add_event(
+    sessions: sessionmaker[Session], customer_id: int, name: str, at: datetime, **properties: str
+) -> None:
     with sessions() as session, session.begin():
-        session.add(Event(customer_id=customer_id, name=name, occurred_at=at,
-                          properties=properties))
+        session.add(
+            Event(customer_id=customer_id, name=name, occurred_at=at, properties=properties)
+        )
 
 
 # --- conditions and branches ----------------------------------------------------------------
 
 
-def test_if_is_checked_right_before_the_send(tmp_path: Path, sessions: sessionmaker[Session],
-                                             shop: Shop,
-                                             channels: dict[str, RecordingChannel]) -> None:
-    spec = write_journey(tmp_path, channels, HEAD.format(name="branch") + (
-        "steps:\n"
-        "  - id: in-group-tip\n    at: 1d\n    send: wecom\n    template: hello.j2\n"
-        "    if: {event: group_joined, since: entry}\n"
-        "  - id: sms-fallback\n    at: 1d\n    send: sms\n    template: hello.j2\n"
-        "    if: {not: {reachable: wecom}}\n"))
+def test_if_is_checked_right_before_the_send(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        HEAD.format(name="branch")
+        + (
+            "steps:\n"
+            "  - id: in-group-tip\n    at: 1d\n    send: wecom\n    template: hello.j2\n"
+            "    if: {event: group_joined, since: entry}\n"
+            "  - id: sms-fallback\n    at: 1d\n    send: sms\n    template: hello.j2\n"
+            "    if: {not: {reachable: wecom}}\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     joined = shop.customer("入群")
     not_joined = shop.customer("未入群")
@@ -74,13 +89,23 @@ def test_if_is_checked_right_before_the_send(tmp_path: Path, sessions: sessionma
     assert fallback[joined][:2] == ("skipped", "condition_false")
 
 
-def test_customer_and_step_conditions(tmp_path: Path, sessions: sessionmaker[Session],
-                                      shop: Shop, channels: dict[str, RecordingChannel]) -> None:
-    spec = write_journey(tmp_path, channels, HEAD.format(name="vip") + (
-        "steps:\n"
-        "  - {id: first, send: wecom, template: hello.j2, if: {customer: \"city = '上海'\"}}\n"
-        "  - {id: second, at: 1h, send: sms, template: hello.j2,\n"
-        "     if: {any: [{step: first, status: skipped}, {step: first, status: failed}]}}\n"))
+def test_customer_and_step_conditions(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        HEAD.format(name="vip")
+        + (
+            "steps:\n"
+            "  - {id: first, send: wecom, template: hello.j2, if: {customer: \"city = '上海'\"}}\n"
+            "  - {id: second, at: 1h, send: sms, template: hello.j2,\n"
+            "     if: {any: [{step: first, status: skipped}, {step: first, status: failed}]}}\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     shanghai, beijing = shop.customer("沪"), shop.customer("京")
     with sessions() as session, session.begin():
@@ -100,11 +125,20 @@ def test_customer_and_step_conditions(tmp_path: Path, sessions: sessionmaker[Ses
 
 
 def test_holdout_and_variants_are_stable_and_weighted(
-        tmp_path: Path, sessions: sessionmaker[Session], shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
-    text = HEAD.format(name="ab") + "holdout: 20%\nsteps:\n" + (
-        "  - id: offer\n    send: sms\n    template: hello.j2\n    variants:\n"
-        "      - {id: a, weight: 1, template: a.j2}\n      - {id: b, weight: 3, template: b.j2}\n")
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    text = (
+        HEAD.format(name="ab")
+        + "holdout: 20%\nsteps:\n"
+        + (
+            "  - id: offer\n    send: sms\n    template: hello.j2\n    variants:\n"
+            "      - {id: a, weight: 1, template: a.j2}\n"
+            "      - {id: b, weight: 3, template: b.j2}\n"
+        )
+    )
     spec = write_journey(tmp_path, channels, text)
     ctx = ctx_for(sessions, channels, tmp_path)
     run_tick(ctx, spec, local(0))
@@ -126,26 +160,39 @@ def test_holdout_and_variants_are_stable_and_weighted(
     from tasks.assignment import in_holdout, pick_variant
 
     assert all(in_holdout(c, "ab", 0.2) for c in held)
-    assert all(pick_variant(c, "ab", "offer", spec.steps[0].variants or []).id == offer[c][2]
-               for c in sent_to)
+    assert all(
+        pick_variant(c, "ab", "offer", spec.steps[0].variants or []).id == offer[c][2]
+        for c in sent_to
+    )
 
 
 # --- timing ---------------------------------------------------------------------------------
 
 
 def test_renewal_reminder_three_days_before_the_renewal_date(
-        tmp_path: Path, sessions: sessionmaker[Session], shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
-    spec = write_journey(tmp_path, channels, (
-        "journey: renewal\nquiet_hours: null\nentry: {event: subscription_started}\nsteps:\n"
-        "  - id: remind\n    at: {from: event.renews_at, offset: -3d}\n    within: -2d\n"
-        "    send: sms\n    template: hello.j2\n"))
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        (
+            "journey: renewal\nquiet_hours: null\nentry: {event: subscription_started}\nsteps:\n"
+            "  - id: remind\n    at: {from: event.renews_at, offset: -3d}\n    within: -2d\n"
+            "    send: sms\n    template: hello.j2\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     member = shop.customer()
     run_tick(ctx, spec, local(0))
     with sessions() as session, session.begin():
-        session.add(Subscription(customer_id=member, plan="年卡", started_at=local(0, 9),
-                                 renews_at=local(30, 9)))
+        session.add(
+            Subscription(
+                customer_id=member, plan="年卡", started_at=local(0, 9), renews_at=local(30, 9)
+            )
+        )
     for day in (0, 26, 27):
         run_tick(ctx, spec, local(day, 8.5))
     assert member not in rows(ctx, "remind")
@@ -154,16 +201,26 @@ def test_renewal_reminder_three_days_before_the_renewal_date(
 
 
 def test_birthday_is_an_anniversary_in_the_customers_year(
-        tmp_path: Path, sessions: sessionmaker[Session], shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
-    spec = write_journey(tmp_path, channels, HEAD.format(name="birthday") + (
-        "steps:\n  - id: greet\n    at: {from: customer.birthday, annual: true, offset: 10h}\n"
-        "    within: 1d\n    send: sms\n    template: hello.j2\n"))
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        HEAD.format(name="birthday")
+        + (
+            "steps:\n  - id: greet\n    at: {from: customer.birthday, annual: true, offset: 10h}\n"
+            "    within: 1d\n    send: sms\n    template: hello.j2\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     fan = shop.customer()
     with sessions() as session, session.begin():
-        session.execute(update(Customer).where(Customer.id == fan)
-                        .values(birthday=date(1990, 11, 10)))
+        session.execute(
+            update(Customer).where(Customer.id == fan).values(birthday=date(1990, 11, 10))
+        )
     run_tick(ctx, spec, local(0))
     shop.order(fan, local(0, 10), seq=1)  # 2 November 2026
     run_tick(ctx, spec, local(8, 9.9))
@@ -172,15 +229,26 @@ def test_birthday_is_an_anniversary_in_the_customers_year(
     assert rows(ctx, "greet")[fan][0] == "sent"
 
 
-@pytest.mark.parametrize("tick_after_seconds, expected", [(60, "sent"), (179, "sent"),
-                                                          (181, "skipped")])
-def test_near_real_time_window_in_seconds(tmp_path: Path, sessions: sessionmaker[Session],
-                                          shop: Shop, channels: dict[str, RecordingChannel],
-                                          tick_after_seconds: int, expected: str) -> None:
-    spec = write_journey(tmp_path, channels, (
-        "journey: browse-offer\nquiet_hours: null\nentry: {event: browse}\n"
-        "entry_reentry: null\n".replace("entry_reentry: null\n", "") +
-        "steps:\n  - {id: offer, at: 60s, within: 180s, send: sms, template: hello.j2}\n"))
+@pytest.mark.parametrize(
+    "tick_after_seconds, expected", [(60, "sent"), (179, "sent"), (181, "skipped")]
+)
+def test_near_real_time_window_in_seconds(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+    tick_after_seconds: int,
+    expected: str,
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        (
+            "journey: browse-offer\nquiet_hours: null\nentry: {event: browse}\n"
+            "entry_reentry: null\n".replace("entry_reentry: null\n", "")
+            + "steps:\n  - {id: offer, at: 60s, within: 180s, send: sms, template: hello.j2}\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     shopper = shop.customer()
     run_tick(ctx, spec, local(0))
@@ -195,11 +263,19 @@ def test_near_real_time_window_in_seconds(tmp_path: Path, sessions: sessionmaker
 
 
 def test_calendar_journey_enrolls_its_audience_every_wednesday(
-        tmp_path: Path, sessions: sessionmaker[Session], shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
-    spec = write_journey(tmp_path, channels, (
-        "journey: topic-day\nentry:\n  calendar: \"0 10 * * 3\"\n  audience: \"city = '杭州'\"\n"
-        "steps:\n  - {id: topic, send: wecom, template: hello.j2}\n"))
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        (
+            'journey: topic-day\nentry:\n  calendar: "0 10 * * 3"\n  audience: "city = \'杭州\'"\n'
+            "steps:\n  - {id: topic, send: wecom, template: hello.j2}\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     member, outsider = shop.customer(), shop.customer()
     with sessions() as session, session.begin():
@@ -217,14 +293,24 @@ def test_calendar_journey_enrolls_its_audience_every_wednesday(
 # --- re-entry -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy, expected", [("never", 1), ("always", 3),
-                                              ("{after: 30d}", 2)])
-def test_reentry_policies(tmp_path: Path, sessions: sessionmaker[Session], shop: Shop,
-                          channels: dict[str, RecordingChannel], policy: str,
-                          expected: int) -> None:
-    spec = write_journey(tmp_path, channels, (
-        f"journey: every-order\nquiet_hours: null\nentry: {{event: order_paid, reentry: {policy}}}\n"
-        "steps:\n  - {id: thanks, send: sms, template: hello.j2}\n"))
+@pytest.mark.parametrize("policy, expected", [("never", 1), ("always", 3), ("{after: 30d}", 2)])
+def test_reentry_policies(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+    policy: str,
+    expected: int,
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        (
+            "journey: every-order\nquiet_hours: null\n"
+            f"entry: {{event: order_paid, reentry: {policy}}}\n"
+            "steps:\n  - {id: thanks, send: sms, template: hello.j2}\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     buyer = shop.customer()
     run_tick(ctx, spec, local(0))
@@ -238,17 +324,27 @@ def test_reentry_policies(tmp_path: Path, sessions: sessionmaker[Session], shop:
 # --- consent and opt-outs -------------------------------------------------------------------
 
 
-def test_each_consent_purpose_is_required(tmp_path: Path, sessions: sessionmaker[Session],
-                                          shop: Shop,
-                                          channels: dict[str, RecordingChannel]) -> None:
-    spec = write_journey(tmp_path, channels, HEAD.format(name="recs") + (
-        "steps:\n  - {id: picks, send: sms, template: hello.j2,"
-        " consent: [marketing, personalisation]}\n"))
+def test_each_consent_purpose_is_required(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec = write_journey(
+        tmp_path,
+        channels,
+        HEAD.format(name="recs")
+        + (
+            "steps:\n  - {id: picks, send: sms, template: hello.j2,"
+            " consent: [marketing, personalisation]}\n"
+        ),
+    )
     ctx = ctx_for(sessions, channels, tmp_path)
     marketing_only, both = shop.customer(), shop.customer()
     with sessions() as session, session.begin():
-        session.add(Consent(customer_id=both, purpose="personalisation", granted=True,
-                            updated_at=local(-1)))
+        session.add(
+            Consent(customer_id=both, purpose="personalisation", granted=True, updated_at=local(-1))
+        )
     run_tick(ctx, spec, local(0))
     for buyer in (marketing_only, both):
         shop.order(buyer, local(0, 10), seq=1)
@@ -257,9 +353,12 @@ def test_each_consent_purpose_is_required(tmp_path: Path, sessions: sessionmaker
     assert rows(ctx, "picks")[both][0] == "sent"
 
 
-def test_reply_td_stops_sms_before_the_next_send(ctx: EngineContext, shop: Shop,
-                                                 sessions: sessionmaker[Session],
-                                                 channels: dict[str, RecordingChannel]) -> None:
+def test_reply_td_stops_sms_before_the_next_send(
+    ctx: EngineContext,
+    shop: Shop,
+    sessions: sessionmaker[Session],
+    channels: dict[str, RecordingChannel],
+) -> None:
     spec = canonical_journey(channels)
     buyer = shop.customer()
     run_tick(ctx, spec, local(0))
@@ -273,10 +372,13 @@ def test_reply_td_stops_sms_before_the_next_send(ctx: EngineContext, shop: Shop,
     assert len(channels["wecom"].messages) == 1  # other channels are unaffected
 
 
-def test_unsubscribe_link_is_signed_and_suppresses(monkeypatch: pytest.MonkeyPatch,
-                                                   ctx: EngineContext, shop: Shop,
-                                                   sessions: sessionmaker[Session],
-                                                   channels: dict[str, RecordingChannel]) -> None:
+def test_unsubscribe_link_is_signed_and_suppresses(
+    monkeypatch: pytest.MonkeyPatch,
+    ctx: EngineContext,
+    shop: Shop,
+    sessions: sessionmaker[Session],
+    channels: dict[str, RecordingChannel],
+) -> None:
     monkeypatch.setenv("SIYU_UNSUBSCRIBE_SECRET", "test-only-signing-key-1234")
     buyer = shop.customer()
     token = make_token(buyer, "*")
@@ -297,23 +399,36 @@ def test_unsubscribe_link_is_signed_and_suppresses(monkeypatch: pytest.MonkeyPat
 
 # --- versions -------------------------------------------------------------------------------
 
-V1 = HEAD.format(name="evolving") + "version: 1\nsteps:\n" + (
-    "  - {id: hello, send: sms, template: hello.j2}\n"
-    "  - {id: later, at: 2d, send: sms, template: a.j2}\n")
+V1 = (
+    HEAD.format(name="evolving")
+    + "version: 1\nsteps:\n"
+    + (
+        "  - {id: hello, send: sms, template: hello.j2}\n"
+        "  - {id: later, at: 2d, send: sms, template: a.j2}\n"
+    )
+)
 
 
 def test_new_version_keeps_customers_on_their_own_version(
-        tmp_path: Path, sessions: sessionmaker[Session], shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
     v1 = write_journey(tmp_path, channels, V1)
     ctx = ctx_for(sessions, channels, tmp_path)
     early = shop.customer("老")
     run_tick(ctx, v1, local(0))
     shop.order(early, local(0, 10), seq=1)
     run_tick(ctx, v1, local(0, 11))
-    v2 = write_journey(tmp_path, channels, V1.replace("version: 1", "version: 2").replace(
-        "{id: later, at: 2d, send: sms, template: a.j2}",
-        "{id: later-v2, at: 2d, send: sms, template: b.j2}"))
+    v2 = write_journey(
+        tmp_path,
+        channels,
+        V1.replace("version: 1", "version: 2").replace(
+            "{id: later, at: 2d, send: sms, template: a.j2}",
+            "{id: later-v2, at: 2d, send: sms, template: b.j2}",
+        ),
+    )
     late = shop.customer("新")
     shop.order(late, local(1, 10), seq=1)
     for day in (1, 2, 3, 4):
@@ -324,17 +439,24 @@ def test_new_version_keeps_customers_on_their_own_version(
 
 
 def test_new_version_can_move_customers_and_map_steps(
-        tmp_path: Path, sessions: sessionmaker[Session], shop: Shop,
-        channels: dict[str, RecordingChannel]) -> None:
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
     v1 = write_journey(tmp_path, channels, V1)
     ctx = ctx_for(sessions, channels, tmp_path)
     inside = shop.customer()
     run_tick(ctx, v1, local(0))
     shop.order(inside, local(0, 10), seq=1)
     run_tick(ctx, v1, local(0, 11))  # `hello` sent under v1
-    v2 = write_journey(tmp_path, channels, V1.replace("version: 1", (
-        "version: 2\nmigrate: {policy: move, steps: {hello: hello-v2}}")).replace(
-        "{id: hello,", "{id: hello-v2,").replace("template: a.j2", "template: b.j2"))
+    v2 = write_journey(
+        tmp_path,
+        channels,
+        V1.replace("version: 1", ("version: 2\nmigrate: {policy: move, steps: {hello: hello-v2}}"))
+        .replace("{id: hello,", "{id: hello-v2,")
+        .replace("template: a.j2", "template: b.j2"),
+    )
     for day in (1, 2, 3):
         run_tick(ctx, v2, local(day, 11))
     bodies = [m.body for m in channels["sms"].messages]
@@ -342,12 +464,14 @@ def test_new_version_can_move_customers_and_map_steps(
     assert bodies[1].startswith("B:")
 
 
-def test_lowering_a_version_is_refused(tmp_path: Path, sessions: sessionmaker[Session],
-                                       channels: dict[str, RecordingChannel]) -> None:
+def test_lowering_a_version_is_refused(
+    tmp_path: Path, sessions: sessionmaker[Session], channels: dict[str, RecordingChannel]
+) -> None:
     from siyu.errors import ConfigError
 
     ctx = ctx_for(sessions, channels, tmp_path)
-    run_tick(ctx, write_journey(tmp_path, channels, V1.replace("version: 1", "version: 3")),
-             local(0))
+    run_tick(
+        ctx, write_journey(tmp_path, channels, V1.replace("version: 1", "version: 3")), local(0)
+    )
     with pytest.raises(ConfigError, match="version 3"):
         run_tick(ctx, write_journey(tmp_path, channels, V1), local(1))

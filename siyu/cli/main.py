@@ -86,6 +86,28 @@ def summary(journey: Annotated[str, typer.Argument(help="the journey's name")]) 
 
 
 @app.command()
+def explain(
+    journey: Annotated[str, typer.Argument(help="the journey's name")],
+    customer: Annotated[int, typer.Argument(help="the customer's id")],
+    now: Annotated[str | None, typer.Option(help="ISO time with offset; default: now")] = None,
+) -> None:
+    """Every decision about one customer in one journey, with its reason."""
+    from db.engine import make_engine, make_sessionmaker
+    from flows.journey_flow import parse_now
+    from siyu.project import Project
+    from siyu.reports.explain import explain as explain_customer
+
+    try:
+        spec = Project.find().journey(journey)
+    except SiyuError as error:
+        _fail(error)
+        return
+    with make_sessionmaker(make_engine())() as session:
+        for line in explain_customer(session, spec, customer, parse_now(now)):
+            console.print(line, markup=False, highlight=False)
+
+
+@app.command()
 def demo(
     customers: Annotated[int, typer.Option(help="customers to generate")] = 5000,
     days: Annotated[int, typer.Option(help="days of simulated time")] = 21,
