@@ -15,7 +15,8 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 def alembic_config(url: str | None = None) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS_DIR))
-    config.set_main_option("sqlalchemy.url", url or database_url())
+    # configparser treats % as interpolation; URLs carry %-escapes (search_path options).
+    config.set_main_option("sqlalchemy.url", (url or database_url()).replace("%", "%%"))
     return config
 
 

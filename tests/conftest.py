@@ -3,6 +3,8 @@ and an engine context wired to recording channels."""
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -10,6 +12,7 @@ from itertools import count
 from pathlib import Path
 
 import pytest
+from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_sessionmaker
@@ -31,8 +34,26 @@ def local(day: float, hour: float = 0) -> datetime:
 
 
 @pytest.fixture
-def sessions(tmp_path: Path) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database for one test: a SQLite file, or, when SIYU_TEST_POSTGRES_URL is set
+    (`.ci/run` starts a server), a fresh schema on that PostgreSQL server."""
+    server = os.environ.get("SIYU_TEST_POSTGRES_URL")
+    if not server:
+        yield f"sqlite:///{tmp_path / 'test.db'}"
+        return
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    yield f"{server}?options=-csearch_path%3D{schema}"
+    with admin.begin() as connection:
+        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+    admin.dispose()
+
+
+@pytest.fixture
+def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
+    engine = make_engine(database_url)
     Base.metadata.create_all(engine)
     yield make_sessionmaker(engine)
     engine.dispose()

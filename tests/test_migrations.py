@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
@@ -13,8 +11,8 @@ from db.migrate import upgrade
 from db.models import Base
 
 
-def test_upgrade_head_on_an_empty_database_matches_the_models(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
+def test_upgrade_head_on_an_empty_database_matches_the_models(database_url: str) -> None:
+    url = database_url
     upgrade(url)
     engine = make_engine(url)
     with engine.connect() as connection:
@@ -35,7 +33,6 @@ def test_upgrade_head_on_an_empty_database_matches_the_models(tmp_path: Path) ->
     } <= tables
 
 
-def test_upgrade_twice_is_harmless(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'fresh.db'}"
-    upgrade(url)
-    upgrade(url)
+def test_upgrade_twice_is_harmless(database_url: str) -> None:
+    upgrade(database_url)
+    upgrade(database_url)
