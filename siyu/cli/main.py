@@ -189,3 +189,15 @@ def main() -> None:  # pragma: no cover - console entry point
     except SiyuError as error:
         Console(stderr=True).print(str(error), markup=False)
         sys.exit(1)
+
+
+def _register_tools() -> None:
+    """The marketer tools live in their own modules (siyu/cli/*_cmd.py)."""
+    from siyu.cli.import_cmd import import_command
+    from siyu.cli.simulate_cmd import simulate_command
+
+    app.command("simulate")(simulate_command)
+    app.command("import")(import_command)
+
+
+_register_tools()
