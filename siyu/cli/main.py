@@ -193,11 +193,17 @@ def main() -> None:  # pragma: no cover - console entry point
 
 def _register_tools() -> None:
     """The marketer tools live in their own modules (siyu/cli/*_cmd.py)."""
+    from siyu.cli.deploy_cmd import deploy_command
+    from siyu.cli.graph_cmd import graph_command
     from siyu.cli.import_cmd import import_command
+    from siyu.cli.preview_cmd import preview_command
     from siyu.cli.simulate_cmd import simulate_command
 
+    app.command("preview")(preview_command)
+    app.command("graph")(graph_command)
     app.command("simulate")(simulate_command)
     app.command("import")(import_command)
+    app.command("deploy")(deploy_command)
 
 
 _register_tools()
