@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from db.engine import make_engine, make_sessionmaker
@@ -75,6 +75,7 @@ def journey_tick(
             channel.close()
         engine.dispose()
     _publish_summary(journey, moment, results)
+    _publish_graph(spec)
     return results
 
 
@@ -88,4 +89,16 @@ def _publish_summary(journey: str, now: datetime, results: dict[str, dict[str, i
         key=re.sub(r"[^a-z0-9-]", "-", f"{journey}-tick".lower()),
         table=rows or [{"phase": "-", "outcome": "nothing due", "count": 0}],
         description=f"{journey} tick at {now.isoformat()}: outcome counts per phase",
+    )
+
+
+def _publish_graph(spec: Any) -> None:
+    """The journey's picture on every run (Mermaid renders in the Prefect UI's markdown)."""
+    from siyu.graph.draw import to_mermaid
+    from siyu.graph.model import build_graph
+
+    create_markdown_artifact(
+        key=re.sub(r"[^a-z0-9-]", "-", f"{spec.journey}-graph".lower()),
+        markdown=f"```mermaid\n{to_mermaid(build_graph(spec))}```",
+        description=f"{spec.journey}: entry, steps with waits and deadlines, exit and goal",
     )

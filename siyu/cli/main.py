@@ -24,27 +24,38 @@ console = Console()
 
 
 def _fail(error: SiyuError) -> None:
-    Console(stderr=True).print(str(error), markup=False, highlight=False)
+    Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
     raise typer.Exit(1)
 
 
 @app.command()
 def validate() -> None:
     """Check every journey in journeys/ and its templates; exit 1 on any problem."""
+    from siyu.language.check_project import check_project
     from siyu.language.problems import format_problems
     from siyu.project import Project
 
     try:
-        project = Project.find()
-        specs, problems = project.check_all()
+        specs, problems = check_project(Project.find())
     except SiyuError as error:
         _fail(error)
         return
     if problems:
-        Console(stderr=True).print(format_problems(problems), markup=False, highlight=False)
+        Console(stderr=True, soft_wrap=True).print(
+            format_problems(problems), markup=False, highlight=False
+        )
         raise typer.Exit(1)
     for name, spec in specs.items():
         console.print(f"[green]ok[/green] {name}: {len(spec.steps)} steps")
+
+
+@app.command()
+def schema() -> None:
+    """Write docs/journey.schema.json (editor completion for journey files) from the models."""
+    from siyu.language.json_schema import write_schema
+    from siyu.project import Project
+
+    console.print(f"wrote {write_schema(Project.find().root)}")
 
 
 @app.command()
@@ -200,3 +211,21 @@ def main() -> None:  # pragma: no cover - console entry point
     except SiyuError as error:
         Console(stderr=True).print(str(error), markup=False)
         sys.exit(1)
+
+
+def _register_tools() -> None:
+    """The marketer tools live in their own modules (siyu/cli/*_cmd.py)."""
+    from siyu.cli.deploy_cmd import deploy_command
+    from siyu.cli.graph_cmd import graph_command
+    from siyu.cli.import_cmd import import_command
+    from siyu.cli.preview_cmd import preview_command
+    from siyu.cli.simulate_cmd import simulate_command
+
+    app.command("preview")(preview_command)
+    app.command("graph")(graph_command)
+    app.command("simulate")(simulate_command)
+    app.command("import")(import_command)
+    app.command("deploy")(deploy_command)
+
+
+_register_tools()

@@ -1,12 +1,13 @@
-"""Checks a message template before any customer sees it: Jinja syntax (with the line), and
-variables other than the ones the engine provides."""
+"""Checks a message template before any customer sees it: Jinja syntax (with the line),
+variables other than the ones the engine provides, and fields of `event` / `customer` that
+the journey's data does not have."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from jinja2 import TemplateSyntaxError, meta
+from jinja2 import TemplateSyntaxError, meta, nodes
 
 from siyu.language.problems import Problem, did_you_mean
 from tasks.render import CONTEXT_NAMES, make_environment
@@ -36,3 +37,45 @@ def check_template(path: Path) -> Iterator[Problem]:
                 f"'{name}' is not available in templates{did_you_mean(name, CONTEXT_NAMES)}"
                 f" (available: {', '.join(CONTEXT_NAMES)})",
             )
+
+
+def _column_of(line_text: str, needle: str) -> int:
+    found = line_text.find(needle)
+    return found + 1 if found >= 0 else 1
+
+
+def check_template_fields(
+    path: Path, available: Mapping[str, tuple[str, ...]], why: str
+) -> Iterator[Problem]:
+    """`event.<column>` / `customer.<column>` a template uses that the data does not provide
+    (the entry event's source and the customer row); `why` says where the columns come from."""
+    try:
+        source = path.read_text(encoding="utf-8")
+        parsed = make_environment(path.parent).parse(source)
+    except (UnicodeDecodeError, TemplateSyntaxError):
+        return  # check_template reports these
+    lines = source.splitlines()
+    for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
+        target = getattr(node, "node", None)
+        if not isinstance(target, nodes.Name) or target.name not in available:
+            continue
+        if isinstance(node, nodes.Getattr):
+            field = str(node.attr)
+        elif isinstance(node, nodes.Getitem) and isinstance(node.arg, nodes.Const):
+            if not isinstance(node.arg.value, str):
+                continue
+            field = node.arg.value
+        else:
+            continue
+        columns = available[target.name]
+        if field in columns:
+            continue
+        line_text = lines[node.lineno - 1] if 0 < node.lineno <= len(lines) else ""
+        yield Problem(
+            str(path),
+            node.lineno,
+            _column_of(line_text, f"{target.name}.{field}"),
+            "unknown-field",
+            f"'{target.name}.{field}' is not provided {why}"
+            f"{did_you_mean(field, columns)} ({target.name}: {', '.join(columns)})",
+        )

@@ -1,0 +1,55 @@
+"""`siyu deploy`: prefect.yaml from the journeys, after they pass `siyu validate`."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+
+from siyu.errors import SiyuError
+
+console = Console(soft_wrap=True)
+
+
+def deploy_command() -> None:
+    """Write or update prefect.yaml: one deployment per journey (schedule, time zone).
+
+    Refuses while `siyu validate` finds a problem. Then `prefect deploy --all` creates the
+    deployments and a process worker (`prefect worker start --pool siyu`) runs them.
+    """
+    from siyu.deploy.prefect_yaml import write_prefect_yaml
+    from siyu.language.check_project import check_project
+    from siyu.language.loader import check_journey_file
+    from siyu.language.problems import format_problems
+    from siyu.project import Project
+
+    try:
+        project = Project.find()
+        specs, problems = check_project(project)
+        if problems:
+            console.print(format_problems(problems), markup=False, highlight=False)
+            console.print("[red]not deploying: fix these first (siyu validate)[/red]")
+            raise typer.Exit(1)
+        files: dict[str, tuple[object, str]] = {}
+        catalog = None
+        for path in project.journey_files():
+            from siyu.language.channel_kinds import ToolProject
+
+            catalog = catalog or ToolProject.of(project).catalog()
+            spec, _ = check_journey_file(path, catalog)
+            if spec is not None:
+                files[spec.journey] = (spec, str(path.relative_to(project.root)))
+        changes = write_prefect_yaml(
+            project.root, {name: (specs[name], files[name][1]) for name in specs}
+        )
+    except SiyuError as error:
+        Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    for label, names in (
+        ("added", changes.added),
+        ("updated", changes.updated),
+        ("removed", changes.removed),
+        ("unchanged", changes.unchanged),
+    ):
+        if names:
+            console.print(f"{label}: {', '.join(names)}")
+    console.print(f"wrote {project.root / 'prefect.yaml'}; next: prefect deploy --all")

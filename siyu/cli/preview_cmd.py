@@ -1,0 +1,60 @@
+"""`siyu preview`: what one step will say to one customer (personal data masked)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from siyu.errors import SiyuError
+from siyu.language.problems import did_you_mean
+
+console = Console(soft_wrap=True)
+
+
+def preview_command(
+    journey: Annotated[str, typer.Argument(help="journey name or YAML file")],
+    step: Annotated[str, typer.Argument(help="the step's id")],
+    customer: Annotated[
+        str | None, typer.Option(help="customer id or CRM external_id; omit for sample data")
+    ] = None,
+) -> None:
+    """Render one step's message as the engine would, for a real customer or sample data."""
+    from db.engine import make_engine, make_sessionmaker
+    from siyu.cli.journey_arg import resolve_journey
+    from siyu.preview.render_preview import (
+        has_database,
+        preview_customer,
+        preview_sample,
+    )
+    from siyu.project import Project
+
+    try:
+        project = Project.find()
+        spec = resolve_journey(project, journey)
+        ids = [s.id for s in spec.steps]
+        if step not in ids:
+            raise SiyuError(
+                f"journey '{spec.journey}' has no step '{step}'{did_you_mean(step, ids)} "
+                f"(steps: {', '.join(ids)})"
+            )
+        chosen = spec.step(step)
+        engine = make_engine()
+        with make_sessionmaker(engine)() as session:
+            if customer is not None and has_database(session):
+                result = preview_customer(session, spec, chosen, project.templates_dir, customer)
+            else:
+                if customer is not None:
+                    console.print("[yellow]no database set up: showing sample data[/yellow]")
+                result = preview_sample(spec, chosen, project.templates_dir)
+        engine.dispose()
+    except SiyuError as error:
+        Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    title = f"{spec.journey} / {chosen.id} via {chosen.send} ({chosen.purpose}) — {result.who}"
+    if result.body is None:
+        console.print(Panel(f"render error: {result.error}", title=title, style="red"))
+        raise typer.Exit(1)
+    console.print(Panel(result.body, title=title, title_align="left"))

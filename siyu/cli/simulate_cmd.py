@@ -1,0 +1,187 @@
+"""`siyu simulate`: backtest one journey (or two versions side by side) over the database's
+history; tables of the outcome per step and per day, and an optional CSV of everything."""
+
+from __future__ import annotations
+
+import csv
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from siyu.errors import ConfigError
+from siyu.language.durations import parse_duration
+from siyu.simulate.runner import SimulationReport, SimulationSettings
+
+console = Console()
+OUTCOMES = ("due", "sent", "skipped", "deferred", "failed")
+
+
+def _moment(text: str, zone: str) -> datetime:
+    from zoneinfo import ZoneInfo
+
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(
+            f"'{text}' is not a date or time; write it like 2026-09-01 or 2026-09-01T08:00+08:00"
+        ) from None
+    return (value if value.tzinfo else value.replace(tzinfo=ZoneInfo(zone))).astimezone(UTC)
+
+
+def simulate_command(
+    journey: Annotated[str, typer.Argument(help="journey name or YAML file")],
+    start: Annotated[
+        str, typer.Option(help="first tick: a date (journey's time zone) or ISO time")
+    ],
+    days: Annotated[int, typer.Option(help="how many days of history to replay")] = 90,
+    every: Annotated[str, typer.Option(help="time between ticks, e.g. 1h, 15m")] = "1h",
+    compare: Annotated[
+        str | None, typer.Option(help="a second version (file) to simulate side by side")
+    ] = None,
+    csv_out: Annotated[
+        Path | None, typer.Option("--csv", help="write day × step × outcome counts here")
+    ] = None,
+    show_days: Annotated[int, typer.Option(help="rows of the per-day table (0: all)")] = 14,
+) -> None:
+    """Backtest a journey on a copy of the database with a simulated clock; sends nothing.
+
+    Every tick runs the real engine (enroll, goals, exits, every step's rules and rendering)
+    through channels that only count. The database itself is not changed.
+    """
+    from db.engine import database_url
+    from siyu.cli.journey_arg import resolve_journey
+    from siyu.language.channel_kinds import channel_kinds
+    from siyu.project import Project
+    from siyu.simulate.runner import simulate
+
+    project = Project.find()
+    specs = [resolve_journey(project, journey)]
+    if compare:
+        specs.append(resolve_journey(project, compare))
+    begin = _moment(start, specs[0].timezone)
+    settings = SimulationSettings(begin, begin + timedelta(days=days), parse_duration(every))
+    kinds = channel_kinds(project)
+    reports: list[SimulationReport] = []
+    for label, spec in zip(("A", "B"), specs, strict=False):
+        with Progress(
+            TextColumn(f"[bold]{spec.journey}[/bold] ({label})" if compare else spec.journey),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.description}"),
+            TimeRemainingColumn(),
+            console=console,
+            transient=True,
+        ) as bar:
+            task = bar.add_task("", total=None)
+
+            def tick(i: int, n: int, now: datetime, task_id: TaskID = task) -> None:
+                bar.update(task_id, completed=i, total=n, description=now.date().isoformat())
+
+            reports.append(
+                simulate(spec, database_url(), project.templates_dir, kinds, settings, tick)
+            )
+    for label, report in zip(("A", "B"), reports, strict=False):
+        print_report(report, f" ({label})" if compare else "", show_days)
+    if compare:
+        console.print(compare_table(reports[0], reports[1]))
+    if csv_out:
+        write_csv(csv_out, reports)
+        console.print(f"wrote {csv_out}")
+
+
+def print_report(report: SimulationReport, label: str, show_days: int) -> None:
+    s = report.settings
+    enrolled = sum(v for k, v in report.enrollments.items() if k != "goal_reached")
+    console.print(
+        f"\n[bold]{report.journey}{label}[/bold]: {report.ticks} ticks every {s.every} from "
+        f"{s.start:%Y-%m-%d %H:%M} UTC over {(s.end - s.start).days} days, "
+        f"{report.customers} customers — {report.seconds:.1f} s "
+        f"({report.seconds / max(report.ticks, 1) * 1000:.0f} ms per tick)\n"
+        f"enrolled {enrolled}, exited {report.enrollments['exited']}, completed "
+        f"{report.enrollments['completed']}, goal reached {report.enrollments['goal_reached']}"
+    )
+    steps = Table(title="per step (from the ledger)")
+    for column in ("step", "due", "sent", "deferred", "failed", "quota hits", "skipped (why)"):
+        steps.add_column(column, justify="left" if column in ("step", "skipped (why)") else "right")
+    for step_id, counts in report.steps.items():
+        skipped = ", ".join(
+            f"{k.split(':', 1)[1]} {n}" for k, n in counts.most_common() if k.startswith("skipped")
+        )
+        steps.add_row(
+            step_id,
+            str(sum(counts.values())),
+            str(counts["sent"] + counts["pending"]),
+            str(sum(n for k, n in counts.items() if k.startswith("deferred"))),
+            str(sum(n for k, n in counts.items() if k.startswith("failed"))),
+            str(report.quota_hits(step_id)),
+            skipped or "-",
+        )
+    console.print(steps)
+    channels = sorted(report.volume)
+    days = Table(title="per day (tick outcomes; volume = messages handed to each channel)")
+    for column in ("day", "enrolled", "exited", "goal", *OUTCOMES, *channels):
+        days.add_column(column, justify="left" if column == "day" else "right")
+    ordered = sorted(report.days)
+    for day in ordered if show_days == 0 else ordered[:show_days]:
+        counts = report.days[day]
+        days.add_row(
+            day.isoformat(),
+            str(counts["enrolled"]),
+            str(counts["exited"]),
+            str(counts["goal_reached"]),
+            *(str(report.day_total(day, o)) for o in OUTCOMES),
+            *(str(report.volume[c][day]) for c in channels),
+        )
+    if show_days and len(ordered) > show_days:
+        days.caption = f"first {show_days} of {len(ordered)} days; --show-days 0 for all"
+    console.print(days)
+    volume = ", ".join(f"{c} {sum(report.volume[c].values())}" for c in channels) or "none"
+    console.print(f"expected message volume per channel: {volume}")
+
+
+def compare_table(a: SimulationReport, b: SimulationReport) -> Table:
+    table = Table(title=f"A: {a.journey} vs B: {b.journey}")
+    for column in ("measure", "A", "B", "B − A"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+
+    def row(name: str, x: int, y: int) -> None:
+        table.add_row(name, str(x), str(y), f"{y - x:+d}")
+
+    for key in ("exited", "completed", "goal_reached"):
+        row(key, a.enrollments[key], b.enrollments[key])
+    for step in dict.fromkeys([*a.steps, *b.steps]):
+        ca, cb = a.steps.get(step, Counter()), b.steps.get(step, Counter())
+        for outcome in sorted({*ca, *cb}):
+            row(f"{step} {outcome}", ca.get(outcome, 0), cb.get(outcome, 0))
+    for channel in sorted({*a.volume, *b.volume}):
+        va, vb = a.volume.get(channel, Counter()), b.volume.get(channel, Counter())
+        row(f"volume {channel}", sum(va.values()), sum(vb.values()))
+    return table
+
+
+def write_csv(path: Path, reports: list[SimulationReport]) -> None:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["version", "journey", "day", "measure", "count"])
+        for label, report in zip("AB", reports, strict=False):
+            for day in sorted(report.days):
+                for measure, n in sorted(report.days[day].items()):
+                    writer.writerow([label, report.journey, day.isoformat(), measure, n])
+            for channel, volume in sorted(report.volume.items()):
+                for day, n in sorted(volume.items()):
+                    writer.writerow(
+                        [label, report.journey, day.isoformat(), f"volume:{channel}", n]
+                    )

@@ -1,0 +1,51 @@
+"""Which channels a project has and whom each one addresses (its identity kind), for the
+tools that must not build real adapters: validate, preview, simulate.
+
+They come from channels.yaml through the channel registry. Without a channels.yaml (a fresh
+checkout, a test project) the standard channels below are assumed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from siyu.errors import SiyuError
+from siyu.language.loader import Catalog
+from siyu.project import Project
+
+STANDARD_CHANNELS: dict[str, str] = {
+    "wecom_group_invite": "wecom_external_userid",
+    "wecom": "wecom_external_userid",
+    "service_account": "wechat_openid",
+    "miniprogram": "miniprogram_openid",
+    "sms": "mobile",
+    "email": "email",
+    "webhook": "customer_id",
+}
+
+
+def channel_kinds(project: Project) -> dict[str, str]:
+    """Channel name → identity kind (mobile, wecom_external_userid, ...)."""
+    if not project.channels_file.is_file():
+        return dict(STANDARD_CHANNELS)
+    try:
+        channels = project.build_channels()
+    except (ImportError, SiyuError):  # registry not installed, or a channel misconfigured
+        return dict(STANDARD_CHANNELS)
+    try:
+        return {name: channel.identity_kind for name, channel in channels.items()}
+    finally:
+        for channel in channels.values():
+            channel.close()
+
+
+@dataclass(frozen=True)
+class ToolProject(Project):
+    """A Project whose journey catalog comes from channel_kinds (no adapters are built)."""
+
+    @classmethod
+    def of(cls, project: Project) -> ToolProject:
+        return cls(project.root)
+
+    def catalog(self) -> Catalog:
+        return Catalog(channels=set(channel_kinds(self)), templates_dir=self.templates_dir)

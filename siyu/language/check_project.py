@@ -1,0 +1,52 @@
+"""`siyu validate`: every journey file with the loader's checks plus the content rules
+(siyu.language.lint), and every template in templates/, including those no journey uses yet.
+
+The content rules run here and in `siyu deploy`, not in the loader the engine uses: the
+engine's own tests run journeys with deliberately bad templates, and the engine still fails
+such a message at render time on its own.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from ruamel.yaml.error import YAMLError
+
+from siyu.language.channel_kinds import ToolProject
+from siyu.language.lint import lint_journey
+from siyu.language.lint_config import load_lint_config
+from siyu.language.loader import _position, check_journey_file
+from siyu.language.problems import Problem
+from siyu.language.spec import JourneySpec
+from siyu.language.templates_check import check_template
+from siyu.project import Project
+
+
+def check_project(project: Project) -> tuple[dict[str, JourneySpec], list[Problem]]:
+    tools = ToolProject.of(project)
+    specs, problems = tools.check_all()
+    catalog, config = tools.catalog(), load_lint_config(project.root)
+    for path in project.journey_files():
+        shown = _shown(path)
+        spec, found = check_journey_file(shown, catalog)
+        if spec is None or found:
+            continue  # fix the structure first; its problems are already listed
+        try:
+            raw = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+        except (OSError, YAMLError):
+            continue
+        problems += lint_journey(
+            str(shown), spec, project.templates_dir, partial(_position, raw), config
+        )
+    for template in sorted(project.templates_dir.glob("*.j2")):
+        problems += check_template(template)
+    return specs, sorted(set(problems))
+
+
+def _shown(path: Path) -> Path:
+    try:
+        return path.relative_to(Path.cwd())
+    except ValueError:
+        return path

@@ -1,0 +1,139 @@
+"""`siyu preview`: one step's message for one customer, rendered by the engine's own
+renderer (tasks.render) with the customer's row and their entry event, personal data masked.
+With no database, sample data stands in."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import inspect, or_, select, text
+from sqlalchemy.orm import Session
+
+from db.models import ChannelIdentity, Customer, Enrollment
+from db.sources import CUSTOMER_COLUMNS, SOURCES
+from siyu.errors import ConfigError
+from siyu.language.spec import JourneySpec, Step
+from siyu.language.where_clause import to_dialect
+from siyu.preview.masking import mask_text, mask_value
+from tasks.render import render_message
+
+SAMPLE_CUSTOMER: dict[str, Any] = {
+    "id": 0,
+    "name": "王小明",
+    "gender": "男",
+    "city": "上海",
+    "member_level": "银卡",
+    "birthday": date(1990, 5, 20),
+    "timezone": "Asia/Shanghai",
+}
+SAMPLE_EVENT: dict[str, Any] = {
+    "event_key": "order:0",
+    "customer_id": 0,
+    "occurred_at": datetime(2026, 9, 1, 2, 30, tzinfo=UTC),
+    "order_id": 0,
+    "order_no": "YX202609010000001",
+    "order_seq": 1,
+    "amount": Decimal("199.00"),
+    "category": "护肤",
+    "store": "小程序商城",
+    "city": "上海",
+    "member_level": "银卡",
+    "properties": {},
+}
+
+
+@dataclass(frozen=True)
+class Preview:
+    step: Step
+    who: str  # masked description of the customer, or "sample data"
+    body: str | None
+    error: str | None
+
+
+def _find_customer(session: Session, ref: str) -> Customer:
+    query = select(Customer).where(
+        or_(Customer.external_id == ref, Customer.id == (int(ref) if ref.isdigit() else -1))
+    )
+    customer = session.scalars(query).first()
+    if customer is None:
+        raise ConfigError(f"no customer with id or external_id '{mask_value('id', ref)}'")
+    return customer
+
+
+def _entry_event(session: Session, spec: JourneySpec, customer_id: int) -> dict[str, Any] | None:
+    """The event that enrolled the customer, else their latest event that would enroll them."""
+    source = SOURCES[spec.entry.event].select().subquery("raw")
+    query = select(source).where(source.c.customer_id == customer_id)
+    key = session.scalar(
+        select(Enrollment.entry_key).where(
+            Enrollment.journey_name == spec.journey, Enrollment.customer_id == customer_id
+        )
+    )
+    if key is not None:
+        query = query.where(source.c.event_key == key)
+    elif spec.entry.where:
+        dialect = session.get_bind().dialect.name
+        query = query.where(text(to_dialect(spec.entry.where, dialect)))
+    row = session.execute(query.order_by(source.c.occurred_at.desc()).limit(1)).mappings().first()
+    return dict(row) if row else None
+
+
+def has_database(session: Session) -> bool:
+    return bool(inspect(session.get_bind()).has_table("customers"))
+
+
+def preview_customer(
+    session: Session, spec: JourneySpec, step: Step, templates_dir: Path, ref: str
+) -> Preview:
+    customer = _find_customer(session, ref)
+    row = {c: getattr(customer, c) for c in CUSTOMER_COLUMNS}
+    event = _entry_event(session, spec, customer.id)
+    identities = dict(
+        session.execute(
+            select(ChannelIdentity.kind, ChannelIdentity.value).where(
+                ChannelIdentity.customer_id == customer.id
+            )
+        )
+        .tuples()
+        .all()
+    )
+    known = {"name": customer.name, **identities}
+    if customer.external_id:
+        known["external_id"] = customer.external_id
+    who = f"customer {customer.id} ({mask_name_and_id(customer)})"
+    if event is None:
+        who += f", no '{spec.entry.event}' entry event: sample event data used"
+    return _render(spec, step, templates_dir, row, event or SAMPLE_EVENT, who, known)
+
+
+def mask_name_and_id(customer: Customer) -> str:
+    external = mask_value("id", customer.external_id) if customer.external_id else "-"
+    return f"{mask_value('name', customer.name)}, external_id {external}"
+
+
+def preview_sample(spec: JourneySpec, step: Step, templates_dir: Path) -> Preview:
+    columns = SOURCES[spec.entry.event].columns
+    event = {c: SAMPLE_EVENT.get(c) for c in columns}
+    return _render(
+        spec, step, templates_dir, SAMPLE_CUSTOMER, event, "sample data", {"name": "王小明"}
+    )
+
+
+def _render(
+    spec: JourneySpec,
+    step: Step,
+    templates_dir: Path,
+    customer: dict[str, Any],
+    event: dict[str, Any],
+    who: str,
+    known: dict[str, str],
+) -> Preview:
+    context = {"customer": customer, "event": event, "journey": spec.journey, "step": step.id}
+    rendered = render_message(templates_dir, step.template, context)
+    body = mask_text(rendered.body, known) if rendered.body else None
+    error = mask_text(rendered.error, known) if rendered.error else None
+    return Preview(step, who, body, error)

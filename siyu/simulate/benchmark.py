@@ -1,0 +1,67 @@
+"""Measures `simulate`: builds a demo database of the given size (db.demo_data) and backtests
+the canonical journey over it, printing the figures.
+
+    python -m siyu.simulate.benchmark --customers 5000 --history-days 60 --simulate-days 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from datetime import timedelta
+from pathlib import Path
+
+from db.demo_data import DemoSpec, generate
+from db.engine import make_engine, make_sessionmaker
+from db.migrate import upgrade
+from siyu.language.channel_kinds import STANDARD_CHANNELS, ToolProject
+from siyu.simulate.runner import SimulationSettings, simulate
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--customers", type=int, default=5000)
+    parser.add_argument("--history-days", type=int, default=60)
+    parser.add_argument("--simulate-days", type=int, default=60)
+    parser.add_argument("--every-hours", type=float, default=1.0)
+    parser.add_argument("--journey", default="first-purchase-care")
+    parser.add_argument("--database", type=Path, default=Path("var/benchmark.db"))
+    args = parser.parse_args()
+    demo = DemoSpec(customers=args.customers, days=args.history_days)
+    url = f"sqlite:///{args.database}"
+    if not args.database.exists():
+        started = time.perf_counter()
+        upgrade(url)
+        engine = make_engine(url)
+        with make_sessionmaker(engine)() as session, session.begin():
+            data = generate(session, demo)
+        engine.dispose()
+        print(f"generated {data} in {time.perf_counter() - started:.0f} s")
+    project = ToolProject(Path.cwd().resolve())
+    spec = project.journey(args.journey)
+    settings = SimulationSettings(
+        demo.start,
+        demo.start + timedelta(days=args.simulate_days),
+        timedelta(hours=args.every_hours),
+    )
+    last = [time.perf_counter()]
+
+    def progress(i: int, n: int, now: object) -> None:
+        if i % 240 == 0:
+            took = time.perf_counter() - last[0]
+            last[0] = time.perf_counter()
+            print(f"  tick {i}/{n}: last 240 ticks {took:.1f} s", flush=True)
+
+    report = simulate(spec, url, project.templates_dir, STANDARD_CHANNELS, settings, progress)
+    deliveries = sum(sum(c.values()) for c in report.steps.values())
+    print(
+        f"{args.customers} customers, {report.ticks} ticks every {args.every_hours} h over "
+        f"{args.simulate_days} days: {report.seconds:.1f} s "
+        f"({report.seconds / max(report.ticks, 1) * 1000:.0f} ms/tick), "
+        f"{sum(report.enrollments[k] for k in ('active', 'exited', 'completed'))} enrolled, "
+        f"{deliveries} ledger rows ({report.seconds / max(deliveries, 1) * 1000:.2f} ms/row)"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""preview renders through the engine's renderer with PII masked; graph draws every part of
+a journey; deploy writes prefect.yaml that Prefect's own model accepts and keeps hand edits."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from ruamel.yaml import YAML
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from siyu.cli.main import app
+from siyu.deploy.prefect_yaml import ENTRYPOINT, check_with_prefect, update_prefect_yaml
+from siyu.graph.draw import to_mermaid, to_svg
+from siyu.graph.model import build_graph
+from siyu.preview.masking import mask_name, mask_text
+from tests.conftest import Shop, local
+from tests.tools.project_files import ROOT
+from tests.tools.test_simulate import journey
+
+
+def test_masking() -> None:
+    assert mask_name("王小明") == "王*明" and mask_name("欧阳小明") == "欧**明"
+    assert (
+        mask_text("call 13812341234 or 王小明", {"name": "王小明"}) == "call 138****1234 or 王*明"
+    )
+
+
+def test_preview_of_a_real_customer_is_masked(sessions: sessionmaker[Session], shop: Shop) -> None:
+    buyer = shop.customer("王小明")
+    shop.order(buyer, local(0, 10), seq=1, category="母婴")
+    result = CliRunner().invoke(
+        app,
+        ["preview", "first-purchase-care", "day14-repurchase", "--customer", str(buyer)],
+        env={"SIYU_DATABASE_URL": str(sessions.kw["bind"].url), "SIYU_PROJECT_DIR": str(ROOT)},
+    )
+    assert result.exit_code == 0, result.output
+    assert "王*明您好" in result.output and "母婴相关商品" in result.output
+    assert "王小明" not in result.output
+
+
+def test_preview_names_an_unknown_step(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["preview", "first-purchase-care", "day3-cair"],
+        env={"SIYU_DATABASE_URL": f"sqlite:///{tmp_path}/none.db", "SIYU_PROJECT_DIR": str(ROOT)},
+    )
+    assert result.exit_code == 1
+    assert "did you mean 'day3-care'" in result.output
+
+
+def test_preview_without_database_uses_sample_data(tmp_path: Path) -> None:
+    result = CliRunner().invoke(
+        app,
+        ["preview", "first-purchase-care", "join-group", "--customer", "1"],
+        env={"SIYU_DATABASE_URL": f"sqlite:///{tmp_path}/none.db", "SIYU_PROJECT_DIR": str(ROOT)},
+    )
+    assert result.exit_code == 0, result.output
+    assert "sample data" in result.output and "小程序商城的首单" in result.output
+
+
+def test_graph_shows_steps_waits_deadlines_exit_and_goal() -> None:
+    graph = build_graph(journey())
+    mermaid = to_mermaid(graph)
+    assert "step_day3_care -->|wait 6d| step_day7_content" in mermaid
+    assert "+1d · until +3d" in mermaid and "entry -.->|within 30d| goal" in mermaid
+    svg = ET.fromstring(to_svg(graph))
+    texts = [t.text for t in svg.iter("{http://www.w3.org/2000/svg}text")]
+    for expected in ("day14-repurchase", "sms · day14_coupon.j2", "exit", "goal", "wait 7d"):
+        assert expected in texts
+
+
+def test_deploy_adds_updates_removes_and_keeps_hand_edits() -> None:
+    spec = journey()
+    current = (ROOT / "prefect.yaml").read_text(encoding="utf-8")
+    current = current.replace(
+        "    work_pool: *siyu_pool", "    tags: [crm]\n    work_pool: *siyu_pool"
+    )
+    current = current.replace('cron: "*/15 * * * *"', 'cron: "0 * * * *"')
+    stale = "  - name: gone\n    entrypoint: " + ENTRYPOINT + "\n    parameters: {journey: gone}\n"
+    text, changes = update_prefect_yaml(current + stale, {spec.journey: (spec, "journeys/x.yaml")})
+    assert (changes.updated, changes.removed) == (["first-purchase-care"], ["gone"])
+    data = YAML(typ="safe").load(text)
+    (deployment,) = data["deployments"]
+    assert deployment["schedules"] == [{"cron": "*/15 * * * *", "timezone": "Asia/Shanghai"}]
+    assert deployment["tags"] == ["crm"] and deployment["work_pool"]["name"] == "siyu"
+    assert deployment["parameters"] == {"journey": "first-purchase-care"}
+    assert check_with_prefect(text) == []
+    again, changes = update_prefect_yaml(text, {spec.journey: (spec, "journeys/x.yaml")})
+    assert again == text and changes.unchanged == ["first-purchase-care"]
+
+
+def test_deploy_from_nothing_and_the_committed_file_is_current() -> None:
+    spec = journey()
+    text, changes = update_prefect_yaml(
+        None, {spec.journey: (spec, "journeys/first_purchase.yaml")}
+    )
+    assert changes.added == ["first-purchase-care"] and check_with_prefect(text) == []
+    committed = (ROOT / "prefect.yaml").read_text(encoding="utf-8")
+    regenerated, _ = update_prefect_yaml(
+        committed, {spec.journey: (spec, "journeys/first_purchase.yaml")}
+    )
+    assert regenerated == committed, "prefect.yaml is stale: run `siyu deploy`"
