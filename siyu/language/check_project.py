@@ -17,7 +17,8 @@ from ruamel.yaml.error import YAMLError
 from siyu.language.channel_kinds import ToolProject
 from siyu.language.lint import lint_journey
 from siyu.language.lint_config import load_lint_config
-from siyu.language.loader import _position, check_journey_file
+from siyu.language.loader import check_journey_file
+from siyu.language.positions import position
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.language.templates_check import check_template
@@ -38,7 +39,7 @@ def check_project(project: Project) -> tuple[dict[str, JourneySpec], list[Proble
         except (OSError, YAMLError):
             continue
         problems += lint_journey(
-            str(shown), spec, project.templates_dir, partial(_position, raw), config
+            str(shown), spec, project.templates_dir, partial(position, raw), config
         )
     for template in sorted(project.templates_dir.glob("*.j2")):
         problems += check_template(template)

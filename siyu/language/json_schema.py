@@ -53,6 +53,15 @@ DESCRIPTIONS = {
     "within": "deadline after entry; later, the message is skipped as expired",
     "where": "a SQL condition on the event's columns, e.g. order_seq = 1",
 }
+SHARE = {
+    "anyOf": [
+        {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+        {"type": "string", "pattern": r"^\s*\d+(\.\d+)?\s*%\s*$"},
+    ],
+    "default": 0,
+    "description": "a share of entrants: 10% or 0.1",
+}
+SHARE_PROPERTIES = ("holdout",)
 _DURATION_ADAPTER: TypeAdapter[timedelta] = TypeAdapter(timedelta)
 
 
@@ -72,6 +81,9 @@ def _rewrite(node: Any, key: str | None = None) -> Any:
         return {"anyOf": [STRING_FORMS[name], {"$ref": ref}]}
     out = {k: _rewrite(v, k) for k, v in node.items()}
     if key == "properties":
+        for prop in SHARE_PROPERTIES:
+            if prop in out:
+                out[prop] = dict(SHARE)
         for prop, sub in out.items():
             if prop in DESCRIPTIONS and isinstance(sub, dict) and "description" not in sub:
                 sub["description"] = DESCRIPTIONS[prop]

@@ -48,3 +48,24 @@ def test_schema_refuses_what_the_loader_refuses(path: tuple[Any, ...], value: An
     target[path[-1]] = value
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(journey, json.loads(schema_text()))
+
+
+def test_schema_accepts_the_complete_language_and_rejects_a_bad_condition() -> None:
+    import json
+
+    import jsonschema
+    from ruamel.yaml import YAML
+
+    schema = json.loads((ROOT / "docs" / "journey.schema.json").read_text(encoding="utf-8"))
+    doc = YAML(typ="safe").load(
+        "journey: x\nholdout: 10%\n"
+        "entry: {calendar: '0 10 * * 3', audience: \"city = 'x'\", reentry: {after: 30d}}\n"
+        "steps:\n  - id: a\n    at: {from: customer.birthday, annual: true, offset: 10h}\n"
+        "    within: 1d\n    send: sms\n    template: t.j2\n"
+        "    if: {all: [{event: browse, since: 7d}, {not: {reachable: wecom}}]}\n"
+        "    variants: [{id: v1, weight: 1, template: a.j2}]\n"
+    )
+    jsonschema.validate(doc, schema)
+    doc["steps"][0]["if"] = {"evnt": "browse"}
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(doc, schema)

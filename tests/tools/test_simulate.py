@@ -50,11 +50,11 @@ def test_backtest_reports_per_step_and_leaves_the_database_alone(
     report = run(sessions, journey(), tmp_path)
     assert report.ticks == 20 * 24 + 1  # type: ignore[attr-defined]
     steps = report.steps  # type: ignore[attr-defined]
-    assert steps["join-group"] == {"sent": 2, "skipped:no_consent": 1}
-    assert steps["day3-care"] == {"sent": 2, "skipped:no_consent": 1}
+    assert steps["join-group"] == {"sent": 2, "skipped:no_consent:marketing": 1}
+    assert steps["day3-care"] == {"sent": 2, "skipped:no_consent:marketing": 1}
     # the repurchase on day 2 exits the loyal customer before day 7 and day 14
-    assert steps["day7-content"] == {"sent": 1, "skipped:no_consent": 1}
-    assert steps["day14-repurchase"] == {"sent": 1, "skipped:no_consent": 1}
+    assert steps["day7-content"] == {"sent": 1, "skipped:no_consent:marketing": 1}
+    assert steps["day14-repurchase"] == {"sent": 1, "skipped:no_consent:marketing": 1}
     assert report.enrollments["exited"] == 1 and report.enrollments["goal_reached"] == 1  # type: ignore[attr-defined]
     volume = report.volume  # type: ignore[attr-defined]
     assert sum(volume["sms"].values()) == 1 and sum(volume["wecom"].values()) == 2
@@ -80,4 +80,4 @@ def test_two_versions_side_by_side(
     variant.write_text(night, encoding="utf-8")
     c = run(sessions, journey(variant), tmp_path, days=4)
     # due at 20:00: deferred by quiet hours to 08:00, past its 21:00 deadline → expired
-    assert c.steps["day3-care"] == {"skipped:expired": 2, "skipped:no_consent": 1}  # type: ignore[attr-defined]
+    assert c.steps["day3-care"] == {"skipped:expired": 2, "skipped:no_consent:marketing": 1}  # type: ignore[attr-defined]
