@@ -108,26 +108,27 @@ _BY_TYPE: dict[str, type[ChannelBase]] = {
 def _describe(exc: ValidationError, raw: Any, source: str) -> list[str]:
     problems: list[tuple[tuple[int, int], str]] = []
     for err in exc.errors():
-        loc = [p for p in err["loc"] if not (isinstance(p, str) and p in CHANNEL_TYPES
-                                              and _is_union_tag(err["loc"], p))]
+        loc = list(err["loc"])
+        # pydantic puts the union tag in the path (channels.wecom.wecom.sender): drop it.
+        if len(loc) >= 3 and loc[0] == "channels" and loc[2] in CHANNEL_TYPES:
+            del loc[2]
         dotted = ".".join(str(p) for p in loc)
         msg = err["msg"]
         hint = ""
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
             hint = _did_you_mean(str(loc[-1]), _siblings(loc, raw))
-        elif err["type"] == "union_tag_invalid" or (loc and loc[-1] == "type"):
-            hint = _did_you_mean(str(err.get("input", "")), list(CHANNEL_TYPES))
+        elif err["type"] == "union_tag_invalid":
+            tag = str((err.get("ctx") or {}).get("tag", ""))
+            msg = f"unknown channel type {tag!r}"
+            hint = _did_you_mean(tag, list(CHANNEL_TYPES))
+            loc = [*loc, "type"]
+        elif err["type"] == "missing":
+            msg = "required key is missing"
         line, col = _position(raw, loc)
         where = f"{source}:{line}:{col}" if line else source
         problems.append(((line, col), f"{where}: {dotted}: {msg}{hint}"))
     return [p for _, p in sorted(problems)]
-
-
-def _is_union_tag(loc: tuple[Any, ...], part: str) -> bool:
-    # pydantic puts the discriminator value in the loc: channels.wecom.wecom.sendr
-    i = loc.index(part)
-    return i >= 2 and loc[i - 2] == "channels"
 
 
 def _siblings(loc: list[Any], raw: Any) -> list[str]:

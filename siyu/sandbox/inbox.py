@@ -29,10 +29,9 @@ def routes(state: SandboxState) -> list[Route]:
     async def inbox(_: Request) -> Response:
         with state.lock:
             messages = list(state.messages)
-            dup_keys = {k for k, n in state.delivered.items() if n > 1}
         by_channel: dict[str, list[str]] = {}
         for m in sorted(messages, key=lambda m: m.id, reverse=True):
-            dup = (m.channel, m.key) in dup_keys
+            dup = m.duplicate  # a second (third...) delivery of the same key
             when = dt.datetime.fromtimestamp(m.created_at).strftime("%m-%d %H:%M:%S")
             by_channel.setdefault(m.channel, []).append(
                 f'<tr class="{"dup" if dup else ""}"><td>{m.id}</td><td>{escape(when)}</td>'
@@ -47,7 +46,7 @@ def routes(state: SandboxState) -> list[Route]:
         page = (f"<!doctype html><html lang=zh><head><meta charset=utf-8>"
                 f"<meta http-equiv=refresh content=5><title>siyu sandbox inbox</title>"
                 f"<style>{_CSS}</style></head><body><h1>siyu sandbox inbox</h1>"
-                f"<p>{len(messages)} messages. Rows in red are duplicates.</p>"
+                f"<p>{len(messages)} messages. Rows in red are duplicates: a message whose key was already delivered.</p>"
                 f"{sections or '<p>Nothing sent yet.</p>'}</body></html>")
         return HTMLResponse(page)
 
