@@ -1,0 +1,53 @@
+"""``GET /``: a small HTML inbox a marketer can open to see what the journeys sent.
+
+Messages grouped by channel, newest first, duplicates highlighted. Every piece of content is
+HTML-escaped (message bodies come from templates and customer data)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from html import escape
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
+
+from siyu.sandbox.state import SandboxState
+
+_CSS = """
+body{font-family:-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:24px;color:#222}
+h1{font-size:20px} h2{font-size:16px;margin-top:28px;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;width:100%} td,th{padding:6px 8px;border-bottom:1px solid #eee;
+text-align:left;vertical-align:top;font-size:13px} tr.dup{background:#ffe3e3}
+.badge{display:inline-block;padding:1px 6px;border-radius:8px;font-size:11px;background:#eee}
+.sent{background:#d9f5dd}.pending{background:#fff3c4}.refused,.failed{background:#f5d9d9}
+pre{white-space:pre-wrap;margin:0;font-family:inherit}
+"""
+
+
+def routes(state: SandboxState) -> list[Route]:
+    async def inbox(_: Request) -> Response:
+        with state.lock:
+            messages = list(state.messages)
+        by_channel: dict[str, list[str]] = {}
+        for m in sorted(messages, key=lambda m: m.id, reverse=True):
+            dup = m.duplicate  # a second (third...) delivery of the same key
+            when = dt.datetime.fromtimestamp(m.created_at).strftime("%m-%d %H:%M:%S")
+            by_channel.setdefault(m.channel, []).append(
+                f'<tr class="{"dup" if dup else ""}"><td>{m.id}</td><td>{escape(when)}</td>'
+                f"<td>{escape(m.customer)}</td><td><pre>{escape(m.content)}</pre></td>"
+                f'<td><span class="badge {escape(m.status)}">{escape(m.status)}</span>'
+                f'{" <b>duplicate</b>" if dup else ""}</td><td>{escape(m.key[:40])}</td></tr>')
+        sections = "".join(
+            f"<h2>{escape(ch)} ({len(rows)})</h2><table><tr><th>#</th><th>time</th>"
+            f"<th>customer</th><th>message</th><th>status</th><th>key</th></tr>"
+            f"{''.join(rows)}</table>"
+            for ch, rows in sorted(by_channel.items()))
+        page = (f"<!doctype html><html lang=zh><head><meta charset=utf-8>"
+                f"<meta http-equiv=refresh content=5><title>siyu sandbox inbox</title>"
+                f"<style>{_CSS}</style></head><body><h1>siyu sandbox inbox</h1>"
+                f"<p>{len(messages)} messages. Rows in red are duplicates: a message whose key was already delivered.</p>"
+                f"{sections or '<p>Nothing sent yet.</p>'}</body></html>")
+        return HTMLResponse(page)
+
+    return [Route("/", inbox, methods=["GET"])]

@@ -1,0 +1,178 @@
+"""Emulated Aliyun SMS (dysmsapi 2017-05-25) RPC endpoint: SendSms, SendBatchSms and
+QuerySendDetails, with RPC v1 signature verification.
+
+Like the real service it does NOT dedupe on OutId: a retried SendSms sends again. It counts
+deliveries per OutId, so a test can see the duplicate an adapter would have caused.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import secrets
+import time
+import uuid
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from siyu.channels import aliyun_signature
+from siyu.channels.secrets import SANDBOX_ALIYUN_ACCESS_KEY_ID, SANDBOX_DEV_SECRETS
+from siyu.sandbox.faults import FaultRule
+from siyu.sandbox.gateway import json_response, provider_call
+from siyu.sandbox.state import SHANGHAI, SandboxState
+
+MAX_TIME_SKEW = 15 * 60
+_MOBILE = re.compile(r"^(\+?86)?1\d{10}$")
+# Gateway-level codes come back with a non-2xx status; business codes with HTTP 200.
+_GATEWAY_STATUS = {"Throttling": 400, "Throttling.User": 400, "SignatureDoesNotMatch": 400,
+                   "InvalidTimeStamp.Expired": 400, "SignatureNonceUsed": 400,
+                   "InvalidAccessKeyId.NotFound": 404, "InternalError": 500,
+                   "UnknownError": 500, "ServiceUnavailable": 503}
+
+
+def answer(code: str, message: str = "", **extra: Any) -> Response:
+    body = {"Code": code, "Message": message or code, "RequestId": str(uuid.uuid4()).upper(),
+            **extra}
+    return json_response(body, status=_GATEWAY_STATUS.get(code, 200))
+
+
+def render_error(rule: FaultRule) -> Response:
+    if rule.status and rule.status != 200 and rule.code is None:
+        return Response("sandbox injected error", status_code=rule.status)
+    return answer(str(rule.code or "isp.SYSTEM_ERROR"), "sandbox injected error")
+
+
+def _biz_id() -> str:
+    return f"{secrets.randbelow(10**17):017d}{int(time.time()) % 10:d}^0"
+
+
+def routes(state: SandboxState) -> list[Route]:
+    async def rpc(request: Request) -> Response:
+        params = dict(request.query_params)
+        if request.method == "POST":
+            body = (await request.body()).decode()
+            if body and "form" in request.headers.get("content-type", ""):
+                params.update(dict(parse_qsl(body, keep_blank_values=True)))
+        endpoint = f"sms.{params.get('Action', 'Unknown')}"
+
+        async def handle(_: Request) -> Response:
+            problem = _check_signature(state, request.method, params)
+            if problem is not None:
+                return problem
+            action = params.get("Action")
+            if action == "SendSms":
+                return _send_sms(state, params)
+            if action == "SendBatchSms":
+                return _send_batch(state, params)
+            if action == "QuerySendDetails":
+                return _query(state, params)
+            return answer("InvalidAction.NotFound", f"Specified api {action} is not found")
+
+        return await provider_call(state, endpoint, request, handle, render_error)
+
+    return [Route("/", rpc, methods=["GET", "POST"])]
+
+
+def _check_signature(state: SandboxState, method: str, params: dict[str, str]) -> Response | None:
+    if params.get("AccessKeyId") != SANDBOX_ALIYUN_ACCESS_KEY_ID:
+        return answer("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+    try:
+        ts = dt.datetime.strptime(params.get("Timestamp", ""), "%Y-%m-%dT%H:%M:%SZ")
+    except ValueError:
+        return answer("InvalidTimeStamp.Format", "Timestamp format invalid")
+    if abs(ts.replace(tzinfo=dt.UTC).timestamp() - time.time()) > MAX_TIME_SKEW:
+        return answer("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+    if not aliyun_signature.verify(method, params, SANDBOX_DEV_SECRETS["aliyun"]):
+        expected = aliyun_signature.string_to_sign(method, params)
+        return answer("SignatureDoesNotMatch",
+                      f"Specified signature is not matched with our calculation. server string "
+                      f"to sign is:{expected}")
+    with state.lock:
+        nonce = params.get("SignatureNonce", "")
+        if nonce in state.used_nonces:
+            return answer("SignatureNonceUsed", "Specified signature nonce was used already.")
+        state.used_nonces.add(nonce)
+    return None
+
+
+def _content(sign: str, template_code: str, param: dict[str, Any]) -> str:
+    return f"【{sign}】" + " ".join(str(v) for v in param.values())
+
+
+def _deliver(state: SandboxState, phone: str, sign: str, template_code: str,
+             param: dict[str, Any], out_id: str, biz_id: str, key: str) -> Response | None:
+    """Record one SMS (lock held); a Response if this number is rejected."""
+    if not _MOBILE.match(phone) or state.faults.invalid("sms", phone):
+        return answer("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
+    if state.faults.refuses("sms", phone):
+        return answer("isv.RECIPIENT_UNSUBSCRIBED", "该号码已回复R退订 (sandbox)")
+    now = dt.datetime.now(SHANGHAI)
+    state.record("sms", "SendSms", phone, _content(sign, template_code, param), key=key,
+                 provider_id=biz_id, out_id=out_id, template_code=template_code, sign_name=sign,
+                 send_date=now.strftime("%Y-%m-%d %H:%M:%S"), day=now.strftime("%Y%m%d"))
+    return None
+
+
+def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
+    phones = [x for x in p.get("PhoneNumbers", "").split(",") if x]
+    if not phones or not p.get("SignName") or not p.get("TemplateCode"):
+        return answer("isv.INVALID_PARAMETERS", "PhoneNumbers, SignName, TemplateCode required")
+    if len(phones) > 1000:
+        return answer("isv.MOBILE_COUNT_OVER_LIMIT", "at most 1000 numbers")
+    try:
+        param = json.loads(p.get("TemplateParam") or "{}")
+    except ValueError:
+        return answer("isv.INVALID_JSON_PARAM", "TemplateParam is not JSON")
+    biz_id = _biz_id()
+    out_id = p.get("OutId", "")
+    with state.lock:
+        for phone in phones:
+            rejected = _deliver(state, phone, p["SignName"], p["TemplateCode"], param, out_id,
+                                biz_id, key=out_id or f"{phone}|{p.get('TemplateParam')}")
+            if rejected is not None:
+                return rejected
+    return answer("OK", "OK", BizId=biz_id)
+
+
+def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
+    try:
+        phones = json.loads(p.get("PhoneNumberJson") or "[]")
+        signs = json.loads(p.get("SignNameJson") or "[]")
+        params = json.loads(p.get("TemplateParamJson") or "[]")
+    except ValueError:
+        return answer("isv.INVALID_JSON_PARAM", "batch parameters must be JSON arrays")
+    if not phones or len(phones) > 100:
+        return answer("isv.MOBILE_COUNT_OVER_LIMIT", "1..100 numbers per SendBatchSms")
+    if len(signs) != len(phones) or (params and len(params) != len(phones)):
+        return answer("isv.INVALID_PARAMETERS", "arrays must have the same length")
+    biz_id = _biz_id()
+    with state.lock:
+        for i, phone in enumerate(phones):
+            param = params[i] if params else {}
+            rejected = _deliver(state, phone, signs[i], p.get("TemplateCode", ""), param, "",
+                                biz_id, key=f"{phone}|{json.dumps(param, sort_keys=True)}")
+            if rejected is not None:
+                return rejected
+    return answer("OK", "OK", BizId=biz_id)
+
+
+def _query(state: SandboxState, p: dict[str, str]) -> Response:
+    phone, day = p.get("PhoneNumber", ""), p.get("SendDate", "")
+    if not phone or not re.fullmatch(r"\d{8}", day):
+        return answer("isv.INVALID_PARAMETERS", "PhoneNumber and SendDate(yyyyMMdd) required")
+    size = max(1, min(int(p.get("PageSize") or 10), 50))
+    page = max(1, int(p.get("CurrentPage") or 1))
+    with state.lock:
+        rows = [m for m in state.messages
+                if m.channel == "sms" and m.customer == phone and m.meta.get("day") == day]
+    dtos = [{"PhoneNum": m.customer, "SendStatus": 3, "ErrCode": "DELIVERED",
+             "TemplateCode": m.meta.get("template_code"), "Content": m.content,
+             "SendDate": m.meta.get("send_date"), "ReceiveDate": m.meta.get("send_date"),
+             "OutId": m.meta.get("out_id", ""), "BizId": m.provider_id}
+            for m in rows[(page - 1) * size: page * size]]
+    return answer("OK", "OK", TotalCount=len(rows), SmsSendDetailDTOs={"SmsSendDetailDTO": dtos})
