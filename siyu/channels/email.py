@@ -14,6 +14,7 @@ recipient; the rest of the request is sent again without it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -91,8 +92,16 @@ class EmailChannel(BatchChannel):
             bad = _per_recipient(unit, errors)
             if bad:
                 return list(bad.values())
-        raise classify_sendgrid(resp.status_code, message,
-                                parse_retry_after(resp.headers.get("retry-after")))
+        raise classify_sendgrid(resp.status_code, message, _retry_after(resp))
+
+
+def _retry_after(resp: Any) -> float | None:
+    """Retry-After if present, else SendGrid's X-RateLimit-Reset (a Unix epoch)."""
+    seconds = parse_retry_after(resp.headers.get("retry-after"))
+    reset = resp.headers.get("x-ratelimit-reset")
+    if seconds is None and resp.status_code == 429 and reset and reset.isdigit():
+        seconds = max(0.0, int(reset) - time.time())
+    return seconds
 
 
 def _errors(resp: Any) -> list[dict[str, Any]]:

@@ -13,7 +13,14 @@ from typing import Any
 
 import httpx
 
-from siyu.channels.errors import AmbiguousFault, NotSentFault, TransportFault
+from siyu.channels.errors import (
+    Action,
+    AmbiguousFault,
+    ApiFault,
+    NotSentFault,
+    TransportFault,
+    parse_retry_after,
+)
 from siyu.channels.ratelimit import TokenBucket
 from siyu.channels.secrets import install_log_redaction, redact
 
@@ -103,3 +110,21 @@ class ProviderHttp:
 
     def __repr__(self) -> str:
         return f"ProviderHttp({self.base_url!r})"
+
+
+def decode_json(resp: httpx.Response) -> dict[str, Any]:
+    """A WeCom/WeChat answer as a dict, or a fault: non-JSON or 5xx pages from a gateway are ambiguous."""
+    if resp.status_code == 429:
+        raise ApiFault(Action.RATE, "429", "too many requests",
+                       retry_after=parse_retry_after(resp.headers.get("retry-after")) or 1.0)
+    if resp.status_code >= 500:
+        raise AmbiguousFault(str(resp.status_code), f"HTTP {resp.status_code}")
+    try:
+        data = resp.json()
+    except ValueError:
+        raise AmbiguousFault("bad_json", f"HTTP {resp.status_code}, body is not JSON") from None
+    if not isinstance(data, dict):
+        raise AmbiguousFault("bad_json", "body is not a JSON object")
+    if resp.status_code >= 400 and "errcode" not in data:
+        raise ApiFault(Action.PERM, str(resp.status_code), f"HTTP {resp.status_code}")
+    return data

@@ -17,10 +17,9 @@ from siyu.channels.adapter import BatchChannel, Runtime, Unit
 from siyu.channels.base import OutboundMessage, Receipt
 from siyu.channels.config import MiniprogramConfig, ServiceAccountConfig
 from siyu.channels.errors import Action, classify_wechat
-from siyu.channels.http_client import ProviderHttp
+from siyu.channels.http_client import ProviderHttp, decode_json
 from siyu.channels.secrets import Secret
 from siyu.channels.tokens import TokenCache
-from siyu.channels.wecom_api import decode_json
 
 CLIENT_MSG_ID_MAX = 64
 

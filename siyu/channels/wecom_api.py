@@ -9,30 +9,10 @@ from __future__ import annotations
 
 from typing import Any
 
-import httpx
-
-from siyu.channels.errors import Action, AmbiguousFault, ApiFault, classify_wecom, parse_retry_after
-from siyu.channels.http_client import ProviderHttp
+from siyu.channels.errors import Action, classify_wecom
+from siyu.channels.http_client import ProviderHttp, decode_json
 from siyu.channels.secrets import Secret
 from siyu.channels.tokens import TokenCache
-
-
-def decode_json(resp: httpx.Response) -> dict[str, Any]:
-    """The body as a dict, or a fault: non-JSON or 5xx pages from a gateway are ambiguous."""
-    if resp.status_code == 429:
-        raise ApiFault(Action.RATE, "429", "too many requests",
-                       retry_after=parse_retry_after(resp.headers.get("retry-after")) or 1.0)
-    if resp.status_code >= 500:
-        raise AmbiguousFault(str(resp.status_code), f"HTTP {resp.status_code}")
-    try:
-        data = resp.json()
-    except ValueError:
-        raise AmbiguousFault("bad_json", f"HTTP {resp.status_code}, body is not JSON") from None
-    if not isinstance(data, dict):
-        raise AmbiguousFault("bad_json", "body is not a JSON object")
-    if resp.status_code >= 400 and "errcode" not in data:
-        raise ApiFault(Action.PERM, str(resp.status_code), f"HTTP {resp.status_code}")
-    return data
 
 
 class WeComApi:
