@@ -20,7 +20,7 @@ from prefect.cache_policies import NO_CACHE
 
 from db.engine import make_engine, make_sessionmaker
 from siyu.project import Project
-from tasks.context import EngineContext
+from tasks.context import EngineContext  # noqa: F401  (the tasks' parameter type)
 from tasks.tick import Phase, PhaseResult, tick_phases
 
 
@@ -58,7 +58,7 @@ def journey_tick(
     spec = project.journey(journey)
     engine = make_engine()
     channels = project.build_channels(channel_base_url)
-    ctx = EngineContext(make_sessionmaker(engine), project.templates_dir, channels)
+    ctx = project.engine_context(make_sessionmaker(engine), channels)
     results: dict[str, dict[str, int]] = {}
     try:
         for phase in tick_phases(spec):

@@ -10,11 +10,15 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from siyu.channels.base import Channel
 from siyu.errors import ConfigError, SpecError
 from siyu.language.loader import Catalog, check_journey_file
 from siyu.language.problems import Problem, did_you_mean
 from siyu.language.spec import JourneySpec
+from siyu.policies import Cap, Policies, load_policies
+from tasks.context import EngineContext
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,31 @@ class Project:
             return path.relative_to(Path.cwd())
         except ValueError:
             return path
+
+    @property
+    def policies_file(self) -> Path:
+        return self.root / "policies.yaml"
+
+    def policies(self) -> Policies:
+        """policies.yaml, plus each channel's platform quota (channels.yaml) as a cap."""
+        from siyu.channels.registry import load_channel_config
+
+        policies = load_policies(self.policies_file)
+        quotas = [
+            Cap(
+                name=f"{name}-platform-quota",
+                channels=[name],
+                max=quota.per_customer,
+                per=quota.window,
+            )
+            for name, quota in load_channel_config(self.channels_file).quotas().items()
+        ]
+        return policies.model_copy(update={"caps": [*policies.caps, *quotas]})
+
+    def engine_context(
+        self, sessions: sessionmaker[Session], channels: dict[str, Channel]
+    ) -> EngineContext:
+        return EngineContext(sessions, self.templates_dir, channels, policies=self.policies())
 
     def build_channels(self, base_url: str | None = None) -> dict[str, Channel]:
         from siyu.channels.registry import build_channels, load_channel_config

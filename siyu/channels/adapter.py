@@ -138,8 +138,13 @@ class BatchChannel:
         }[fault.action]
         retry_after = fault.retry_after if outcome == "retry" else None
         return [
-            Receipt(m.idempotency_key, outcome, code=fault.code, detail=detail,  # type: ignore[arg-type]
-                    retry_after=retry_after)
+            Receipt(
+                m.idempotency_key,
+                outcome,
+                code=fault.code,
+                detail=detail,  # type: ignore[arg-type]
+                retry_after=retry_after,
+            )
             for m in unit
         ]
 
@@ -150,8 +155,9 @@ class BatchChannel:
         return f"{type(self).__name__}(name={self.name!r}, base_url={self.rt.http.base_url!r})"
 
 
-def group_by(messages: Sequence[OutboundMessage], key: Callable[[OutboundMessage], object],
-             size: int) -> list[Unit]:
+def group_by(
+    messages: Sequence[OutboundMessage], key: Callable[[OutboundMessage], object], size: int
+) -> list[Unit]:
     """Split ``messages`` into units of identical ``key`` and at most ``size`` each, keeping
     first-seen order (so a batch's receipts come back roughly in input order)."""
     groups: dict[object, Unit] = {}

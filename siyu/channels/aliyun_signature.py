@@ -22,7 +22,9 @@ def percent_encode(value: str) -> str:
 
 def string_to_sign(method: str, params: Mapping[str, str]) -> str:
     canonical = "&".join(
-        f"{percent_encode(k)}={percent_encode(params[k])}" for k in sorted(params) if k != "Signature"
+        f"{percent_encode(k)}={percent_encode(params[k])}"
+        for k in sorted(params)
+        if k != "Signature"
     )
     return f"{method.upper()}&%2F&{percent_encode(canonical)}"
 

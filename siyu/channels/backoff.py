@@ -26,7 +26,9 @@ class RetryPolicy:
     jitter: float = 0.5  # up to this fraction of each delay is randomised away
     max_retry_after: float = 30.0  # longest provider-requested wait we sleep through inline
 
-    def delay(self, retry_number: int, rng: random.Random, retry_after: float | None = None) -> float:
+    def delay(
+        self, retry_number: int, rng: random.Random, retry_after: float | None = None
+    ) -> float:
         """Seconds to wait before retry number ``retry_number`` (1-based)."""
         raw = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
         wait = raw * (1.0 - self.jitter * rng.random())

@@ -12,6 +12,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from siyu.language.durations import parse_duration
+
 DEFAULT_BASE_URL = "http://127.0.0.1:8765"
 
 
@@ -51,9 +53,7 @@ class Quota(_Strict):
 
     @property
     def window(self) -> timedelta:
-        m = _PERIOD.match(self.period)
-        assert m
-        return timedelta(seconds=int(m.group(1)) * _UNIT[m.group(2)])
+        return parse_duration(self.period)
 
 
 class ChannelBase(_Strict):

@@ -32,7 +32,7 @@ _REFUSAL_WORDS = ("unsubscribe", "bounce", "suppress", "blocked")
 def split_subject(body: str, default: str) -> tuple[str, str]:
     first, sep, rest = body.partition("\n")
     if first.lower().startswith("subject:"):
-        return first[len("subject:"):].strip() or default, rest.lstrip("\n") if sep else ""
+        return first[len("subject:") :].strip() or default, rest.lstrip("\n") if sep else ""
     return default, body
 
 
@@ -60,9 +60,13 @@ class EmailChannel(BatchChannel):
             sender["name"] = self.config.from_name
         body: dict[str, Any] = {
             "personalizations": [
-                {"to": [{"email": m.address}],
-                 "custom_args": {"idempotency_key": m.idempotency_key,
-                                 "customer_id": str(m.customer_id)}}
+                {
+                    "to": [{"email": m.address}],
+                    "custom_args": {
+                        "idempotency_key": m.idempotency_key,
+                        "customer_id": str(m.customer_id),
+                    },
+                }
                 for m in unit
             ],
             "from": sender,
@@ -75,12 +79,16 @@ class EmailChannel(BatchChannel):
 
     def deliver(self, unit: Unit) -> list[Receipt]:
         resp = self.rt.http.request(
-            "POST", "/v3/mail/send", json=self.request_body(unit),
+            "POST",
+            "/v3/mail/send",
+            json=self.request_body(unit),
             headers={"authorization": f"Bearer {self._api_key.reveal()}"},
         )
         if resp.status_code in (200, 202):
             message_id = resp.headers.get("x-message-id")
-            return [Receipt(m.idempotency_key, "sent", provider_message_id=message_id) for m in unit]
+            return [
+                Receipt(m.idempotency_key, "sent", provider_message_id=message_id) for m in unit
+            ]
         errors = _errors(resp)
         if resp.status_code == 400 and len(unit) > 1:
             bad = _per_recipient(unit, errors)
@@ -124,5 +132,6 @@ def _per_recipient(unit: Unit, errors: list[dict[str, Any]]) -> dict[str, Receip
         text = str(e.get("message", ""))
         refused = any(w in text.lower() for w in _REFUSAL_WORDS)
         bad[msg.idempotency_key] = Receipt(
-            msg.idempotency_key, "refused" if refused else "failed", code="400", detail=text[:200])
+            msg.idempotency_key, "refused" if refused else "failed", code="400", detail=text[:200]
+        )
     return bad

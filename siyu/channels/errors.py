@@ -11,7 +11,7 @@ Exception tree (internal to the adapters; the engine only ever sees ``ChannelErr
     Exception
     ├── ChannelError (base.py)        the whole channel is unusable now; the engine defers the batch
     └── ProviderFault                 one provider call failed; carries the Action to take
-        ├── TransportFault            no usable HTTP answer (httpx errors, translated in http_client)
+        ├── TransportFault            no usable HTTP answer (httpx errors, see http_client)
         │   ├── NotSentFault          surely not applied: connection refused, connect/pool timeout
         │   └── AmbiguousFault        maybe applied: read timeout, dropped connection after sending
         └── ApiFault                  the provider answered with an error code / status
@@ -107,7 +107,7 @@ WECOM_CODES: dict[int, Action] = {
 }
 WECOM_RATE_WAIT = {45009: 60.0}  # minute block; hour/day blocks show up as repeated 45009
 
-# --- WeChat 服务号 / mini-program errcode -> action -------------------------------------------------
+# --- WeChat 服务号 / mini-program errcode -> action ---
 WECHAT_CODES: dict[int, Action] = {
     -1: Action.RETRY,
     40001: Action.REFRESH,
@@ -135,7 +135,7 @@ WECHAT_CODES: dict[int, Action] = {
 }
 WECHAT_RATE_WAIT = {45011: 60.0, 45066: 60.0, 45009: 3600.0}
 
-# --- Aliyun SMS Code -> action ----------------------------------------------------------------------
+# --- Aliyun SMS Code -> action ---
 SMS_CODES: dict[str, Action] = {
     "isv.BUSINESS_LIMIT_CONTROL": Action.RATE,
     "isv.DAY_LIMIT_CONTROL": Action.RATE,
@@ -240,9 +240,7 @@ def classify_sendgrid(status: int, message: str = "", retry_after: float | None 
     action = _status_action(SENDGRID_STATUS, status)
     if status == 403 and "temporarily blocked" in message.lower():
         action = Action.RATE
-    return ApiFault(
-        action, str(status), message, retry_after=retry_after, ambiguous=status >= 500
-    )
+    return ApiFault(action, str(status), message, retry_after=retry_after, ambiguous=status >= 500)
 
 
 def classify_webhook(status: int, message: str = "", retry_after: float | None = None) -> ApiFault:

@@ -113,10 +113,15 @@ class ProviderHttp:
 
 
 def decode_json(resp: httpx.Response) -> dict[str, Any]:
-    """A WeCom/WeChat answer as a dict, or a fault: non-JSON or 5xx pages from a gateway are ambiguous."""
+    """A WeCom/WeChat answer as a dict, or a fault: non-JSON or 5xx gateway pages are
+    ambiguous."""
     if resp.status_code == 429:
-        raise ApiFault(Action.RATE, "429", "too many requests",
-                       retry_after=parse_retry_after(resp.headers.get("retry-after")) or 1.0)
+        raise ApiFault(
+            Action.RATE,
+            "429",
+            "too many requests",
+            retry_after=parse_retry_after(resp.headers.get("retry-after")) or 1.0,
+        )
     if resp.status_code >= 500:
         raise AmbiguousFault(str(resp.status_code), f"HTTP {resp.status_code}")
     try:

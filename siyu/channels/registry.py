@@ -65,7 +65,9 @@ class ChannelConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = problems
         n = len(problems)
-        super().__init__("\n".join(problems) + f"\n{n} error{'s' if n != 1 else ''} in channels config")
+        super().__init__(
+            "\n".join(problems) + f"\n{n} error{'s' if n != 1 else ''} in channels config"
+        )
 
 
 # --- loading --------------------------------------------------------------------------------------
@@ -98,9 +100,13 @@ def _known_keys(model: type[BaseModel]) -> list[str]:
 
 
 _BY_TYPE: dict[str, type[ChannelBase]] = {
-    "wecom": WecomConfig, "wecom_group_invite": WecomGroupInviteConfig,
-    "wecom_staff": WecomStaffConfig, "service_account": ServiceAccountConfig,
-    "miniprogram": MiniprogramConfig, "sms": SmsConfig, "email": EmailConfig,
+    "wecom": WecomConfig,
+    "wecom_group_invite": WecomGroupInviteConfig,
+    "wecom_staff": WecomStaffConfig,
+    "service_account": ServiceAccountConfig,
+    "miniprogram": MiniprogramConfig,
+    "sms": SmsConfig,
+    "email": EmailConfig,
     "webhook": WebhookConfig,
 }
 
@@ -190,9 +196,14 @@ def is_loopback(url: str) -> bool:
 
 
 _DEV_SECRET_FOR = {
-    "wecom": "wecom", "wecom_group_invite": "wecom", "wecom_staff": "wecom",
-    "service_account": "wechat", "miniprogram": "wechat", "sms": "aliyun",
-    "email": "sendgrid", "webhook": "webhook",
+    "wecom": "wecom",
+    "wecom_group_invite": "wecom",
+    "wecom_staff": "wecom",
+    "service_account": "wechat",
+    "miniprogram": "wechat",
+    "sms": "aliyun",
+    "email": "sendgrid",
+    "webhook": "webhook",
 }
 
 
@@ -229,23 +240,30 @@ def build_channels(
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:
             problems.append(f"channels.{name}.base_url: {url!r} is not an http(s) URL")
         elif not is_loopback(url) and not config.allow_remote:
-            problems.append(f"channels.{name}.base_url: {url!r} is not a loopback address; "
-                            "set `allow_remote: true` to send to a real provider")
+            problems.append(
+                f"channels.{name}.base_url: {url!r} is not a loopback address; "
+                "set `allow_remote: true` to send to a real provider"
+            )
         resolved.append((name, ch, url))
     if problems:
         raise ChannelConfigError(problems)
 
     channels: dict[str, Channel] = {}
     for name, ch, url in resolved:
-        kind = getattr(ch, "type")
+        kind = ch.type
         rl = ch.rate_limit or config.defaults.rate_limit
         rs = ch.retry or config.defaults.retry
-        http = ProviderHttp(url, timeout=ch.timeout or config.defaults.timeout,
-                            limiter=TokenBucket(rl.per_second, rl.burst), transport=transport)
+        http = ProviderHttp(
+            url,
+            timeout=ch.timeout or config.defaults.timeout,
+            limiter=TokenBucket(rl.per_second, rl.burst),
+            transport=transport,
+        )
         runtime = Runtime(
             http=http,
-            policy=RetryPolicy(rs.attempts, rs.base_delay, rs.max_delay, rs.jitter,
-                               rs.max_retry_after),
+            policy=RetryPolicy(
+                rs.attempts, rs.base_delay, rs.max_delay, rs.jitter, rs.max_retry_after
+            ),
             sleep=sleep,
             rng=random.Random(seed),
         )
@@ -254,18 +272,22 @@ def build_channels(
     return channels
 
 
-def _make(name: str, ch: ChannelBase, rt: Runtime, secret: Secret, caches: TokenCaches,
-          url: str) -> BatchChannel:
+def _make(
+    name: str, ch: ChannelBase, rt: Runtime, secret: Secret, caches: TokenCaches, url: str
+) -> BatchChannel:
     if isinstance(ch, (WecomConfig, WecomGroupInviteConfig, WecomStaffConfig)):
-        api = WeComApi(rt.http, ch.corpid, secret,
-                       caches.get("wecom", url, ch.corpid, secret.reveal()))
+        api = WeComApi(
+            rt.http, ch.corpid, secret, caches.get("wecom", url, ch.corpid, secret.reveal())
+        )
         if isinstance(ch, WecomConfig):
             return WecomChannel(name, rt, ch, api)
         if isinstance(ch, WecomGroupInviteConfig):
             return WecomGroupInviteChannel(name, rt, ch, api)
         return WecomStaffChannel(name, rt, ch, api)
     if isinstance(ch, (ServiceAccountConfig, MiniprogramConfig)):
-        wx = WeChatApi(rt.http, ch.appid, secret, caches.get("wechat", url, ch.appid, secret.reveal()))
+        wx = WeChatApi(
+            rt.http, ch.appid, secret, caches.get("wechat", url, ch.appid, secret.reveal())
+        )
         if isinstance(ch, ServiceAccountConfig):
             return ServiceAccountChannel(name, rt, ch, wx)
         return MiniprogramChannel(name, rt, ch, wx)

@@ -39,8 +39,9 @@ class SmsChannel(BatchChannel):
     max_batch = MAX_BATCH_NUMBERS
     idempotent = False
 
-    def __init__(self, name: str, runtime: Runtime, config: SmsConfig, access_key_id: str,
-                 secret: Secret) -> None:
+    def __init__(
+        self, name: str, runtime: Runtime, config: SmsConfig, access_key_id: str, secret: Secret
+    ) -> None:
         super().__init__(name, runtime)
         self.config = config
         self.access_key_id = access_key_id
@@ -48,10 +49,16 @@ class SmsChannel(BatchChannel):
         self._first_try: dict[int, float] = {}
 
     # --- the Aliyun seam ------------------------------------------------------------------------
-    def rpc(self, action: str, params: dict[str, str], *, rate_limited: bool = True) -> dict[str, Any]:
+    def rpc(
+        self, action: str, params: dict[str, str], *, rate_limited: bool = True
+    ) -> dict[str, Any]:
         query = aliyun_signature.signed_params(
-            "POST", action, params, access_key_id=self.access_key_id,
-            access_key_secret=self._secret.reveal(), region_id=self.config.region_id,
+            "POST",
+            action,
+            params,
+            access_key_id=self.access_key_id,
+            access_key_secret=self._secret.reveal(),
+            region_id=self.config.region_id,
         )
         resp = self.rt.http.request("POST", "/", params=query, rate_limited=rate_limited)
         return _parse(resp)
@@ -70,8 +77,9 @@ class SmsChannel(BatchChannel):
     def plan(self, messages: Sequence[OutboundMessage]) -> list[Unit]:
         if not self.config.batch_api:
             return [[m] for m in messages]
-        return group_by(messages, lambda m: (self._template_code(m), self._sign_name(m)),
-                        MAX_BATCH_NUMBERS)
+        return group_by(
+            messages, lambda m: (self._template_code(m), self._sign_name(m)), MAX_BATCH_NUMBERS
+        )
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Receipt]:
         receipts: list[Receipt] = []
@@ -80,12 +88,22 @@ class SmsChannel(BatchChannel):
             todo = []
             for m in messages:
                 try:
-                    found = retrying(lambda m=m: self.lookup_out_id(m), self.rt.policy,
-                                     sleep=self.rt.sleep, rng=self.rt.rng)
+                    found = retrying(
+                        lambda m=m: self.lookup_out_id(m),
+                        self.rt.policy,
+                        sleep=self.rt.sleep,
+                        rng=self.rt.rng,
+                    )
                 except ProviderFault as fault:
                     # Cannot tell whether it went out before: defer, never send blind.
-                    receipts.append(Receipt(m.idempotency_key, "retry", code="unverified",
-                                            detail=f"OutId lookup failed: {fault.code}"))
+                    receipts.append(
+                        Receipt(
+                            m.idempotency_key,
+                            "retry",
+                            code="unverified",
+                            detail=f"OutId lookup failed: {fault.code}",
+                        )
+                    )
                     continue
                 if found is not None:
                     receipts.append(found)
@@ -100,22 +118,29 @@ class SmsChannel(BatchChannel):
         self._first_try.setdefault(id(unit), time.time())
         if not self.config.batch_api:
             (m,) = unit
-            data = self.rpc("SendSms", {
-                "PhoneNumbers": m.address,
-                "SignName": self._sign_name(m),
-                "TemplateCode": self._template_code(m),
-                "TemplateParam": json.dumps(self._template_param(m), ensure_ascii=False),
-                "OutId": m.idempotency_key,
-            })
+            data = self.rpc(
+                "SendSms",
+                {
+                    "PhoneNumbers": m.address,
+                    "SignName": self._sign_name(m),
+                    "TemplateCode": self._template_code(m),
+                    "TemplateParam": json.dumps(self._template_param(m), ensure_ascii=False),
+                    "OutId": m.idempotency_key,
+                },
+            )
             return [Receipt(m.idempotency_key, "sent", provider_message_id=str(data.get("BizId")))]
         first = unit[0]
-        data = self.rpc("SendBatchSms", {
-            "PhoneNumberJson": json.dumps([m.address for m in unit]),
-            "SignNameJson": json.dumps([self._sign_name(m) for m in unit], ensure_ascii=False),
-            "TemplateCode": self._template_code(first),
-            "TemplateParamJson": json.dumps([self._template_param(m) for m in unit],
-                                            ensure_ascii=False),
-        })
+        data = self.rpc(
+            "SendBatchSms",
+            {
+                "PhoneNumberJson": json.dumps([m.address for m in unit]),
+                "SignNameJson": json.dumps([self._sign_name(m) for m in unit], ensure_ascii=False),
+                "TemplateCode": self._template_code(first),
+                "TemplateParamJson": json.dumps(
+                    [self._template_param(m) for m in unit], ensure_ascii=False
+                ),
+            },
+        )
         biz_id = str(data.get("BizId"))
         return [Receipt(m.idempotency_key, "sent", provider_message_id=biz_id) for m in unit]
 
@@ -128,10 +153,16 @@ class SmsChannel(BatchChannel):
         for day in days:
             page = 1
             while True:
-                data = self.rpc("QuerySendDetails", {
-                    "PhoneNumber": phone, "SendDate": day.strftime("%Y%m%d"),
-                    "PageSize": str(PAGE_SIZE), "CurrentPage": str(page),
-                }, rate_limited=False)
+                data = self.rpc(
+                    "QuerySendDetails",
+                    {
+                        "PhoneNumber": phone,
+                        "SendDate": day.strftime("%Y%m%d"),
+                        "PageSize": str(PAGE_SIZE),
+                        "CurrentPage": str(page),
+                    },
+                    rate_limited=False,
+                )
                 batch = ((data.get("SmsSendDetailDTOs") or {}).get("SmsSendDetailDTO")) or []
                 rows.extend(batch)
                 if len(batch) < PAGE_SIZE or page * PAGE_SIZE >= int(data.get("TotalCount", 0)):
@@ -157,8 +188,11 @@ class SmsChannel(BatchChannel):
                 sent_at = _parse_send_date(str(row.get("SendDate", "")))
                 if row.get("TemplateCode") == self._template_code(m) and sent_at >= since:
                     match = row
-            receipts.append(_receipt_from_detail(m, match) if match else
-                            Receipt(m.idempotency_key, "retry", code="not_found_after_timeout"))
+            receipts.append(
+                _receipt_from_detail(m, match)
+                if match
+                else Receipt(m.idempotency_key, "retry", code="not_found_after_timeout")
+            )
         if all(r.outcome == "retry" for r in receipts):
             return None  # nothing of this batch went out: safe to send it again
         return receipts
@@ -173,10 +207,18 @@ def _parse_send_date(value: str) -> float:
 
 def _receipt_from_detail(m: OutboundMessage, row: dict[str, Any]) -> Receipt:
     if int(row.get("SendStatus", 0)) == SEND_STATUS_FAILED:
-        return Receipt(m.idempotency_key, "failed", code=str(row.get("ErrCode") or "send_failed"),
-                       detail="already submitted earlier; the carrier reported failure")
-    return Receipt(m.idempotency_key, "sent", provider_message_id=row.get("BizId"),
-                   detail="already submitted earlier (found by QuerySendDetails); not sent twice")
+        return Receipt(
+            m.idempotency_key,
+            "failed",
+            code=str(row.get("ErrCode") or "send_failed"),
+            detail="already submitted earlier; the carrier reported failure",
+        )
+    return Receipt(
+        m.idempotency_key,
+        "sent",
+        provider_message_id=row.get("BizId"),
+        detail="already submitted earlier (found by QuerySendDetails); not sent twice",
+    )
 
 
 def _parse(resp: httpx.Response) -> dict[str, Any]:

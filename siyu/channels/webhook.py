@@ -52,12 +52,17 @@ class WebhookChannel(BatchChannel):
             "webhook-id": m.idempotency_key,
             "webhook-timestamp": str(timestamp),
             "webhook-signature": webhook_signature.sign(
-                self._secret.reveal(), m.idempotency_key, timestamp, body),
+                self._secret.reveal(), m.idempotency_key, timestamp, body
+            ),
             "idempotency-key": json.dumps(m.idempotency_key),  # an RFC 8941 sf-string
         }
         resp = self.rt.http.request("POST", self.config.path, content=body, headers=headers)
         if 200 <= resp.status_code < 300:
-            return [Receipt(m.idempotency_key, "sent",
-                            provider_message_id=resp.headers.get("x-message-id"))]
-        raise classify_webhook(resp.status_code, resp.text[:200],
-                               parse_retry_after(resp.headers.get("retry-after")))
+            return [
+                Receipt(
+                    m.idempotency_key, "sent", provider_message_id=resp.headers.get("x-message-id")
+                )
+            ]
+        raise classify_webhook(
+            resp.status_code, resp.text[:200], parse_retry_after(resp.headers.get("retry-after"))
+        )

@@ -27,8 +27,14 @@ def sign(secret: str, msg_id: str, timestamp: int, body: bytes) -> str:
     return "v1," + base64.b64encode(digest).decode()
 
 
-def verify(secret: str, headers: Mapping[str, str], body: bytes, *, now: float | None = None,
-           tolerance: int = TOLERANCE_SECONDS) -> bool:
+def verify(
+    secret: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance: int = TOLERANCE_SECONDS,
+) -> bool:
     """True when one of the ``webhook-signature`` entries matches and the timestamp is fresh."""
     msg_id = headers.get("webhook-id", "")
     try:

@@ -35,10 +35,16 @@ class WeChatApi:
 
     def _fetch_token(self) -> tuple[str, float]:
         # POST body, not query string: the secret never lands in a URL or an access log.
-        resp = self.http.request("POST", "/cgi-bin/stable_token", json={
-            "grant_type": "client_credential", "appid": self.appid,
-            "secret": self._secret.reveal(), "force_refresh": False,
-        })
+        resp = self.http.request(
+            "POST",
+            "/cgi-bin/stable_token",
+            json={
+                "grant_type": "client_credential",
+                "appid": self.appid,
+                "secret": self._secret.reveal(),
+                "force_refresh": False,
+            },
+        )
         data = decode_json(resp)
         errcode = int(data.get("errcode", 0))
         if errcode != 0:
@@ -89,8 +95,9 @@ class ServiceAccountChannel(BatchChannel):
     max_batch = 500
     idempotent = True  # client_msg_id
 
-    def __init__(self, name: str, runtime: Runtime, config: ServiceAccountConfig,
-                 api: WeChatApi) -> None:
+    def __init__(
+        self, name: str, runtime: Runtime, config: ServiceAccountConfig, api: WeChatApi
+    ) -> None:
         super().__init__(name, runtime)
         self.config = config
         self.api = api
@@ -115,8 +122,9 @@ class MiniprogramChannel(BatchChannel):
     max_batch = 500
     idempotent = True  # see module docstring: one-time subscriptions cannot deliver twice
 
-    def __init__(self, name: str, runtime: Runtime, config: MiniprogramConfig,
-                 api: WeChatApi) -> None:
+    def __init__(
+        self, name: str, runtime: Runtime, config: MiniprogramConfig, api: WeChatApi
+    ) -> None:
         super().__init__(name, runtime)
         self.config = config
         self.api = api

@@ -40,8 +40,13 @@ class WecomChannel(BatchChannel):
     max_batch = MAX_EXTERNAL_USERIDS
     idempotent = False
 
-    def __init__(self, name: str, runtime: Runtime, config: WecomConfig | WecomGroupInviteConfig,
-                 api: WeComApi) -> None:
+    def __init__(
+        self,
+        name: str,
+        runtime: Runtime,
+        config: WecomConfig | WecomGroupInviteConfig,
+        api: WeComApi,
+    ) -> None:
         super().__init__(name, runtime)
         self.config = config
         self.api = api
@@ -93,11 +98,19 @@ class WecomChannel(BatchChannel):
         self._own_msgids.append(msgid)
         failed = set(data.get("fail_list") or [])
         return [
-            Receipt(m.idempotency_key, "failed", code="fail_list",
-                    detail="WeCom listed this external_userid as invalid or unreachable")
+            Receipt(
+                m.idempotency_key,
+                "failed",
+                code="fail_list",
+                detail="WeCom listed this external_userid as invalid or unreachable",
+            )
             if m.address in failed
-            else Receipt(m.idempotency_key, "pending", provider_message_id=msgid,
-                         detail="waiting for the sender to confirm in WeCom")
+            else Receipt(
+                m.idempotency_key,
+                "pending",
+                provider_message_id=msgid,
+                detail="waiting for the sender to confirm in WeCom",
+            )
             for m in unit
         ]
 
@@ -108,9 +121,14 @@ class WecomChannel(BatchChannel):
         while True:
             data = self.api.call(
                 "/cgi-bin/externalcontact/get_groupmsg_list_v2",
-                {"chat_type": "single", "start_time": int(started),
-                 "end_time": int(time.time()) + LIST_WINDOW_SLACK, "filter_type": 2,
-                 "limit": 100, "cursor": cursor},
+                {
+                    "chat_type": "single",
+                    "start_time": int(started),
+                    "end_time": int(time.time()) + LIST_WINDOW_SLACK,
+                    "filter_type": 2,
+                    "limit": 100,
+                    "cursor": cursor,
+                },
             )
             for task in data.get("group_msg_list") or []:
                 msgid = str(task.get("msgid"))
@@ -120,25 +138,34 @@ class WecomChannel(BatchChannel):
                 same_att = (task.get("attachments") or []) == want.get("attachments", [])
                 if same_text and same_att and int(task.get("create_time", 0)) >= int(started):
                     self._own_msgids.append(msgid)
-                    return [Receipt(m.idempotency_key, "pending", provider_message_id=msgid,
-                                    detail="task found after a lost answer; not sent twice")
-                            for m in unit]
+                    return [
+                        Receipt(
+                            m.idempotency_key,
+                            "pending",
+                            provider_message_id=msgid,
+                            detail="task found after a lost answer; not sent twice",
+                        )
+                        for m in unit
+                    ]
             cursor = str(data.get("next_cursor") or "")
             if not cursor:
                 return None
 
     # --- confirming ------------------------------------------------------------------------------
     def _read(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        return retrying(lambda: self.api.call(path, body), self.rt.policy,
-                        sleep=self.rt.sleep, rng=self.rt.rng)
+        return retrying(
+            lambda: self.api.call(path, body), self.rt.policy, sleep=self.rt.sleep, rng=self.rt.rng
+        )
 
     def _send_results(self, msgid: str) -> dict[str, int]:
         statuses: dict[str, int] = {}
         cursor = ""
         tasks: list[dict[str, Any]] = []
         while True:
-            data = self._read("/cgi-bin/externalcontact/get_groupmsg_task",
-                              {"msgid": msgid, "limit": 1000, "cursor": cursor})
+            data = self._read(
+                "/cgi-bin/externalcontact/get_groupmsg_task",
+                {"msgid": msgid, "limit": 1000, "cursor": cursor},
+            )
             tasks.extend(data.get("task_list") or [])
             cursor = str(data.get("next_cursor") or "")
             if not cursor:
@@ -148,9 +175,10 @@ class WecomChannel(BatchChannel):
                 continue
             cursor = ""
             while True:
-                data = self._read("/cgi-bin/externalcontact/get_groupmsg_send_result",
-                                  {"msgid": msgid, "userid": task["userid"], "limit": 1000,
-                                   "cursor": cursor})
+                data = self._read(
+                    "/cgi-bin/externalcontact/get_groupmsg_send_result",
+                    {"msgid": msgid, "userid": task["userid"], "limit": 1000, "cursor": cursor},
+                )
                 for row in data.get("send_list") or []:
                     if row.get("external_userid"):
                         statuses[str(row["external_userid"])] = int(row.get("status", 0))
@@ -170,9 +198,16 @@ class WecomChannel(BatchChannel):
             except ProviderFault as fault:
                 if fault.action in (Action.CONFIG, Action.REFRESH):
                     raise ChannelError(self.name, redact(str(fault)), retryable=False) from None
-                receipts.extend(Receipt(p.idempotency_key, "pending", provider_message_id=msgid,
-                                        code=fault.code, detail="status lookup failed; will retry")
-                                for p in group)
+                receipts.extend(
+                    Receipt(
+                        p.idempotency_key,
+                        "pending",
+                        provider_message_id=msgid,
+                        code=fault.code,
+                        detail="status lookup failed; will retry",
+                    )
+                    for p in group
+                )
                 continue
             for p in group:
                 receipts.append(_receipt_for_status(p, msgid, statuses.get(p.address, 0)))
@@ -183,21 +218,31 @@ def _receipt_for_status(p: PendingMessage, msgid: str, status: int) -> Receipt:
     if status == 1:
         return Receipt(p.idempotency_key, "sent", provider_message_id=msgid)
     if status == 2:
-        return Receipt(p.idempotency_key, "refused", provider_message_id=msgid, code="not_friend",
-                       detail="send_result status 2: the customer is not (or no longer) a friend")
+        return Receipt(
+            p.idempotency_key,
+            "refused",
+            provider_message_id=msgid,
+            code="not_friend",
+            detail="send_result status 2: the customer is not (or no longer) a friend",
+        )
     if status == 3:
-        return Receipt(p.idempotency_key, "failed", provider_message_id=msgid,
-                       code="receive_limit",
-                       detail="send_result status 3: customer already received another mass "
-                              "message (receive limit reached)")
+        return Receipt(
+            p.idempotency_key,
+            "failed",
+            provider_message_id=msgid,
+            code="receive_limit",
+            detail="send_result status 3: customer already received another mass "
+            "message (receive limit reached)",
+        )
     return Receipt(p.idempotency_key, "pending", provider_message_id=msgid)
 
 
 class WecomGroupInviteChannel(WecomChannel):
     """The "join our customer group" step: invitation text + a link to the group's join way."""
 
-    def __init__(self, name: str, runtime: Runtime, config: WecomGroupInviteConfig,
-                 api: WeComApi) -> None:
+    def __init__(
+        self, name: str, runtime: Runtime, config: WecomGroupInviteConfig, api: WeComApi
+    ) -> None:
         super().__init__(name, runtime, config, api)
         self.invite = config
         self._join_ways: dict[str, tuple[str, str]] = {}  # chat_id -> (config_id, qr_code)
@@ -213,22 +258,37 @@ class WecomGroupInviteChannel(WecomChannel):
                 return self._join_ways[chat_id]
             config_id = self.invite.join_way_config_id if chat_id == self.invite.chat_id else None
             if config_id is None:
-                data = self._read("/cgi-bin/externalcontact/groupchat/add_join_way", {
-                    "scene": 2, "remark": f"siyu:{self.name}", "auto_create_room": 0,
-                    "chat_id_list": [chat_id], "state": self.invite.state,
-                })
+                data = self._read(
+                    "/cgi-bin/externalcontact/groupchat/add_join_way",
+                    {
+                        "scene": 2,
+                        "remark": f"siyu:{self.name}",
+                        "auto_create_room": 0,
+                        "chat_id_list": [chat_id],
+                        "state": self.invite.state,
+                    },
+                )
                 config_id = str(data["config_id"])
-            data = self._read("/cgi-bin/externalcontact/groupchat/get_join_way",
-                              {"config_id": config_id})
+            data = self._read(
+                "/cgi-bin/externalcontact/groupchat/get_join_way", {"config_id": config_id}
+            )
             qr_code = str(data["join_way"]["qr_code"])
             self._join_ways[chat_id] = (config_id, qr_code)
             return config_id, qr_code
 
     def attachments(self, m: OutboundMessage) -> list[dict[str, Any]]:
         _, qr_code = self.join_way(self._chat_id(m))
-        return [{"msgtype": "link", "link": {
-            "title": str(m.params.get("link_title") or self.invite.link_title),
-            "desc": self.invite.link_desc, "picurl": qr_code, "url": qr_code}}]
+        return [
+            {
+                "msgtype": "link",
+                "link": {
+                    "title": str(m.params.get("link_title") or self.invite.link_title),
+                    "desc": self.invite.link_desc,
+                    "picurl": qr_code,
+                    "url": qr_code,
+                },
+            }
+        ]
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Receipt]:
         # Resolve join ways first: without a link there is nothing to send, and no receipt yet.
@@ -237,6 +297,7 @@ class WecomGroupInviteChannel(WecomChannel):
                 self.join_way(chat_id)
         except ProviderFault as fault:
             retryable = fault.action not in (Action.CONFIG, Action.REFRESH, Action.PERM)
-            raise ChannelError(self.name, f"join way: {redact(str(fault))}",
-                               retryable=retryable) from None
+            raise ChannelError(
+                self.name, f"join way: {redact(str(fault))}", retryable=retryable
+            ) from None
         return super().send_batch(messages)

@@ -24,7 +24,8 @@ class WeComApi:
 
     def _fetch_token(self) -> tuple[str, float]:
         resp = self.http.request(
-            "GET", "/cgi-bin/gettoken",
+            "GET",
+            "/cgi-bin/gettoken",
             params={"corpid": self.corpid, "corpsecret": self._secret.reveal()},
         )
         data = decode_json(resp)

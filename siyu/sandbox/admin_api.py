@@ -16,10 +16,13 @@ def routes(state: SandboxState) -> list[Route]:
     async def messages(request: Request) -> Response:
         q = request.query_params
         with state.lock:
-            rows = [m.as_dict() for m in state.messages
-                    if (not q.get("channel") or m.channel == q["channel"])
-                    and (not q.get("customer") or m.customer == q["customer"])
-                    and (not q.get("status") or m.status == q["status"])]
+            rows = [
+                m.as_dict()
+                for m in state.messages
+                if (not q.get("channel") or m.channel == q["channel"])
+                and (not q.get("customer") or m.customer == q["customer"])
+                and (not q.get("status") or m.status == q["status"])
+            ]
         return json_response({"messages": rows, "count": len(rows)})
 
     async def stats(_: Request) -> Response:
@@ -28,8 +31,11 @@ def routes(state: SandboxState) -> list[Route]:
     async def calls(request: Request) -> Response:
         endpoint = request.query_params.get("endpoint")
         with state.lock:
-            rows = [{"endpoint": c.endpoint, "at": c.at, "fault": c.fault} for c in state.calls
-                    if not endpoint or c.endpoint == endpoint]
+            rows = [
+                {"endpoint": c.endpoint, "at": c.at, "fault": c.fault}
+                for c in state.calls
+                if not endpoint or c.endpoint == endpoint
+            ]
         return json_response({"calls": rows, "count": len(rows)})
 
     async def set_faults(request: Request) -> Response:
@@ -39,9 +45,13 @@ def routes(state: SandboxState) -> list[Route]:
         try:
             config = FaultConfig.model_validate(body)
         except ValidationError as exc:
-            return json_response({"error": "invalid fault config",
-                                  "details": exc.errors(include_url=False, include_input=False)},
-                                 status=422)
+            return json_response(
+                {
+                    "error": "invalid fault config",
+                    "details": exc.errors(include_url=False, include_input=False),
+                },
+                status=422,
+            )
         state.faults.configure(config)
         return json_response(config.model_dump())
 

@@ -10,14 +10,16 @@ from siyu.sandbox.state import SandboxState
 
 def create_app(state: SandboxState | None = None) -> Starlette:
     state = state or SandboxState()
-    app = Starlette(routes=[
-        *admin_api.routes(state),
-        *inbox.routes(state),
-        *wecom_api.routes(state),
-        *wechat_api.routes(state),
-        *email_api.routes(state),
-        *webhook_api.routes(state),
-        *sms_api.routes(state),
-    ])
+    app = Starlette(
+        routes=[
+            *admin_api.routes(state),
+            *inbox.routes(state),
+            *wecom_api.routes(state),
+            *wechat_api.routes(state),
+            *email_api.routes(state),
+            *webhook_api.routes(state),
+            *sms_api.routes(state),
+        ]
+    )
     app.state.sandbox = state
     return app

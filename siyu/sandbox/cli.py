@@ -11,5 +11,11 @@ from siyu.sandbox.server import check_loopback
 def run(host: str = "127.0.0.1", port: int = 8765) -> None:
     """Serve the sandbox gateway until interrupted (Ctrl-C)."""
     check_loopback(host)
-    uvicorn.run(create_app(), host=host, port=port, log_level="info",
-                timeout_graceful_shutdown=1, lifespan="off")
+    uvicorn.run(
+        create_app(),
+        host=host,
+        port=port,
+        log_level="info",
+        timeout_graceful_shutdown=1,
+        lifespan="off",
+    )

@@ -16,10 +16,14 @@ class SandboxClient:
         resp.raise_for_status()
         return resp.json()
 
-    def messages(self, channel: str | None = None, customer: str | None = None,
-                 status: str | None = None) -> list[dict[str, Any]]:
-        params = {k: v for k, v in {"channel": channel, "customer": customer,
-                                    "status": status}.items() if v}
+    def messages(
+        self, channel: str | None = None, customer: str | None = None, status: str | None = None
+    ) -> list[dict[str, Any]]:
+        params = {
+            k: v
+            for k, v in {"channel": channel, "customer": customer, "status": status}.items()
+            if v
+        }
         return list(self._json(self._http.get("/_sandbox/messages", params=params))["messages"])
 
     def stats(self) -> dict[str, Any]:
@@ -41,7 +45,9 @@ class SandboxClient:
     def expire_tokens(self) -> None:
         self._json(self._http.post("/_sandbox/tokens/expire"))
 
-    def confirm_wecom(self, msgid: str | None = None, sender: str | None = None) -> list[dict[str, Any]]:
+    def confirm_wecom(
+        self, msgid: str | None = None, sender: str | None = None
+    ) -> list[dict[str, Any]]:
         body = {k: v for k, v in {"msgid": msgid, "sender": sender}.items() if v}
         return list(self._json(self._http.post("/_sandbox/wecom/confirm", json=body))["confirmed"])
 

@@ -21,13 +21,19 @@ MAX_PERSONALIZATIONS = 1000
 
 
 def _rate_headers() -> dict[str, str]:
-    return {"X-RateLimit-Limit": "600", "X-RateLimit-Remaining": "599",
-            "X-RateLimit-Reset": str(int(time.time()) + 60)}
+    return {
+        "X-RateLimit-Limit": "600",
+        "X-RateLimit-Remaining": "599",
+        "X-RateLimit-Reset": str(int(time.time()) + 60),
+    }
 
 
 def errors(status: int, *items: tuple[str | None, str]) -> Response:
-    return json_response({"errors": [{"field": f, "message": m} for f, m in items]},
-                         status=status, headers=_rate_headers())
+    return json_response(
+        {"errors": [{"field": f, "message": m} for f, m in items]},
+        status=status,
+        headers=_rate_headers(),
+    )
 
 
 def render_error(rule: FaultRule) -> Response:
@@ -39,8 +45,9 @@ def routes(state: SandboxState) -> list[Route]:
     async def handle(request: Request) -> Response:
         auth = request.headers.get("authorization", "")
         if auth != f"Bearer {SANDBOX_DEV_SECRETS['sendgrid']}":
-            return errors(401, (None, "The provided authorization grant is invalid, expired, "
-                                      "or revoked"))
+            return errors(
+                401, (None, "The provided authorization grant is invalid, expired, or revoked")
+            )
         body = await read_json(request)
         if body is None:
             return errors(400, (None, "Bad Request: body is not JSON"))
@@ -51,19 +58,32 @@ def routes(state: SandboxState) -> list[Route]:
             return errors(400, ("from.email", "The from email does not contain a valid address."))
         addresses = [str(t.get("email", "")).lower() for p in pers for t in p.get("to") or []]
         if len(addresses) != len(set(addresses)):
-            return errors(400, ("personalizations", "Each email address in the personalization "
-                                                    "block should be unique"))
+            return errors(
+                400,
+                (
+                    "personalizations",
+                    "Each email address in the personalization block should be unique",
+                ),
+            )
         with state.lock:
             bad = []
             for i, p in enumerate(pers):
                 for t in p.get("to") or []:
                     email = str(t.get("email", ""))
                     if "@" not in email or state.faults.invalid("email", email):
-                        bad.append((f"personalizations.{i}.to.0.email",
-                                    "Does not contain a valid address."))
+                        bad.append(
+                            (
+                                f"personalizations.{i}.to.0.email",
+                                "Does not contain a valid address.",
+                            )
+                        )
                     elif state.faults.refuses("email", email):
-                        bad.append((f"personalizations.{i}.to.0.email",
-                                    "recipient is on the suppression list (unsubscribed)"))
+                        bad.append(
+                            (
+                                f"personalizations.{i}.to.0.email",
+                                "recipient is on the suppression list (unsubscribed)",
+                            )
+                        )
             if bad:
                 return errors(400, *bad)
             message_id = secrets.token_urlsafe(16)
@@ -72,8 +92,15 @@ def routes(state: SandboxState) -> list[Route]:
             for p in pers:
                 key = str((p.get("custom_args") or {}).get("idempotency_key") or message_id)
                 for t in p.get("to") or []:
-                    state.record("email", "mail_send", str(t["email"]), f"{subject}\n{text}",
-                                 key=key, provider_id=message_id, subject=subject)
+                    state.record(
+                        "email",
+                        "mail_send",
+                        str(t["email"]),
+                        f"{subject}\n{text}",
+                        key=key,
+                        provider_id=message_id,
+                        subject=subject,
+                    )
         return Response(status_code=202, headers={"X-Message-Id": message_id, **_rate_headers()})
 
     async def view(request: Request) -> Response:

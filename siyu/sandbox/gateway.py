@@ -38,8 +38,13 @@ async def read_json(request: Request) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
-async def provider_call(state: SandboxState, endpoint: str, request: Request, handler: Handler,
-                        render_error: ErrorRenderer) -> Response:
+async def provider_call(
+    state: SandboxState,
+    endpoint: str,
+    request: Request,
+    handler: Handler,
+    render_error: ErrorRenderer,
+) -> Response:
     faults = state.faults
     rule = faults.decide(endpoint)
     state.record_call(endpoint, rule.kind if rule else None)
@@ -48,8 +53,11 @@ async def provider_call(state: SandboxState, endpoint: str, request: Request, ha
         await asyncio.sleep(config.latency_ms / 1000)
     if rule is not None:
         if rule.kind == "rate_limit":
-            return Response("too many requests", status_code=429,
-                            headers={"Retry-After": f"{rule.retry_after:g}"})
+            return Response(
+                "too many requests",
+                status_code=429,
+                headers={"Retry-After": f"{rule.retry_after:g}"},
+            )
         if rule.kind == "http":
             return Response("sandbox injected upstream error", status_code=rule.status or 500)
         if rule.kind == "error":

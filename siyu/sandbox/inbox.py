@@ -37,17 +37,22 @@ def routes(state: SandboxState) -> list[Route]:
                 f'<tr class="{"dup" if dup else ""}"><td>{m.id}</td><td>{escape(when)}</td>'
                 f"<td>{escape(m.customer)}</td><td><pre>{escape(m.content)}</pre></td>"
                 f'<td><span class="badge {escape(m.status)}">{escape(m.status)}</span>'
-                f'{" <b>duplicate</b>" if dup else ""}</td><td>{escape(m.key[:40])}</td></tr>')
+                f"{' <b>duplicate</b>' if dup else ''}</td><td>{escape(m.key[:40])}</td></tr>"
+            )
         sections = "".join(
             f"<h2>{escape(ch)} ({len(rows)})</h2><table><tr><th>#</th><th>time</th>"
             f"<th>customer</th><th>message</th><th>status</th><th>key</th></tr>"
             f"{''.join(rows)}</table>"
-            for ch, rows in sorted(by_channel.items()))
-        page = (f"<!doctype html><html lang=zh><head><meta charset=utf-8>"
-                f"<meta http-equiv=refresh content=5><title>siyu sandbox inbox</title>"
-                f"<style>{_CSS}</style></head><body><h1>siyu sandbox inbox</h1>"
-                f"<p>{len(messages)} messages. Rows in red are duplicates: a message whose key was already delivered.</p>"
-                f"{sections or '<p>Nothing sent yet.</p>'}</body></html>")
+            for ch, rows in sorted(by_channel.items())
+        )
+        page = (
+            f"<!doctype html><html lang=zh><head><meta charset=utf-8>"
+            f"<meta http-equiv=refresh content=5><title>siyu sandbox inbox</title>"
+            f"<style>{_CSS}</style></head><body><h1>siyu sandbox inbox</h1>"
+            f"<p>{len(messages)} messages. Rows in red are duplicates: "
+            "a message whose key was already delivered.</p>"
+            f"{sections or '<p>Nothing sent yet.</p>'}</body></html>"
+        )
         return HTMLResponse(page)
 
     return [Route("/", inbox, methods=["GET"])]

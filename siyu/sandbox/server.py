@@ -26,8 +26,9 @@ class RunningSandbox:
     """A sandbox serving on ``url`` from a daemon thread. ``stop()`` (or leaving the ``with``
     block) shuts it down; ``state`` gives in-process access to what it recorded."""
 
-    def __init__(self, server: uvicorn.Server, thread: threading.Thread, url: str,
-                 state: SandboxState) -> None:
+    def __init__(
+        self, server: uvicorn.Server, thread: threading.Thread, url: str, state: SandboxState
+    ) -> None:
         self._server = server
         self._thread = thread
         self.url = url
@@ -40,8 +41,12 @@ class RunningSandbox:
     def __enter__(self) -> RunningSandbox:
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         self.stop()
 
     def __repr__(self) -> str:
@@ -59,11 +64,17 @@ def start_sandbox(host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
     sock.bind((host, port))
     real_port = sock.getsockname()[1]
     state = SandboxState()
-    config = uvicorn.Config(create_app(state), log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=1, lifespan="off")
+    config = uvicorn.Config(
+        create_app(state),
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=1,
+        lifespan="off",
+    )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]},
-                              name=f"siyu-sandbox:{real_port}", daemon=True)
+    thread = threading.Thread(
+        target=server.run, kwargs={"sockets": [sock]}, name=f"siyu-sandbox:{real_port}", daemon=True
+    )
     thread.start()
     deadline = time.monotonic() + 10
     while not server.started:

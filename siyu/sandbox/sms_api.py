@@ -29,15 +29,26 @@ from siyu.sandbox.state import SHANGHAI, SandboxState
 MAX_TIME_SKEW = 15 * 60
 _MOBILE = re.compile(r"^(\+?86)?1\d{10}$")
 # Gateway-level codes come back with a non-2xx status; business codes with HTTP 200.
-_GATEWAY_STATUS = {"Throttling": 400, "Throttling.User": 400, "SignatureDoesNotMatch": 400,
-                   "InvalidTimeStamp.Expired": 400, "SignatureNonceUsed": 400,
-                   "InvalidAccessKeyId.NotFound": 404, "InternalError": 500,
-                   "UnknownError": 500, "ServiceUnavailable": 503}
+_GATEWAY_STATUS = {
+    "Throttling": 400,
+    "Throttling.User": 400,
+    "SignatureDoesNotMatch": 400,
+    "InvalidTimeStamp.Expired": 400,
+    "SignatureNonceUsed": 400,
+    "InvalidAccessKeyId.NotFound": 404,
+    "InternalError": 500,
+    "UnknownError": 500,
+    "ServiceUnavailable": 503,
+}
 
 
 def answer(code: str, message: str = "", **extra: Any) -> Response:
-    body = {"Code": code, "Message": message or code, "RequestId": str(uuid.uuid4()).upper(),
-            **extra}
+    body = {
+        "Code": code,
+        "Message": message or code,
+        "RequestId": str(uuid.uuid4()).upper(),
+        **extra,
+    }
     return json_response(body, status=_GATEWAY_STATUS.get(code, 200))
 
 
@@ -89,9 +100,11 @@ def _check_signature(state: SandboxState, method: str, params: dict[str, str]) -
         return answer("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
     if not aliyun_signature.verify(method, params, SANDBOX_DEV_SECRETS["aliyun"]):
         expected = aliyun_signature.string_to_sign(method, params)
-        return answer("SignatureDoesNotMatch",
-                      f"Specified signature is not matched with our calculation. server string "
-                      f"to sign is:{expected}")
+        return answer(
+            "SignatureDoesNotMatch",
+            f"Specified signature is not matched with our calculation. server string "
+            f"to sign is:{expected}",
+        )
     with state.lock:
         nonce = params.get("SignatureNonce", "")
         if nonce in state.used_nonces:
@@ -104,17 +117,35 @@ def _content(sign: str, template_code: str, param: dict[str, Any]) -> str:
     return f"【{sign}】" + " ".join(str(v) for v in param.values())
 
 
-def _deliver(state: SandboxState, phone: str, sign: str, template_code: str,
-             param: dict[str, Any], out_id: str, biz_id: str, key: str) -> Response | None:
+def _deliver(
+    state: SandboxState,
+    phone: str,
+    sign: str,
+    template_code: str,
+    param: dict[str, Any],
+    out_id: str,
+    biz_id: str,
+    key: str,
+) -> Response | None:
     """Record one SMS (lock held); a Response if this number is rejected."""
     if not _MOBILE.match(phone) or state.faults.invalid("sms", phone):
         return answer("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
     if state.faults.refuses("sms", phone):
         return answer("isv.RECIPIENT_UNSUBSCRIBED", "该号码已回复R退订 (sandbox)")
     now = dt.datetime.now(SHANGHAI)
-    state.record("sms", "SendSms", phone, _content(sign, template_code, param), key=key,
-                 provider_id=biz_id, out_id=out_id, template_code=template_code, sign_name=sign,
-                 send_date=now.strftime("%Y-%m-%d %H:%M:%S"), day=now.strftime("%Y%m%d"))
+    state.record(
+        "sms",
+        "SendSms",
+        phone,
+        _content(sign, template_code, param),
+        key=key,
+        provider_id=biz_id,
+        out_id=out_id,
+        template_code=template_code,
+        sign_name=sign,
+        send_date=now.strftime("%Y-%m-%d %H:%M:%S"),
+        day=now.strftime("%Y%m%d"),
+    )
     return None
 
 
@@ -132,8 +163,16 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
     out_id = p.get("OutId", "")
     with state.lock:
         for phone in phones:
-            rejected = _deliver(state, phone, p["SignName"], p["TemplateCode"], param, out_id,
-                                biz_id, key=out_id or f"{phone}|{p.get('TemplateParam')}")
+            rejected = _deliver(
+                state,
+                phone,
+                p["SignName"],
+                p["TemplateCode"],
+                param,
+                out_id,
+                biz_id,
+                key=out_id or f"{phone}|{p.get('TemplateParam')}",
+            )
             if rejected is not None:
                 return rejected
     return answer("OK", "OK", BizId=biz_id)
@@ -154,8 +193,16 @@ def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
     with state.lock:
         for i, phone in enumerate(phones):
             param = params[i] if params else {}
-            rejected = _deliver(state, phone, signs[i], p.get("TemplateCode", ""), param, "",
-                                biz_id, key=f"{phone}|{json.dumps(param, sort_keys=True)}")
+            rejected = _deliver(
+                state,
+                phone,
+                signs[i],
+                p.get("TemplateCode", ""),
+                param,
+                "",
+                biz_id,
+                key=f"{phone}|{json.dumps(param, sort_keys=True)}",
+            )
             if rejected is not None:
                 return rejected
     return answer("OK", "OK", BizId=biz_id)
@@ -168,11 +215,23 @@ def _query(state: SandboxState, p: dict[str, str]) -> Response:
     size = max(1, min(int(p.get("PageSize") or 10), 50))
     page = max(1, int(p.get("CurrentPage") or 1))
     with state.lock:
-        rows = [m for m in state.messages
-                if m.channel == "sms" and m.customer == phone and m.meta.get("day") == day]
-    dtos = [{"PhoneNum": m.customer, "SendStatus": 3, "ErrCode": "DELIVERED",
-             "TemplateCode": m.meta.get("template_code"), "Content": m.content,
-             "SendDate": m.meta.get("send_date"), "ReceiveDate": m.meta.get("send_date"),
-             "OutId": m.meta.get("out_id", ""), "BizId": m.provider_id}
-            for m in rows[(page - 1) * size: page * size]]
+        rows = [
+            m
+            for m in state.messages
+            if m.channel == "sms" and m.customer == phone and m.meta.get("day") == day
+        ]
+    dtos = [
+        {
+            "PhoneNum": m.customer,
+            "SendStatus": 3,
+            "ErrCode": "DELIVERED",
+            "TemplateCode": m.meta.get("template_code"),
+            "Content": m.content,
+            "SendDate": m.meta.get("send_date"),
+            "ReceiveDate": m.meta.get("send_date"),
+            "OutId": m.meta.get("out_id", ""),
+            "BizId": m.provider_id,
+        }
+        for m in rows[(page - 1) * size : page * size]
+    ]
     return answer("OK", "OK", TotalCount=len(rows), SmsSendDetailDTOs={"SmsSendDetailDTO": dtos})

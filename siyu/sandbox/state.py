@@ -95,12 +95,32 @@ class SandboxState:
         with self.lock:
             self.calls.append(Call(endpoint, time.time(), fault))
 
-    def record(self, channel: str, endpoint: str, customer: str, content: str, key: str,
-               status: str = "sent", provider_id: str = "", **meta: Any) -> Message:
+    def record(
+        self,
+        channel: str,
+        endpoint: str,
+        customer: str,
+        content: str,
+        key: str,
+        status: str = "sent",
+        provider_id: str = "",
+        **meta: Any,
+    ) -> Message:
         """Record one delivered message; the caller holds ``self.lock``."""
         self.delivered[(channel, key)] += 1
-        msg = Message(next(self._ids), channel, endpoint, customer, content, key, status,
-                      provider_id, time.time(), meta, duplicate=self.delivered[(channel, key)] > 1)
+        msg = Message(
+            next(self._ids),
+            channel,
+            endpoint,
+            customer,
+            content,
+            key,
+            status,
+            provider_id,
+            time.time(),
+            meta,
+            duplicate=self.delivered[(channel, key)] > 1,
+        )
         self.messages.append(msg)
         return msg
 
@@ -165,9 +185,19 @@ class SandboxState:
         with self.lock:
             channels: dict[str, dict[str, int]] = {}
             for m in self.messages:
-                c = channels.setdefault(m.channel, {"messages": 0, "delivered": 0, "pending": 0,
-                                                    "refused": 0, "failed": 0, "deduped": 0,
-                                                    "duplicate_keys": 0, "duplicates": 0})
+                c = channels.setdefault(
+                    m.channel,
+                    {
+                        "messages": 0,
+                        "delivered": 0,
+                        "pending": 0,
+                        "refused": 0,
+                        "failed": 0,
+                        "deduped": 0,
+                        "duplicate_keys": 0,
+                        "duplicates": 0,
+                    },
+                )
                 c["messages"] += 1
                 c["delivered" if m.status == "sent" else m.status] += 1
             for (ch, _key), n in self.deduped.items():
@@ -189,5 +219,13 @@ class SandboxState:
 
 
 def _empty() -> dict[str, int]:
-    return {"messages": 0, "delivered": 0, "pending": 0, "refused": 0, "failed": 0,
-            "deduped": 0, "duplicate_keys": 0, "duplicates": 0}
+    return {
+        "messages": 0,
+        "delivered": 0,
+        "pending": 0,
+        "refused": 0,
+        "failed": 0,
+        "deduped": 0,
+        "duplicate_keys": 0,
+        "duplicates": 0,
+    }

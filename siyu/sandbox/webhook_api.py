@@ -21,8 +21,9 @@ from siyu.sandbox.state import SandboxState
 
 
 def render_error(rule: FaultRule) -> Response:
-    return json_response({"error": "sandbox injected error"},
-                         status=int(rule.code or rule.status or 500))
+    return json_response(
+        {"error": "sandbox injected error"}, status=int(rule.code or rule.status or 500)
+    )
 
 
 def _key(request: Request) -> str:
@@ -52,8 +53,9 @@ def routes(state: SandboxState) -> list[Route]:
             seen = state.idempotency.get(scope)
             if seen is not None:
                 if seen["fingerprint"] != fingerprint:
-                    return json_response({"error": "Idempotency-Key reused with another "
-                                                   "payload"}, status=422)
+                    return json_response(
+                        {"error": "Idempotency-Key reused with another payload"}, status=422
+                    )
                 state.note_dedup("webhook", key)
                 return json_response(seen["response"], headers={"X-Message-Id": seen["id"]})
             if scope in state.in_flight:
@@ -61,11 +63,21 @@ def routes(state: SandboxState) -> list[Route]:
             if state.faults.refuses("webhook", customer):
                 return json_response({"error": "customer gone"}, status=410)
             message_id = secrets.token_hex(8)
-            state.record("webhook", "receive", customer, str(data.get("body", "")), key=key,
-                         provider_id=message_id, path=request.url.path)
+            state.record(
+                "webhook",
+                "receive",
+                customer,
+                str(data.get("body", "")),
+                key=key,
+                provider_id=message_id,
+                path=request.url.path,
+            )
             response = {"ok": True, "id": message_id}
-            state.idempotency[scope] = {"fingerprint": fingerprint, "response": response,
-                                        "id": message_id}
+            state.idempotency[scope] = {
+                "fingerprint": fingerprint,
+                "response": response,
+                "id": message_id,
+            }
         return json_response(response, headers={"X-Message-Id": message_id})
 
     async def view(request: Request) -> Response:

@@ -24,6 +24,7 @@ def routes(state: SandboxState) -> list[Route]:
     def endpoint(name: str, path: str, fn: Any, methods: list[str]) -> Route:
         async def view(request: Request) -> Response:
             return await provider_call(state, f"wechat.{name}", request, fn, render_error)
+
         return Route(path, view, methods=methods)
 
     def issue(appid: str, stable: bool) -> Response:
@@ -55,16 +56,21 @@ def routes(state: SandboxState) -> list[Route]:
             state.count_api_call()
             err = state.token_error("wechat", request.query_params.get("access_token"))
         if err is not None:
-            return None, weixin_error(err, {42001: "access_token expired"}.get(
-                err, "invalid credential, access_token is invalid or not latest"))
+            return None, weixin_error(
+                err,
+                {42001: "access_token expired"}.get(
+                    err, "invalid credential, access_token is invalid or not latest"
+                ),
+            )
         if body is None:
             return None, weixin_error(47001, "data format error")
         return body, None
 
     def content_of(body: dict[str, Any]) -> str:
         data = body.get("data") or {}
-        return " | ".join(f"{k}: {v.get('value', '') if isinstance(v, dict) else v}"
-                          for k, v in data.items())
+        return " | ".join(
+            f"{k}: {v.get('value', '') if isinstance(v, dict) else v}" for k, v in data.items()
+        )
 
     async def template_send(request: Request) -> Response:
         body, error = await authed(request)
@@ -88,9 +94,16 @@ def routes(state: SandboxState) -> list[Route]:
                 return json_response({"errcode": 0, "errmsg": "ok", "msgid": seen["msgid"]})
             msgid = state.next_provider_id()
             key = cmid or hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
-            state.record("service_account", "template_send", openid, content_of(body), key=key,
-                         provider_id=str(msgid), template_id=body["template_id"],
-                         url=body.get("url"))
+            state.record(
+                "service_account",
+                "template_send",
+                openid,
+                content_of(body),
+                key=key,
+                provider_id=str(msgid),
+                template_id=body["template_id"],
+                url=body.get("url"),
+            )
             if cmid:
                 state.idempotency[scope] = {"at": time.time(), "msgid": msgid}
         return json_response({"errcode": 0, "errmsg": "ok", "msgid": msgid})
@@ -110,11 +123,19 @@ def routes(state: SandboxState) -> list[Route]:
             if state.faults.refuses("miniprogram", openid):
                 return weixin_error(43101, "user refuse to accept the msg")
             msgid = state.next_provider_id()
-            key = hashlib.sha256(json.dumps([openid, body["template_id"], body["data"]],
-                                            sort_keys=True).encode()).hexdigest()[:24]
-            state.record("miniprogram", "subscribe_send", openid, content_of(body), key=key,
-                         provider_id=str(msgid), template_id=body["template_id"],
-                         page=body.get("page"))
+            key = hashlib.sha256(
+                json.dumps([openid, body["template_id"], body["data"]], sort_keys=True).encode()
+            ).hexdigest()[:24]
+            state.record(
+                "miniprogram",
+                "subscribe_send",
+                openid,
+                content_of(body),
+                key=key,
+                provider_id=str(msgid),
+                template_id=body["template_id"],
+                page=body.get("page"),
+            )
         return json_response({"errcode": 0, "errmsg": "ok", "msgid": msgid})
 
     return [

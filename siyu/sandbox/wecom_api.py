@@ -33,6 +33,7 @@ def routes(state: SandboxState) -> list[Route]:
     def endpoint(name: str, fn: Any, methods: list[str]) -> Route:
         async def view(request: Request) -> Response:
             return await provider_call(state, f"wecom.{name}", request, fn, render_error)
+
         return Route(f"/cgi-bin/{_PATHS[name]}", view, methods=methods)
 
     async def gettoken(request: Request) -> Response:
@@ -41,8 +42,14 @@ def routes(state: SandboxState) -> list[Route]:
             return weixin_error(40001, "invalid credential")
         with state.lock:
             token = state.issue_token("wecom", corpid, state.faults.config.token_ttl)
-        return json_response({"errcode": 0, "errmsg": "ok", "access_token": token,
-                              "expires_in": int(state.faults.config.token_ttl)})
+        return json_response(
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "access_token": token,
+                "expires_in": int(state.faults.config.token_ttl),
+            }
+        )
 
     async def authed(request: Request) -> tuple[dict[str, Any] | None, Response | None]:
         body = await read_json(request)
@@ -50,8 +57,12 @@ def routes(state: SandboxState) -> list[Route]:
             state.count_api_call()
             err = state.token_error("wecom", request.query_params.get("access_token"))
         if err is not None:
-            return None, weixin_error(err, {41001: "access_token missing",
-                                            42001: "access_token expired"}.get(err, "invalid access_token"))
+            return None, weixin_error(
+                err,
+                {41001: "access_token missing", 42001: "access_token expired"}.get(
+                    err, "invalid access_token"
+                ),
+            )
         if body is None:
             return None, weixin_error(47001, "data format error")
         return body, None
@@ -81,15 +92,28 @@ def routes(state: SandboxState) -> list[Route]:
             fail = [i for i in ids if state.faults.invalid("wecom", str(i))]
             ok = [str(i) for i in ids if i not in fail]
             if not ok:
-                return json_response({"errcode": 40096, "errmsg": "invalid external userid, "
-                                      "hint: [sandbox]", "fail_list": []})
+                return json_response(
+                    {
+                        "errcode": 40096,
+                        "errmsg": "invalid external userid, hint: [sandbox]",
+                        "fail_list": [],
+                    }
+                )
             msgid = f"msg{secrets.token_hex(12)}"
             task = WeComTask(msgid, sender, ok, text, attachments, int(time.time()))
             for euid in ok:
                 digest = hashlib.sha256(json.dumps([content, attachments]).encode()).hexdigest()
-                msg = state.record("wecom", "add_msg_template", euid, content,
-                                   key=f"{euid}|{digest[:16]}", status="pending",
-                                   provider_id=msgid, sender=sender, attachments=attachments)
+                msg = state.record(
+                    "wecom",
+                    "add_msg_template",
+                    euid,
+                    content,
+                    key=f"{euid}|{digest[:16]}",
+                    status="pending",
+                    provider_id=msgid,
+                    sender=sender,
+                    attachments=attachments,
+                )
                 task.message_ids[euid] = msg.id
             state.tasks[msgid] = task
             if state.faults.config.auto_confirm:
@@ -119,14 +143,21 @@ def routes(state: SandboxState) -> list[Route]:
             task = state.tasks.get(str(body.get("msgid")))
             if task is None or body.get("userid") != task.sender:
                 return weixin_error(41063, "msgid/userid not found")
-            rows = [{"external_userid": e, "chat_id": "", "userid": task.sender,
-                     "status": task.results.get(e, 0),
-                     **({"send_time": task.send_time} if task.results.get(e) == 1 else {})}
-                    for e in task.external_userids]
-        page = rows[offset:offset + limit]
+            rows = [
+                {
+                    "external_userid": e,
+                    "chat_id": "",
+                    "userid": task.sender,
+                    "status": task.results.get(e, 0),
+                    **({"send_time": task.send_time} if task.results.get(e) == 1 else {}),
+                }
+                for e in task.external_userids
+            ]
+        page = rows[offset : offset + limit]
         cursor = str(offset + limit) if offset + limit < len(rows) else ""
-        return json_response({"errcode": 0, "errmsg": "ok", "next_cursor": cursor,
-                              "send_list": page})
+        return json_response(
+            {"errcode": 0, "errmsg": "ok", "next_cursor": cursor, "send_list": page}
+        )
 
     async def get_groupmsg_list_v2(request: Request) -> Response:
         body, error = await authed(request)
@@ -134,11 +165,21 @@ def routes(state: SandboxState) -> list[Route]:
             return error or weixin_error(47001, "data format error")
         start, end = int(body.get("start_time") or 0), int(body.get("end_time") or 2**31)
         with state.lock:
-            rows = [{"msgid": t.msgid, "creator": t.sender, "create_time": t.create_time,
-                     "create_type": 0, "text": t.text, "attachments": t.attachments}
-                    for t in state.tasks.values() if start <= t.create_time <= end]
-        return json_response({"errcode": 0, "errmsg": "ok", "next_cursor": "",
-                              "group_msg_list": rows})
+            rows = [
+                {
+                    "msgid": t.msgid,
+                    "creator": t.sender,
+                    "create_time": t.create_time,
+                    "create_type": 0,
+                    "text": t.text,
+                    "attachments": t.attachments,
+                }
+                for t in state.tasks.values()
+                if start <= t.create_time <= end
+            ]
+        return json_response(
+            {"errcode": 0, "errmsg": "ok", "next_cursor": "", "group_msg_list": rows}
+        )
 
     async def add_join_way(request: Request) -> Response:
         body, error = await authed(request)
@@ -182,8 +223,11 @@ def routes(state: SandboxState) -> list[Route]:
                 return weixin_error(81013, "user & party & tag all invalid")
             scope = ("wecom.message_send", hashlib.sha256(canonical.encode()).hexdigest())
             seen = state.idempotency.get(scope)
-            if body.get("enable_duplicate_check") == 1 and seen and \
-                    time.time() - seen["at"] < interval:
+            if (
+                body.get("enable_duplicate_check") == 1
+                and seen
+                and time.time() - seen["at"] < interval
+            ):
                 for u in valid:
                     state.note_dedup("wecom_staff", f"{u}|{scope[1][:16]}")
                 msgid = seen["msgid"]
@@ -191,10 +235,24 @@ def routes(state: SandboxState) -> list[Route]:
                 msgid = secrets.token_hex(16)
                 state.idempotency[scope] = {"at": time.time(), "msgid": msgid}
                 for u in valid:
-                    state.record("wecom_staff", "message_send", u, content,
-                                 key=f"{u}|{scope[1][:16]}", provider_id=msgid)
-        return json_response({"errcode": 0, "errmsg": "ok", "invaliduser": "|".join(invalid),
-                              "invalidparty": "", "invalidtag": "", "msgid": msgid})
+                    state.record(
+                        "wecom_staff",
+                        "message_send",
+                        u,
+                        content,
+                        key=f"{u}|{scope[1][:16]}",
+                        provider_id=msgid,
+                    )
+        return json_response(
+            {
+                "errcode": 0,
+                "errmsg": "ok",
+                "invaliduser": "|".join(invalid),
+                "invalidparty": "",
+                "invalidtag": "",
+                "msgid": msgid,
+            }
+        )
 
     return [
         endpoint("gettoken", gettoken, ["GET"]),

@@ -34,10 +34,17 @@ def client(sandbox: RunningSandbox) -> Iterator[SandboxClient]:
 def fast_config(**overrides: Any) -> ChannelsConfig:
     """channels.yaml with millisecond backoff, a short client timeout and a high rate limit."""
     base = load_channel_config(ROOT / "channels.yaml").model_dump()
-    base["defaults"].update(timeout=0.5,
-                            retry={"attempts": 4, "base_delay": 0.01, "max_delay": 0.05,
-                                   "jitter": 0.5, "max_retry_after": 2.0},
-                            rate_limit={"per_second": 1000, "burst": 1000})
+    base["defaults"].update(
+        timeout=0.5,
+        retry={
+            "attempts": 4,
+            "base_delay": 0.01,
+            "max_delay": 0.05,
+            "jitter": 0.5,
+            "max_retry_after": 2.0,
+        },
+        rate_limit={"per_second": 1000, "burst": 1000},
+    )
     for name, body in base["channels"].items():
         body.pop("rate_limit", None)
         body.update(overrides.get(name, {}))
@@ -52,5 +59,7 @@ def channels(client: SandboxClient, sandbox: RunningSandbox) -> Iterator[dict[st
         ch.close()
 
 
-def batch(prefix: str, n: int, address: Any, body: str = "您的积分即将到期") -> list[OutboundMessage]:
+def batch(
+    prefix: str, n: int, address: Any, body: str = "您的积分即将到期"
+) -> list[OutboundMessage]:
     return [OutboundMessage(f"{prefix}-{i}", i, address(i), body) for i in range(n)]

@@ -25,8 +25,11 @@ DIRECT = {  # channel -> (sandbox channel, address)
 
 
 def delivered_per_customer(client: SandboxClient, channel: str) -> Counter[str]:
-    return Counter(m["customer"] for m in client.messages(channel=channel)
-                   if m["status"] in ("sent", "pending"))
+    return Counter(
+        m["customer"]
+        for m in client.messages(channel=channel)
+        if m["status"] in ("sent", "pending")
+    )
 
 
 @pytest.mark.parametrize("name", sorted(DIRECT))
@@ -34,9 +37,13 @@ def test_token_expiry_and_transient_errors_still_deliver_each_message_once(
     name: str, channels: dict[str, Channel], client: SandboxClient
 ) -> None:
     sandbox_channel, address = DIRECT[name]
-    client.set_faults(seed=11, expire_tokens_every=3, rules=[
-        {"endpoint": "*", "kind": "http", "status": 500, "rate": 0.2},
-    ])
+    client.set_faults(
+        seed=11,
+        expire_tokens_every=3,
+        rules=[
+            {"endpoint": "*", "kind": "http", "status": 500, "rate": 0.2},
+        ],
+    )
     # distinct bodies: e-mail would otherwise carry all 20 in one request
     msgs = [OutboundMessage(f"{name}-{i}", i, address(i), f"第{i}条") for i in range(20)]
     receipts = channels[name].send_batch(msgs)
@@ -46,7 +53,8 @@ def test_token_expiry_and_transient_errors_still_deliver_each_message_once(
         if not again:
             break
         receipts = [r for r in receipts if r.outcome != "retry"] + channels[name].send_batch(
-            [m for m in msgs if m.idempotency_key in again])
+            [m for m in msgs if m.idempotency_key in again]
+        )
     assert Counter(r.outcome for r in receipts) == {"sent": 20}
     assert delivered_per_customer(client, sandbox_channel) == {m.address: 1 for m in msgs}
     assert client.stats()["faults_fired"], "the fault knob must actually have fired"
@@ -58,11 +66,19 @@ def test_timeouts_after_commit_and_a_rerun_never_send_twice(
 ) -> None:
     """The request is applied but the answer is lost (client timeout 0.5 s < hang 0.8 s)."""
     sandbox_channel, address = DIRECT[name]
-    send_endpoint = {"service_account": "wechat.template_send", "webhook": "webhook.receive",
-                     "wecom_staff": "wecom.message_send", "sms": "sms.SendSms"}[name]
-    client.set_faults(seed=3, hang_seconds=0.8, rules=[
-        {"endpoint": send_endpoint, "kind": "timeout_after_commit", "every": 2, "times": 2},
-    ])
+    send_endpoint = {
+        "service_account": "wechat.template_send",
+        "webhook": "webhook.receive",
+        "wecom_staff": "wecom.message_send",
+        "sms": "sms.SendSms",
+    }[name]
+    client.set_faults(
+        seed=3,
+        hang_seconds=0.8,
+        rules=[
+            {"endpoint": send_endpoint, "kind": "timeout_after_commit", "every": 2, "times": 2},
+        ],
+    )
     msgs = batch(name, 4, address)
     first = channels[name].send_batch(msgs)
     assert {r.outcome for r in first} == {"sent"}
@@ -93,8 +109,10 @@ def test_sms_lost_answer_is_reconciled_by_outid_not_resent(
     sandbox: RunningSandbox, client: SandboxClient
 ) -> None:
     chans = build_channels(fast_config(sms={"precheck": "after_failure"}), base_url=sandbox.url)
-    client.set_faults(hang_seconds=0.8, rules=[
-        {"endpoint": "sms.SendSms", "kind": "timeout_after_commit", "times": 1}])
+    client.set_faults(
+        hang_seconds=0.8,
+        rules=[{"endpoint": "sms.SendSms", "kind": "timeout_after_commit", "times": 1}],
+    )
     (receipt,) = chans["sms"].send_batch(batch("sms-lost", 1, lambda i: "13900000001"))
     assert receipt.outcome == "sent"
     assert "QuerySendDetails" in (receipt.detail or "")
@@ -107,24 +125,33 @@ def test_sms_lost_answer_is_reconciled_by_outid_not_resent(
 def test_wecom_lost_answer_finds_the_task_instead_of_creating_another(
     channels: dict[str, Channel], client: SandboxClient
 ) -> None:
-    client.set_faults(hang_seconds=0.8, rules=[
-        {"endpoint": "wecom.add_msg_template", "kind": "timeout_after_commit", "times": 1}])
+    client.set_faults(
+        hang_seconds=0.8,
+        rules=[{"endpoint": "wecom.add_msg_template", "kind": "timeout_after_commit", "times": 1}],
+    )
     receipts = channels["wecom"].send_batch(batch("wl", 3, lambda i: f"wm-l{i}"))
     assert {r.outcome for r in receipts} == {"pending"}
     assert client.stats()["calls"]["wecom.add_msg_template"] == 1
     assert len(client.messages(channel="wecom")) == 3
 
 
-@pytest.mark.parametrize(("name", "endpoint", "code", "expect"), [
-    ("service_account", "wechat.template_send", 40003, "40003"),
-    ("wecom_staff", "wecom.message_send", 45002, "45002"),
-    ("sms", "sms.SendSms", "isv.MOBILE_NUMBER_ILLEGAL", "isv.MOBILE_NUMBER_ILLEGAL"),
-    ("webhook", "webhook.receive", 400, "400"),
-    ("email", "email.send", 400, "400"),
-])
+@pytest.mark.parametrize(
+    ("name", "endpoint", "code", "expect"),
+    [
+        ("service_account", "wechat.template_send", 40003, "40003"),
+        ("wecom_staff", "wecom.message_send", 45002, "45002"),
+        ("sms", "sms.SendSms", "isv.MOBILE_NUMBER_ILLEGAL", "isv.MOBILE_NUMBER_ILLEGAL"),
+        ("webhook", "webhook.receive", 400, "400"),
+        ("email", "email.send", 400, "400"),
+    ],
+)
 def test_permanent_errors_fail_with_the_code_and_are_not_retried(
-    name: str, endpoint: str, code: object, expect: str,
-    channels: dict[str, Channel], client: SandboxClient,
+    name: str,
+    endpoint: str,
+    code: object,
+    expect: str,
+    channels: dict[str, Channel],
+    client: SandboxClient,
 ) -> None:
     client.set_faults(rules=[{"endpoint": endpoint, "kind": "error", "code": code}])
     (receipt,) = channels[name].send_batch(batch(name, 1, DIRECT[name][1]))
@@ -132,10 +159,16 @@ def test_permanent_errors_fail_with_the_code_and_are_not_retried(
     assert client.stats()["calls"][endpoint] == 1
 
 
-@pytest.mark.parametrize(("name", "code"), [
-    ("service_account", "43004"), ("miniprogram", "43101"),
-    ("sms", "isv.RECIPIENT_UNSUBSCRIBED"), ("webhook", "410"), ("email", "400"),
-])
+@pytest.mark.parametrize(
+    ("name", "code"),
+    [
+        ("service_account", "43004"),
+        ("miniprogram", "43101"),
+        ("sms", "isv.RECIPIENT_UNSUBSCRIBED"),
+        ("webhook", "410"),
+        ("email", "400"),
+    ],
+)
 def test_a_refusing_customer_yields_refused_and_others_are_sent(
     name: str, code: str, channels: dict[str, Channel], client: SandboxClient
 ) -> None:
@@ -157,14 +190,20 @@ def test_wecom_receive_limit_is_a_clear_failure(
     results = []
     for body in ("第一条", "第二条"):
         (r,) = wecom.send_batch(batch(body, 1, lambda i: "wm-limit", body=body))
-        results.extend(wecom.check_pending(
-            [PendingMessage(r.idempotency_key, 0, "wm-limit", str(r.provider_message_id))]))
+        results.extend(
+            wecom.check_pending(
+                [PendingMessage(r.idempotency_key, 0, "wm-limit", str(r.provider_message_id))]
+            )
+        )
     assert [(r.outcome, r.code) for r in results] == [("sent", None), ("failed", "receive_limit")]
 
 
 def test_retry_after_is_honoured(channels: dict[str, Channel], client: SandboxClient) -> None:
-    client.set_faults(rules=[{"endpoint": "webhook.receive", "kind": "rate_limit",
-                              "retry_after": 0.4, "times": 1}])
+    client.set_faults(
+        rules=[
+            {"endpoint": "webhook.receive", "kind": "rate_limit", "retry_after": 0.4, "times": 1}
+        ]
+    )
     started = time.monotonic()
     (receipt,) = channels["webhook"].send_batch(batch("ra", 1, DIRECT["webhook"][1]))
     assert receipt.outcome == "sent"
@@ -176,8 +215,9 @@ def test_retry_after_is_honoured(channels: dict[str, Channel], client: SandboxCl
 def test_long_retry_after_becomes_a_deferred_receipt(
     channels: dict[str, Channel], client: SandboxClient
 ) -> None:
-    client.set_faults(rules=[{"endpoint": "webhook.receive", "kind": "rate_limit",
-                              "retry_after": 120}])
+    client.set_faults(
+        rules=[{"endpoint": "webhook.receive", "kind": "rate_limit", "retry_after": 120}]
+    )
     (receipt,) = channels["webhook"].send_batch(batch("ra2", 1, DIRECT["webhook"][1]))
     assert (receipt.outcome, receipt.retry_after) == ("retry", 120.0)
     assert client.stats()["calls"]["webhook.receive"] == 1  # not retried inline

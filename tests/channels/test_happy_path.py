@@ -16,9 +16,14 @@ ADDRESSES = {
     "email": lambda i: f"user{i}@example.com",
     "webhook": lambda i: str(i),  # identity_kind customer_id: the id as text
 }
-SANDBOX_CHANNEL = {"wecom_staff": "wecom_staff", "service_account": "service_account",
-                   "miniprogram": "miniprogram", "sms": "sms", "email": "email",
-                   "webhook": "webhook"}
+SANDBOX_CHANNEL = {
+    "wecom_staff": "wecom_staff",
+    "service_account": "service_account",
+    "miniprogram": "miniprogram",
+    "sms": "sms",
+    "email": "email",
+    "webhook": "webhook",
+}
 
 
 @pytest.mark.parametrize("name", sorted(ADDRESSES))
@@ -45,21 +50,29 @@ def test_wecom_pending_then_confirm_gives_sent_and_refused(
     receipts = wecom.send_batch(msgs)
     assert {r.outcome for r in receipts} == {"pending"}
     assert len({r.provider_message_id for r in receipts}) == 1  # one task: identical text
-    pending = [PendingMessage(m.idempotency_key, m.customer_id, m.address,
-                              str(receipts[0].provider_message_id)) for m in msgs]
+    pending = [
+        PendingMessage(
+            m.idempotency_key, m.customer_id, m.address, str(receipts[0].provider_message_id)
+        )
+        for m in msgs
+    ]
     assert {r.outcome for r in wecom.check_pending(pending)} == {"pending"}  # not confirmed yet
 
     client.confirm_wecom()
     outcome = {r.idempotency_key: (r.outcome, r.code) for r in wecom.check_pending(pending)}
-    assert outcome == {"w-0": ("sent", None), "w-1": ("refused", "not_friend"),
-                       "w-2": ("sent", None)}
+    assert outcome == {
+        "w-0": ("sent", None),
+        "w-1": ("refused", "not_friend"),
+        "w-2": ("sent", None),
+    }
 
 
 def test_wecom_groups_identical_text_into_one_task(
     channels: dict[str, Channel], client: SandboxClient
 ) -> None:
-    msgs = batch("a", 3, lambda i: f"wm-a{i}", body="A") + batch("b", 2, lambda i: f"wm-b{i}",
-                                                                 body="B")
+    msgs = batch("a", 3, lambda i: f"wm-a{i}", body="A") + batch(
+        "b", 2, lambda i: f"wm-b{i}", body="B"
+    )
     receipts = channels["wecom"].send_batch(msgs)
     assert len(receipts) == 5
     assert client.stats()["calls"]["wecom.add_msg_template"] == 2

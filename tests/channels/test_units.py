@@ -16,7 +16,7 @@ import pytest
 from siyu.channels import aliyun_signature, errors, webhook_signature
 from siyu.channels.backoff import RetryPolicy, retrying
 from siyu.channels.base import ChannelError, OutboundMessage
-from siyu.channels.errors import Action, ApiFault, AmbiguousFault
+from siyu.channels.errors import Action, AmbiguousFault, ApiFault
 from siyu.channels.ratelimit import TokenBucket
 from siyu.channels.registry import ChannelConfigError, build_channels, load_channel_config
 from siyu.channels.secrets import Secret, redact
@@ -26,36 +26,106 @@ from tests.channels.conftest import ROOT, fast_config
 # A transcription of channels.md §7 (error -> action). If a code listed there is missing from
 # the adapters' tables, or maps to another action, this fails.
 SECTION_7 = {
-    "wecom": {-1: "RETRY", 6000: "RETRY", 40014: "REFRESH", 42001: "REFRESH", 40001: "REFRESH",
-              41001: "CONFIG", 45009: "RATE", 45033: "RETRY", 40096: "PERM", 84061: "REFUSE",
-              41051: "DONE", 81013: "PERM", 81017: "PERM", 48002: "CONFIG", 60020: "CONFIG",
-              40003: "CONFIG", 60111: "CONFIG", 40007: "PERM", 44004: "PERM", 45002: "PERM",
-              40058: "PERM", 40035: "PERM"},
-    "wechat": {-1: "RETRY", 40001: "REFRESH", 40014: "REFRESH", 42001: "REFRESH", 45009: "RATE",
-               45011: "RATE", 40003: "PERM", 43004: "REFUSE", 43101: "REFUSE", 48002: "REFUSE",
-               40037: "CONFIG", 40036: "PERM", 47003: "PERM", 41030: "PERM", 47001: "PERM",
-               48001: "CONFIG", 48004: "CONFIG", 50002: "CONFIG", 45065: "DONE", 45066: "RATE"},
-    "sms": {"isv.BUSINESS_LIMIT_CONTROL": "RATE", "isv.DAY_LIMIT_CONTROL": "RATE",
-            "isv.MONTH_LIMIT_CONTROL": "RATE", "Throttling": "RETRY", "Throttling.User": "RETRY",
-            "isp.SYSTEM_ERROR": "RETRY", "InternalError": "RETRY", "UnknownError": "RETRY",
-            "ServiceUnavailable": "RETRY", "isv.MOBILE_NUMBER_ILLEGAL": "PERM",
-            "isv.MOBILE_COUNT_OVER_LIMIT": "PERM", "isv.TEMPLATE_MISSING_PARAMETERS": "PERM",
-            "isv.INVALID_PARAMETERS": "PERM", "isv.INVALID_JSON_PARAM": "PERM",
-            "isv.PARAM_LENGTH_LIMIT": "PERM", "isv.PARAM_NOT_SUPPORT_URL": "PERM",
-            "isv.BLACK_KEY_CONTROL_LIMIT": "PERM", "isv.SMS_CONTENT_ILLEGAL": "PERM",
-            "isv.SMS_TEMPLATE_ILLEGAL": "CONFIG", "isv.SMS_SIGNATURE_ILLEGAL": "CONFIG",
-            "isv.SMS_SIGN_ILLEGAL": "CONFIG", "isv.SIGN_STATE_ILLEGAL": "CONFIG",
-            "isv.SMS_SIGNATURE_SCENE_ILLEGAL": "CONFIG", "isv.AMOUNT_NOT_ENOUGH": "CONFIG",
-            "isv.OUT_OF_SERVICE": "CONFIG", "isv.ACCOUNT_ABNORMAL": "CONFIG",
-            "isv.PRODUCT_UN_SUBSCRIPT": "CONFIG", "isp.RAM_PERMISSION_DENY": "CONFIG",
-            "isv.DENY_IP_RANGE": "CONFIG", "SignatureDoesNotMatch": "CONFIG",
-            "InvalidAccessKeyId.NotFound": "CONFIG", "InvalidTimeStamp.Expired": "CONFIG"},
-    "sendgrid": {400: "PERM", 413: "PERM", 401: "CONFIG", 403: "CONFIG", 429: "RATE",
-                 500: "RETRY", 502: "RETRY", 503: "RETRY", 504: "RETRY"},
+    "wecom": {
+        -1: "RETRY",
+        6000: "RETRY",
+        40014: "REFRESH",
+        42001: "REFRESH",
+        40001: "REFRESH",
+        41001: "CONFIG",
+        45009: "RATE",
+        45033: "RETRY",
+        40096: "PERM",
+        84061: "REFUSE",
+        41051: "DONE",
+        81013: "PERM",
+        81017: "PERM",
+        48002: "CONFIG",
+        60020: "CONFIG",
+        40003: "CONFIG",
+        60111: "CONFIG",
+        40007: "PERM",
+        44004: "PERM",
+        45002: "PERM",
+        40058: "PERM",
+        40035: "PERM",
+    },
+    "wechat": {
+        -1: "RETRY",
+        40001: "REFRESH",
+        40014: "REFRESH",
+        42001: "REFRESH",
+        45009: "RATE",
+        45011: "RATE",
+        40003: "PERM",
+        43004: "REFUSE",
+        43101: "REFUSE",
+        48002: "REFUSE",
+        40037: "CONFIG",
+        40036: "PERM",
+        47003: "PERM",
+        41030: "PERM",
+        47001: "PERM",
+        48001: "CONFIG",
+        48004: "CONFIG",
+        50002: "CONFIG",
+        45065: "DONE",
+        45066: "RATE",
+    },
+    "sms": {
+        "isv.BUSINESS_LIMIT_CONTROL": "RATE",
+        "isv.DAY_LIMIT_CONTROL": "RATE",
+        "isv.MONTH_LIMIT_CONTROL": "RATE",
+        "Throttling": "RETRY",
+        "Throttling.User": "RETRY",
+        "isp.SYSTEM_ERROR": "RETRY",
+        "InternalError": "RETRY",
+        "UnknownError": "RETRY",
+        "ServiceUnavailable": "RETRY",
+        "isv.MOBILE_NUMBER_ILLEGAL": "PERM",
+        "isv.MOBILE_COUNT_OVER_LIMIT": "PERM",
+        "isv.TEMPLATE_MISSING_PARAMETERS": "PERM",
+        "isv.INVALID_PARAMETERS": "PERM",
+        "isv.INVALID_JSON_PARAM": "PERM",
+        "isv.PARAM_LENGTH_LIMIT": "PERM",
+        "isv.PARAM_NOT_SUPPORT_URL": "PERM",
+        "isv.BLACK_KEY_CONTROL_LIMIT": "PERM",
+        "isv.SMS_CONTENT_ILLEGAL": "PERM",
+        "isv.SMS_TEMPLATE_ILLEGAL": "CONFIG",
+        "isv.SMS_SIGNATURE_ILLEGAL": "CONFIG",
+        "isv.SMS_SIGN_ILLEGAL": "CONFIG",
+        "isv.SIGN_STATE_ILLEGAL": "CONFIG",
+        "isv.SMS_SIGNATURE_SCENE_ILLEGAL": "CONFIG",
+        "isv.AMOUNT_NOT_ENOUGH": "CONFIG",
+        "isv.OUT_OF_SERVICE": "CONFIG",
+        "isv.ACCOUNT_ABNORMAL": "CONFIG",
+        "isv.PRODUCT_UN_SUBSCRIPT": "CONFIG",
+        "isp.RAM_PERMISSION_DENY": "CONFIG",
+        "isv.DENY_IP_RANGE": "CONFIG",
+        "SignatureDoesNotMatch": "CONFIG",
+        "InvalidAccessKeyId.NotFound": "CONFIG",
+        "InvalidTimeStamp.Expired": "CONFIG",
+    },
+    "sendgrid": {
+        400: "PERM",
+        413: "PERM",
+        401: "CONFIG",
+        403: "CONFIG",
+        429: "RATE",
+        500: "RETRY",
+        502: "RETRY",
+        503: "RETRY",
+        504: "RETRY",
+    },
     "webhook": {410: "REFUSE", 429: "RATE", 502: "RATE", 504: "RATE"},
 }
-TABLES = {"wecom": errors.WECOM_CODES, "wechat": errors.WECHAT_CODES, "sms": errors.SMS_CODES,
-          "sendgrid": errors.SENDGRID_STATUS, "webhook": errors.WEBHOOK_STATUS}
+TABLES = {
+    "wecom": errors.WECOM_CODES,
+    "wechat": errors.WECHAT_CODES,
+    "sms": errors.SMS_CODES,
+    "sendgrid": errors.SENDGRID_STATUS,
+    "webhook": errors.WEBHOOK_STATUS,
+}
 
 
 @pytest.mark.parametrize("provider", sorted(SECTION_7))
@@ -68,8 +138,14 @@ def test_every_code_in_section_7_is_mapped_to_its_action(provider: str) -> None:
 
 
 def test_sms_flow_control_window_is_parsed_from_the_message() -> None:
-    assert errors.classify_sms("isv.BUSINESS_LIMIT_CONTROL", "触发小时级流控Permits:5").retry_after == 3600
-    assert errors.classify_sms("isv.BUSINESS_LIMIT_CONTROL", "触发分钟级流控Permits:1").retry_after == 60
+    assert (
+        errors.classify_sms("isv.BUSINESS_LIMIT_CONTROL", "触发小时级流控Permits:5").retry_after
+        == 3600
+    )
+    assert (
+        errors.classify_sms("isv.BUSINESS_LIMIT_CONTROL", "触发分钟级流控Permits:1").retry_after
+        == 60
+    )
     assert errors.classify_sms("isp.SYSTEM_ERROR").ambiguous is True
 
 
@@ -111,8 +187,9 @@ def test_retrying_reconciles_before_resending_after_an_ambiguous_fault() -> None
         sends.append(1)
         raise AmbiguousFault("read_timeout")
 
-    result = retrying(send, RetryPolicy(attempts=3, base_delay=0), sleep=lambda s: None,
-                      reconcile=lambda: "found")
+    result = retrying(
+        send, RetryPolicy(attempts=3, base_delay=0), sleep=lambda s: None, reconcile=lambda: "found"
+    )
     assert (result, len(sends)) == ("found", 1)
 
 
@@ -151,10 +228,16 @@ def test_token_cache_refreshes_once_for_many_threads() -> None:
 
 def test_aliyun_rpc_signature_matches_the_documented_example() -> None:
     # Aliyun's published RPC v1 example (DescribeRegions, secret "testsecret").
-    params = {"Timestamp": "2016-02-23T12:46:24Z", "Format": "XML", "AccessKeyId": "testid",
-              "Action": "DescribeRegions", "SignatureMethod": "HMAC-SHA1",
-              "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf", "Version": "2014-05-26",
-              "SignatureVersion": "1.0"}
+    params = {
+        "Timestamp": "2016-02-23T12:46:24Z",
+        "Format": "XML",
+        "AccessKeyId": "testid",
+        "Action": "DescribeRegions",
+        "SignatureMethod": "HMAC-SHA1",
+        "SignatureNonce": "3ee8c1b8-83d3-44af-a94f-4e0ad82fd6cf",
+        "Version": "2014-05-26",
+        "SignatureVersion": "1.0",
+    }
     assert aliyun_signature.sign("GET", params, "testsecret") == "OLeaidS1JvxuMvnyHOwuJ+uX5qY="
 
 
@@ -166,7 +249,9 @@ def test_webhook_signature_roundtrip_and_rejections() -> None:
     headers = {"webhook-id": "msg_1", "webhook-timestamp": str(now), "webhook-signature": sig}
     assert webhook_signature.verify(secret, headers, body)
     assert not webhook_signature.verify(secret, headers, b'{"a":2}')
-    assert not webhook_signature.verify(secret, {**headers, "webhook-timestamp": str(now - 999)}, body)
+    assert not webhook_signature.verify(
+        secret, {**headers, "webhook-timestamp": str(now - 999)}, body
+    )
     assert not webhook_signature.verify("whsec_" + "QUJD", headers, body)
 
 
@@ -178,7 +263,9 @@ def test_secrets_never_show_in_repr_logs_or_errors(
 
     def handler(request: httpx.Request) -> httpx.Response:
         if request.url.path.endswith("gettoken"):
-            return httpx.Response(200, json={"errcode": 60020, "errmsg": f"ip not allowed, {request.url}"})
+            return httpx.Response(
+                200, json={"errcode": 60020, "errmsg": f"ip not allowed, {request.url}"}
+            )
         return httpx.Response(500)
 
     caplog.set_level(logging.DEBUG)
@@ -191,8 +278,10 @@ def test_secrets_never_show_in_repr_logs_or_errors(
     assert "corpsecret=" in caplog.text  # the URL was logged, the value was not
     assert value not in everything
     assert repr(Secret(value, "env:X")) == "Secret(***, source='env:X')"
-    assert redact(f"https://x/y?access_token=abc123&corpsecret={value}") == \
-        "https://x/y?access_token=***&corpsecret=***"
+    assert (
+        redact(f"https://x/y?access_token=abc123&corpsecret={value}")
+        == "https://x/y?access_token=***&corpsecret=***"
+    )
 
 
 def test_sendgrid_partial_400_drops_only_the_named_recipient() -> None:
@@ -203,14 +292,22 @@ def test_sendgrid_partial_400_drops_only_the_named_recipient() -> None:
         to = [p["to"][0]["email"] for p in body["personalizations"]]
         if "gone@example.com" in to:
             i = to.index("gone@example.com")
-            return httpx.Response(400, json={"errors": [
-                {"field": f"personalizations.{i}.to.0.email", "message": "unsubscribed"}]})
+            return httpx.Response(
+                400,
+                json={
+                    "errors": [
+                        {"field": f"personalizations.{i}.to.0.email", "message": "unsubscribed"}
+                    ]
+                },
+            )
         sent.append(to)
         return httpx.Response(202, headers={"X-Message-Id": "m1"})
 
     chans = build_channels(fast_config(), transport=httpx.MockTransport(handler))
-    msgs = [OutboundMessage(f"k{i}", i, a, "Subject: 会员日\n正文")
-            for i, a in enumerate(["a@example.com", "gone@example.com", "b@example.com"])]
+    msgs = [
+        OutboundMessage(f"k{i}", i, a, "Subject: 会员日\n正文")
+        for i, a in enumerate(["a@example.com", "gone@example.com", "b@example.com"])
+    ]
     outcomes = {r.idempotency_key: r.outcome for r in chans["email"].send_batch(msgs)}
     assert outcomes == {"k0": "sent", "k1": "refused", "k2": "sent"}
     assert sent == [["a@example.com", "b@example.com"]]
@@ -218,8 +315,10 @@ def test_sendgrid_partial_400_drops_only_the_named_recipient() -> None:
 
 def test_unknown_keys_are_errors_with_position_and_suggestion(tmp_path: Path) -> None:
     path = tmp_path / "channels.yaml"
-    path.write_text("channels:\n  wecom:\n    corpid: x\n    sendr: zhangsan\n"
-                    "  sms:\n    type: smss\n", encoding="utf-8")
+    path.write_text(
+        "channels:\n  wecom:\n    corpid: x\n    sendr: zhangsan\n  sms:\n    type: smss\n",
+        encoding="utf-8",
+    )
     with pytest.raises(ChannelConfigError) as info:
         load_channel_config(path)
     text = str(info.value)
@@ -240,13 +339,26 @@ def test_non_loopback_base_url_is_refused_unless_allowed() -> None:
 
 def test_checked_in_channels_yaml_is_valid_and_exposes_quotas() -> None:
     cfg = load_channel_config(ROOT / "channels.yaml")
-    assert set(cfg.channels) == {"wecom", "wecom_group_invite", "wecom_staff", "service_account",
-                                 "miniprogram", "sms", "email", "webhook"}
+    assert set(cfg.channels) == {
+        "wecom",
+        "wecom_group_invite",
+        "wecom_staff",
+        "service_account",
+        "miniprogram",
+        "sms",
+        "email",
+        "webhook",
+    }
     quota = cfg.quotas()["wecom"]
     assert (quota.per_customer, quota.window.total_seconds()) == (1, 86400)
     identity = {n: c.identity_kind for n, c in build_channels(cfg).items()}
-    assert identity == {"wecom": "wecom_external_userid",
-                        "wecom_group_invite": "wecom_external_userid",
-                        "wecom_staff": "wecom_userid", "service_account": "wechat_openid",
-                        "miniprogram": "miniprogram_openid", "sms": "mobile", "email": "email",
-                        "webhook": "customer_id"}
+    assert identity == {
+        "wecom": "wecom_external_userid",
+        "wecom_group_invite": "wecom_external_userid",
+        "wecom_staff": "wecom_userid",
+        "service_account": "wechat_openid",
+        "miniprogram": "miniprogram_openid",
+        "sms": "mobile",
+        "email": "email",
+        "webhook": "customer_id",
+    }

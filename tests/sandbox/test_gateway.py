@@ -17,10 +17,18 @@ from siyu.sandbox.server import RunningSandbox, start_sandbox
 
 def sms_params(secret: str) -> dict[str, str]:
     return aliyun_signature.signed_params(
-        "POST", "SendSms", {"PhoneNumbers": "13800000000", "SignName": "思域",
-                            "TemplateCode": "SMS_1", "TemplateParam": '{"content":"hi"}',
-                            "OutId": "o1"},
-        access_key_id=SANDBOX_ALIYUN_ACCESS_KEY_ID, access_key_secret=secret)
+        "POST",
+        "SendSms",
+        {
+            "PhoneNumbers": "13800000000",
+            "SignName": "思域",
+            "TemplateCode": "SMS_1",
+            "TemplateParam": '{"content":"hi"}',
+            "OutId": "o1",
+        },
+        access_key_id=SANDBOX_ALIYUN_ACCESS_KEY_ID,
+        access_key_secret=secret,
+    )
 
 
 def test_sms_rejects_a_bad_signature_and_accepts_a_good_one(
@@ -37,45 +45,65 @@ def test_sms_rejects_a_bad_signature_and_accepts_a_good_one(
     assert len(client.messages(channel="sms")) == 1
 
 
-def test_webhook_receiver_rejects_a_bad_signature(sandbox: RunningSandbox,
-                                                  client: SandboxClient) -> None:
+def test_webhook_receiver_rejects_a_bad_signature(
+    sandbox: RunningSandbox, client: SandboxClient
+) -> None:
     body = json.dumps({"type": "message.send", "data": {"customer_id": 1, "body": "x"}}).encode()
     ts = int(time.time())
-    headers = {"webhook-id": "k1", "webhook-timestamp": str(ts), "content-type": "application/json",
-               "webhook-signature": webhook_signature.sign("whsec_QUJDREVGR0g=", "k1", ts, body)}
+    headers = {
+        "webhook-id": "k1",
+        "webhook-timestamp": str(ts),
+        "content-type": "application/json",
+        "webhook-signature": webhook_signature.sign("whsec_QUJDREVGR0g=", "k1", ts, body),
+    }
     resp = httpx.post(sandbox.url + "/hooks/siyu", content=body, headers=headers)
     assert resp.status_code == 401
-    headers["webhook-signature"] = webhook_signature.sign(SANDBOX_DEV_SECRETS["webhook"], "k1",
-                                                          ts, body)
+    headers["webhook-signature"] = webhook_signature.sign(
+        SANDBOX_DEV_SECRETS["webhook"], "k1", ts, body
+    )
     assert httpx.post(sandbox.url + "/hooks/siyu", content=body, headers=headers).status_code == 200
     again = httpx.post(sandbox.url + "/hooks/siyu", content=body, headers=headers)
     assert again.status_code == 200  # replay: stored answer, not a second message
-    other = httpx.post(sandbox.url + "/hooks/siyu", content=body + b" ", headers={
-        **headers, "webhook-signature": webhook_signature.sign(
-            SANDBOX_DEV_SECRETS["webhook"], "k1", ts, body + b" ")})
+    other = httpx.post(
+        sandbox.url + "/hooks/siyu",
+        content=body + b" ",
+        headers={
+            **headers,
+            "webhook-signature": webhook_signature.sign(
+                SANDBOX_DEV_SECRETS["webhook"], "k1", ts, body + b" "
+            ),
+        },
+    )
     assert other.status_code == 422  # same key, different payload
     stats = client.stats()["channels"]["webhook"]
     assert (stats["messages"], stats["deduped"]) == (1, 1)
 
 
-def test_wecom_rejects_wrong_secret_and_expired_tokens(sandbox: RunningSandbox,
-                                                       client: SandboxClient) -> None:
+def test_wecom_rejects_wrong_secret_and_expired_tokens(
+    sandbox: RunningSandbox, client: SandboxClient
+) -> None:
     wrong = httpx.get(sandbox.url + "/cgi-bin/gettoken", params={"corpid": "c", "corpsecret": "x"})
     assert wrong.json()["errcode"] == 40001
-    token = httpx.get(sandbox.url + "/cgi-bin/gettoken", params={
-        "corpid": "c", "corpsecret": SANDBOX_DEV_SECRETS["wecom"]}).json()["access_token"]
+    token = httpx.get(
+        sandbox.url + "/cgi-bin/gettoken",
+        params={"corpid": "c", "corpsecret": SANDBOX_DEV_SECRETS["wecom"]},
+    ).json()["access_token"]
     client.expire_tokens()
-    resp = httpx.post(sandbox.url + "/cgi-bin/message/send", params={"access_token": token},
-                      json={"touser": "u", "msgtype": "text", "agentid": 1,
-                            "text": {"content": "hi"}})
+    resp = httpx.post(
+        sandbox.url + "/cgi-bin/message/send",
+        params={"access_token": token},
+        json={"touser": "u", "msgtype": "text", "agentid": 1, "text": {"content": "hi"}},
+    )
     assert resp.json()["errcode"] == 42001
 
 
 def fault_sequence(url: str, seed: int) -> list[int]:
     with SandboxClient(url) as c:
         c.reset()
-        c.set_faults(seed=seed, rules=[{"endpoint": "email.send", "kind": "http",
-                                        "status": 503, "rate": 0.5}])
+        c.set_faults(
+            seed=seed,
+            rules=[{"endpoint": "email.send", "kind": "http", "status": 503, "rate": 0.5}],
+        )
     return [httpx.post(url + "/v3/mail/send", json={}).status_code for _ in range(16)]
 
 
@@ -86,8 +114,9 @@ def test_faults_are_deterministic_for_a_seed(sandbox: RunningSandbox) -> None:
     assert first != fault_sequence(sandbox.url, 6)
 
 
-def test_invalid_fault_config_is_rejected_with_details(sandbox: RunningSandbox,
-                                                      client: SandboxClient) -> None:
+def test_invalid_fault_config_is_rejected_with_details(
+    sandbox: RunningSandbox, client: SandboxClient
+) -> None:
     resp = httpx.post(sandbox.url + "/_sandbox/faults", json={"rules": [{"kind": "explode"}]})
     assert resp.status_code == 422 and resp.json()["details"]
 
@@ -111,11 +140,14 @@ def test_inbox_escapes_content_and_highlights_duplicates(
         ch.close()
 
 
-def test_reset_clears_messages_faults_and_tokens(sandbox: RunningSandbox,
-                                                 client: SandboxClient) -> None:
+def test_reset_clears_messages_faults_and_tokens(
+    sandbox: RunningSandbox, client: SandboxClient
+) -> None:
     client.set_faults(latency_ms=5, refuse={"sms": ["1"]})
-    httpx.get(sandbox.url + "/cgi-bin/gettoken",
-              params={"corpid": "c", "corpsecret": SANDBOX_DEV_SECRETS["wecom"]})
+    httpx.get(
+        sandbox.url + "/cgi-bin/gettoken",
+        params={"corpid": "c", "corpsecret": SANDBOX_DEV_SECRETS["wecom"]},
+    )
     client.reset()
     assert client.messages() == [] and client.calls() == []
     faults = httpx.get(sandbox.url + "/_sandbox/faults").json()
