@@ -121,3 +121,8 @@ _BUILDERS: dict[str, Callable[[], AnySelect]] = {
 
 # Columns of the customer a template sees as `customer.<column>`.
 CUSTOMER_COLUMNS = ("id", "name", "gender", "city", "member_level", "birthday", "timezone")
+
+
+def entry_columns(event: str | None) -> tuple[str, ...]:
+    """The columns templates see as `event.<column>`; none for calendar entries (no event)."""
+    return SOURCES[event].columns if event in SOURCES else ()

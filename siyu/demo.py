@@ -74,7 +74,7 @@ def run_demo(
     with start_sandbox() as sandbox:
         client = SandboxClient(sandbox.url)
         # Staff confirm WeCom mass messages as soon as they appear, as a busy team would.
-        client.set_faults({"auto_confirm": True})
+        client.set_faults(auto_confirm=True)
         times = list(tick_times(settings, demo_spec))
         started = time.perf_counter()
         for index, now in enumerate(times, start=1):

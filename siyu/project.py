@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
 from siyu.errors import ConfigError, SpecError
-from siyu.language.loader import Catalog, check_journey_file
+from siyu.language.loader import check_journey_file
 from siyu.language.problems import Problem, did_you_mean
+from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from siyu.policies import Cap, Policies, load_policies
 from tasks.context import EngineContext

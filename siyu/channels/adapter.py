@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from siyu.channels.backoff import RetryPolicy, retrying
-from siyu.channels.base import ChannelError, OutboundMessage, Receipt
+from siyu.channels.base import ChannelError, OutboundMessage, Outcome, Receipt
 from siyu.channels.errors import Action, NotSentFault, ProviderFault
 from siyu.channels.http_client import ProviderHttp
 from siyu.channels.secrets import redact
@@ -129,7 +129,7 @@ class BatchChannel:
             raise _ChannelDown(fault, retryable=True)
         if fault.action in (Action.CONFIG, Action.REFRESH):  # REFRESH here: replay did not help
             raise _ChannelDown(fault, retryable=False)
-        outcome = {
+        outcome: Outcome = {  # type: ignore[assignment]
             Action.RETRY: "retry",
             Action.RATE: "retry",
             Action.PERM: "failed",
@@ -142,7 +142,7 @@ class BatchChannel:
                 m.idempotency_key,
                 outcome,
                 code=fault.code,
-                detail=detail,  # type: ignore[arg-type]
+                detail=detail,
                 retry_after=retry_after,
             )
             for m in unit

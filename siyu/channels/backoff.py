@@ -33,8 +33,8 @@ class RetryPolicy:
         raw = min(self.max_delay, self.base_delay * (2 ** (retry_number - 1)))
         wait = raw * (1.0 - self.jitter * rng.random())
         if retry_after is not None:
-            wait = max(wait, retry_after)  # never earlier than the provider asked
-        return wait
+            wait = max(wait, float(retry_after))  # never earlier than the provider asked
+        return float(wait)
 
 
 def retrying(

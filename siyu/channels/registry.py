@@ -29,6 +29,7 @@ from siyu.channels.backoff import RetryPolicy
 from siyu.channels.base import Channel
 from siyu.channels.config import (
     CHANNEL_TYPES,
+    AnyChannel,
     ChannelBase,
     ChannelsConfig,
     EmailConfig,
@@ -234,7 +235,7 @@ def build_channels(
     exist for tests; ``seed`` makes backoff jitter deterministic."""
     caches = token_caches or TokenCaches()
     problems: list[str] = []
-    resolved: list[tuple[str, ChannelBase, str]] = []
+    resolved: list[tuple[str, AnyChannel, str]] = []
     for name, ch in config.channels.items():
         url = (base_url or ch.base_url or config.defaults.base_url).rstrip("/")
         if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).hostname:

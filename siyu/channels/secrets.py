@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import threading
+from typing import Any
 
 # SANDBOX ONLY. Never valid anywhere but the local sandbox gateway (siyu.sandbox).
 SANDBOX_DEV_SECRETS: dict[str, str] = {
@@ -55,7 +56,7 @@ class Secret:
     def __hash__(self) -> int:
         return hash(self._value)
 
-    def __reduce__(self) -> object:  # no accidental pickling into a Prefect result store
+    def __reduce__(self) -> str | tuple[Any, ...]:  # no pickling into a Prefect result store
         raise TypeError("Secret is not picklable")
 
 
@@ -68,7 +69,7 @@ def from_prefect_block(name: str) -> Secret:
     """Load a Prefect ``Secret`` block. Imported lazily: Prefect is heavy and only needed here."""
     from prefect.blocks.system import Secret as PrefectSecret
 
-    block = PrefectSecret.load(name)
+    block: Any = PrefectSecret.load(name)  # sync in a sync context
     return Secret(str(block.get()), f"prefect-block:{name}")
 
 

@@ -15,6 +15,7 @@ import datetime as dt
 import json
 import time
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -89,7 +90,7 @@ class SmsChannel(BatchChannel):
             for m in messages:
                 try:
                     found = retrying(
-                        lambda m=m: self.lookup_out_id(m),
+                        partial(self.lookup_out_id, m),
                         self.rt.policy,
                         sleep=self.rt.sleep,
                         rng=self.rt.rng,

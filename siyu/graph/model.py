@@ -9,9 +9,21 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from siyu.language.durations import format_duration
-from siyu.language.spec import JourneySpec
+from siyu.language.spec import (
+    AllCondition,
+    Anchor,
+    AnyCondition,
+    Condition,
+    CustomerCondition,
+    EventCondition,
+    JourneySpec,
+    NotCondition,
+    Step,
+    StepCondition,
+)
 
 
 @dataclass(frozen=True)
@@ -39,33 +51,67 @@ class JourneyGraph:
         return next(n for n in self.nodes if n.id == node_id)
 
 
-def _where(event: str, where: str | None) -> str:
-    return f"{event} where {where}" if where else event
+def _where(event: str | None, where: str | None) -> str:
+    return f"{event} where {where}" if where else str(event)
+
+
+def _entry_label(spec: JourneySpec) -> str:
+    entry = spec.entry
+    if entry.calendar is not None:
+        return f"calendar {entry.calendar}" + (f" · {entry.audience}" if entry.audience else "")
+    return _where(entry.event, entry.where)
+
+
+def _timing(step: Step) -> str:
+    if isinstance(step.at, Anchor):
+        yearly = "yearly " if step.at.annual else ""
+        return f"{yearly}{step.at.from_} {format_duration(step.at.offset)}"
+    return f"+{format_duration(step.at)}"
+
+
+def _condition(condition: Condition) -> str:
+    if isinstance(condition, AllCondition):
+        return " and ".join(_condition(c) for c in condition.all)
+    if isinstance(condition, AnyCondition):
+        return "(" + " or ".join(_condition(c) for c in condition.any) + ")"
+    if isinstance(condition, NotCondition):
+        return f"not {_condition(condition.not_)}"
+    if isinstance(condition, EventCondition):
+        return f"{_where(condition.event, condition.where)} since {condition.since}"
+    if isinstance(condition, CustomerCondition):
+        return condition.customer
+    if isinstance(condition, StepCondition):
+        return f"{condition.step} {condition.status}"
+    return f"reachable on {condition.reachable}"
+
+
+def _sort_key(step: Step) -> tuple[int, timedelta]:
+    # Anchored steps are timed by a date column, not the entry: they come after the chain.
+    return (1, step.at.offset) if isinstance(step.at, Anchor) else (0, step.at)
 
 
 def build_graph(spec: JourneySpec) -> JourneyGraph:
     graph = JourneyGraph(spec.journey)
-    graph.nodes.append(
-        Node("entry", "entry", "entry", (_where(spec.entry.event, spec.entry.where),))
-    )
-    previous, previous_at = "entry", None
-    for step in sorted(spec.steps, key=lambda s: s.at):
+    entry_lines = [_entry_label(spec)]
+    if spec.holdout:
+        entry_lines.append(f"holdout {spec.holdout:.0%}")
+    graph.nodes.append(Node("entry", "entry", "entry", tuple(entry_lines)))
+    previous, previous_at = "entry", timedelta(0)
+    for step in sorted(spec.steps, key=_sort_key):
         deadline = f"until +{format_duration(step.within)}" if step.within else "no deadline"
-        graph.nodes.append(
-            Node(
-                f"step:{step.id}",
-                "step",
-                step.id,
-                (
-                    f"+{format_duration(step.at)} · {deadline}",
-                    f"{step.send} · {step.template}",
-                    step.purpose,
-                ),
-            )
-        )
-        wait = step.at - previous_at if previous_at is not None else step.at
-        graph.edges.append(Edge(previous, f"step:{step.id}", f"wait {format_duration(wait)}"))
-        previous, previous_at = f"step:{step.id}", step.at
+        lines = [f"{_timing(step)} · {deadline}", f"{step.send} · {step.template}", step.purpose]
+        if step.if_ is not None:
+            lines.append(f"if {_condition(step.if_)}")
+        if step.variants:
+            lines.append("variants " + ", ".join(f"{v.id}×{v.weight:g}" for v in step.variants))
+        graph.nodes.append(Node(f"step:{step.id}", "step", step.id, tuple(lines)))
+        if isinstance(step.at, Anchor):
+            graph.edges.append(Edge(previous, f"step:{step.id}", f"at {_timing(step)}"))
+        else:
+            wait = step.at - previous_at
+            graph.edges.append(Edge(previous, f"step:{step.id}", f"wait {format_duration(wait)}"))
+            previous_at = step.at
+        previous = f"step:{step.id}"
     if spec.exit_when is not None:
         graph.nodes.append(
             Node("exit", "exit", "exit", (_where(spec.exit_when.event, spec.exit_when.where),))

@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from siyu.errors import SiyuError
-from siyu.language.loader import Catalog
+from siyu.language.references import Catalog
 from siyu.project import Project
 
 STANDARD_CHANNELS: dict[str, str] = {

@@ -17,7 +17,8 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from db.sources import CUSTOMER_COLUMNS, SOURCES
+from db.sources import CUSTOMER_COLUMNS
+from db.sources import entry_columns as entry_columns_of
 from siyu.graph.model import build_graph, unreachable
 from siyu.language.lint_config import LintConfig
 from siyu.language.problems import Problem
@@ -58,9 +59,9 @@ def find_words(
 def lint_journey(
     file: str, spec: JourneySpec, templates_dir: Path, locate: Locate, config: LintConfig
 ) -> Iterator[Problem]:
-    entry_columns = SOURCES[spec.entry.event].columns
+    entry_columns = entry_columns_of(spec.entry.event)
     available = {"event": entry_columns, "customer": CUSTOMER_COLUMNS}
-    why = f"(journey '{spec.journey}' enters on '{spec.entry.event}')"
+    why = f"(journey '{spec.journey}' enters on '{spec.entry.event or spec.entry.calendar}')"
     for index, step in enumerate(spec.steps):
         path = templates_dir / step.template
         try:

@@ -14,7 +14,7 @@ from sqlalchemy import inspect, or_, select, text
 from sqlalchemy.orm import Session
 
 from db.models import ChannelIdentity, Customer, Enrollment
-from db.sources import CUSTOMER_COLUMNS, SOURCES
+from db.sources import CUSTOMER_COLUMNS, SOURCES, entry_columns
 from siyu.errors import ConfigError
 from siyu.language.spec import JourneySpec, Step
 from siyu.language.where_clause import to_dialect
@@ -65,7 +65,10 @@ def _find_customer(session: Session, ref: str) -> Customer:
 
 
 def _entry_event(session: Session, spec: JourneySpec, customer_id: int) -> dict[str, Any] | None:
-    """The event that enrolled the customer, else their latest event that would enroll them."""
+    """The event that enrolled the customer, else their latest event that would enroll them.
+    Calendar journeys have no entry event."""
+    if spec.entry.event is None:
+        return None
     source = SOURCES[spec.entry.event].select().subquery("raw")
     query = select(source).where(source.c.customer_id == customer_id)
     key = session.scalar(
@@ -116,7 +119,7 @@ def mask_name_and_id(customer: Customer) -> str:
 
 
 def preview_sample(spec: JourneySpec, step: Step, templates_dir: Path) -> Preview:
-    columns = SOURCES[spec.entry.event].columns
+    columns = entry_columns(spec.entry.event)
     event = {c: SAMPLE_EVENT.get(c) for c in columns}
     return _render(
         spec, step, templates_dir, SAMPLE_CUSTOMER, event, "sample data", {"name": "王小明"}

@@ -102,3 +102,39 @@ def test_deploy_from_nothing_and_the_committed_file_is_current() -> None:
         committed, {spec.journey: (spec, "journeys/first_purchase.yaml")}
     )
     assert regenerated == committed, "prefect.yaml is stale: run `siyu deploy`"
+
+
+def test_graph_lint_and_sample_preview_handle_the_complete_language(tmp_path: Path) -> None:
+    """Calendar entries (no entry event), anchored and yearly timing, conditions, variants."""
+    from siyu.language.lint import lint_journey
+    from siyu.language.lint_config import LintConfig
+    from siyu.preview.render_preview import preview_sample
+    from tests.journey_files import write_journey
+    from tests.recording_channel import recording_channels
+
+    spec = write_journey(
+        tmp_path,
+        recording_channels(),
+        (
+            "journey: member-day\nholdout: 5%\n"
+            "entry: {calendar: '0 10 1 * *', audience: \"member_level = '金卡'\"}\n"
+            "steps:\n"
+            "  - id: greet\n    at: {from: customer.birthday, annual: true, offset: 10h}\n"
+            "    send: sms\n    template: hello.j2\n"
+            "    if: {all: [{not: {reachable: wecom}}, {event: browse, since: 7d}]}\n"
+            "    variants: [{id: a, template: a.j2}, {id: b, weight: 2, template: b.j2}]\n"
+            "  - {id: follow, at: 1d, send: wecom, template: hello.j2,"
+            " if: {step: greet, status: skipped}}\n"
+        ),
+    )
+    graph = build_graph(spec)
+    text = to_mermaid(graph)
+    assert "calendar 0 10 1 * *" in text and "yearly customer.birthday 10h" in text
+    assert "not reachable on wecom" in text and "variants a×1, b×2" in text
+    ET.fromstring(to_svg(graph))  # well-formed SVG
+    problems = list(
+        lint_journey("j.yaml", spec, tmp_path / "templates", lambda *_: (1, 1), LintConfig())
+    )
+    assert all(p.code != "unknown-field" for p in problems)
+    rendered = preview_sample(spec, spec.steps[1], tmp_path / "templates")
+    assert "您好" in rendered.body
