@@ -3,6 +3,7 @@ errors (SiyuError) are printed without a traceback and exit with status 1."""
 
 from __future__ import annotations
 
+import os
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -13,6 +14,9 @@ from rich.console import Console
 
 from siyu.errors import SiyuError
 
+# Prefect's server reports usage to the internet by default; nothing here may leave the machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
 app = typer.Typer(
     help="siyu: lifecycle journeys for private-domain customer operations, as code.",
     no_args_is_help=True,
@@ -20,7 +24,8 @@ app = typer.Typer(
 )
 db_app = typer.Typer(help="Create and fill the database.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
-console = Console()
+# Wide enough for the summary tables when the output is a file or a CI log, not a terminal.
+console = Console(width=None if sys.stdout.isatty() else 132)
 
 
 def _fail(error: SiyuError) -> None:
@@ -130,6 +135,9 @@ def demo(
     from siyu.demo import DemoSettings, run_demo
     from siyu.project import Project
 
+    # The demo prints its own summary; Prefect's per-task INFO lines would drown it (the runs
+    # and their logs are in the Prefect UI).
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     settings = DemoSettings(
         customers=customers, days=days, database=database, every=timedelta(hours=every_hours)
     )
@@ -157,8 +165,11 @@ def demo(
         f"{data.never_repurchased} never come back"
     )
     console.print(summary_table(result.summary))
-    stats = result.sandbox_stats
-    console.print(f"sandbox received: {stats}")
+    received = ", ".join(
+        f"{name} {counts.get('messages', 0)} messages ({counts.get('duplicates', 0)} duplicates)"
+        for name, counts in result.sandbox_stats.get("channels", {}).items()
+    )
+    console.print(f"sandbox received over HTTP: {received or 'nothing'}")
     console.print(
         f"{result.ticks} ticks, {result.seconds_per_tick:.2f} s per tick (Prefect flow "
         "run included)"

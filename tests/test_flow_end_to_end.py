@@ -1,0 +1,154 @@
+"""The compiled journey through the real Prefect engine and the real channel adapters, over
+HTTP to the local sandbox: what only the orchestration shows (task names per step, retries,
+the artifact) and exactly-once delivery counted at the provider's side."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Delivery
+from siyu.sandbox.client import SandboxClient
+from siyu.sandbox.server import RunningSandbox, start_sandbox
+from tests.conftest import ROOT, Shop, local
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    with start_sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def project_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("SIYU_DATABASE_URL", database_url)
+    monkeypatch.setenv("SIYU_PROJECT_DIR", str(ROOT))
+    return database_url
+
+
+def tick(now: datetime, sandbox: RunningSandbox) -> Any:
+    from flows.journey_flow import journey_tick
+
+    return journey_tick(
+        journey="first-purchase-care",
+        now=now.isoformat(),
+        channel_base_url=sandbox.url,
+        return_state=True,
+    )
+
+
+def task_runs(flow_run_id: UUID) -> list[Any]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from prefect.client.schemas.sorting import TaskRunSort
+
+    with get_client(sync_client=True) as client:
+        return client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])),
+            sort=TaskRunSort.EXPECTED_START_TIME_ASC,
+            limit=200,
+        )
+
+
+def test_a_tick_is_one_flow_run_with_one_task_per_step_sent_over_http(
+    prefect_harness: None,
+    project_env: str,
+    sandbox: RunningSandbox,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+) -> None:
+    client = SandboxClient(sandbox.url)
+    client.set_faults(auto_confirm=True)  # staff confirm WeCom tasks at once
+    buyers = [shop.customer(f"顾客{i}") for i in range(6)]
+    tick(local(0), sandbox)  # the journey is switched on
+    for buyer in buyers:
+        shop.order(buyer, local(0, 10), seq=1)
+    shop.order(buyers[0], local(5, 12), seq=2)  # repurchases on day 5
+
+    state = tick(local(0, 11), sandbox)
+    assert state.is_completed()
+    results = state.result()
+    assert results["enroll"]["enrolled"] == 6 and results["join-group"]["pending"] == 6
+    runs = task_runs(state.state_details.flow_run_id)
+    names = {run.name for run in runs}
+    assert {
+        "enroll",
+        "goals",
+        "exits",
+        "join-group",
+        "day3-care",
+        "day7-content",
+        "day14-repurchase",
+        "complete",
+    } <= names
+    assert len(runs) == len(names), "one task run per phase, never one per recipient"
+    step_run = next(run for run in runs if run.name == "day14-repurchase")
+    assert step_run.empirical_policy.retries == 3  # the send tasks retry
+
+    for day, hour in ((0, 12), (1, 11), (1, 12), (7, 11), (7, 12), (14, 11), (14, 12)):
+        tick(local(day, hour), sandbox)
+    tick(local(14, 12), sandbox)  # the same tick again: nothing is sent twice
+
+    with sessions() as session:
+        statuses = {
+            (r[0], r[1]): r[2]
+            for r in session.execute(
+                select(Delivery.customer_id, Delivery.step_id, Delivery.status)
+            )
+        }
+    for buyer in buyers[1:]:
+        assert [
+            statuses[(buyer, step)]
+            for step in ("join-group", "day3-care", "day7-content", "day14-repurchase")
+        ] == ["sent"] * 4
+    assert (buyers[0], "day7-content") not in statuses  # left on day 5
+    stats = client.stats()
+    assert stats["duplicates"] == []
+    received = client.messages()
+    by_channel: dict[str, int] = {}
+    for message in received:
+        by_channel[message["channel"]] = by_channel.get(message["channel"], 0) + 1
+    assert by_channel == {"wecom": 6 + 6, "service_account": 5, "sms": 5}
+    assert any("回T退订" in m["content"] for m in received if m["channel"] == "sms")
+
+
+def test_a_broken_journey_fails_the_flow_with_the_validation_report(
+    prefect_harness: None,
+    project_env: str,
+    sandbox: RunningSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+) -> None:
+    from flows.journey_flow import journey_tick
+    from siyu.errors import SiyuError
+
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "channels.yaml").write_text(
+        (ROOT / "channels.yaml").read_text("utf-8"), encoding="utf-8"
+    )
+    (tmp_path / "journeys" / "j.yaml").write_text(
+        "journey: broken\nentry: {event: order_paid}\nsteps:\n"
+        "  - {id: a, send: wecon, template: nope.j2}\n",
+        encoding="utf-8",
+    )
+    monkeypatch.setenv("SIYU_PROJECT_DIR", str(tmp_path))
+    with pytest.raises(SiyuError) as raised:
+        journey_tick(journey="broken", now=local(0).isoformat(), channel_base_url=sandbox.url)
+    assert "did you mean 'wecom'" in str(raised.value) and "nope.j2" in str(raised.value)
+    assert os.environ["SIYU_PROJECT_DIR"] == str(tmp_path)
