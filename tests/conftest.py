@@ -19,6 +19,7 @@ from db.engine import make_engine, make_sessionmaker
 from db.models import Base, ChannelIdentity, Consent, Customer, Order
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
+from siyu.sandbox.server import RunningSandbox, start_sandbox
 from tasks.context import EngineContext
 from tests.recording_channel import RecordingChannel, recording_channels
 
@@ -138,3 +139,26 @@ class Shop:
 @pytest.fixture
 def shop(sessions: sessionmaker[Session]) -> Shop:
     return Shop(sessions)
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    """One Prefect test API for the whole session (it costs ~15 s to start)."""
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness():
+        yield
+
+
+@pytest.fixture
+def sandbox() -> Iterator[RunningSandbox]:
+    with start_sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def project_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The flow reads its database and project from the environment, as on a worker."""
+    monkeypatch.setenv("SIYU_DATABASE_URL", database_url)
+    monkeypatch.setenv("SIYU_PROJECT_DIR", str(ROOT))
+    return database_url

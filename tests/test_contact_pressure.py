@@ -223,3 +223,12 @@ def test_default_policies_file_loads() -> None:
     policies = load_policies(ROOT / "policies.yaml")
     names = [cap.name for cap in policies.caps]
     assert "sms-month" in names and "sms-2-days" in names
+
+
+def test_channel_platform_quotas_are_enforced_as_caps() -> None:
+    from siyu.project import Project
+
+    caps = {cap.name: cap for cap in Project.find(ROOT).policies().caps}
+    quota = caps["wecom-platform-quota"]
+    assert quota.channels == ["wecom"] and quota.max == 1 and quota.per == timedelta(days=1)
+    assert "sms-month" in caps  # policies.yaml's caps are kept alongside

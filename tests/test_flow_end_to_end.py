@@ -5,7 +5,6 @@ the artifact) and exactly-once delivery counted at the provider's side."""
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,29 +15,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import Delivery
 from siyu.sandbox.client import SandboxClient
-from siyu.sandbox.server import RunningSandbox, start_sandbox
+from siyu.sandbox.server import RunningSandbox
 from tests.conftest import ROOT, Shop, local
-
-
-@pytest.fixture(scope="session")
-def prefect_harness() -> Iterator[None]:
-    from prefect.testing.utilities import prefect_test_harness
-
-    with prefect_test_harness():
-        yield
-
-
-@pytest.fixture
-def sandbox() -> Iterator[RunningSandbox]:
-    with start_sandbox() as running:
-        yield running
-
-
-@pytest.fixture
-def project_env(database_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv("SIYU_DATABASE_URL", database_url)
-    monkeypatch.setenv("SIYU_PROJECT_DIR", str(ROOT))
-    return database_url
 
 
 def tick(now: datetime, sandbox: RunningSandbox) -> Any:

@@ -185,6 +185,27 @@ def demo(
     )
 
 
+@app.command()
+def unsubscribe(
+    token: Annotated[str, typer.Argument(help="the token of an unsubscribe link")],
+) -> None:
+    """Apply an unsubscribe link's token (what the link's web endpoint calls): the customer is
+    suppressed on that channel, or on all, before the next send."""
+    from datetime import UTC, datetime
+
+    from db.engine import make_engine, make_sessionmaker
+    from tasks.optouts import apply_unsubscribe
+
+    try:
+        with make_sessionmaker(make_engine())() as session, session.begin():
+            customer, channel = apply_unsubscribe(session, token, datetime.now(UTC))
+    except SiyuError as error:
+        _fail(error)
+        return
+    where = "every channel" if channel == "*" else channel
+    console.print(f"customer {customer} unsubscribed from {where}")
+
+
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply the Alembic migrations to SIYU_DATABASE_URL (default: var/siyu.db)."""

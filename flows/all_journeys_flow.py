@@ -1,0 +1,35 @@
+"""All journeys at one moment, the highest `priority` first: when journeys compete for a
+customer's capped contacts (policies.yaml), the more important one is ticked first and wins.
+Deploy this instead of one deployment per journey when journeys share caps."""
+
+from __future__ import annotations
+
+import os
+
+# Prefect's server reports usage to the internet by default; nothing may leave the machine.
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+from prefect import flow  # noqa: E402
+
+from flows.journey_flow import journey_tick, parse_now  # noqa: E402
+from siyu.errors import SpecError  # noqa: E402
+from siyu.project import Project  # noqa: E402
+
+
+@flow(name="all-journeys-tick", log_prints=True)
+def all_journeys_tick(
+    now: str | None = None, channel_base_url: str | None = None
+) -> dict[str, dict[str, dict[str, int]]]:
+    """Tick every journey in journeys/ at the same `now`, by descending priority. A journey
+    with problems stops the whole run before anything is sent."""
+    moment = parse_now(now).isoformat()
+    specs, problems = Project.find().check_all()
+    if problems:
+        raise SpecError(problems)
+    ordered = sorted(specs.values(), key=lambda spec: (-spec.priority, spec.journey))
+    return {
+        spec.journey: journey_tick(
+            journey=spec.journey, now=moment, channel_base_url=channel_base_url
+        )
+        for spec in ordered
+    }
