@@ -81,6 +81,16 @@ class Project:
                 specs[spec.journey] = spec
         return specs, problems
 
+    def journeys_by_name(self) -> dict[str, tuple[JourneySpec, str]]:
+        """Every loadable journey with its file, relative to the project root."""
+        catalog = self.catalog()
+        found: dict[str, tuple[JourneySpec, str]] = {}
+        for path in self.journey_files():
+            spec, _ = check_journey_file(path, catalog)
+            if spec is not None:
+                found[spec.journey] = (spec, str(path.relative_to(self.root)))
+        return found
+
     def journey(self, name: str) -> JourneySpec:
         """The named journey, or SpecError with its file's problems (a journey with any
         problem never runs)."""

@@ -215,10 +215,16 @@ def _enroll_calendar(session: Session, spec: JourneySpec, journey: Journey, now:
         elif isinstance(policy, ReentryAfter):  # firing times are Python values: no SQL date math
             blocked = exists().where(
                 mine,
-                or_(Enrollment.entry_key == key, Enrollment.entered_at > firing - policy.after),
+                or_(
+                    Enrollment.status == "active",
+                    Enrollment.entry_key == key,
+                    Enrollment.entered_at > firing - policy.after,
+                ),
             )
-        else:
-            blocked = exists().where(mine, Enrollment.entry_key == key)
+        else:  # one enrollment at a time: a customer still inside is not enrolled again
+            blocked = exists().where(
+                mine, or_(Enrollment.status == "active", Enrollment.entry_key == key)
+            )
         ids = session.scalars(audience.where(~blocked).order_by(Customer.id)).all()
         rows = [_enrollment_row(spec, journey, i, key, firing, now) for i in ids]
         for chunk_start in range(0, len(rows), CHUNK):

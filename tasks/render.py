@@ -8,20 +8,36 @@ message). A failure renders one delivery as failed and never stops the batch.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # The names a template can use. `customer` and `event` are the customer's row and the entry
-# event's row; `journey` and `step` are their ids.
-CONTEXT_NAMES = ("customer", "event", "journey", "step")
+# event's row; `journey` and `step` are their ids; `variant` the experiment variant (or None);
+# `unsubscribe_url` a signed link that opts the customer out of this channel.
+CONTEXT_NAMES = ("customer", "event", "journey", "step", "variant", "unsubscribe_url")
+
+
+def localtime(
+    value: datetime | date | None, timezone: str = "Asia/Shanghai", fmt: str = "%Y-%m-%d %H:%M"
+) -> str:
+    """`{{ event.renews_at | localtime(customer.timezone, "%Y-%m-%d") }}`: a stored (UTC)
+    time as the customer reads it."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        aware = value if value.tzinfo else value.replace(tzinfo=UTC)
+        return aware.astimezone(ZoneInfo(timezone)).strftime(fmt)
+    return value.strftime(fmt)
 
 
 def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
-    return ImmutableSandboxedEnvironment(
+    environment = ImmutableSandboxedEnvironment(
         loader=FileSystemLoader(str(templates_dir)),
         undefined=StrictUndefined,
         autoescape=False,  # messages are plain text, not HTML
@@ -29,6 +45,8 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
+    environment.filters["localtime"] = localtime
+    return environment
 
 
 @lru_cache(maxsize=16)

@@ -177,3 +177,35 @@ def test_bad_values(tmp_path: Path, bad: str, code: str) -> None:
         text += bad + "\n"
     problem = only(check(tmp_path, text))
     assert problem.code == code and key in problem.message
+
+
+def test_every_example_journey_validates() -> None:
+    from siyu.project import Project
+
+    specs, problems = Project.find(ROOT).check_all()
+    assert problems == []
+    assert set(specs) >= {
+        "first-purchase-care",
+        "browse-offer",
+        "birthday-privilege",
+        "renewal-reminder",
+        "weekly-topic-day",
+    }
+
+
+def test_localtime_filter_shows_the_customers_date() -> None:
+    from datetime import UTC, datetime
+
+    from tasks.render import render_message
+
+    (ROOT / "templates").is_dir()
+    rendered = render_message(
+        ROOT / "templates",
+        "renewal_notice.j2",
+        {
+            "customer": {"name": "林", "timezone": "Asia/Shanghai"},
+            "event": {"plan": "年卡", "renews_at": datetime(2026, 12, 1, 16, 30, tzinfo=UTC)},
+        },
+    )
+    assert rendered.error is None
+    assert "2026-12-02 自动续费" in (rendered.body or "")  # 00:30 the next day in Shanghai

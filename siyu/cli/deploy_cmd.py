@@ -18,7 +18,6 @@ def deploy_command() -> None:
     """
     from siyu.deploy.prefect_yaml import write_prefect_yaml
     from siyu.language.check_project import check_project
-    from siyu.language.loader import check_journey_file
     from siyu.language.problems import format_problems
     from siyu.project import Project
 
@@ -29,15 +28,7 @@ def deploy_command() -> None:
             console.print(format_problems(problems), markup=False, highlight=False)
             console.print("[red]not deploying: fix these first (siyu validate)[/red]")
             raise typer.Exit(1)
-        files: dict[str, tuple[object, str]] = {}
-        catalog = None
-        for path in project.journey_files():
-            from siyu.language.channel_kinds import ToolProject
-
-            catalog = catalog or ToolProject.of(project).catalog()
-            spec, _ = check_journey_file(path, catalog)
-            if spec is not None:
-                files[spec.journey] = (spec, str(path.relative_to(project.root)))
+        files = project.journeys_by_name()
         changes = write_prefect_yaml(
             project.root, {name: (specs[name], files[name][1]) for name in specs}
         )
