@@ -16,24 +16,25 @@ from typing import Any
 from siyu.channels.adapter import BatchChannel, Runtime, Unit
 from siyu.channels.base import OutboundMessage, Receipt
 from siyu.channels.config import MiniprogramConfig, ServiceAccountConfig
-from siyu.channels.errors import Action, classify_wechat
+from siyu.channels.errors import classify_wechat
 from siyu.channels.http_client import ProviderHttp, decode_json
 from siyu.channels.secrets import Secret
+from siyu.channels.token_api import TokenApi
 from siyu.channels.tokens import TokenCache
 
 CLIENT_MSG_ID_MAX = 64
 
 
-class WeChatApi:
+class WeChatApi(TokenApi):
     """The WeChat seam: stable_token, one replay on token codes, errcode classification."""
 
-    def __init__(self, http: ProviderHttp, appid: str, secret: Secret, cache: TokenCache) -> None:
-        self.http = http
-        self.appid = appid
-        self._secret = secret
-        self._cache = cache
+    classify = staticmethod(classify_wechat)
 
-    def _fetch_token(self) -> tuple[str, float]:
+    def __init__(self, http: ProviderHttp, appid: str, secret: Secret, cache: TokenCache) -> None:
+        super().__init__(http, secret, cache)
+        self.appid = appid
+
+    def _token_request(self) -> dict[str, Any]:
         # POST body, not query string: the secret never lands in a URL or an access log.
         resp = self.http.request(
             "POST",
@@ -45,31 +46,7 @@ class WeChatApi:
                 "force_refresh": False,
             },
         )
-        data = decode_json(resp)
-        errcode = int(data.get("errcode", 0))
-        if errcode != 0:
-            fault = classify_wechat(errcode, str(data.get("errmsg", "")))
-            if fault.action is Action.REFRESH:
-                fault.action = Action.CONFIG  # the appsecret itself is wrong
-            raise fault
-        return str(data["access_token"]), float(data.get("expires_in", 7200))
-
-    def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        token = self._cache.get(self._fetch_token)
-        for replay in (False, True):
-            resp = self.http.request("POST", path, params={"access_token": token}, json=body)
-            data = decode_json(resp)
-            errcode = int(data.get("errcode", 0))
-            if errcode == 0:
-                return data
-            fault = classify_wechat(errcode, str(data.get("errmsg", "")))
-            if fault.action is Action.REFRESH and not replay:
-                token = self._cache.invalidate(token, self._fetch_token)
-                continue
-            if fault.action is Action.REFRESH:
-                fault.action = Action.CONFIG
-            raise fault
-        raise AssertionError("unreachable")  # pragma: no cover
+        return decode_json(resp)
 
     def __repr__(self) -> str:
         return f"WeChatApi(appid={self.appid!r}, secret={self._secret!r})"
