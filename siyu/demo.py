@@ -27,7 +27,7 @@ class DemoSettings:
     start_day: int = 30  # of the 60 days of order history
     days: int = 21
     every: timedelta = timedelta(hours=6)
-    first_tick_hour: int = 2  # local hour of the first tick: 02:00, 08:00, 14:00, 20:00 ...
+    first_tick_hour: int = 8  # local hour of the first (and last) tick: 08:00, 14:00, 20:00, 02:00
 
 
 @dataclass
