@@ -47,7 +47,17 @@ def parse_now(now: str | None) -> datetime:
     return moment.astimezone(UTC)
 
 
-@flow(name="journey-tick", flow_run_name="{journey} @ {now}", log_prints=True)
+def _run_name() -> str:
+    """`first-purchase-care @ 2026-11-23T08:00:00+00:00`; a scheduled run (no `now`) is named
+    after the moment it starts."""
+    from prefect.runtime import flow_run
+
+    parameters = flow_run.parameters
+    now = parameters.get("now") or datetime.now(UTC).isoformat(timespec="seconds")
+    return f"{parameters.get('journey')} @ {now}"
+
+
+@flow(name="journey-tick", flow_run_name=_run_name, log_prints=True)
 def journey_tick(
     journey: str, now: str | None = None, channel_base_url: str | None = None
 ) -> dict[str, dict[str, int]]:

@@ -62,6 +62,11 @@ def test_a_tick_is_one_flow_run_with_one_task_per_step_sent_over_http(
     assert state.is_completed()
     results = state.result()
     assert results["enroll"]["enrolled"] == 6 and results["join-group"]["pending"] == 6
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as prefect_client:
+        flow_run = prefect_client.read_flow_run(state.state_details.flow_run_id)
+    assert flow_run.name == f"first-purchase-care @ {local(0, 11).isoformat()}"
     runs = task_runs(state.state_details.flow_run_id)
     names = {run.name for run in runs}
     assert {
