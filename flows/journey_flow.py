@@ -23,6 +23,8 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact  #
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from db.engine import make_engine, make_sessionmaker
+from siyu.errors import SpecError
+from siyu.language.check_project import content_problems
 from siyu.project import Project
 from tasks.context import EngineContext  # noqa: F401  (the tasks' parameter type)
 from tasks.tick import Phase, PhaseResult, tick_phases
@@ -70,6 +72,9 @@ def journey_tick(
     moment = parse_now(now)
     project = Project.find()
     spec = project.journey(journey)
+    problems = content_problems(project, spec)
+    if problems:  # e.g. a template edited after deploy now carries a banned claim
+        raise SpecError(problems)
     engine = make_engine()
     channels = project.build_channels(channel_base_url)
     ctx = project.engine_context(make_sessionmaker(engine), channels)

@@ -135,3 +135,38 @@ def test_a_broken_journey_fails_the_flow_with_the_validation_report(
         journey_tick(journey="broken", now=local(0).isoformat(), channel_base_url=sandbox.url)
     assert "did you mean 'wecom'" in str(raised.value) and "nope.j2" in str(raised.value)
     assert os.environ["SIYU_PROJECT_DIR"] == str(tmp_path)
+
+
+def test_a_template_breaking_the_content_rules_stops_the_tick_before_any_send(
+    prefect_harness: None,
+    project_env: str,
+    sandbox: RunningSandbox,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Any,
+    shop: Shop,
+) -> None:
+    """Edited after `siyu deploy`: a banned absolute claim and no 回T退订 in a marketing SMS."""
+    import shutil
+
+    from flows.journey_flow import journey_tick
+    from siyu.errors import SpecError
+
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    shutil.copy(ROOT / "channels.yaml", tmp_path / "channels.yaml")
+    (tmp_path / "journeys").mkdir()
+    (tmp_path / "journeys" / "j.yaml").write_text(
+        "journey: claims\nentry: {event: order_paid}\nquiet_hours: null\nsteps:\n"
+        "  - {id: offer, send: sms, template: offer.j2}\n",
+        encoding="utf-8",
+    )
+    (tmp_path / "templates" / "offer.j2").write_text(
+        "【悦享生活】{{ customer.name }}，全网最低价，今天下单立减 10 元", encoding="utf-8"
+    )
+    monkeypatch.setenv("SIYU_PROJECT_DIR", str(tmp_path))
+    buyer = shop.customer()
+    shop.order(buyer, local(0, 10), seq=1)
+    with pytest.raises(SpecError) as raised:
+        journey_tick(journey="claims", now=local(0, 11).isoformat(), channel_base_url=sandbox.url)
+    report = str(raised.value)
+    assert "banned-word" in report and "sms-opt-out" in report
+    assert SandboxClient(sandbox.url).messages() == []

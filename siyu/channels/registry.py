@@ -58,9 +58,10 @@ from siyu.channels.wechat import MiniprogramChannel, ServiceAccountChannel, WeCh
 from siyu.channels.wecom import WecomChannel, WecomGroupInviteChannel
 from siyu.channels.wecom_api import WeComApi
 from siyu.channels.wecom_staff import WecomStaffChannel
+from siyu.errors import ConfigError
 
 
-class ChannelConfigError(ValueError):
+class ChannelConfigError(ConfigError, ValueError):
     """channels.yaml is invalid; the message lists every problem as file:line:col: ..."""
 
     def __init__(self, problems: list[str]) -> None:

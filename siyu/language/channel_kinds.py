@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from siyu.errors import SiyuError
 from siyu.language.references import Catalog
 from siyu.project import Project
 
@@ -28,10 +27,8 @@ def channel_kinds(project: Project) -> dict[str, str]:
     """Channel name → identity kind (mobile, wecom_external_userid, ...)."""
     if not project.channels_file.is_file():
         return dict(STANDARD_CHANNELS)
-    try:
-        channels = project.build_channels()
-    except (ImportError, SiyuError):  # registry not installed, or a channel misconfigured
-        return dict(STANDARD_CHANNELS)
+    # A broken channels.yaml is reported (ChannelConfigError), never replaced by defaults.
+    channels = project.build_channels()
     try:
         return {name: channel.identity_kind for name, channel in channels.items()}
     finally:

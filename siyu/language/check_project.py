@@ -46,6 +46,28 @@ def check_project(project: Project) -> tuple[dict[str, JourneySpec], list[Proble
     return specs, sorted(set(problems))
 
 
+def content_problems(project: Project, spec: JourneySpec) -> list[Problem]:
+    """The content rules (广告法 terms, SMS signature and 回T退订, template fields) for one
+    journey: what the flow checks before a tick, so an edit made after `siyu deploy` cannot
+    reach a customer either."""
+    path = next((p for p, (s, _) in _files(project).items() if s.journey == spec.journey), None)
+    if path is None:
+        return []
+    raw = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    config = load_lint_config(project.root)
+    return sorted(
+        set(
+            lint_journey(
+                str(_shown(path)), spec, project.templates_dir, partial(position, raw), config
+            )
+        )
+    )
+
+
+def _files(project: Project) -> dict[Path, tuple[JourneySpec, str]]:
+    return {project.root / file: (spec, file) for spec, file in project.journeys_by_name().values()}
+
+
 def _shown(path: Path) -> Path:
     try:
         return path.relative_to(Path.cwd())

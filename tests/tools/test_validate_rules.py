@@ -130,3 +130,21 @@ def test_unknown_channel_suggestion_through_the_command(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "t.yaml:8:11: unknown-channel" in result.output
     assert "did you mean 'wecom'" in result.output
+
+
+def test_a_broken_channels_file_is_reported_not_replaced(tmp_path: Path) -> None:
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from siyu.cli.main import app
+
+    shutil.copytree(ROOT / "journeys", tmp_path / "journeys")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    text = (ROOT / "channels.yaml").read_text(encoding="utf-8")
+    (tmp_path / "channels.yaml").write_text(
+        text.replace("    sender: zhangsan\n", "    sendr: zhangsan\n", 1), encoding="utf-8"
+    )
+    result = CliRunner().invoke(app, ["validate"], env={"SIYU_PROJECT_DIR": str(tmp_path)})
+    assert result.exit_code == 1
+    assert "sendr" in result.output and "did you mean 'sender'" in result.output
