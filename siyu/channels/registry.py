@@ -9,7 +9,6 @@ port). Any base_url that is not loopback is refused unless the file sets ``allow
 
 from __future__ import annotations
 
-import difflib
 import ipaddress
 import random
 import time
@@ -21,7 +20,6 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml import YAML
-from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.error import YAMLError
 
 from siyu.channels.adapter import BatchChannel, Runtime
@@ -59,6 +57,8 @@ from siyu.channels.wecom import WecomChannel, WecomGroupInviteChannel
 from siyu.channels.wecom_api import WeComApi
 from siyu.channels.wecom_staff import WecomStaffChannel
 from siyu.errors import ConfigError
+from siyu.language.positions import position
+from siyu.language.problems import did_you_mean
 
 
 class ChannelConfigError(ConfigError, ValueError):
@@ -125,15 +125,15 @@ def _describe(exc: ValidationError, raw: Any, source: str) -> list[str]:
         hint = ""
         if err["type"] == "extra_forbidden":
             msg = "unknown key"
-            hint = _did_you_mean(str(loc[-1]), _siblings(loc, raw))
+            hint = did_you_mean(str(loc[-1]), _siblings(loc, raw))
         elif err["type"] == "union_tag_invalid":
             tag = str((err.get("ctx") or {}).get("tag", ""))
             msg = f"unknown channel type {tag!r}"
-            hint = _did_you_mean(tag, list(CHANNEL_TYPES))
+            hint = did_you_mean(tag, list(CHANNEL_TYPES))
             loc = [*loc, "type"]
         elif err["type"] == "missing":
             msg = "required key is missing"
-        line, col = _position(raw, loc)
+        line, col = position(raw, tuple(loc), key=True)
         where = f"{source}:{line}:{col}" if line else source
         problems.append(((line, col), f"{where}: {dotted}: {msg}{hint}"))
     return [p for _, p in sorted(problems)]
@@ -158,32 +158,6 @@ def _siblings(loc: list[Any], raw: Any) -> list[str]:
 
         return _known_keys(Defaults)
     return []
-
-
-def _did_you_mean(word: str, candidates: list[str]) -> str:
-    matches = difflib.get_close_matches(word, candidates, n=3, cutoff=0.6)
-    if len(matches) == 1:
-        return f" (did you mean {matches[0]!r}?)"
-    if matches:
-        return f" (possible: {', '.join(matches)})"
-    return ""
-
-
-def _position(raw: Any, loc: list[Any]) -> tuple[int, int]:
-    """1-based line/col of the deepest node on ``loc`` that ruamel recorded a position for."""
-    node, best = raw, (0, 0)
-    for part in loc:
-        if isinstance(node, CommentedMap) and part in node:
-            line, col = node.lc.key(part)
-            best = (line + 1, col + 1)
-            node = node[part]
-        elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-            line, col = node.lc.item(part)
-            best = (line + 1, col + 1)
-            node = node[part]
-        else:
-            break
-    return best
 
 
 # --- building -------------------------------------------------------------------------------------

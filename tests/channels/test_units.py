@@ -322,7 +322,7 @@ def test_unknown_keys_are_errors_with_position_and_suggestion(tmp_path: Path) ->
     with pytest.raises(ChannelConfigError) as info:
         load_channel_config(path)
     text = str(info.value)
-    assert f"{path}:4:5: channels.wecom.sendr: unknown key (did you mean 'sender'?)" in text
+    assert f"{path}:4:5: channels.wecom.sendr: unknown key — did you mean 'sender'?" in text
     assert "did you mean 'sms'?" in text
     assert "2 errors" in text or "3 errors" in text
 
