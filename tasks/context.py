@@ -22,6 +22,10 @@ class EngineContext:
     # recorded as failed; never dropped silently.
     max_attempts: int = 5
     retry_backoff: timedelta = timedelta(minutes=15)
+    # A claimed `sending` row is left alone by other workers this long (in the tick's clock);
+    # after it, a crashed worker's messages are sent again with the same idempotency key.
+    # Keep it longer than one batch takes to send and shorter than the tick interval.
+    send_lease: timedelta = timedelta(minutes=10)
     # A WeCom mass message a staff member has not confirmed after this long is failed.
     pending_timeout: timedelta = timedelta(hours=48)
     # Goals are looked for in enrollments younger than the goal window plus this margin.

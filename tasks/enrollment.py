@@ -12,7 +12,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from sqlalchemy import and_, exists, func, insert, or_, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -23,6 +23,7 @@ from siyu.errors import ConfigError
 from siyu.language.spec import EventFilter, JourneySpec, ReentryAfter
 from siyu.language.where_clause import to_dialect
 from tasks.assignment import in_holdout
+from tasks.claims import insert_ignoring_duplicates
 from tasks.ledger import skip_open_deliveries
 
 CHUNK = 1000
@@ -37,6 +38,14 @@ def spec_hash(spec: JourneySpec) -> str:
 
 def stored_spec(spec: JourneySpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", by_alias=True)
+
+
+def lock_journey(session: Session, journey: str) -> None:
+    """Serialise enrollment of one journey across workers until the transaction ends, so two
+    ticks at once neither create its version row twice nor enroll a customer twice under
+    different entry events. SQLite already serialises writers (db.engine.write_session)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"siyu-enroll:{journey}"))))
 
 
 def ensure_journey(session: Session, spec: JourneySpec, now: datetime) -> Journey:
@@ -229,8 +238,10 @@ def _enroll_calendar(session: Session, spec: JourneySpec, journey: Journey, now:
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
-    session.execute(insert(Enrollment), rows)
-    return len(rows)
+    """Insert enrollments; one that exists already (same journey, customer and entry event,
+    written by another worker) is left alone and not counted."""
+    statement = insert_ignoring_duplicates(session, Enrollment).values(rows)
+    return len(session.scalars(statement.returning(Enrollment.id)).all())
 
 
 def _first_matching_event(

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from db.engine import write_session
 from db.models import Journey
 from siyu.language.spec import JourneySpec, Step
 from tasks.context import EngineContext
@@ -31,6 +32,7 @@ from tasks.enrollment import (
     enroll_entrants,
     ensure_journey,
     kept_versions,
+    lock_journey,
     record_goals,
 )
 from tasks.optouts import apply_sms_replies
@@ -50,25 +52,26 @@ class Phase:
 
 def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
     def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-        with ctx.sessions() as session, session.begin():
+        with write_session(ctx.sessions) as session:
             return Counter({label: work(session, spec, now)})
 
     return run
 
 
 def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
+    with write_session(ctx.sessions) as session:
+        lock_journey(session, spec.journey)
         journey = ensure_journey(session, spec, now)
         return Counter({"enrolled": enroll_entrants(session, spec, journey, now)})
 
 
 def _opt_outs(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
+    with write_session(ctx.sessions) as session:
         return Counter({"opted_out": apply_sms_replies(session, ctx.policies.opt_out_words, now)})
 
 
 def _goals(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
+    with write_session(ctx.sessions) as session:
         return Counter({"goal_reached": record_goals(session, spec, now, ctx.goal_grace)})
 
 
