@@ -26,11 +26,9 @@ from sqlalchemy.orm import Session
 
 from db.models import Base, Delivery
 
-CLAIMABLE = ("deferred", "sending")
-# Rows per multi-VALUES insert: ~20 columns each stays under SQLite's 32,766 parameters.
-INSERT_CHUNK = 1000
 DELIVERIES: Table = Base.metadata.tables["deliveries"]
 ENROLLMENTS: Table = Base.metadata.tables["enrollments"]
+CLAIMABLE = ("deferred", "sending")
 
 
 def executemany_update(
@@ -42,27 +40,31 @@ def executemany_update(
     return update(table).where(where).values(**values, **fixed)
 
 
-def insert_ignoring_duplicates(session: Session, model: Any) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect."""
+def insert_ignoring_duplicates(session: Session, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect (Core, so that an
+    executemany compiles once and SQLAlchemy batches it into multi-row statements)."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        return postgresql.insert(model).on_conflict_do_nothing()
+        return postgresql.insert(table).on_conflict_do_nothing()
     if dialect == "sqlite":
-        return sqlite.insert(model).on_conflict_do_nothing()
+        return sqlite.insert(table).on_conflict_do_nothing()
     raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
+
+
+def insert_returning_ids(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], returned: str
+) -> list[Any]:
+    """Insert `rows` (one executemany), skipping rows that conflict with existing ones;
+    returns column `returned` of the rows this call inserted."""
+    if not rows:
+        return []
+    statement = insert_ignoring_duplicates(session, table).returning(table.c[returned])
+    return list(session.connection().execute(statement, list(rows)).scalars())
 
 
 def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> set[int]:
     """Insert new ledger rows; returns the enrollment ids whose row this call inserted."""
-    inserted: set[int] = set()
-    for start in range(0, len(rows), INSERT_CHUNK):
-        statement = (
-            insert_ignoring_duplicates(session, Delivery)
-            .values(list(rows[start : start + INSERT_CHUNK]))
-            .returning(Delivery.enrollment_id)
-        )
-        inserted.update(session.scalars(statement))
-    return inserted
+    return set(insert_returning_ids(session, DELIVERIES, rows, "enrollment_id"))
 
 
 def claim_existing(session: Session, delivery_ids: Sequence[int], now: datetime) -> dict[int, int]:

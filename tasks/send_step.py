@@ -52,20 +52,45 @@ from tasks.step_facts import BatchFacts, Due, load_batch_facts
 from tasks.timing import step_base, step_offset
 
 
+@dataclass(frozen=True)
+class Partition:
+    """One of `count` disjoint slices of a step's enrollments (by id modulo `count`). The
+    slices of a step run in parallel; claiming makes an overlap harmless anyway."""
+
+    index: int = 0
+    count: int = 1
+
+
+WHOLE = Partition()
+
+
 def run_step(
-    ctx: EngineContext, spec: JourneySpec, step: Step, now: datetime, journey_id: int | None = None
+    ctx: EngineContext,
+    spec: JourneySpec,
+    step: Step,
+    now: datetime,
+    journey_id: int | None = None,
+    partition: Partition = WHOLE,
 ) -> StepCounts:
-    """Run `step` for the enrollments of one journey version (`journey_id`; None: all)."""
+    """Run `step` for the enrollments of one journey version (`journey_id`; None: all), or
+    for one partition of them (enrollment id modulo the partition count)."""
     channel = ctx.channels[step.send]
     counts: StepCounts = Counter()
-    if isinstance(channel, PollingChannel):
+    if isinstance(channel, PollingChannel) and partition.index == 0:
         counts += poll_pending(ctx, spec, step, channel, now)
     templates = TemplateCache(ctx.templates_dir)
     last_id = 0
     while True:
         with ctx.sessions() as session:
             batch = select_due(
-                session, spec, step, now, journey_id, after=last_id, limit=ctx.batch_size
+                session,
+                spec,
+                step,
+                now,
+                journey_id,
+                after=last_id,
+                limit=ctx.batch_size,
+                partition=partition,
             )
         if not batch:
             break
@@ -83,6 +108,7 @@ def select_due(
     *,
     after: int,
     limit: int,
+    partition: Partition = WHOLE,
 ) -> list[Due]:
     conditions: list[Any] = [
         Enrollment.journey_name == spec.journey,
@@ -95,6 +121,8 @@ def select_due(
     ]
     if journey_id is not None:
         conditions.append(Enrollment.journey_id == journey_id)
+    if partition.count > 1:
+        conditions.append(Enrollment.id % partition.count == partition.index)
     if not isinstance(step.at, Anchor):  # anchored steps are timed per row, in Python
         conditions.append(Enrollment.entered_at <= now - step.at)
     query = (
