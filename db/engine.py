@@ -53,3 +53,19 @@ def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
         if session.get_bind().dialect.name == "sqlite":
             session.execute(text("BEGIN IMMEDIATE"))
         yield session
+
+
+@contextmanager
+def read_only_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction cannot write: for the journeys' own SQL (audience,
+    `where:`, `if: {customer: ...}`), which validation already limits to one expression.
+    PostgreSQL: SET TRANSACTION READ ONLY. SQLite: PRAGMA query_only on the connection,
+    switched off again before the connection goes back to the pool."""
+    with sessions() as session, session.begin():
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        session.execute(text("PRAGMA query_only = ON" if sqlite else "SET TRANSACTION READ ONLY"))
+        try:
+            yield session
+        finally:
+            if sqlite:
+                session.execute(text("PRAGMA query_only = OFF"))

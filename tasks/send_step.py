@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from db.engine import write_session
+from db.engine import read_only_session, write_session
 from db.models import Delivery, Enrollment
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
@@ -179,7 +179,7 @@ def process_batch(
 ) -> StepCounts:
     """Decide for every due enrollment (reading only), then claim and write the ledger rows
     in one short write transaction; only the rows this worker claimed are written and sent."""
-    with ctx.sessions() as session:
+    with read_only_session(ctx.sessions) as session:  # the journey's own SQL runs in here
         facts = load_batch_facts(session, ctx, spec, step, channel.identity_kind, batch, now)
     decided: list[tuple[Due, Decision]] = []
     for due in batch:

@@ -41,8 +41,12 @@ FAULTS = {
     "rules": [
         {"endpoint": "wechat.template_send", "kind": "timeout", "rate": 0.02},
         {"endpoint": "wechat.template_send", "kind": "http", "status": 500, "rate": 0.2},
-        {"endpoint": "wechat.template_send", "kind": "rate_limit", "rate": 0.05,
-         "retry_after": 0.05},
+        {
+            "endpoint": "wechat.template_send",
+            "kind": "rate_limit",
+            "rate": 0.05,
+            "retry_after": 0.05,
+        },
     ],
 }
 
