@@ -108,15 +108,19 @@ def main(argv: list[str] | None = None) -> None:
         figures.append(("  batched ÷ naive", f"{rate / naive_rate:,.0f}×"))
         figures.append(("peak memory of the engine process (ru_maxrss)", _peak_memory()))
 
+        _print(figures)  # the main figures now: the fault run takes a while
         if args.faults:
             sandbox.reset()
             figures.extend(_fault_run(url, args, sandbox_url, sandbox))
     engine.dispose()
+    _print(figures)
 
+
+def _print(figures: list[tuple[str, str]]) -> None:
     print()
     width = max(len(label) for label, _ in figures)
     for label, value in figures:
-        print(f"{label:<{width}}  {value}")
+        print(f"{label:<{width}}  {value}", flush=True)
 
 
 def _run_partitioned(
