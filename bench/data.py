@@ -129,7 +129,7 @@ def _write(engine: Engine, table: str, columns: str, rows: list[tuple[Any, ...]]
     try:
         cursor = raw.cursor()
         if engine.dialect.name == "postgresql":
-            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # type: ignore[attr-defined]
+            with cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
                 for row in rows:
                     copy.write_row(row)
         else:

@@ -12,7 +12,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.channels.base import Channel
 from siyu.channels.config import ChannelsConfig
 from siyu.channels.registry import build_channels, load_channel_config
-from siyu.language.loader import Catalog, load_journey
+from siyu.language.loader import load_journey
+from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from tasks.context import EngineContext
 
