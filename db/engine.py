@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 DEFAULT_DATABASE_URL = "sqlite:///var/siyu.db"
@@ -39,3 +41,31 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session in a transaction that will write: on SQLite it takes the write lock first
+    (BEGIN IMMEDIATE), so two workers serialise instead of one failing with "database is
+    locked" when it upgrades a read snapshot that the other has since changed. PostgreSQL
+    needs nothing here; its claims use row locks (tasks/claims.py)."""
+    with sessions() as session, session.begin():
+        if session.get_bind().dialect.name == "sqlite":
+            session.execute(text("BEGIN IMMEDIATE"))
+        yield session
+
+
+@contextmanager
+def read_only_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session whose transaction cannot write: for the journeys' own SQL (audience,
+    `where:`, `if: {customer: ...}`), which validation already limits to one expression.
+    PostgreSQL: SET TRANSACTION READ ONLY. SQLite: PRAGMA query_only on the connection,
+    switched off again before the connection goes back to the pool."""
+    with sessions() as session, session.begin():
+        sqlite = session.get_bind().dialect.name == "sqlite"
+        session.execute(text("PRAGMA query_only = ON" if sqlite else "SET TRANSACTION READ ONLY"))
+        try:
+            yield session
+        finally:
+            if sqlite:
+                session.execute(text("PRAGMA query_only = OFF"))

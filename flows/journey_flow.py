@@ -12,22 +12,24 @@ from __future__ import annotations
 
 import os
 import re
+from collections import Counter
 from datetime import UTC, datetime
 from typing import Any
 
 # Prefect's server reports usage to the internet by default; nothing may leave the machine.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-from prefect import flow, get_run_logger, task  # noqa: E402
+from prefect import flow, get_run_logger, task, unmapped  # noqa: E402
 from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
 from db.engine import make_engine, make_sessionmaker
 from siyu.errors import SpecError
 from siyu.language.check_project import content_problems
+from siyu.language.spec import JourneySpec
 from siyu.project import Project
-from tasks.context import EngineContext  # noqa: F401  (the tasks' parameter type)
-from tasks.tick import Phase, PhaseResult, tick_phases
+from tasks.context import EngineContext
+from tasks.tick import Phase, PhaseResult, partitions_of, tick_phases
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
@@ -61,13 +63,17 @@ def _run_name() -> str:
 
 @flow(name="journey-tick", flow_run_name=_run_name, log_prints=True)
 def journey_tick(
-    journey: str, now: str | None = None, channel_base_url: str | None = None
+    journey: str,
+    now: str | None = None,
+    channel_base_url: str | None = None,
+    partitions: int | None = None,
 ) -> dict[str, dict[str, int]]:
     """Run one tick of `journey` at `now` (ISO 8601 with offset; default: the current time).
 
     The database comes from SIYU_DATABASE_URL, journeys/templates/channels.yaml from the
     project directory, and `channel_base_url` (or SIYU_CHANNEL_BASE_URL) points every channel
-    at one gateway, e.g. the local sandbox.
+    at one gateway, e.g. the local sandbox. `partitions` (or SIYU_STEP_PARTITIONS) splits
+    every step into that many parallel tasks.
     """
     moment = parse_now(now)
     project = Project.find()
@@ -76,25 +82,49 @@ def journey_tick(
     if problems:  # e.g. a template edited after deploy now carries a banned claim
         raise SpecError(problems)
     engine = make_engine()
-    channels = project.build_channels(channel_base_url)
-    ctx = project.engine_context(make_sessionmaker(engine), channels)
-    results: dict[str, dict[str, int]] = {}
+    count = partitions or int(os.environ.get("SIYU_STEP_PARTITIONS", "1"))
+    contexts = [
+        project.engine_context(make_sessionmaker(engine), project.build_channels(channel_base_url))
+        for _ in range(max(count, 1))
+    ]
     try:
-        for phase in tick_phases(spec):
-            retries = 3 if phase.kind == "step" else 2
-            step_task = run_phase.with_options(
-                name=phase.name,
-                task_run_name=phase.name,
-                retries=retries,
-                retry_delay_seconds=[2.0, 5.0, 15.0][:retries],
-            )
-            results[phase.name] = step_task(ctx, phase, spec, moment)
+        results = run_tick_tasks(contexts, spec, moment)
     finally:
-        for channel in channels.values():
-            channel.close()
+        for ctx in contexts:
+            for channel in ctx.channels.values():
+                channel.close()
         engine.dispose()
     _publish_summary(journey, moment, results)
     _publish_graph(spec)
+    return results
+
+
+def run_tick_tasks(
+    contexts: list[EngineContext], spec: JourneySpec, moment: datetime
+) -> dict[str, dict[str, int]]:
+    """The tick's phases as Prefect tasks, inside the calling flow. With more than one
+    context, each step's due enrollments are split into that many partitions, mapped over
+    the flow's task runner (threads by default; prefect-dask spreads them over machines: see
+    docs/scale.md). Each partition has its own context, so its own channel clients."""
+    results: dict[str, dict[str, int]] = {}
+    for phase in tick_phases(spec):
+        retries = 3 if phase.kind == "step" else 2
+        phase_task = run_phase.with_options(
+            name=phase.name,
+            task_run_name=phase.name,
+            retries=retries,
+            retry_delay_seconds=[2.0, 5.0, 15.0][:retries],
+        )
+        parts = partitions_of(phase, len(contexts))
+        if len(parts) == 1:
+            results[phase.name] = phase_task(contexts[0], phase, spec, moment)
+            continue
+        mapped = phase_task.with_options(task_run_name="{phase.name}")
+        futures = mapped.map(contexts, parts, unmapped(spec), unmapped(moment))
+        total: Counter[str] = Counter()
+        for counts in futures.result():
+            total.update(counts)
+        results[phase.name] = dict(total)
     return results
 
 

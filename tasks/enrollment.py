@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from sqlalchemy import and_, exists, func, insert, or_, select, text, update
+from sqlalchemy import and_, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
@@ -23,9 +23,11 @@ from siyu.errors import ConfigError
 from siyu.language.spec import EventFilter, JourneySpec, ReentryAfter
 from siyu.language.where_clause import to_dialect
 from tasks.assignment import in_holdout
+from tasks.claims import ENROLLMENTS, insert_returning_ids
 from tasks.ledger import skip_open_deliveries
 
 CHUNK = 1000
+LATE_EVENTS = timedelta(days=7)  # the default of EngineContext.late_events
 _UTC = UTCDateTime()
 _DIALECT_UNUSED: Any = None
 
@@ -37,6 +39,14 @@ def spec_hash(spec: JourneySpec) -> str:
 
 def stored_spec(spec: JourneySpec) -> dict[str, Any]:
     return spec.model_dump(mode="json", by_alias=True)
+
+
+def lock_journey(session: Session, journey: str) -> None:
+    """Serialise enrollment of one journey across workers until the transaction ends, so two
+    ticks at once neither create its version row twice nor enroll a customer twice under
+    different entry events. SQLite already serialises writers (db.engine.write_session)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"siyu-enroll:{journey}"))))
 
 
 def ensure_journey(session: Session, spec: JourneySpec, now: datetime) -> Journey:
@@ -116,7 +126,13 @@ def filtered_source(session: Session, event_filter: EventFilter) -> Subquery:
     return query.subquery("src")
 
 
-def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: datetime) -> int:
+def enroll_entrants(
+    session: Session,
+    spec: JourneySpec,
+    journey: Journey,
+    now: datetime,
+    late_events: timedelta = LATE_EVENTS,
+) -> int:
     """Enroll new entrants: customers whose entry event happened since activation (minus the
     entry lookback), or, for calendar journeys, the audience at each cron firing. The re-entry
     policy decides who may enter again; one enrollment per customer per tick."""
@@ -124,6 +140,9 @@ def enroll_entrants(session: Session, spec: JourneySpec, journey: Journey, now: 
         return _enroll_calendar(session, spec, journey, now)
     src = filtered_source(session, spec.entry.as_filter())
     since = journey.activated_at - spec.entry.lookback
+    if journey.enrolled_through is not None:  # earlier events were scanned by earlier ticks
+        since = max(since, journey.enrolled_through - late_events)
+    journey.enrolled_through = max(journey.enrolled_through or now, now)
     mine = and_(
         Enrollment.journey_name == spec.journey, Enrollment.customer_id == src.c.customer_id
     )
@@ -235,15 +254,23 @@ def _enroll_calendar(session: Session, spec: JourneySpec, journey: Journey, now:
 
 
 def _insert(session: Session, rows: list[dict[str, Any]]) -> int:
-    session.execute(insert(Enrollment), rows)
-    return len(rows)
+    """Insert enrollments; one that exists already (same journey, customer and entry event,
+    written by another worker) is left alone and not counted."""
+    return len(insert_returning_ids(session, ENROLLMENTS, rows, "id"))
 
 
 def _first_matching_event(
-    session: Session, spec: JourneySpec, event_filter: EventFilter, now: datetime, *conditions: Any
+    session: Session,
+    spec: JourneySpec,
+    event_filter: EventFilter,
+    now: datetime,
+    *conditions: Any,
+    since: datetime | None = None,
 ) -> list[tuple[int, datetime, datetime]]:
-    """(enrollment id, entered_at, first matching event after entry) for this journey."""
+    """(enrollment id, entered_at, first matching event after entry [and after `since`])."""
     src = filtered_source(session, event_filter)
+    if since is not None:
+        conditions = (*conditions, src.c.occurred_at > since)
     query = (
         select(Enrollment.id, Enrollment.entered_at, func.min(src.c.occurred_at))
         .join(
@@ -288,12 +315,24 @@ def record_goals(session: Session, spec: JourneySpec, now: datetime, grace: Any)
     return len(reached)
 
 
-def close_exits(session: Session, spec: JourneySpec, now: datetime) -> int:
+def close_exits(
+    session: Session, spec: JourneySpec, now: datetime, late_events: timedelta = LATE_EVENTS
+) -> int:
     """Active enrollments whose customer did the exit event after entering leave the
-    journey; their deferred messages are skipped as `exited`."""
+    journey; their deferred messages are skipped as `exited`. Only exit events since the
+    previous tick (minus `late_events`) are scanned; an older one was seen by an earlier tick.
+    The send step checks exits again per batch (without this bound) right before sending."""
     if spec.exit_when is None:
         return 0
-    rows = _first_matching_event(session, spec, spec.exit_when, now, Enrollment.status == "active")
+    journey = session.scalar(
+        select(Journey).where(Journey.name == spec.journey, Journey.version == spec.version)
+    )
+    since = journey.exits_through - late_events if journey and journey.exits_through else None
+    if journey is not None:
+        journey.exits_through = max(journey.exits_through or now, now)
+    rows = _first_matching_event(
+        session, spec, spec.exit_when, now, Enrollment.status == "active", since=since
+    )
     for enrollment_id, _entered, at in rows:
         session.execute(
             update(Enrollment)

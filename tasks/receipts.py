@@ -8,9 +8,10 @@ from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
+from db.engine import write_session
 from db.models import Delivery
 from siyu.channels.base import (
     Channel,
@@ -21,6 +22,7 @@ from siyu.channels.base import (
     Receipt,
 )
 from siyu.language.spec import JourneySpec, Step
+from tasks.claims import DELIVERIES, executemany_update
 from tasks.context import EngineContext
 from tasks.optouts import suppress
 
@@ -49,14 +51,74 @@ def send_chunk(
             for _, _, m in chunk
         ]
     by_key = {r.idempotency_key: r for r in receipts}
-    with ctx.sessions() as session, session.begin():
-        for customer_id, attempts, message in chunk:
-            receipt = by_key.get(message.idempotency_key)
-            if receipt is None:  # adapter bug: the row stays `sending` and is sent again
-                counts["sending:no_receipt"] += 1
-                continue
-            counts[record(ctx, session, channel.name, customer_id, receipt, attempts + 1, now)] += 1
+    rows: list[dict[str, Any]] = []
+    refusals: list[tuple[int, Receipt]] = []
+    for customer_id, attempts, message in chunk:
+        receipt = by_key.get(message.idempotency_key)
+        if receipt is None:  # adapter bug: the row stays `sending` and is sent again
+            counts["sending:no_receipt"] += 1
+            continue
+        values, label = receipt_values(ctx, receipt, attempts + 1, now)
+        counts[label] += 1
+        rows.append({"key": receipt.idempotency_key, **values})
+        if receipt.outcome == "refused":
+            refusals.append((customer_id, receipt))
+    with write_session(ctx.sessions) as session:
+        if rows:
+            session.connection().execute(_RECORD_SENDING, rows)
+        for customer_id, receipt in refusals:
+            reason = f"refused:{receipt.code or receipt.outcome} {receipt.detail or ''}"
+            suppress(session, customer_id, channel.name, reason, now)
     return counts
+
+
+# One executemany per chunk. Only a row still `sending` takes a receipt: a late answer
+# for a row that another worker re-sent after the lease and already recorded changes nothing.
+_RECORD_SENDING = executemany_update(
+    DELIVERIES,
+    and_(DELIVERIES.c.idempotency_key == bindparam("key"), DELIVERIES.c.status == "sending"),
+    (
+        "status",
+        "reason",
+        "updated_at",
+        "sent_at",
+        "next_attempt_at",
+        "provider_code",
+        "provider_message_id",
+    ),
+)
+
+
+def receipt_values(
+    ctx: EngineContext, receipt: Receipt, attempts: int, now: datetime
+) -> tuple[dict[str, Any], str]:
+    """The ledger columns one receipt sets, and the outcome label for the counts."""
+    code = receipt.code or receipt.outcome
+    values: dict[str, Any] = dict(
+        provider_code=receipt.code,
+        provider_message_id=receipt.provider_message_id,
+        updated_at=now,
+        sent_at=None,
+        next_attempt_at=None,
+    )
+    if receipt.outcome == "sent":
+        values.update(status="sent", reason=None, sent_at=now)
+        return values, "sent"
+    if receipt.outcome == "pending":
+        values.update(status="pending", reason="awaiting_confirmation")
+        return values, "pending"
+    if receipt.outcome == "retry" and attempts < ctx.max_attempts:
+        wait = ctx.retry_backoff * (2 ** (attempts - 1))
+        if receipt.retry_after:
+            wait = max(wait, timedelta(seconds=receipt.retry_after))
+        values.update(status="deferred", reason=f"retry:{code}", next_attempt_at=now + wait)
+        return values, "deferred:retry"
+    if receipt.outcome == "refused":
+        values.update(status="skipped", reason=f"refused:{code}")
+        return values, "skipped:refused"
+    gave_up = " after retries" if receipt.outcome == "retry" else ""
+    values.update(status="failed", reason=f"{code}{gave_up}: {receipt.detail or ''}"[:255])
+    return values, f"failed:{code}"
 
 
 def record(
@@ -69,34 +131,10 @@ def record(
     now: datetime,
 ) -> str:
     """Write one receipt into its ledger row; returns the outcome label for the counts."""
-    values: dict[str, Any] = dict(
-        provider_code=receipt.code, updated_at=now, provider_message_id=receipt.provider_message_id
-    )
-    code = receipt.code or receipt.outcome
-    if receipt.outcome == "sent":
-        values.update(status="sent", reason=None, sent_at=now, next_attempt_at=None)
-        label = "sent"
-    elif receipt.outcome == "pending":
-        values.update(status="pending", reason="awaiting_confirmation", next_attempt_at=None)
-        label = "pending"
-    elif receipt.outcome == "retry" and attempts < ctx.max_attempts:
-        wait = ctx.retry_backoff * (2 ** (attempts - 1))
-        if receipt.retry_after:
-            wait = max(wait, timedelta(seconds=receipt.retry_after))
-        values.update(status="deferred", reason=f"retry:{code}", next_attempt_at=now + wait)
-        label = "deferred:retry"
-    elif receipt.outcome == "refused":
-        values.update(status="skipped", reason=f"refused:{code}", next_attempt_at=None)
+    values, label = receipt_values(ctx, receipt, attempts, now)
+    if receipt.outcome == "refused":
+        code = receipt.code or receipt.outcome
         suppress(session, customer_id, channel_name, f"refused:{code} {receipt.detail or ''}", now)
-        label = "skipped:refused"
-    else:
-        gave_up = " after retries" if receipt.outcome == "retry" else ""
-        values.update(
-            status="failed",
-            reason=f"{code}{gave_up}: {receipt.detail or ''}"[:255],
-            next_attempt_at=None,
-        )
-        label = f"failed:{code}"
     session.execute(
         update(Delivery).where(Delivery.idempotency_key == receipt.idempotency_key).values(**values)
     )

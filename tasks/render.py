@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 # The names a template can use. `customer` and `event` are the customer's row and the entry
@@ -54,15 +54,36 @@ def _environment(templates_dir: str) -> ImmutableSandboxedEnvironment:
     return make_environment(Path(templates_dir))
 
 
+class TemplateCache:
+    """Compiled templates for one step run: loaded (and their files checked) once per step,
+    not once per message. A template edited between ticks is picked up by the next step run."""
+
+    def __init__(self, templates_dir: Path) -> None:
+        self.environment = _environment(str(templates_dir))
+        self._compiled: dict[str, Template] = {}
+
+    def get(self, name: str) -> Template:
+        template = self._compiled.get(name)
+        if template is None:
+            template = self._compiled[name] = self.environment.get_template(name)
+        return template
+
+
 @dataclass(frozen=True)
 class Rendered:
     body: str | None
     error: str | None  # why rendering failed, in words a marketer can act on
 
 
-def render_message(templates_dir: Path, template_name: str, context: dict[str, Any]) -> Rendered:
+def render_message(
+    templates_dir: Path,
+    template_name: str,
+    context: dict[str, Any],
+    templates: TemplateCache | None = None,
+) -> Rendered:
     try:
-        template = _environment(str(templates_dir)).get_template(template_name)
+        cache = templates or TemplateCache(templates_dir)
+        template = cache.get(template_name)
         body = template.render(**context).strip()
     except TemplateError as error:
         line = getattr(error, "lineno", None)

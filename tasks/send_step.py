@@ -18,54 +18,84 @@ The decisions for each due enrollment, in order (the first that applies wins):
     failed         render_error   the template failed for this customer; the batch goes on
     -> sending     ledger row committed with its idempotency key, then the channel call
 
-Nothing is sent twice: a row is only selected while it has no final status, and a row left
-in `sending` by a crash is sent again with the same idempotency key.
+Nothing is sent twice: a row is only selected while it has no final status, a worker only
+writes and sends the rows it claimed (tasks/claims.py: two workers on the same step split the
+rows between them), and a row left in `sending` by a crash is sent again, with the same
+idempotency key, once its lease (EngineContext.send_lease, in the tick's clock) has run out.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, insert, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
+from db.engine import read_only_session, write_session
 from db.models import Delivery, Enrollment
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.unsubscribe import unsubscribe_url
 from tasks.assignment import pick_variant
+from tasks.claims import claim_existing, insert_new, mark_exited, update_claimed
 from tasks.conditions import holds
 from tasks.context import EngineContext
 from tasks.ledger import idempotency_key
 from tasks.pressure import cap_hold, fatigue_hold
 from tasks.quiet_hours import next_allowed
 from tasks.receipts import StepCounts, poll_pending, send_chunk
-from tasks.render import render_message
+from tasks.render import TemplateCache, render_message
 from tasks.step_facts import BatchFacts, Due, load_batch_facts
 from tasks.timing import step_base, step_offset
 
 
+@dataclass(frozen=True)
+class Partition:
+    """One of `count` disjoint slices of a step's enrollments (by id modulo `count`). The
+    slices of a step run in parallel; claiming makes an overlap harmless anyway."""
+
+    index: int = 0
+    count: int = 1
+
+
+WHOLE = Partition()
+
+
 def run_step(
-    ctx: EngineContext, spec: JourneySpec, step: Step, now: datetime, journey_id: int | None = None
+    ctx: EngineContext,
+    spec: JourneySpec,
+    step: Step,
+    now: datetime,
+    journey_id: int | None = None,
+    partition: Partition = WHOLE,
 ) -> StepCounts:
-    """Run `step` for the enrollments of one journey version (`journey_id`; None: all)."""
+    """Run `step` for the enrollments of one journey version (`journey_id`; None: all), or
+    for one partition of them (enrollment id modulo the partition count)."""
     channel = ctx.channels[step.send]
     counts: StepCounts = Counter()
-    if isinstance(channel, PollingChannel):
+    if isinstance(channel, PollingChannel) and partition.index == 0:
         counts += poll_pending(ctx, spec, step, channel, now)
+    templates = TemplateCache(ctx.templates_dir)
     last_id = 0
     while True:
         with ctx.sessions() as session:
             batch = select_due(
-                session, spec, step, now, journey_id, after=last_id, limit=ctx.batch_size
+                session,
+                spec,
+                step,
+                now,
+                journey_id,
+                after=last_id,
+                limit=ctx.batch_size,
+                partition=partition,
             )
         if not batch:
             break
         last_id = batch[-1].enrollment_id
-        counts += process_batch(ctx, spec, step, channel, batch, now)
+        counts += process_batch(ctx, spec, step, channel, batch, now, templates)
     return counts
 
 
@@ -78,6 +108,7 @@ def select_due(
     *,
     after: int,
     limit: int,
+    partition: Partition = WHOLE,
 ) -> list[Due]:
     conditions: list[Any] = [
         Enrollment.journey_name == spec.journey,
@@ -90,6 +121,8 @@ def select_due(
     ]
     if journey_id is not None:
         conditions.append(Enrollment.journey_id == journey_id)
+    if partition.count > 1:
+        conditions.append(Enrollment.id % partition.count == partition.index)
     if not isinstance(step.at, Anchor):  # anchored steps are timed per row, in Python
         conditions.append(Enrollment.entered_at <= now - step.at)
     query = (
@@ -142,34 +175,41 @@ def process_batch(
     channel: Channel,
     batch: list[Due],
     now: datetime,
+    templates: TemplateCache | None = None,
 ) -> StepCounts:
+    """Decide for every due enrollment (reading only), then claim and write the ledger rows
+    in one short write transaction; only the rows this worker claimed are written and sent."""
+    with read_only_session(ctx.sessions) as session:  # the journey's own SQL runs in here
+        facts = load_batch_facts(session, ctx, spec, step, channel.identity_kind, batch, now)
+    decided: list[tuple[Due, Decision]] = []
+    for due in batch:
+        decision = decide(ctx, spec, step, channel, due, facts, now, templates)
+        if decision.status is None:
+            continue
+        if decision.message is not None:
+            facts.history.record(due.customer_id, step.send, now)
+        decided.append((due, decision))
     counts: StepCounts = Counter()
     to_send: list[tuple[int, int, OutboundMessage]] = []
-    with ctx.sessions() as session, session.begin():
-        facts = load_batch_facts(session, ctx, spec, step, channel.identity_kind, batch, now)
-        for due in batch:
-            decision = decide(ctx, spec, step, channel, due, facts, now)
-            if decision.status is None:
-                continue
-            if decision.message is not None:
-                to_send.append((due.customer_id, due.attempts, decision.message))
-                facts.history.record(due.customer_id, step.send, now)
-            write(session, spec, step, due, decision, now)
-            if decision.reason == "exited":
-                session.execute(
-                    update(Enrollment)
-                    .where(Enrollment.id == due.enrollment_id)
-                    .values(
-                        status="exited",
-                        exited_at=facts.exits[due.customer_id],
-                        exit_reason="exit_when",
-                    )
-                )
-            if decision.status != "sending":
-                reason = (decision.reason or "").split(":")[0]
-                counts[f"{decision.status}:{reason}"] += 1
+    with write_session(ctx.sessions) as session:
+        claimed = write(session, spec, step, decided, now, ctx.send_lease)
+        mark_exited(
+            session,
+            [
+                {"enrollment_id": due.enrollment_id, "exited_at": facts.exits[due.customer_id]}
+                for due, decision in decided
+                if decision.reason == "exited" and due.enrollment_id in claimed
+            ],
+        )
+    for due, decision in decided:
+        if due.enrollment_id not in claimed:
+            counts["claimed_elsewhere"] += 1
+        elif decision.message is not None:
+            to_send.append((due.customer_id, claimed[due.enrollment_id], decision.message))
+        else:
+            counts[f"{decision.status}:{(decision.reason or '').split(':')[0]}"] += 1
     # The `sending` rows are committed before the channel is called: a crash from here on
-    # leaves them to be sent again, with the same idempotency key, by the next run.
+    # leaves them to be sent again, with the same idempotency key, after their lease.
     size = max(channel.max_batch, 1)
     for start in range(0, len(to_send), size):
         counts += send_chunk(ctx, channel, to_send[start : start + size], now)
@@ -184,6 +224,7 @@ def decide(
     due: Due,
     facts: BatchFacts,
     now: datetime,
+    templates: TemplateCache | None = None,
 ) -> Decision:
     customer = facts.customers.get(due.customer_id, {})
     event = facts.events.get(due.entry_key, {})
@@ -243,7 +284,7 @@ def decide(
         "variant": variant.id if variant else None,
         "unsubscribe_url": _unsubscribe_link(due.customer_id, step.send),
     }
-    rendered = render_message(ctx.templates_dir, template, context)
+    rendered = render_message(ctx.templates_dir, template, context, templates)
     variant_id = variant.id if variant else None
     if rendered.body is None:
         return Decision(
@@ -292,33 +333,62 @@ def _unsubscribe_link(customer_id: int, channel: str) -> str:
 
 
 def write(
-    session: Session, spec: JourneySpec, step: Step, due: Due, decision: Decision, now: datetime
-) -> None:
-    sending = decision.status == "sending"
-    values: dict[str, Any] = dict(
-        status=decision.status,
-        reason=decision.reason,
-        updated_at=now,
-        attempts=due.attempts + (1 if sending else 0),
-        next_attempt_at=now if sending else decision.next_attempt_at,
-        variant=decision.variant,
+    session: Session,
+    spec: JourneySpec,
+    step: Step,
+    decided: list[tuple[Due, Decision]],
+    now: datetime,
+    lease: timedelta,
+) -> dict[int, int]:
+    """Claim and write the ledger rows of `decided` (see tasks/claims.py). Returns
+    {enrollment id: attempts before this one} for the rows this worker owns now."""
+    claimed_rows = claim_existing(
+        session, [due.delivery_id for due, _ in decided if due.delivery_id is not None], now
     )
-    if decision.message is not None:
-        values.update(content=decision.message.body, address=decision.message.address)
-    if due.delivery_id is None:
-        session.execute(
-            insert(Delivery).values(
-                enrollment_id=due.enrollment_id,
-                journey_name=spec.journey,
-                step_id=step.id,
-                customer_id=due.customer_id,
-                channel=step.send,
-                purpose=step.purpose,
-                idempotency_key=due.key,
-                due_at=decision.due_at or now,
-                created_at=now,
-                **values,
-            )
+    new_rows: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    claimed: dict[int, int] = {}
+    for due, decision in decided:
+        if due.delivery_id is None:
+            attempts = 0
+        elif due.delivery_id in claimed_rows:
+            attempts = claimed_rows[due.delivery_id]
+            claimed[due.enrollment_id] = attempts
+        else:
+            continue  # another worker has it
+        sending = decision.status == "sending"
+        message = decision.message
+        values: dict[str, Any] = dict(
+            status=decision.status,
+            reason=decision.reason,
+            updated_at=now,
+            attempts=attempts + (1 if sending else 0),
+            next_attempt_at=now + lease if sending else decision.next_attempt_at,
+            variant=decision.variant,
+            content=message.body if message is not None else None,
+            address=message.address if message is not None else None,
         )
-    else:
-        session.execute(update(Delivery).where(Delivery.id == due.delivery_id).values(**values))
+        if due.delivery_id is None:
+            new_rows.append(
+                dict(
+                    enrollment_id=due.enrollment_id,
+                    journey_name=spec.journey,
+                    step_id=step.id,
+                    customer_id=due.customer_id,
+                    channel=step.send,
+                    purpose=step.purpose,
+                    idempotency_key=due.key,
+                    due_at=decision.due_at or now,
+                    created_at=now,
+                    provider_code=None,
+                    provider_message_id=None,
+                    sent_at=None,
+                    **values,
+                )
+            )
+        else:
+            updates.append({"row_id": due.delivery_id, **values})
+    for enrollment_id in insert_new(session, new_rows):
+        claimed[enrollment_id] = 0
+    update_claimed(session, updates)
+    return claimed

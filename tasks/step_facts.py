@@ -65,7 +65,11 @@ def load_batch_facts(
         events = {
             row["event_key"]: dict(row)
             for row in session.execute(
-                select(entry).where(entry.c.event_key.in_([d.entry_key for d in batch]))
+                # customer_id first: event_key is computed ('order:' || id), not indexed
+                select(entry).where(
+                    entry.c.customer_id.in_(ids),
+                    entry.c.event_key.in_([d.entry_key for d in batch]),
+                )
             ).mappings()
         }
     exits: dict[int, datetime] = {}

@@ -22,6 +22,7 @@ from datetime import datetime
 
 from sqlalchemy import select
 
+from db.engine import write_session
 from db.models import Journey
 from siyu.language.spec import JourneySpec, Step
 from tasks.context import EngineContext
@@ -31,10 +32,11 @@ from tasks.enrollment import (
     enroll_entrants,
     ensure_journey,
     kept_versions,
+    lock_journey,
     record_goals,
 )
 from tasks.optouts import apply_sms_replies
-from tasks.send_step import run_step
+from tasks.send_step import WHOLE, Partition, run_step
 
 PhaseResult = Counter[str]
 PhaseRun = Callable[[EngineContext, JourneySpec, datetime], PhaseResult]
@@ -50,26 +52,32 @@ class Phase:
 
 def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
     def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-        with ctx.sessions() as session, session.begin():
+        with write_session(ctx.sessions) as session:
             return Counter({label: work(session, spec, now)})
 
     return run
 
 
 def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
+    with write_session(ctx.sessions) as session:
+        lock_journey(session, spec.journey)
         journey = ensure_journey(session, spec, now)
-        return Counter({"enrolled": enroll_entrants(session, spec, journey, now)})
+        return Counter({"enrolled": enroll_entrants(session, spec, journey, now, ctx.late_events)})
 
 
 def _opt_outs(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
+    with write_session(ctx.sessions) as session:
         return Counter({"opted_out": apply_sms_replies(session, ctx.policies.opt_out_words, now)})
 
 
 def _goals(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with ctx.sessions() as session, session.begin():
+    with write_session(ctx.sessions) as session:
         return Counter({"goal_reached": record_goals(session, spec, now, ctx.goal_grace)})
+
+
+def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
+    with write_session(ctx.sessions) as session:
+        return Counter({"exited": close_exits(session, spec, now, ctx.late_events)})
 
 
 def _current_version_id(ctx: EngineContext, spec: JourneySpec) -> int:
@@ -82,11 +90,27 @@ def _current_version_id(ctx: EngineContext, spec: JourneySpec) -> int:
     return journey_id
 
 
-def _step_runner(step: Step) -> PhaseRun:
+def _step_runner(step: Step, partition: Partition = WHOLE) -> PhaseRun:
     def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-        return run_step(ctx, spec, step, now, _current_version_id(ctx, spec))
+        return run_step(ctx, spec, step, now, _current_version_id(ctx, spec), partition)
 
     return run
+
+
+def partitions_of(phase: Phase, count: int) -> list[Phase]:
+    """A step phase as `count` phases over disjoint slices of its enrollments, to run in
+    parallel; any other phase (or count 1) stays whole."""
+    if phase.step is None or count <= 1:
+        return [phase]
+    return [
+        Phase(
+            f"{phase.name}[{i}/{count}]",
+            phase.kind,
+            _step_runner(phase.step, Partition(i, count)),
+            phase.step,
+        )
+        for i in range(count)
+    ]
 
 
 def _older_versions(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
@@ -105,7 +129,7 @@ def tick_phases(spec: JourneySpec) -> list[Phase]:
         Phase("enroll", "enroll", _enroll),
         Phase("opt-outs", "opt-outs", _opt_outs),
         Phase("goals", "goals", _goals),
-        Phase("exits", "exits", _in_transaction(close_exits, "exited")),
+        Phase("exits", "exits", _exits),
         *(Phase(step.id, "step", _step_runner(step), step) for step in spec.steps),
         Phase("older-versions", "older", _older_versions),
         Phase("complete", "complete", _in_transaction(complete_finished, "completed")),

@@ -76,9 +76,12 @@ def from_prefect_block(name: str) -> Secret:
 # --- redaction ----------------------------------------------------------------------------------
 _known: set[str] = set()
 _known_lock = threading.Lock()
-# Query/body parameters that carry credentials, whatever their value.
+# Query/body parameters that carry credentials, whatever their value; and Aliyun SMS's
+# parameters that carry personal data (mobile numbers, the rendered message), which httpx
+# would otherwise log in the request URL.
 _PARAM = re.compile(
-    r"(?i)\b(access_token|corpsecret|secret|appsecret|AccessKeyId|Signature|api_key)"
+    r"(?i)\b(access_token|corpsecret|secret|appsecret|AccessKeyId|Signature|api_key"
+    r"|PhoneNumbers|PhoneNumberJson|PhoneNumber|TemplateParam|TemplateParamJson)"
     r"(=|\"\s*:\s*\")([^&\s\"']+)"
 )
 _BEARER = re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._\-]+")

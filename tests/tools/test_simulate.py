@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -16,6 +17,13 @@ from siyu.language.spec import JourneySpec
 from siyu.simulate.runner import SimulationSettings, simulate
 from tests.conftest import Shop, local
 from tests.tools.project_files import ROOT
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> str:
+    """simulate copies a SQLite file (siyu/simulate/scratch.py), so these tests use SQLite
+    even when the rest of the suite runs on PostgreSQL."""
+    return f"sqlite:///{tmp_path / 'test.db'}"
 
 
 def journey(path: Path | None = None) -> JourneySpec:

@@ -1,0 +1,297 @@
+"""The scale benchmark (run on purpose; not part of the test suite):
+
+    python -m bench.run                                  # 1,000,000 customers, SQLite
+    python -m bench.run --database-url postgresql+psycopg://...   # the same on PostgreSQL
+    python -m bench.run --customers 50000 --due 5000 --entrants 5000 --faults 2000  # quick
+
+Builds the brand (bench/data.py), starts the channel sandbox in its own process, then times:
+enrollment of the new entrants (the tick's enroll phase), one step with `due` personalised
+messages through rendering, the ledger and the sandbox over HTTP (split into --partitions
+parallel partitions), the naive way (one Prefect task per message) on a slice, peak memory
+(ru_maxrss), and a fault run: 20% 5xx, 5% 429 with Retry-After, 2% timeouts, token expiry,
+and the tick process SIGKILLed mid-send, then ticks until nothing is left, verified exactly
+once by idempotency key at the sandbox. Figures: docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import text
+
+from bench.data import Shape, build
+from bench.sandbox_process import sandbox_process
+from bench.scenario import engine_context, write_project
+from db.engine import make_engine, make_sessionmaker, write_session
+from siyu.language.spec import JourneySpec
+from siyu.sandbox.client import SandboxClient
+from tasks.context import EngineContext
+from tasks.enrollment import ensure_journey
+from tasks.send_step import Partition, process_batch, run_step, select_due
+from tasks.tick import tick_phases
+
+NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run")
+    parser.add_argument("--customers", type=int, default=1_000_000)
+    parser.add_argument("--due", type=int, default=100_000)
+    parser.add_argument("--entrants", type=int, default=100_000)
+    parser.add_argument("--naive", type=int, default=300)
+    parser.add_argument("--faults", type=int, default=20_000, help="messages in the fault run")
+    parser.add_argument("--channel", choices=("sms", "webhook"), default="sms")
+    parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--database-url", help="default: a SQLite file in --workdir")
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/siyu-bench"))
+    args = parser.parse_args(argv)
+
+    shutil.rmtree(args.workdir, ignore_errors=True)
+    args.workdir.mkdir(parents=True)
+    url = args.database_url or f"sqlite:///{args.workdir / 'bench.db'}"
+    if args.database_url:
+        _reset_postgres(url)
+    figures: list[tuple[str, str]] = []
+    spec = write_project(args.workdir, "bench", args.channel)
+    engine = make_engine(url)
+    started = time.perf_counter()
+    shape = Shape(args.customers, args.due, args.entrants, NOW)
+    build(engine, shape, spec, lambda m: print(f"  build: {m}", flush=True))
+    figures.append(("data built (customers, orders, enrollments)", _secs(started)))
+    sessions = make_sessionmaker(engine)
+
+    with sandbox_process() as sandbox_url, SandboxClient(sandbox_url, timeout=120) as sandbox:
+        contexts = [
+            engine_context(sessions, args.workdir, sandbox_url, batch_size=args.batch_size)
+            for _ in range(args.partitions)
+        ]
+        phases = {phase.name: phase for phase in tick_phases(spec)}
+        started = time.perf_counter()
+        enrolled = phases["enroll"].run(contexts[0], spec, NOW)["enrolled"]
+        seconds = time.perf_counter() - started
+        figures.append((f"enroll {enrolled:,} new entrants", f"{seconds:.1f} s"))
+        for name in ("opt-outs", "goals", "exits"):
+            phases[name].run(contexts[0], spec, NOW)
+
+        started = time.perf_counter()
+        counts = _run_partitioned(contexts, spec, NOW)
+        seconds = time.perf_counter() - started
+        sent = counts["sent"]
+        rate = sent / seconds
+        figures.append(
+            (f"step: {sent:,} personalised messages sent ({args.channel})", f"{seconds:.1f} s")
+        )
+        figures.append(("  end-to-end rate", f"{rate:,.0f} msg/s"))
+        figures.append(("  other outcomes", str(dict(counts - Counter({"sent": sent}))) or "-"))
+        figures.append(
+            ("  exactly once at the sandbox", _exactly_once(sandbox, args.channel, sent))
+        )
+
+        naive_rate = _naive(sessions, args, sandbox_url, spec)
+        figures.append(
+            (f"naive: one Prefect task per message ({args.naive})", f"{naive_rate:,.1f} msg/s")
+        )
+        figures.append(("  batched ÷ naive", f"{rate / naive_rate:,.0f}×"))
+        figures.append(("peak memory of the engine process (ru_maxrss)", _peak_memory()))
+
+        _print(figures)  # the main figures now: the fault run takes a while
+        if args.faults:
+            sandbox.reset()
+            figures.extend(_fault_run(url, args, sandbox_url, sandbox))
+    engine.dispose()
+    _print(figures)
+
+
+def _print(figures: list[tuple[str, str]]) -> None:
+    print()
+    width = max(len(label) for label, _ in figures)
+    for label, value in figures:
+        print(f"{label:<{width}}  {value}", flush=True)
+
+
+def _run_partitioned(
+    contexts: list[EngineContext], spec: JourneySpec, now: datetime
+) -> Counter[str]:
+    """The step's partitions in parallel threads, as the Prefect flow maps them."""
+    step = spec.steps[0]
+    with write_session(contexts[0].sessions) as session:
+        journey_id = ensure_journey(session, spec, now).id
+    count = len(contexts)
+    with ThreadPoolExecutor(count) as pool:
+        results = pool.map(
+            lambda i: run_step(contexts[i], spec, step, now, journey_id, Partition(i, count)),
+            range(count),
+        )
+        total: Counter[str] = Counter()
+        for counts in results:
+            total.update(counts)
+    return total
+
+
+def _exactly_once(sandbox: SandboxClient, channel: str, expected: int) -> str:
+    stats = sandbox.stats()["channels"].get(channel, {})
+    keys = Counter(m["key"] for m in sandbox.messages(channel=channel))
+    once = sum(1 for n in keys.values() if n == 1)
+    verdict = "yes" if once == expected == len(keys) else "NO"
+    duplicates = stats.get("duplicate_keys", "?")
+    return f"{verdict}: {len(keys):,} keys, {once:,} delivered once, duplicates {duplicates}"
+
+
+@task(cache_policy=NO_CACHE)
+def one_message(ctx: EngineContext, spec: JourneySpec, due: Any, now: datetime) -> dict[str, int]:
+    step = spec.steps[0]
+    return dict(process_batch(ctx, spec, step, ctx.channels[step.send], [due], now))
+
+
+@flow(name="bench-naive")
+def naive_flow(ctx: EngineContext, spec: JourneySpec, now: datetime) -> int:
+    step = spec.steps[0]
+    with ctx.sessions() as session:
+        due = select_due(session, spec, step, now, None, after=0, limit=10**9)
+    sent = 0
+    for one in due:
+        sent += one_message(ctx, spec, one, now).get("sent", 0)
+    return sent
+
+
+def _naive(sessions: Any, args: argparse.Namespace, sandbox_url: str, bench: JourneySpec) -> float:
+    """The same work on `--naive` customers of another journey, one Prefect task each."""
+    spec = write_project(args.workdir, "bench-naive", args.channel)
+    _enroll_slice(sessions, spec, args.naive)
+    ctx = engine_context(sessions, args.workdir, sandbox_url, batch_size=args.batch_size)
+    started = time.perf_counter()
+    sent = naive_flow(ctx, spec, NOW)
+    return sent / (time.perf_counter() - started)
+
+
+def _enroll_slice(sessions: Any, spec: JourneySpec, n: int) -> None:
+    """Enroll customers 1..n (due two days ago) into another journey, directly in SQL."""
+    with write_session(sessions) as session:
+        journey = ensure_journey(session, spec, NOW)  # activated now: no entrants of its own
+        session.execute(
+            text(
+                "INSERT INTO enrollments (journey_id, journey_name, customer_id, entry_key, "
+                "entered_at, enrolled_at, status, holdout) SELECT :jid, :name, o.customer_id, "
+                "'order:' || CAST(o.id AS VARCHAR(20)), o.paid_at, o.paid_at, 'active', false "
+                "FROM orders o WHERE o.id <= :n"
+            ),
+            {"jid": journey.id, "name": spec.journey, "n": n},
+        )
+
+
+def _fault_run(
+    url: str, args: argparse.Namespace, sandbox_url: str, sandbox: SandboxClient
+) -> list[tuple[str, str]]:
+    """`--faults` messages on the service account (token expiry applies; it dedupes on
+    client_msg_id = the idempotency key) with every fault on, the first tick killed."""
+    engine = make_engine(url)
+    spec = write_project(args.workdir, "bench-faults", "service_account")
+    _enroll_slice(make_sessionmaker(engine), spec, args.faults)
+    engine.dispose()
+    sandbox.set_faults(**FAULTS)
+    started = time.perf_counter()
+    command = [
+        sys.executable,
+        "-m",
+        "bench.driver",
+        "--database-url",
+        url,
+        "--workdir",
+        str(args.workdir),
+        "--journey",
+        "bench-faults",
+        "--channel",
+        "service_account",
+        "--sandbox-url",
+        sandbox_url,
+        "--batch-size",
+        "200",
+        "--timeout",
+        "0.3",
+    ]
+    first = subprocess.Popen([*command, "--now", NOW.isoformat()], stdout=subprocess.DEVNULL)
+    while first.poll() is None and _delivered(sandbox) < args.faults // 3:
+        time.sleep(0.05)
+    first.send_signal(signal.SIGKILL)
+    first.wait()
+    killed_at = _delivered(sandbox)
+    ticks = 1
+    moment = NOW
+    while _delivered(sandbox) < args.faults and ticks < 40:
+        moment += timedelta(minutes=15)  # past the lease and the retry backoff
+        subprocess.run(
+            [*command, "--now", moment.isoformat()], check=True, stdout=subprocess.DEVNULL
+        )
+        ticks += 1
+    seconds = time.perf_counter() - started
+    keys = Counter(
+        m["key"] for m in sandbox.messages(channel="service_account") if m["status"] == "sent"
+    )
+    stats = sandbox.stats()
+    once = sum(1 for n in keys.values() if n == 1)
+    fired = stats.get("faults_fired", {})
+    return [
+        (
+            f"faults: {args.faults:,} messages, killed after {killed_at:,} delivered",
+            f"{ticks} ticks, {seconds:.1f} s",
+        ),
+        ("  faults fired at the sandbox", str(fired)),
+        (
+            "  exactly once by idempotency key",
+            f"{'yes' if once == len(keys) == args.faults else 'NO'}: {once:,} of "
+            f"{args.faults:,} once, {len(keys) - once} duplicated, "
+            f"{args.faults - len(keys)} missing",
+        ),
+    ]
+
+
+FAULTS: dict[str, Any] = {
+    "seed": 7,
+    "hang_seconds": 0.6,
+    "expire_tokens_every": 500,
+    "rules": [
+        {"endpoint": "*", "kind": "timeout", "rate": 0.02},
+        {"endpoint": "*", "kind": "http", "status": 500, "rate": 0.2},
+        {"endpoint": "*", "kind": "rate_limit", "retry_after": 0.05, "rate": 0.05},
+    ],
+}
+
+
+def _delivered(sandbox: SandboxClient) -> int:
+    channel = sandbox.stats()["channels"].get("service_account", {})
+    return int(channel.get("messages", 0))
+
+
+def _peak_memory() -> str:
+    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return f"{peak_kb / 1024:,.0f} MB"
+
+
+def _secs(started: float) -> str:
+    return f"{time.perf_counter() - started:.1f} s"
+
+
+def _reset_postgres(url: str) -> None:
+    engine = make_engine(url)
+    with engine.begin() as connection:
+        connection.execute(text("DROP SCHEMA public CASCADE"))
+        connection.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,112 @@
+"""Claiming ledger rows, so that two workers on the same step never send a message twice.
+
+A worker owns a (enrollment, step) row when, inside its write transaction, it either
+inserted the row (INSERT ... ON CONFLICT DO NOTHING RETURNING: a row another worker
+inserted first is not returned) or locked an existing one that is still claimable: status
+`deferred` or `sending` with `next_attempt_at <= now`. PostgreSQL locks with
+`FOR UPDATE SKIP LOCKED` (a row another worker is deciding on is skipped, not waited for; a
+committed change is seen, because READ COMMITTED re-checks a locked row's WHERE); SQLite
+serialises writers (db.engine.write_session takes the write lock first).
+
+A claimed `sending` row carries a lease: `next_attempt_at = now + lease`. Until then no
+other worker selects it, so a live worker's in-flight batch is not sent again; after it (in
+the tick's clock) the row is claimable again, so a crashed worker's messages are re-sent,
+with the same idempotency key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Insert, Table, Update, bindparam, func, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from db.models import Base, Delivery
+
+DELIVERIES: Table = Base.metadata.tables["deliveries"]
+ENROLLMENTS: Table = Base.metadata.tables["enrollments"]
+CLAIMABLE = ("deferred", "sending")
+
+
+def executemany_update(
+    table: Table, where: ColumnElement[bool], columns: Sequence[str], **fixed: Any
+) -> Update:
+    """An UPDATE whose new values come from bind parameters named after their columns, run
+    with a list of dicts (one round of executemany, not one statement per row)."""
+    values: dict[str, Any] = {name: bindparam(name) for name in columns}
+    return update(table).where(where).values(**values, **fixed)
+
+
+def insert_ignoring_duplicates(session: Session, table: Table) -> Insert:
+    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect (Core, so that an
+    executemany compiles once and SQLAlchemy batches it into multi-row statements)."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing()
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing()
+    raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
+
+
+def insert_returning_ids(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], returned: str
+) -> list[Any]:
+    """Insert `rows` (one executemany), skipping rows that conflict with existing ones;
+    returns column `returned` of the rows this call inserted."""
+    if not rows:
+        return []
+    statement = insert_ignoring_duplicates(session, table).returning(table.c[returned])
+    return list(session.connection().execute(statement, list(rows)).scalars())
+
+
+def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> set[int]:
+    """Insert new ledger rows; returns the enrollment ids whose row this call inserted."""
+    return set(insert_returning_ids(session, DELIVERIES, rows, "enrollment_id"))
+
+
+def claim_existing(session: Session, delivery_ids: Sequence[int], now: datetime) -> dict[int, int]:
+    """Lock the rows among `delivery_ids` that are still claimable; returns {id: attempts}."""
+    if not delivery_ids:
+        return {}
+    query = select(Delivery.id, Delivery.attempts).where(
+        Delivery.id.in_(delivery_ids),
+        Delivery.status.in_(CLAIMABLE),
+        Delivery.next_attempt_at <= now,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        query = query.with_for_update(skip_locked=True)
+    return {row[0]: row[1] for row in session.execute(query)}
+
+
+# One statement for every claimed existing row (executemany); content and address are kept
+# when a decision carries none (a deferral keeps what an earlier attempt sent).
+_UPDATE_CLAIMED = executemany_update(
+    DELIVERIES,
+    DELIVERIES.c.id == bindparam("row_id"),
+    ("status", "reason", "updated_at", "attempts", "next_attempt_at", "variant"),
+    content=func.coalesce(bindparam("content"), DELIVERIES.c.content),
+    address=func.coalesce(bindparam("address"), DELIVERIES.c.address),
+)
+
+
+def update_claimed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    if rows:
+        session.connection().execute(_UPDATE_CLAIMED, list(rows))
+
+
+_EXIT = executemany_update(
+    ENROLLMENTS,
+    ENROLLMENTS.c.id == bindparam("enrollment_id"),
+    ("exited_at",),
+    status="exited",
+    exit_reason="exit_when",
+)
+
+
+def mark_exited(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """rows: {enrollment_id, exited_at}; one executemany."""
+    if rows:
+        session.connection().execute(_EXIT, list(rows))
