@@ -12,27 +12,42 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Mapping
-from urllib.parse import quote
+
+# Each byte 0-255 → itself when RFC 3986 unreserved, else %XX (space → %20, * → %2A).
+_UNRESERVED = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
+_ENCODE = {byte: chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in range(256)}
 
 
 def percent_encode(value: str) -> str:
-    # RFC 3986 unreserved characters stay; everything else (incl. space, *, ~ handling) encoded.
-    return quote(value, safe="-_.~")
+    # The UTF-8 bytes viewed as Latin-1 characters go through one str.translate, in C:
+    # urllib's quote() works byte by byte in Python, which made signing a batch of 100
+    # Chinese messages (encoded twice: values, then the canonical string) the hot spot.
+    return value.encode("utf-8").decode("latin-1").translate(_ENCODE)
 
 
-def string_to_sign(method: str, params: Mapping[str, str]) -> str:
-    canonical = "&".join(
+def canonical_query(params: Mapping[str, str]) -> str:
+    """The sorted, percent-encoded query without the signature: what is signed and sent."""
+    return "&".join(
         f"{percent_encode(k)}={percent_encode(params[k])}"
         for k in sorted(params)
         if k != "Signature"
     )
+
+
+def string_to_sign(method: str, params: Mapping[str, str]) -> str:
+    return _string_to_sign(method, canonical_query(params))
+
+
+def _string_to_sign(method: str, canonical: str) -> str:
     return f"{method.upper()}&%2F&{percent_encode(canonical)}"
 
 
 def sign(method: str, params: Mapping[str, str], access_key_secret: str) -> str:
-    digest = hmac.new(
-        (access_key_secret + "&").encode(), string_to_sign(method, params).encode(), hashlib.sha1
-    ).digest()
+    return _sign(_string_to_sign(method, canonical_query(params)), access_key_secret)
+
+
+def _sign(to_sign: str, access_key_secret: str) -> str:
+    digest = hmac.new((access_key_secret + "&").encode(), to_sign.encode(), hashlib.sha1).digest()
     return base64.b64encode(digest).decode()
 
 
@@ -47,8 +62,20 @@ def signed_params(
     now: dt.datetime | None = None,
 ) -> dict[str, str]:
     """The full query for one call: common parameters, a fresh nonce, and the signature."""
+    full = _with_common(action, params, access_key_id, region_id, now)
+    full["Signature"] = sign(method, full, access_key_secret)
+    return full
+
+
+def _with_common(
+    action: str,
+    params: Mapping[str, str],
+    access_key_id: str,
+    region_id: str,
+    now: dt.datetime | None,
+) -> dict[str, str]:
     now = now or dt.datetime.now(dt.UTC)
-    full = {
+    return {
         "Format": "JSON",
         "Version": "2017-05-25",
         "Action": action,
@@ -60,8 +87,21 @@ def signed_params(
         "RegionId": region_id,
         **params,
     }
-    full["Signature"] = sign(method, full, access_key_secret)
-    return full
+
+
+def signed_form(
+    action: str,
+    params: Mapping[str, str],
+    *,
+    access_key_id: str,
+    access_key_secret: str,
+    region_id: str = "cn-hangzhou",
+    now: dt.datetime | None = None,
+) -> str:
+    """A POST's form body: the canonical query (encoded once) plus its signature."""
+    canonical = canonical_query(_with_common(action, params, access_key_id, region_id, now))
+    signature = _sign(_string_to_sign("POST", canonical), access_key_secret)
+    return f"{canonical}&Signature={percent_encode(signature)}"
 
 
 def verify(method: str, params: Mapping[str, str], access_key_secret: str) -> bool:

@@ -53,15 +53,21 @@ class SmsChannel(BatchChannel):
     def rpc(
         self, action: str, params: dict[str, str], *, rate_limited: bool = True
     ) -> dict[str, Any]:
-        query = aliyun_signature.signed_params(
-            "POST",
+        body = aliyun_signature.signed_form(
             action,
             params,
             access_key_id=self.access_key_id,
             access_key_secret=self._secret.reveal(),
             region_id=self.config.region_id,
         )
-        resp = self.rt.http.request("POST", "/", params=query, rate_limited=rate_limited)
+        # The signed parameters go in a form body, as Aliyun's RPC style allows for POST.
+        resp = self.rt.http.request(
+            "POST",
+            "/",
+            content=body.encode("ascii"),
+            headers={"content-type": "application/x-www-form-urlencoded"},
+            rate_limited=rate_limited,
+        )
         return _parse(resp)
 
     def _template_code(self, m: OutboundMessage) -> str:
