@@ -55,9 +55,10 @@ def load_batch_facts(
     now: datetime,
 ) -> BatchFacts:
     ids = [d.customer_id for d in batch]
+    columns = [getattr(Customer, c) for c in CUSTOMER_COLUMNS]  # plain rows: no ORM objects
     customers = {
-        row.id: {c: getattr(row, c) for c in CUSTOMER_COLUMNS}
-        for row in session.execute(select(Customer).where(Customer.id.in_(ids))).scalars()
+        row["id"]: dict(row)
+        for row in session.execute(select(*columns).where(Customer.id.in_(ids))).mappings()
     }
     events: dict[str, dict[str, Any]] = {}
     if spec.entry.event is not None:
