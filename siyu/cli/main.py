@@ -258,6 +258,15 @@ def _register_tools() -> None:
     app.command("simulate")(simulate_command)
     app.command("import")(import_command)
     app.command("deploy")(deploy_command)
+    _register_measure()
+
+
+def _register_measure() -> None:
+    """Reports, clicks, segments, alerts and the data timetable (siyu/cli/report_cmd.py...)."""
+    from siyu.cli.report_cmd import clicks_app, report_command
+
+    app.command("report")(report_command)
+    app.add_typer(clicks_app, name="clicks")
 
 
 _register_tools()
