@@ -31,14 +31,14 @@ def tick_markdown(
         f"{funnel.enrolled} enrolled ({funnel.holdout} held out), "
         f"goal reached by {funnel.goal_reached}.",
         "",
-        "| step | channel | due | sent | delivered | failed | skipped | deferred | clicked | goal |",
+        "| step | channel | due | sent | delivered | failed | skipped | deferred | clicked "
+        "| goal |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for step in funnel.steps:
         row = step.total.as_row()
-        lines.append(
-            f"| {step.step_id} | {step.channel} | " + " | ".join(str(v) for v in row.values()) + " |"
-        )
+        cells = " | ".join(str(v) for v in row.values())
+        lines.append(f"| {step.step_id} | {step.channel} | {cells} |")
     experiments = experiment_results(session, spec)
     if experiments:
         lines += ["", "## Experiments"]

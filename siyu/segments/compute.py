@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import String, cast, func, insert, literal, select, update
-from sqlalchemy.sql import Subquery
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Subquery
 
 from db.models import Customer, Event, Order, SegmentMembership
 from siyu.segments.config import SegmentsConfig

@@ -181,7 +181,8 @@ def test_unknown_segment_names_are_reported_with_a_suggestion(tmp_path: Path) ->
 def test_a_bad_segments_file_names_the_place_and_the_key_meant(tmp_path: Path) -> None:
     path = tmp_path / "segments.yaml"
     path.write_text(
-        "rfm:\n  tiers:\n    - name: vip\n      recency_day: {max: 7}\nlifecycle:\n  churned_days: 10\n"
+        "rfm:\n  tiers:\n    - name: vip\n      recency_day: {max: 7}\n"
+        "lifecycle:\n  churned_days: 10\n"
     )
     with pytest.raises(SpecError) as error:
         load_segments(path)
