@@ -116,7 +116,7 @@ def classify(session: Session, config: SegmentsConfig, now: datetime) -> dict[in
     touches = _interactions(session, config, now)
     activity = config.activity
     result: dict[int, dict[str, str]] = {}
-    for customer_id in session.scalars(select(Customer.id).where(Customer.created_at <= now)):
+    for customer_id in session.scalars(select(Customer.id)):
         bought = buys.get(customer_id)
         segments = {"rfm": rfm_tier(config, now, bought)}
         stage = lifecycle_stage(config, now, bought)
