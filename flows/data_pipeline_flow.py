@@ -16,6 +16,7 @@ is in the database) and shows a skipped day as a failed flow run with the reason
 from __future__ import annotations
 
 import os
+from datetime import date, datetime
 from typing import Any
 
 # Prefect's server reports usage to the internet by default; nothing may leave the machine.
@@ -23,6 +24,7 @@ os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
 from prefect import flow, get_run_logger  # noqa: E402
 from prefect.artifacts import create_table_artifact  # noqa: E402
+from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
 from db.engine import make_engine, make_sessionmaker  # noqa: E402
 from flows.all_journeys_flow import all_journeys_tick  # noqa: E402
@@ -68,17 +70,25 @@ def data_sync(now: str | None = None, max_bad_share: float = 0.05) -> dict[str, 
     return detail
 
 
+def _start_after_upstream(
+    stage: str, now: str | None, wait_minutes: float
+) -> tuple[datetime, date, sessionmaker[Session]]:
+    """Wait for the previous stage of this data day, then record this one as running."""
+    moment = parse_now(now)
+    day = data_day(stage, moment)
+    sessions = make_sessionmaker(make_engine())
+    wait_for_upstream(sessions, stage, day, wait_minutes * 60)
+    with sessions() as session, session.begin():
+        begin(session, stage, day, moment)
+    return moment, day, sessions
+
+
 @flow(name="data-clean", log_prints=True)
 def data_clean(
     now: str | None = None, wait_minutes: float = 60, channel_base_url: str | None = None
 ) -> dict[str, Any]:
     """Wait for the day's sync, check the data, then recompute segments and alert rules."""
-    moment = parse_now(now)
-    day = data_day("clean", moment)
-    sessions = make_sessionmaker(make_engine())
-    wait_for_upstream(sessions, "clean", day, wait_minutes * 60)
-    with sessions() as session, session.begin():
-        begin(session, "clean", day, moment)
+    moment, day, sessions = _start_after_upstream("clean", now, wait_minutes)
     with sessions() as session:
         checks = run_checks(session)
     rows = [check.as_row() for check in checks]
@@ -107,12 +117,7 @@ def data_journeys(
     now: str | None = None, wait_minutes: float = 60, channel_base_url: str | None = None
 ) -> dict[str, Any]:
     """Wait for the day's cleaning, then tick every journey (highest priority first)."""
-    moment = parse_now(now)
-    day = data_day("journeys", moment)
-    sessions = make_sessionmaker(make_engine())
-    wait_for_upstream(sessions, "journeys", day, wait_minutes * 60)
-    with sessions() as session, session.begin():
-        begin(session, "journeys", day, moment)
+    moment, day, sessions = _start_after_upstream("journeys", now, wait_minutes)
     try:
         results = all_journeys_tick(now=moment.isoformat(), channel_base_url=channel_base_url)
     except Exception:
