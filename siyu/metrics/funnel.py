@@ -10,7 +10,8 @@ Per step (and per variant of the step):
     clicked     customers who clicked one of the step's tracked links
     goal        customers delivered this step who reached the journey's goal after it
 
-Per day (the journey's time zone): messages sent by channel, enrollments and goals.
+Per day (the journey's time zone): messages sent by channel and by step, enrollments, and
+goals of each entry day (treated and held out).
 """
 
 from __future__ import annotations
@@ -69,6 +70,7 @@ class StepFunnel:
 class DayRow:
     day: date
     sent_by_channel: Counter[str] = field(default_factory=Counter)
+    sent_by_step: Counter[str] = field(default_factory=Counter)
     enrolled: int = 0
     enrolled_treated: int = 0
     enrolled_holdout: int = 0
@@ -149,7 +151,9 @@ def build_funnel(session: Session, spec: JourneySpec) -> Funnel:
         for stage in stages:
             _count(stage, status, reason, sent_at, reached, clicked)
         if status == "sent" and sent_at is not None:
-            day_row(sent_at).sent_by_channel[channel] += 1
+            row = day_row(sent_at)
+            row.sent_by_channel[channel] += 1
+            row.sent_by_step[step_id] += 1
     return Funnel(
         journey=spec.journey,
         enrolled=len(enrollments),

@@ -96,7 +96,20 @@ def _daily_sends(funnel: Funnel) -> str:
         return '<p class="muted">nothing sent yet</p>'
     labels = [day.day.strftime("%m-%d") for day in funnel.days]
     series = {c: [float(day.sent_by_channel[c]) for day in funnel.days] for c in channels}
-    return f"<figure>{line_chart('messages sent per day', labels, series)}</figure>"
+    steps = [step.step_id for step in funnel.steps]
+    head = "<tr><th>day</th>" + "".join(f"<th>{escape(s)}</th>" for s in steps) + "</tr>"
+    rows = [
+        f"<tr><td>{day.day.isoformat()}</td>"
+        + "".join(f"<td>{day.sent_by_step[s]}</td>" for s in steps)
+        + "</tr>"
+        for day in funnel.days
+        if day.sent_by_step
+    ]
+    return (
+        f"<figure>{line_chart('messages sent per day', labels, series)}</figure>"
+        f'<details><summary>sent per day and step</summary><table id="daily">{head}'
+        f"{''.join(rows)}</table></details>"
+    )
 
 
 def _conversion(funnel: Funnel) -> str:

@@ -93,6 +93,12 @@ def test_funnel_counts_per_step_variant_and_day(
     assert funnel.goal_treated + funnel.goal_holdout == 20
     # sends per day by channel add up to what was delivered
     assert sum(d.sent_by_channel["sms"] for d in funnel.days) == hello.total.delivered
+    assert sum(d.sent_by_step["hello"] for d in funnel.days) == hello.total.delivered
+    later = funnel.steps[1]
+    assert [d.day.isoformat() for d in funnel.days if d.sent_by_step["later"]] == [
+        "2026-11-04"
+    ]  # 2 d after entry
+    assert later.total.delivered == sum(d.sent_by_step["later"] for d in funnel.days) > 0
     names = [e.name for e in experiments]
     assert names == ["treated vs holdout", "hello: b vs a"]
     assert all(e.comparison.warning for e in experiments)  # 61 customers prove nothing
