@@ -12,17 +12,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import (
     AlertEvent,
-    Delivery,
-    Enrollment,
     Event,
     FollowUpTask,
-    Journey,
     SegmentMembership,
 )
 from siyu.alerts.config import AlertsConfig, Rule, load_alerts
 from siyu.alerts.rules import evaluate_rules
 from siyu.errors import SpecError
 from tests.conftest import Shop, local
+from tests.measure.ledger_rows import Row, write_rows
 
 CHURN = AlertsConfig(
     rules=[Rule(name="churn", metric="churn_rate", above=0.05, days=3, start_journey="recall")]
@@ -82,45 +80,8 @@ def test_unanswered_wecom_messages_make_one_follow_up_task_per_customer(
     config = AlertsConfig(
         rules=[Rule(name="unread", metric="wecom_unread_rate", above=0.15, follow_up=True)]
     )
+    write_rows(sessions, [Row(c, "wecom", "sent", local(1, 10), step_id="care") for c in customers])
     with sessions() as session, session.begin():
-        session.add(
-            Journey(
-                id=1,
-                name="j",
-                version=1,
-                spec_hash="x",
-                spec={},
-                activated_at=local(0),
-                created_at=local(0),
-            )
-        )
-    with sessions() as session, session.begin():
-        for customer in customers:
-            enrollment = Enrollment(
-                journey_id=1,
-                journey_name="j",
-                customer_id=customer,
-                entry_key=f"k{customer}",
-                entered_at=local(0),
-                enrolled_at=local(0),
-            )
-            session.add(enrollment)
-            session.flush()
-            session.add(
-                Delivery(
-                    enrollment_id=enrollment.id,
-                    journey_name="j",
-                    step_id="care",
-                    customer_id=customer,
-                    channel="wecom",
-                    status="sent",
-                    idempotency_key=f"key{customer}",
-                    due_at=local(1, 10),
-                    created_at=local(1, 10),
-                    updated_at=local(1, 10),
-                    sent_at=local(1, 10),
-                )
-            )
         for customer in customers[:7]:  # seven answer within 48 h; three never do
             session.add(Event(customer_id=customer, name="link_clicked", occurred_at=local(2)))
     for day in (3, 4):  # day 1's sends are judged on day 3 (48 h later); again on day 4

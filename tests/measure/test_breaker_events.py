@@ -9,47 +9,19 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment, Journey
 from siyu.alerts.breaker import evaluate_breakers
 from siyu.alerts.config import Breaker
 from tests.conftest import Shop, local
+from tests.measure.ledger_rows import Row, write_rows
 
 NOW = local(3, 12)
 
 
 def seed_failures(sessions: sessionmaker[Session], customer: int) -> None:
-    with sessions() as session, session.begin():
-        journey = Journey(
-            name="j", version=1, spec_hash="x", spec={}, activated_at=NOW, created_at=NOW
-        )
-        session.add(journey)
-        session.flush()
-        for i in range(20):
-            enrollment = Enrollment(
-                journey_id=journey.id,
-                journey_name="j",
-                customer_id=customer,
-                entry_key=f"k{i}",
-                entered_at=NOW,
-                enrolled_at=NOW,
-            )
-            session.add(enrollment)
-            session.flush()
-            session.add(
-                Delivery(
-                    enrollment_id=enrollment.id,
-                    journey_name="j",
-                    step_id="s",
-                    customer_id=customer,
-                    channel="sms",
-                    status="failed" if i < 5 else "sent",
-                    reason="isp.SYSTEM_ERROR: down" if i < 5 else None,
-                    idempotency_key=f"key{i}",
-                    due_at=NOW,
-                    created_at=NOW,
-                    updated_at=NOW - timedelta(minutes=5),
-                )
-            )
+    """5 provider failures among 20 SMS attempts in the last hour."""
+    at = NOW - timedelta(minutes=5)
+    failed = Row(customer, "sms", "failed", at, reason="isp.SYSTEM_ERROR: down")
+    write_rows(sessions, [failed] * 5 + [Row(customer, "sms", "sent", at)] * 15)
 
 
 def read_events(name: str) -> list[Any]:
