@@ -182,7 +182,8 @@ class Gate:
         return self.retry_at or now + PROBE_RECHECK
 
 
-_gates: dict[tuple[int, str, datetime], Gate] = {}
+# Keyed by the sessionmaker itself (not its id, which a later one could reuse) and the tick.
+_gates: dict[tuple[sessionmaker[Session], str, datetime], Gate] = {}
 _gates_lock = threading.Lock()
 
 
@@ -190,7 +191,7 @@ def channel_hold(
     sessions: sessionmaker[Session], channel: str, now: datetime, probe: int = 10
 ) -> datetime | None:
     """Until when a send on `channel` is held by its breaker at this tick; None: send."""
-    key = (id(sessions), channel, now)
+    key = (sessions, channel, now)
     with _gates_lock:
         gate = _gates.get(key)
         if gate is None:
@@ -202,7 +203,7 @@ def channel_hold(
                 probe,
                 threading.Lock(),
             )
-            if len(_gates) > 256:
+            if len(_gates) > 64:
                 _gates.clear()
             _gates[key] = gate
     return gate.hold(now)
