@@ -22,7 +22,7 @@ from datetime import date, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Delivery, Enrollment, Event
@@ -90,103 +90,135 @@ class Funnel:
     days: list[DayRow]
 
 
-def build_funnel(session: Session, spec: JourneySpec) -> Funnel:
-    zone = ZoneInfo(spec.timezone)
-    enrollments = session.execute(
+def build_funnel(session: Session, spec: JourneySpec, *, by_day: bool = True) -> Funnel:
+    """The funnel, aggregated in SQL (one GROUP BY per figure), so it stays cheap on a large
+    ledger; `by_day=False` leaves out the daily rows (the per-tick summary)."""
+    enrolled = {
+        (bool(holdout), reached): int(n)
+        for holdout, reached, n in session.execute(
+            select(
+                Enrollment.holdout,
+                Enrollment.goal_reached_at.is_not(None),
+                func.count(),
+            )
+            .where(Enrollment.journey_name == spec.journey)
+            .group_by(Enrollment.holdout, Enrollment.goal_reached_at.is_not(None))
+        )
+    }
+    steps = {s.id: StepFunnel(s.id, s.send) for s in spec.steps}
+
+    def stages(step_id: str, channel: str, variant: str | None) -> list[Stage]:
+        funnel = steps.setdefault(step_id, StepFunnel(step_id, channel))
+        return [funnel.total] + ([funnel.variants.setdefault(variant, Stage())] if variant else [])
+
+    mine = Delivery.journey_name == spec.journey
+    for step_id, channel, variant, status, reason, n in session.execute(
         select(
-            Enrollment.id,
-            Enrollment.customer_id,
-            Enrollment.entered_at,
-            Enrollment.holdout,
-            Enrollment.goal_reached_at,
-        ).where(Enrollment.journey_name == spec.journey)
-    ).all()
-    goal_at = {row[0]: row[4] for row in enrollments}
+            Delivery.step_id,
+            Delivery.channel,
+            Delivery.variant,
+            Delivery.status,
+            Delivery.reason,
+            func.count(),
+        )
+        .where(mine)
+        .group_by(
+            Delivery.step_id, Delivery.channel, Delivery.variant, Delivery.status, Delivery.reason
+        )
+    ):
+        for stage in stages(step_id, channel, variant):
+            _count(stage, status, reason, int(n))
+    # goal after delivery: the goal was reached at or after this step's send
+    for step_id, channel, variant, n in session.execute(
+        select(Delivery.step_id, Delivery.channel, Delivery.variant, func.count())
+        .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+        .where(mine, Delivery.status == "sent", Enrollment.goal_reached_at >= Delivery.sent_at)
+        .group_by(Delivery.step_id, Delivery.channel, Delivery.variant)
+    ):
+        for stage in stages(step_id, channel, variant):
+            stage.goal += int(n)
+    clicks = _clicks(session, spec.journey)
+    clickers = sorted(set().union(*clicks.values())) if clicks else []
+    for start in range(0, len(clickers), 1000):
+        # a customer gets one variant of a step: a click on the step's link is that variant's
+        for step_id, channel, variant, customer_id in session.execute(
+            select(Delivery.step_id, Delivery.channel, Delivery.variant, Delivery.customer_id)
+            .where(
+                mine,
+                Delivery.status == "sent",
+                Delivery.customer_id.in_(clickers[start : start + 1000]),
+            )
+            .distinct()
+        ):
+            if customer_id in clicks.get(step_id, set()):
+                for stage in stages(step_id, channel, variant):
+                    stage.clicked += 1
+    treated = enrolled.get((False, True), 0) + enrolled.get((False, False), 0)
+    held = enrolled.get((True, True), 0) + enrolled.get((True, False), 0)
+    return Funnel(
+        journey=spec.journey,
+        enrolled=treated + held,
+        holdout=held,
+        goal_reached=enrolled.get((False, True), 0) + enrolled.get((True, True), 0),
+        goal_treated=enrolled.get((False, True), 0),
+        goal_holdout=enrolled.get((True, True), 0),
+        steps=list(steps.values()),
+        days=_days(session, spec) if by_day else [],
+    )
+
+
+def _days(session: Session, spec: JourneySpec) -> list[DayRow]:
+    """Daily rows in the journey's time zone (bucketed in Python: portable across dialects;
+    only sent rows and enrollments are read)."""
+    zone = ZoneInfo(spec.timezone)
     days: dict[date, DayRow] = {}
 
     def day_row(moment: datetime) -> DayRow:
         day = moment.astimezone(zone).date()
         return days.setdefault(day, DayRow(day))
 
-    for _id, _customer, entered_at, holdout, reached in enrollments:
+    for entered_at, holdout, reached in session.execute(
+        select(
+            Enrollment.entered_at,
+            Enrollment.holdout,
+            Enrollment.goal_reached_at.is_not(None),
+        ).where(Enrollment.journey_name == spec.journey)
+    ):
         row = day_row(entered_at)
         row.enrolled += 1
         if holdout:
             row.enrolled_holdout += 1
-            row.goal_holdout += reached is not None
+            row.goal_holdout += bool(reached)
         else:
             row.enrolled_treated += 1
-            row.goal_treated += reached is not None
-
-    clicks = _clicks(session, spec.journey)
-    steps = {s.id: StepFunnel(s.id, s.send) for s in spec.steps}
-    for (
-        enrollment_id,
-        customer_id,
-        step_id,
-        channel,
-        status,
-        reason,
-        variant,
-        sent_at,
-    ) in session.execute(
-        select(
-            Delivery.enrollment_id,
-            Delivery.customer_id,
-            Delivery.step_id,
-            Delivery.channel,
-            Delivery.status,
-            Delivery.reason,
-            Delivery.variant,
-            Delivery.sent_at,
-        ).where(Delivery.journey_name == spec.journey)
+            row.goal_treated += bool(reached)
+    for step_id, channel, sent_at in session.execute(
+        select(Delivery.step_id, Delivery.channel, Delivery.sent_at).where(
+            Delivery.journey_name == spec.journey,
+            Delivery.status == "sent",
+            Delivery.sent_at.is_not(None),
+        )
     ):
-        funnel = steps.setdefault(step_id, StepFunnel(step_id, channel))
-        stages = [funnel.total]
-        if variant:
-            stages.append(funnel.variants.setdefault(variant, Stage()))
-        reached = goal_at.get(enrollment_id)
-        # a customer gets one variant of a step, so a click on the step's link is that variant's
-        clicked = customer_id in clicks.get(step_id, set())
-        for stage in stages:
-            _count(stage, status, reason, sent_at, reached, clicked)
-        if status == "sent" and sent_at is not None:
-            row = day_row(sent_at)
-            row.sent_by_channel[channel] += 1
-            row.sent_by_step[step_id] += 1
-    return Funnel(
-        journey=spec.journey,
-        enrolled=len(enrollments),
-        holdout=sum(1 for row in enrollments if row[3]),
-        goal_reached=sum(1 for row in enrollments if row[4] is not None),
-        goal_treated=sum(1 for row in enrollments if row[4] is not None and not row[3]),
-        goal_holdout=sum(1 for row in enrollments if row[4] is not None and row[3]),
-        steps=list(steps.values()),
-        days=[days[d] for d in sorted(days)],
-    )
+        if sent_at is None:
+            continue
+        row = day_row(sent_at)
+        row.sent_by_channel[channel] += 1
+        row.sent_by_step[step_id] += 1
+    return [days[d] for d in sorted(days)]
 
 
-def _count(
-    stage: Stage,
-    status: str,
-    reason: str | None,
-    sent_at: datetime | None,
-    goal_at: datetime | None,
-    clicked: bool,
-) -> None:
-    stage.due += 1
+def _count(stage: Stage, status: str, reason: str | None, n: int) -> None:
+    stage.due += n
     if status in ATTEMPTED or (status == "failed" and not (reason or "").startswith("render")):
-        stage.sent += 1
+        stage.sent += n
     if status == "sent":
-        stage.delivered += 1
-        stage.clicked += clicked
-        stage.goal += goal_at is not None and sent_at is not None and goal_at >= sent_at
+        stage.delivered += n
     elif status == "failed":
-        stage.failed[_reason_group(reason)] += 1
+        stage.failed[_reason_group(reason)] += n
     elif status == "skipped":
-        stage.skipped[_reason_group(reason)] += 1
+        stage.skipped[_reason_group(reason)] += n
     elif status == "deferred":
-        stage.deferred[(reason or "unknown").split(":")[0]] += 1
+        stage.deferred[(reason or "unknown").split(":")[0]] += n
 
 
 def _clicks(session: Session, journey: str) -> dict[str, set[int]]:

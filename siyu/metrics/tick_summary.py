@@ -15,7 +15,7 @@ from siyu.metrics.results import experiment_results
 def tick_markdown(
     session: Session, spec: JourneySpec, now: datetime, results: dict[str, dict[str, int]]
 ) -> str:
-    funnel = build_funnel(session, spec)
+    funnel = build_funnel(session, spec, by_day=False)
     did = [
         f"- **{phase}**: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
         for phase, counts in results.items()

@@ -9,9 +9,10 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Event
+from db.models import Delivery, Enrollment, Event
 from siyu.metrics.funnel import build_funnel
 from siyu.metrics.results import experiment_results
 from siyu.reports.html_report import render_report
@@ -99,6 +100,15 @@ def test_funnel_counts_per_step_variant_and_day(
         "2026-11-04"
     ]  # 2 d after entry
     assert later.total.delivered == sum(d.sent_by_step["later"] for d in funnel.days) > 0
+    with sessions() as session:  # goal after delivery, counted the slow way
+        pairs = session.execute(
+            select(Delivery.step_id, Delivery.sent_at, Enrollment.goal_reached_at)
+            .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+            .where(Delivery.status == "sent")
+        ).all()
+    for step in funnel.steps:
+        expected = sum(1 for s, sent, won in pairs if s == step.step_id and won and won >= sent)
+        assert step.total.goal == expected > 0
     names = [e.name for e in experiments]
     assert names == ["treated vs holdout", "hello: b vs a"]
     assert all(e.comparison.warning for e in experiments)  # 61 customers prove nothing
