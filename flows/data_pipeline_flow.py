@@ -50,7 +50,13 @@ def data_sync(now: str | None = None, max_bad_share: float = 0.05) -> dict[str, 
     with sessions() as session, session.begin():
         begin(session, "sync", day, moment)
     inbox = inbox_dir(Project.find().root)
-    report = sync_inbox(sessions, inbox, day)
+    try:
+        report = sync_inbox(sessions, inbox, day)
+    except Exception:
+        finish(sessions, "sync", day, False, {})
+        raise
+    if not report.files and not report.errors:
+        get_run_logger().warning("sync of %s: no exports in %s", day, inbox)
     ok = report.bad_share <= max_bad_share and not report.errors
     detail = {"files": report.files, "rows": report.rows, "bad": report.bad}
     finish(sessions, "sync", day, ok, detail)
@@ -107,7 +113,11 @@ def data_clean(
             f"data-quality checks failed for {day}: "
             + "; ".join(f"{c.name} ({c.detail})" for c in failed)
         )
-    result = segments_and_alerts(now=moment.isoformat(), channel_base_url=channel_base_url)
+    try:
+        result = segments_and_alerts(now=moment.isoformat(), channel_base_url=channel_base_url)
+    except Exception:  # e.g. a broken segments.yaml: the journeys of the day must not run
+        finish(sessions, "clean", day, False, {"checks": rows})
+        raise
     finish(sessions, "clean", day, True, {"checks": rows})
     return {"checks": rows, "segments": result}
 
