@@ -243,3 +243,101 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+# --- measure and react (segments, circuit breakers, alerts, the data timetable) -----------
+
+
+class SegmentMembership(Base):
+    """One stay of a customer in a segment (an RFM tier, a lifecycle stage, an activity tag).
+    `left_at` is NULL while the customer is inside; a new stay is a new row, so "customers
+    entering a segment" are the rows whose `entered_at` is recent."""
+
+    __tablename__ = "segment_memberships"
+    __table_args__ = (
+        Index("ix_segment_memberships_segment_left", "segment", "left_at"),
+        Index("ix_segment_memberships_customer", "customer_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    segment: Mapped[str] = mapped_column(String(64))
+    family: Mapped[str] = mapped_column(String(16))  # rfm | lifecycle | activity
+    entered_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChannelBreaker(Base):
+    """A channel's circuit breaker: closed (sending), open (held until `retry_at`), half_open
+    (a few probe messages decide whether it closes)."""
+
+    __tablename__ = "channel_breakers"
+
+    channel: Mapped[str] = mapped_column(String(32), primary_key=True)
+    state: Mapped[str] = mapped_column(String(16), default="closed")
+    failure_rate: Mapped[float] = mapped_column(Numeric(6, 4), default=0)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    opened_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class MetricObservation(Base):
+    """One day's value of an alert rule's metric, and whether it breached the threshold
+    ("three days running" is read from these rows)."""
+
+    __tablename__ = "metric_observations"
+    __table_args__ = (UniqueConstraint("rule", "day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    metric: Mapped[str] = mapped_column(String(64))
+    day: Mapped[date] = mapped_column(Date)
+    value: Mapped[float] = mapped_column(Numeric(8, 4))
+    breached: Mapped[bool] = mapped_column(Boolean)
+
+
+class AlertEvent(Base):
+    """An alert that fired (a breaker opening or closing, a metric rule) and what was done."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_rule_fired", "rule", "fired_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    kind: Mapped[str] = mapped_column(String(32))  # breaker_opened, metric_breached...
+    fired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    action: Mapped[str | None] = mapped_column(String(128))
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class FollowUpTask(Base):
+    """A manual follow-up for staff (e.g. WeCom messages left unread): one open task per
+    rule and customer at a time."""
+
+    __tablename__ = "follow_up_tasks"
+    __table_args__ = (Index("ix_follow_up_tasks_rule_status", "rule", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    rule: Mapped[str] = mapped_column(String(64))
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"))
+    channel: Mapped[str] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16), default="open")  # open | done
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class PipelineRun(Base):
+    """One stage of the daily data timetable (sync 17:00 → clean 02:00 → journeys 08:00) for
+    one data day; a stage starts only when the previous stage of its day succeeded."""
+
+    __tablename__ = "pipeline_runs"
+    __table_args__ = (UniqueConstraint("stage", "data_day"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    stage: Mapped[str] = mapped_column(String(16))  # sync | clean | journeys
+    data_day: Mapped[date] = mapped_column(Date)
+    status: Mapped[str] = mapped_column(String(16))  # running | succeeded | failed
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -89,13 +89,14 @@ def journey_tick(
     ]
     try:
         results = run_tick_tasks(contexts, spec, moment)
+        summary = _tick_summary(contexts[0], spec, moment, results)
     finally:
         for ctx in contexts:
             for channel in ctx.channels.values():
                 channel.close()
         engine.dispose()
     _publish_summary(journey, moment, results)
-    _publish_graph(spec)
+    _publish_graph(spec, summary)
     return results
 
 
@@ -141,13 +142,24 @@ def _publish_summary(journey: str, now: datetime, results: dict[str, dict[str, i
     )
 
 
-def _publish_graph(spec: Any) -> None:
-    """The journey's picture on every run (Mermaid renders in the Prefect UI's markdown)."""
+def _tick_summary(
+    ctx: EngineContext, spec: Any, now: datetime, results: dict[str, dict[str, int]]
+) -> str:
+    """This tick, the funnel so far and the experiments' verdicts (siyu.metrics)."""
+    from siyu.metrics.tick_summary import tick_markdown
+
+    with ctx.sessions() as session:
+        return tick_markdown(session, spec, now, results)
+
+
+def _publish_graph(spec: Any, summary: str = "") -> None:
+    """The tick's summary and the journey's picture on every run (Mermaid renders in the
+    Prefect UI's markdown)."""
     from siyu.graph.draw import to_mermaid
     from siyu.graph.model import build_graph
 
     create_markdown_artifact(
         key=re.sub(r"[^a-z0-9-]", "-", f"{spec.journey}-graph".lower()),
-        markdown=f"```mermaid\n{to_mermaid(build_graph(spec))}```",
+        markdown=f"{summary}\n```mermaid\n{to_mermaid(build_graph(spec))}```",
         description=f"{spec.journey}: entry, steps with waits and deadlines, exit and goal",
     )

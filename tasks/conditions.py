@@ -20,6 +20,7 @@ from siyu.language.spec import (
     EventFilter,
     NotCondition,
     ReachableCondition,
+    SegmentCondition,
     StepCondition,
 )
 from siyu.language.where_clause import to_dialect
@@ -33,6 +34,7 @@ class ConditionFacts:
     customers: dict[int, set[int]] = field(default_factory=dict)  # leaf → matching customers
     statuses: dict[tuple[int, str], str] = field(default_factory=dict)  # (enrollment, step)
     reachable: dict[str, set[int]] = field(default_factory=dict)  # channel → customers
+    segments: dict[str, set[int]] = field(default_factory=dict)  # segment → members now
 
 
 def leaves(condition: Condition) -> list[Condition]:
@@ -108,7 +110,19 @@ def load_condition_facts(
                 )
             )
             facts.reachable[leaf.reachable] = have - blocked
+        elif isinstance(leaf, SegmentCondition):
+            _load_segment(session, leaf, customer_ids, facts)
     return facts
+
+
+def _load_segment(
+    session: Session, leaf: SegmentCondition, customer_ids: list[int], facts: ConditionFacts
+) -> None:
+    """`{segment: NAME}`: who of the batch is inside the segment now (siyu.segments)."""
+    from siyu.segments.compute import members
+
+    if leaf.segment not in facts.segments:
+        facts.segments[leaf.segment] = members(session, leaf.segment, customer_ids)
 
 
 def holds(
@@ -136,6 +150,8 @@ def holds(
             return facts.statuses.get((enrollment_id, node.step)) == node.status
         if isinstance(node, ReachableCondition):
             return customer_id in facts.reachable.get(node.reachable, set())
+        if isinstance(node, SegmentCondition):
+            return customer_id in facts.segments.get(node.segment, set())
         raise TypeError(f"unknown condition {node!r}")
 
     return check(condition)

@@ -138,7 +138,7 @@ def enroll_entrants(
     policy decides who may enter again; one enrollment per customer per tick."""
     if spec.entry.calendar is not None:
         return _enroll_calendar(session, spec, journey, now)
-    src = filtered_source(session, spec.entry.as_filter())
+    src = _entry_source(session, spec)
     since = journey.activated_at - spec.entry.lookback
     if journey.enrolled_through is not None:  # earlier events were scanned by earlier ticks
         since = max(since, journey.enrolled_through - late_events)
@@ -176,6 +176,15 @@ def enroll_entrants(
     if batch:
         enrolled += _insert(session, batch)
     return enrolled
+
+
+def _entry_source(session: Session, spec: JourneySpec) -> Subquery:
+    """The entry event's rows, or the stays of an `entry.segment` (siyu.segments)."""
+    if spec.entry.segment is not None:
+        from siyu.segments.compute import segment_entries
+
+        return segment_entries(spec.entry.segment)
+    return filtered_source(session, spec.entry.as_filter())
 
 
 def _last_entries(session: Session, spec: JourneySpec) -> dict[int, datetime]:

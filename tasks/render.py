@@ -17,6 +17,8 @@ from zoneinfo import ZoneInfo
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from siyu.metrics.links import tracked
+
 # The names a template can use. `customer` and `event` are the customer's row and the entry
 # event's row; `journey` and `step` are their ids; `variant` the experiment variant (or None);
 # `unsubscribe_url` a signed link that opts the customer out of this channel.
@@ -46,6 +48,7 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
         lstrip_blocks=True,
     )
     environment.filters["localtime"] = localtime
+    environment.filters["tracked"] = tracked  # {{ url | tracked }}: a click-tracked link
     return environment
 
 

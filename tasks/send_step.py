@@ -12,6 +12,7 @@ The decisions for each due enrollment, in order (the first that applies wins):
     skipped        no_consent:<purpose>  a consent purpose the step needs is not granted
     skipped        suppressed     the customer opted out of / refused this channel
     skipped        no_address:<kind>  no identity on this channel
+    deferred       circuit_open:<channel>  the channel's circuit breaker is open (siyu.alerts)
     deferred       quiet_hours    until quiet hours end in the customer's time zone
     deferred       fatigue        until the fatigue pause after the last unanswered message
     deferred       cap:<name>     until the frequency cap's window frees a place
@@ -36,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import read_only_session, write_session
 from db.models import Delivery, Enrollment
+from siyu.alerts.breaker import circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.unsubscribe import unsubscribe_url
@@ -266,6 +268,9 @@ def decide(
     address = facts.addresses.get(due.customer_id)
     if not address:
         return Decision("skipped", f"no_address:{channel.identity_kind}", due_at=due_at)
+    circuit = circuit_hold(ctx, step.send, now)  # the channel's breaker (siyu.alerts) is open
+    if circuit is not None:
+        return Decision("deferred", circuit[0], next_attempt_at=circuit[1], due_at=due_at)
     if step.purpose == "marketing":
         hold = _pressure_hold(ctx, spec, step, due, facts, now, timezone)
         if hold is not None:

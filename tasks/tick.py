@@ -4,6 +4,7 @@
     opt-outs        SMS replies of T/TD/退订 become suppressions before anything is sent
     goals           goal events within the window are recorded
     exits           customers who did the exit event leave; their deferred messages are skipped
+    breakers        each channel's circuit breaker opens, probes or closes (siyu.alerts)
     <step id>       one phase per step of the file's version: select due, rules, render, send
     older-versions  the steps of older versions for customers kept on them (`migrate: keep`)
     complete        enrollments with every step final are marked completed
@@ -45,7 +46,7 @@ PhaseRun = Callable[[EngineContext, JourneySpec, datetime], PhaseResult]
 @dataclass(frozen=True)
 class Phase:
     name: str
-    kind: str  # "enroll" | "opt-outs" | "goals" | "exits" | "step" | "older" | "complete"
+    kind: str  # "enroll" | "opt-outs" | "goals" | "exits" | "breakers" | "step" | "older" | ...
     run: PhaseRun
     step: Step | None = None
 
@@ -78,6 +79,13 @@ def _goals(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
 def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     with write_session(ctx.sessions) as session:
         return Counter({"exited": close_exits(session, spec, now, ctx.late_events)})
+
+
+def _breakers(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
+    """Channel circuit breakers (siyu.alerts.breaker): open, probe or close before sending."""
+    from siyu.alerts.breaker import breakers_phase
+
+    return breakers_phase(ctx, [step.send for step in spec.steps], now)
 
 
 def _current_version_id(ctx: EngineContext, spec: JourneySpec) -> int:
@@ -130,6 +138,7 @@ def tick_phases(spec: JourneySpec) -> list[Phase]:
         Phase("opt-outs", "opt-outs", _opt_outs),
         Phase("goals", "goals", _goals),
         Phase("exits", "exits", _exits),
+        Phase("breakers", "breakers", _breakers),
         *(Phase(step.id, "step", _step_runner(step), step) for step in spec.steps),
         Phase("older-versions", "older", _older_versions),
         Phase("complete", "complete", _in_transaction(complete_finished, "completed")),

@@ -258,6 +258,18 @@ def _register_tools() -> None:
     app.command("simulate")(simulate_command)
     app.command("import")(import_command)
     app.command("deploy")(deploy_command)
+    _register_measure()
+
+
+def _register_measure() -> None:
+    """Reports, clicks, segments, alerts and the data timetable (siyu/cli/report_cmd.py...)."""
+    from siyu.cli.report_cmd import clicks_app, report_command
+    from siyu.cli.segments_cmd import alerts_app, segments_app
+
+    app.command("report")(report_command)
+    app.add_typer(clicks_app, name="clicks")
+    app.add_typer(segments_app, name="segments")
+    app.add_typer(alerts_app, name="alerts")
 
 
 _register_tools()

@@ -21,6 +21,7 @@ from siyu.language.spec import (
     EventCondition,
     JourneySpec,
     NotCondition,
+    SegmentCondition,
     Step,
     StepCondition,
 )
@@ -59,6 +60,8 @@ def _entry_label(spec: JourneySpec) -> str:
     entry = spec.entry
     if entry.calendar is not None:
         return f"calendar {entry.calendar}" + (f" · {entry.audience}" if entry.audience else "")
+    if entry.segment is not None:
+        return f"entering segment {entry.segment}"
     return _where(entry.event, entry.where)
 
 
@@ -82,6 +85,8 @@ def _condition(condition: Condition) -> str:
         return condition.customer
     if isinstance(condition, StepCondition):
         return f"{condition.step} {condition.status}"
+    if isinstance(condition, SegmentCondition):
+        return f"in segment {condition.segment}"
     return f"reachable on {condition.reachable}"
 
 

@@ -22,10 +22,24 @@ Loc = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class Catalog:
-    """What a journey may refer to: channel names and the templates folder."""
+    """What a journey may refer to: channel names, the templates folder and segment names
+    (default: those of the segments.yaml beside the templates folder, at the project root)."""
 
     channels: Collection[str]
     templates_dir: Path
+    segments: Collection[str] | None = None
+
+    def segment_names(self) -> Collection[str] | None:
+        """None when segments.yaml itself is broken (`siyu segments check` reports it)."""
+        if self.segments is not None:
+            return self.segments
+        from siyu.errors import SpecError
+        from siyu.segments.config import load_segments
+
+        try:
+            return load_segments(self.templates_dir.parent / "segments.yaml").names()
+        except SpecError:
+            return None
 
 
 @dataclass
@@ -69,6 +83,16 @@ class _Checker:
                 f"(channels: {', '.join(sorted(self.catalog.channels))})",
             )
 
+    def segment(self, loc: Loc, label: str, segment: Any) -> Iterator[Problem]:
+        known = self.catalog.segment_names()
+        if isinstance(segment, str) and known is not None and segment not in known:
+            yield self.problem(
+                loc,
+                "unknown-segment",
+                f"{label}: unknown segment '{segment}'{did_you_mean(segment, known)} "
+                f"(segments: {', '.join(known)})",
+            )
+
     def template(self, loc: Loc, label: str, template: Any) -> Iterator[Problem]:
         if not isinstance(template, str):
             return
@@ -94,6 +118,7 @@ def check_references(file: str, raw: CommentedMap, catalog: Catalog) -> Iterator
         yield from checker.sql(
             ("entry", "audience"), "entry.audience", entry.get("audience"), CUSTOMER_COLUMNS
         )
+        yield from checker.segment(("entry", "segment"), "entry", entry.get("segment"))
         source = SOURCES.get(str(entry.get("event")))
         entry_columns = source.columns if source else ()
     for key in ("exit_when", "goal"):
@@ -165,6 +190,8 @@ def _check_condition(
         )
     if "reachable" in condition:
         yield from checker.channel((*loc, "reachable"), label, condition["reachable"])
+    if "segment" in condition:
+        yield from checker.segment((*loc, "segment"), label, condition["segment"])
     other = condition.get("step")
     if isinstance(other, str) and (other not in step_ids or other == own_id):
         reason = "is this step itself" if other == own_id else "is not a step of this journey"

@@ -61,12 +61,14 @@ Reentry = Literal["never", "always"] | ReentryAfter
 
 
 class Entry(_Strict):
-    """Who enters: each matching event (`event` + `where`), or, for calendar journeys, the
-    customers matching `audience` each time the `calendar` cron fires."""
+    """Who enters: each matching event (`event` + `where`); for calendar journeys, the
+    customers matching `audience` each time the `calendar` cron fires; or each customer
+    entering a `segment` (segments.yaml: RFM tiers, lifecycle stages, activity tags)."""
 
     event: str | None = None
     where: str | None = None
     calendar: str | None = None  # cron, in the journey's time zone
+    segment: str | None = None
     audience: str | None = None  # SQL condition on the customer's columns
     # How far before the journey's first tick entry events still count. 0 means a journey
     # switched on today only takes customers whose entry event happens from now on.
@@ -77,8 +79,10 @@ class Entry(_Strict):
 
     @model_validator(mode="after")
     def _one_kind(self) -> Entry:
-        if (self.event is None) == (self.calendar is None):
-            raise ValueError("entry needs exactly one of `event:` or `calendar:`")
+        if [self.event, self.calendar, self.segment].count(None) != 2:
+            raise ValueError("entry needs exactly one of `event:`, `calendar:` or `segment:`")
+        if self.segment is not None and (self.where is not None or self.audience is not None):
+            raise ValueError("a segment entry takes neither `where:` nor `audience:`")
         if self.calendar is not None:
             _check_cron(self.calendar)
             if self.where is not None:
@@ -97,7 +101,7 @@ class Entry(_Strict):
 
     def as_filter(self) -> EventFilter:
         if self.event is None:
-            raise ValueError("a calendar entry has no event")
+            raise ValueError("a calendar or segment entry has no event")
         return EventFilter(event=self.event, where=self.where)
 
 
@@ -159,6 +163,12 @@ class ReachableCondition(_Strict):
     reachable: str
 
 
+class SegmentCondition(_Strict):
+    """True when the customer is inside the segment now (segments.yaml)."""
+
+    segment: str
+
+
 class AllCondition(_Strict):
     all: Annotated[list[Condition], Field(min_length=1)]
 
@@ -177,6 +187,7 @@ _CONDITION_KEYS = {
     "customer": "customer",
     "step": "step",
     "reachable": "reachable",
+    "segment": "segment",
     "all": "all",
     "any": "any",
     "not": "not",
@@ -190,6 +201,7 @@ def _condition_kind(value: Any) -> str | None:
             CustomerCondition: "customer",
             StepCondition: "step",
             ReachableCondition: "reachable",
+            SegmentCondition: "segment",
             AllCondition: "all",
             AnyCondition: "any",
             NotCondition: "not",
@@ -206,6 +218,7 @@ Condition = Annotated[
     | Annotated[CustomerCondition, Tag("customer")]
     | Annotated[StepCondition, Tag("step")]
     | Annotated[ReachableCondition, Tag("reachable")]
+    | Annotated[SegmentCondition, Tag("segment")]
     | Annotated[AllCondition, Tag("all")]
     | Annotated[AnyCondition, Tag("any")]
     | Annotated[NotCondition, Tag("not")],
@@ -213,7 +226,7 @@ Condition = Annotated[
         _condition_kind,
         custom_error_type="condition",
         custom_error_message="a condition starts with one of: event, customer, step, "
-        "reachable, all, any, not",
+        "reachable, segment, all, any, not",
     ),
 ]
 

@@ -33,6 +33,8 @@ def _reason_words(reason: str | None, channel: str) -> str:
         "fatigue": "fatigue pause after unanswered messages",
         "cap": f"frequency cap '{detail}' reached",
         "retry": f"the channel failed transiently ({detail})",
+        "circuit_open": f"{detail}'s circuit breaker is open (too many failures); held, "
+        "sent once it closes",
         "render_error": f"the template failed: {detail.strip()}",
     }
     return words.get(kind, reason)

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from starlette.applications import Starlette
 
-from siyu.sandbox import admin_api, email_api, inbox, sms_api, webhook_api, wechat_api, wecom_api
+from siyu.sandbox import (
+    admin_api,
+    email_api,
+    inbox,
+    redirect_api,
+    sms_api,
+    webhook_api,
+    wechat_api,
+    wecom_api,
+)
 from siyu.sandbox.state import SandboxState
 
 
@@ -19,6 +28,7 @@ def create_app(state: SandboxState | None = None) -> Starlette:
             *email_api.routes(state),
             *webhook_api.routes(state),
             *sms_api.routes(state),
+            *redirect_api.routes(state),  # tracked links
         ]
     )
     app.state.sandbox = state

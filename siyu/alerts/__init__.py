@@ -1,0 +1,1 @@
+"""Reacting to what the numbers say: channel circuit breakers and metric alert rules."""

@@ -1,0 +1,225 @@
+"""Per-channel circuit breakers over the send ledger.
+
+    closed ──failure rate > threshold over the window──▶ open (sends held until retry_at)
+    open ──retry_at reached──▶ half_open (`probe` messages go through)
+    half_open ──probe failure rate ≤ threshold──▶ closed
+    half_open ──probe failure rate > threshold──▶ open again (another cool-down)
+
+`evaluate_breakers` runs once per tick (the tick's `breakers` phase) and is the only writer;
+the send decision asks `channel_hold`, which reads the state once per (channel, tick) and
+hands out the half-open probe places. Held messages are `deferred` with reason
+`circuit_open:<channel>`, never lost. Opening and closing emit Prefect events
+(`siyu.channel.circuit.opened` / `.closed`) and are recorded as alert events.
+
+A failure is a provider failure (failed, not a render error or a missed staff confirmation)
+or a retry; an attempt is a failure or a sent/pending message, by `updated_at` in the window.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, case, func, not_, or_, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import AlertEvent, ChannelBreaker, Delivery
+from siyu.alerts.config import Breaker, load_alerts
+from siyu.errors import SiyuError
+from tasks.context import EngineContext
+
+log = logging.getLogger(__name__)
+PROBE_RECHECK = timedelta(minutes=1)
+
+
+_settings: dict[Path, tuple[float, Breaker]] = {}
+
+
+def breaker_settings(project_root: Path) -> Breaker:
+    """alerts.yaml's `breaker:` (re-read when the file changes; asked once per due row)."""
+    path = project_root / "alerts.yaml"
+    stamp = path.stat().st_mtime if path.is_file() else 0.0
+    cached = _settings.get(path)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    try:
+        settings = load_alerts(path).breaker
+    except SiyuError:  # a broken alerts.yaml must not stop sending; `siyu alerts check` says why
+        log.warning("alerts.yaml is invalid; the channel breaker uses its defaults")
+        settings = Breaker()
+    _settings[path] = (stamp, settings)
+    return settings
+
+
+def failure_rate(
+    session: Session, channel: str, since: datetime, until: datetime
+) -> tuple[int, int]:
+    """(attempts, failures) of `channel` whose ledger rows changed in [since, until]."""
+    failed = or_(
+        and_(
+            Delivery.status == "failed",
+            not_(Delivery.reason.like("render_error%")),
+            not_(Delivery.reason.like("not_confirmed%")),
+        ),
+        and_(Delivery.status == "deferred", Delivery.reason.like("retry:%")),
+    )
+    attempted = or_(Delivery.status.in_(("sent", "pending")), failed)
+    row = session.execute(
+        select(func.count(), func.sum(case((failed, 1), else_=0))).where(
+            Delivery.channel == channel,
+            Delivery.updated_at >= since,
+            Delivery.updated_at <= until,
+            attempted,
+        )
+    ).one()
+    return int(row[0]), int(row[1] or 0)
+
+
+def evaluate_breakers(
+    session: Session, channels: list[str], settings: Breaker, now: datetime
+) -> dict[str, str]:
+    """Move each channel's breaker along; returns channel → state."""
+    states = {}
+    for channel in channels:
+        breaker = session.get(ChannelBreaker, channel)
+        if breaker is None:
+            breaker = ChannelBreaker(channel=channel, state="closed", updated_at=now)
+            session.add(breaker)
+        _step(session, breaker, settings, now)
+        states[channel] = breaker.state
+    session.flush()
+    return states
+
+
+def _step(session: Session, breaker: ChannelBreaker, settings: Breaker, now: datetime) -> None:
+    if breaker.state == "closed":
+        attempts, failures = failure_rate(session, breaker.channel, now - settings.window, now)
+        rate = failures / attempts if attempts else 0.0
+        breaker.attempts, breaker.failure_rate = attempts, rate
+        if attempts >= settings.min_attempts and rate > settings.failure_rate:
+            breaker.state, breaker.opened_at = "open", now
+            breaker.retry_at = now + settings.cool_down
+            _announce(session, breaker, "opened", now)
+    elif breaker.state == "open":
+        if breaker.retry_at is not None and now >= breaker.retry_at:
+            breaker.state, breaker.retry_at = "half_open", now  # probes counted from here
+    elif breaker.state == "half_open" and breaker.retry_at is not None:
+        attempts, failures = failure_rate(session, breaker.channel, breaker.retry_at, now)
+        if attempts:
+            rate = failures / attempts
+            breaker.attempts, breaker.failure_rate = attempts, rate
+            if rate > settings.failure_rate:
+                breaker.state, breaker.retry_at = "open", now + settings.cool_down
+                _announce(session, breaker, "reopened", now)
+            else:
+                breaker.state, breaker.retry_at, breaker.opened_at = "closed", None, None
+                _announce(session, breaker, "closed", now)
+    breaker.updated_at = now
+
+
+def _announce(session: Session, breaker: ChannelBreaker, what: str, now: datetime) -> None:
+    detail = {
+        "channel": breaker.channel,
+        "failure_rate": round(float(breaker.failure_rate), 4),
+        "attempts": breaker.attempts,
+        "retry_at": breaker.retry_at.isoformat() if breaker.retry_at else None,
+    }
+    session.add(
+        AlertEvent(
+            rule=f"circuit:{breaker.channel}",
+            kind=f"circuit_{what}",
+            fired_at=now,
+            action="hold sends" if what != "closed" else "resume sends",
+            detail=detail,
+        )
+    )
+    emit_prefect_event(f"siyu.channel.circuit.{what}", breaker.channel, now, detail)
+
+
+def emit_prefect_event(name: str, channel: str, now: datetime, detail: dict[str, Any]) -> None:
+    """Inside a Prefect flow or task run only: elsewhere (tests, backtests) Prefect would
+    start a temporary server just to receive it. The alert_events row is kept regardless."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return
+    try:
+        from prefect.events import emit_event
+
+        emit_event(
+            event=name,
+            resource={"prefect.resource.id": f"siyu.channel.{channel}"},
+            occurred=now,
+            payload={k: str(v) for k, v in detail.items()},
+        )
+    except Exception as error:  # no Prefect API reachable: the alert event row remains
+        log.warning("could not emit the Prefect event %s: %s", name, error)
+
+
+@dataclass
+class Gate:
+    """One channel's breaker as one tick sees it."""
+
+    state: str
+    retry_at: datetime | None
+    probes_left: int
+    lock: threading.Lock
+
+    def hold(self, now: datetime) -> datetime | None:
+        if self.state == "closed":
+            return None
+        if self.state == "half_open":
+            with self.lock:
+                if self.probes_left > 0:
+                    self.probes_left -= 1
+                    return None
+            return now + PROBE_RECHECK  # the next tick decides with the probes' outcome
+        return self.retry_at or now + PROBE_RECHECK
+
+
+# Keyed by the sessionmaker itself (not its id, which a later one could reuse) and the tick.
+_gates: dict[tuple[sessionmaker[Session], str, datetime], Gate] = {}
+_gates_lock = threading.Lock()
+
+
+def channel_hold(
+    sessions: sessionmaker[Session], channel: str, now: datetime, probe: int = 10
+) -> datetime | None:
+    """Until when a send on `channel` is held by its breaker at this tick; None: send."""
+    key = (sessions, channel, now)
+    with _gates_lock:
+        gate = _gates.get(key)
+        if gate is None:
+            with sessions() as session:
+                breaker = session.get(ChannelBreaker, channel)
+            gate = Gate(
+                breaker.state if breaker else "closed",
+                breaker.retry_at if breaker else None,
+                probe,
+                threading.Lock(),
+            )
+            if len(_gates) > 64:
+                _gates.clear()
+            _gates[key] = gate
+    return gate.hold(now)
+
+
+def circuit_hold(ctx: EngineContext, channel: str, now: datetime) -> tuple[str, datetime] | None:
+    """The send decision's question: ("circuit_open:<channel>", until when) or None."""
+    settings = breaker_settings(ctx.templates_dir.parent)
+    until = channel_hold(ctx.sessions, channel, now, settings.probe)
+    return (f"circuit_open:{channel}", until) if until is not None else None
+
+
+def breakers_phase(ctx: EngineContext, channels: list[str], now: datetime) -> Counter[str]:
+    """The tick's `breakers` phase: move the breakers of the journey's channels along;
+    counts the channels not closed, e.g. {"open:sms": 1}."""
+    settings = breaker_settings(ctx.templates_dir.parent)
+    with ctx.sessions() as session, session.begin():
+        states = evaluate_breakers(session, sorted(set(channels)), settings, now)
+    return Counter(f"{state}:{channel}" for channel, state in states.items() if state != "closed")

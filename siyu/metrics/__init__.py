@@ -1,0 +1,1 @@
+"""What journeys achieved: funnels from the ledger, experiment statistics, tracked links."""

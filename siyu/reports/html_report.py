@@ -1,0 +1,163 @@
+"""`siyu report JOURNEY -o FILE.html`: one self-contained page (inline CSS and SVG, no
+scripts, no network) with the journey's funnel, daily sends by channel, conversion over
+time, and the experiment results with their intervals and verdicts."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from html import escape
+
+from sqlalchemy.orm import Session
+
+from siyu.language.spec import JourneySpec
+from siyu.metrics.funnel import Funnel, build_funnel
+from siyu.metrics.results import Experiment, experiment_results
+from siyu.reports.svg_charts import bar_chart, interval_chart, line_chart
+
+_CSS = """
+body{font-family:system-ui,sans-serif;margin:2rem auto;max-width:60rem;color:#222}
+h1{font-size:1.5rem}h2{font-size:1.15rem;margin-top:2rem;border-bottom:1px solid #ddd}
+table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .6rem;border:1px solid #ddd;
+text-align:right}th:first-child,td:first-child{text-align:left}.warn{color:#a15c00}
+.ok{color:#1d7a46}.muted{color:#777}figure{margin:1rem 0}
+"""
+
+
+def render_report(session: Session, spec: JourneySpec, now: datetime) -> str:
+    funnel = build_funnel(session, spec)
+    experiments = experiment_results(session, spec)
+    sections = [
+        f"<h1>{escape(spec.journey)}</h1>",
+        f'<p class="muted">{escape(spec.description)} — generated {now.isoformat()}</p>',
+        _headline(funnel),
+        "<h2>Funnel</h2>",
+        _funnel_section(funnel),
+        "<h2>Daily sends by channel</h2>",
+        _daily_sends(funnel),
+        "<h2>Conversion over time</h2>",
+        _conversion(funnel),
+        "<h2>Experiments</h2>",
+        _experiments(experiments),
+    ]
+    return (
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
+        f"<title>{escape(spec.journey)} report</title><style>{_CSS}</style></head>"
+        f'<body><main id="report">{"".join(sections)}</main></body></html>\n'
+    )
+
+
+def _headline(funnel: Funnel) -> str:
+    treated = funnel.enrolled - funnel.holdout
+    return (
+        f"<p>{funnel.enrolled} enrolled ({funnel.holdout} in the holdout); "
+        f"goal reached by {funnel.goal_treated} of {treated} treated and "
+        f"{funnel.goal_holdout} of {funnel.holdout} held out.</p>"
+    )
+
+
+def _funnel_section(funnel: Funnel) -> str:
+    parts = []
+    header = "<tr><th>step</th><th>variant</th>" + "".join(
+        f"<th>{h}</th>"
+        for h in ("due", "sent", "delivered", "failed", "skipped", "deferred", "clicked", "goal")
+    )
+    rows = [header + "</tr>"]
+    for step in funnel.steps:
+        parts.append(
+            bar_chart(
+                f"{step.step_id} ({step.channel})",
+                [
+                    ("due", step.total.due),
+                    ("sent", step.total.sent),
+                    ("delivered", step.total.delivered),
+                    ("clicked", step.total.clicked),
+                    ("goal after delivery", step.total.goal),
+                ],
+            )
+        )
+        stages = [("all", step.total), *sorted(step.variants.items())]
+        for variant, stage in stages:
+            cells = "".join(f"<td>{v}</td>" for v in stage.as_row().values())
+            rows.append(
+                f"<tr><td>{escape(step.step_id)}</td><td>{escape(variant)}</td>{cells}</tr>"
+            )
+        reasons = ", ".join(
+            f"{escape(reason)} {n}" for reason, n in step.total.skipped.most_common()
+        )
+        if reasons:
+            rows.append(f'<tr><td></td><td colspan="9" class="muted">skipped: {reasons}</td></tr>')
+    figures = "".join(f"<figure>{chart}</figure>" for chart in parts)
+    return f'<table id="funnel">{"".join(rows)}</table>{figures}'
+
+
+def _daily_sends(funnel: Funnel) -> str:
+    channels = sorted({c for day in funnel.days for c in day.sent_by_channel})
+    if not channels:
+        return '<p class="muted">nothing sent yet</p>'
+    labels = [day.day.strftime("%m-%d") for day in funnel.days]
+    series = {c: [float(day.sent_by_channel[c]) for day in funnel.days] for c in channels}
+    steps = [step.step_id for step in funnel.steps]
+    head = "<tr><th>day</th>" + "".join(f"<th>{escape(s)}</th>" for s in steps) + "</tr>"
+    rows = [
+        f"<tr><td>{day.day.isoformat()}</td>"
+        + "".join(f"<td>{day.sent_by_step[s]}</td>" for s in steps)
+        + "</tr>"
+        for day in funnel.days
+        if day.sent_by_step
+    ]
+    return (
+        f"<figure>{line_chart('messages sent per day', labels, series)}</figure>"
+        f'<details><summary>sent per day and step</summary><table id="daily">{head}'
+        f"{''.join(rows)}</table></details>"
+    )
+
+
+def _conversion(funnel: Funnel) -> str:
+    """Cumulative goal conversion of the customers enrolled up to each day."""
+    if not funnel.days:
+        return '<p class="muted">no enrollments yet</p>'
+    labels = [day.day.strftime("%m-%d") for day in funnel.days]
+    series: dict[str, list[float]] = {"treated": [], "holdout": []}
+    totals = {"treated": [0, 0], "holdout": [0, 0]}
+    for day in funnel.days:
+        totals["treated"][0] += day.enrolled_treated
+        totals["treated"][1] += day.goal_treated
+        totals["holdout"][0] += day.enrolled_holdout
+        totals["holdout"][1] += day.goal_holdout
+        for name, (n, won) in totals.items():
+            series[name].append(won / n if n else 0.0)
+    if not funnel.holdout:
+        del series["holdout"]
+    chart = line_chart("goal conversion, cumulative by entry day", labels, series, percent=True)
+    return f"<figure>{chart}</figure>"
+
+
+def _experiments(experiments: list[Experiment]) -> str:
+    if not experiments:
+        return '<p class="muted">no holdout or variants (or no goal) in this journey</p>'
+    rows = [
+        "<tr><th>comparison</th><th>control</th><th>treatment</th><th>difference</th>"
+        "<th>95% CI</th><th>lift</th><th>p</th><th>verdict</th></tr>"
+    ]
+    for experiment in experiments:
+        c = experiment.comparison
+        lift = f"{c.lift:+.1%}" if c.lift is not None else "–"
+        p = f"{c.p_value:.3g} ({c.test})" if c.p_value is not None else "–"
+        css = "warn" if c.warning else "ok" if c.significant else "muted"
+        rows.append(
+            f"<tr><td>{escape(experiment.name)}</td>"
+            f"<td>{c.control.conversions}/{c.control.n} ({c.control.rate:.1%})</td>"
+            f"<td>{c.treatment.conversions}/{c.treatment.n} ({c.treatment.rate:.1%})</td>"
+            f"<td>{c.difference:+.2%}</td><td>{c.ci_low:+.2%} … {c.ci_high:+.2%}</td>"
+            f"<td>{lift}</td><td>{p}</td>"
+            f'<td class="{css}">{escape(c.verdict())}</td></tr>'
+        )
+    chart = interval_chart(
+        "difference in goal conversion (95% Newcombe interval)",
+        [
+            (e.name, e.comparison.difference, e.comparison.ci_low, e.comparison.ci_high)
+            for e in experiments
+            if e.comparison.test != "none" or e.comparison.control.n
+        ],
+    )
+    return f'<table id="experiments">{"".join(rows)}</table><figure>{chart}</figure>'

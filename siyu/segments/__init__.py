@@ -1,0 +1,1 @@
+"""Customer segments computed on a schedule: RFM tiers, lifecycle stages, activity tags."""

@@ -1,0 +1,1 @@
+"""Issue 6: measure and react."""

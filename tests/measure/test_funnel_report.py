@@ -1,0 +1,174 @@
+"""The funnel and the HTML report from a real run: counts per step and variant, clicks and
+goals, and a page that a real headless Chromium renders with its charts."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Delivery, Enrollment, Event
+from siyu.metrics.funnel import build_funnel
+from siyu.metrics.results import experiment_results
+from siyu.reports.html_report import render_report
+from tasks.context import EngineContext
+from tasks.tick import run_tick
+from tests.conftest import Shop, local
+from tests.journey_files import write_journey
+from tests.recording_channel import RecordingChannel
+
+JOURNEY = """\
+journey: measured
+quiet_hours: null
+holdout: 30%
+entry: {event: order_paid, where: order_seq = 1, lookback: 1d}
+goal: {event: order_paid, where: order_seq >= 2, within: 30d}
+steps:
+  - id: hello
+    send: sms
+    template: hello.j2
+    variants: [{id: a, template: a.j2}, {id: b, template: b.j2}]
+  - {id: later, at: 2d, send: wecom, template: hello.j2}
+"""
+
+
+def run_journey(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> tuple[object, list[int]]:
+    spec = write_journey(tmp_path, channels, JOURNEY)
+    ctx = EngineContext(sessions, tmp_path / "templates", dict(channels))  # type: ignore[arg-type]
+    customers = [shop.customer(f"客户{i}") for i in range(60)]
+    customers.append(shop.customer("无手机", identities=("wecom_external_userid",)))
+    for customer in customers:
+        shop.order(customer, local(0, 9), seq=1)
+    for day in range(4):
+        run_tick(ctx, spec, local(day, 10))
+    # the first 20 customers buy again on day 5; five of them clicked a link of `hello`
+    for customer in customers[:20]:
+        shop.order(customer, local(5, 12), seq=2)
+    with sessions() as session, session.begin():
+        for customer in customers[:5]:
+            session.add(
+                Event(
+                    customer_id=customer,
+                    name="link_clicked",
+                    occurred_at=local(1, 9),
+                    properties={"journey": "measured", "step": "hello", "variant": None},
+                )
+            )
+    run_tick(ctx, spec, local(6, 10))
+    return spec, customers
+
+
+def test_funnel_counts_per_step_variant_and_day(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec, customers = run_journey(tmp_path, sessions, shop, channels)
+    with sessions() as session:
+        funnel = build_funnel(session, spec)  # type: ignore[arg-type]
+        experiments = experiment_results(session, spec)  # type: ignore[arg-type]
+    assert funnel.enrolled == 61
+    hello = funnel.steps[0]
+    held = hello.total.skipped["holdout"]
+    assert held == funnel.holdout > 0
+    assert hello.total.due == 61
+    assert hello.total.skipped["no_address:mobile"] <= 1  # the customer without a mobile
+    assert hello.total.delivered == len(channels["sms"].messages)
+    assert hello.total.sent == hello.total.delivered  # the recording channel accepts all
+    assert sum(s.delivered for s in hello.variants.values()) == hello.total.delivered
+    assert set(hello.variants) == {"a", "b"}
+    clicked_and_sent = hello.total.clicked
+    assert 0 < clicked_and_sent <= 5
+    assert funnel.goal_reached == 20
+    assert funnel.goal_treated + funnel.goal_holdout == 20
+    # sends per day by channel add up to what was delivered
+    assert sum(d.sent_by_channel["sms"] for d in funnel.days) == hello.total.delivered
+    assert sum(d.sent_by_step["hello"] for d in funnel.days) == hello.total.delivered
+    later = funnel.steps[1]
+    assert [d.day.isoformat() for d in funnel.days if d.sent_by_step["later"]] == [
+        "2026-11-04"
+    ]  # 2 d after entry
+    assert later.total.delivered == sum(d.sent_by_step["later"] for d in funnel.days) > 0
+    with sessions() as session:  # goal after delivery, counted the slow way
+        pairs = session.execute(
+            select(Delivery.step_id, Delivery.sent_at, Enrollment.goal_reached_at)
+            .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+            .where(Delivery.status == "sent")
+        ).all()
+    for step in funnel.steps:
+        expected = sum(1 for s, sent, won in pairs if s == step.step_id and won and won >= sent)
+        assert step.total.goal == expected > 0
+    names = [e.name for e in experiments]
+    assert names == ["treated vs holdout", "hello: b vs a"]
+    assert all(e.comparison.warning for e in experiments)  # 61 customers prove nothing
+
+
+def test_the_report_is_self_contained_and_renders_in_headless_chromium(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    spec, _ = run_journey(tmp_path, sessions, shop, channels)
+    with sessions() as session:
+        page = render_report(session, spec, local(7))  # type: ignore[arg-type]
+    assert not re.search(r"""(src|href)=["']https?://""", page), "the page loads nothing"
+    assert "<script" not in page
+    report = tmp_path / "report.html"
+    report.write_text(page, encoding="utf-8")
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    assert chromium, "Chromium is required (.ci/run installs the Debian package)"
+    profile = tmp_path / "chromium-profile"
+    screenshot = tmp_path / "report.png"
+    flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={profile}",
+    ]
+    env = {**os.environ, "HOME": str(tmp_path)}
+    dom = subprocess.run(
+        [chromium, *flags, "--dump-dom", report.as_uri()],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        check=True,
+    ).stdout
+    # the browser parsed the page into the elements the charts and tables are made of
+    assert '<main id="report">' in dom
+    assert dom.count("<svg") >= 4  # funnel per step, daily sends, conversion, experiments
+    assert 'class="bar"' in dom and 'class="series"' in dom and 'class="ci"' in dom
+    assert "too small to conclude" in dom
+    subprocess.run(
+        [
+            chromium,
+            *flags,
+            f"--screenshot={screenshot}",
+            "--window-size=1000,2400",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        timeout=60,
+        env=env,
+        check=True,
+    )
+    png = screenshot.read_bytes()
+    assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a drawn page, not a blank one
