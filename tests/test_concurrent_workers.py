@@ -113,6 +113,10 @@ def test_retries_claimed_by_two_workers_are_sent_once_each(
 ) -> None:
     """Deferred rows (a failed first attempt) are existing rows: the claim locks them."""
     spec = webhook_journey(tmp_path)
+    # Every first attempt fails here, which would (rightly) open the channel's circuit breaker
+    # and hold the retries; this test is about claiming, so the breaker needs more attempts
+    # than the test makes (tests/measure covers the breaker).
+    (tmp_path / "alerts.yaml").write_text("breaker: {min_attempts: 100000}\n", encoding="utf-8")
     provider = SlowProvider("webhook", "customer_id")
     provider.answer = lambda m: Receipt(m.idempotency_key, "retry", code="500", retry_after=60)
     first, second = contexts(sessions, tmp_path / "templates", provider)
