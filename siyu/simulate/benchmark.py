@@ -18,6 +18,22 @@ from siyu.language.channel_kinds import STANDARD_CHANNELS, ToolProject
 from siyu.simulate.runner import SimulationSettings, simulate
 
 
+def _customers(url: str) -> int | None:
+    from sqlalchemy import func, select
+    from sqlalchemy.exc import OperationalError
+
+    from db.models import Customer
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            return int(connection.scalar(select(func.count()).select_from(Customer)) or 0)
+    except OperationalError:
+        return None
+    finally:
+        engine.dispose()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--customers", type=int, default=5000)
@@ -29,7 +45,11 @@ def main() -> None:
     args = parser.parse_args()
     demo = DemoSpec(customers=args.customers, days=args.history_days)
     url = f"sqlite:///{args.database}"
-    if not args.database.exists():
+    if args.database.exists() and _customers(url) != args.customers:
+        args.database.unlink()  # built for another size: a reused file would mislead
+    if args.database.exists():
+        upgrade(url)  # a file from an older schema gets the new tables
+    else:
         started = time.perf_counter()
         upgrade(url)
         engine = make_engine(url)
