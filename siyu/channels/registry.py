@@ -161,6 +161,27 @@ def _siblings(loc: list[Any], raw: Any) -> list[str]:
 
 
 # --- building -------------------------------------------------------------------------------------
+# The adapter class of each channel type: its `identity_kind` is known without building it.
+ADAPTER_CLASSES: dict[str, type[BatchChannel]] = {
+    "wecom": WecomChannel,
+    "wecom_group_invite": WecomGroupInviteChannel,
+    "wecom_staff": WecomStaffChannel,
+    "service_account": ServiceAccountChannel,
+    "miniprogram": MiniprogramChannel,
+    "sms": SmsChannel,
+    "email": EmailChannel,
+    "webhook": WebhookChannel,
+}
+
+
+def identity_kinds(config: ChannelsConfig) -> dict[str, str]:
+    """Channel name → the customer identity it addresses, from the config alone: no adapter
+    is built and no secret is read (validate, preview and simulate run without secrets)."""
+    return {
+        name: str(ADAPTER_CLASSES[ch.type].identity_kind) for name, ch in config.channels.items()
+    }
+
+
 def is_loopback(url: str) -> bool:
     host = urlsplit(url).hostname or ""
     if host == "localhost":

@@ -27,13 +27,10 @@ def channel_kinds(project: Project) -> dict[str, str]:
     """Channel name → identity kind (mobile, wecom_external_userid, ...)."""
     if not project.channels_file.is_file():
         return dict(STANDARD_CHANNELS)
+    from siyu.channels.registry import identity_kinds, load_channel_config
+
     # A broken channels.yaml is reported (ChannelConfigError), never replaced by defaults.
-    channels = project.build_channels()
-    try:
-        return {name: channel.identity_kind for name, channel in channels.items()}
-    finally:
-        for channel in channels.values():
-            channel.close()
+    return identity_kinds(load_channel_config(project.channels_file))
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from siyu.cli.main import app
@@ -148,3 +149,22 @@ def test_a_broken_channels_file_is_reported_not_replaced(tmp_path: Path) -> None
     result = CliRunner().invoke(app, ["validate"], env={"SIYU_PROJECT_DIR": str(tmp_path)})
     assert result.exit_code == 1
     assert "sendr" in result.output and "did you mean 'sender'" in result.output
+
+
+def test_validate_needs_no_channel_secrets(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A marketer's machine has a production channels.yaml (remote APIs) and no secrets:
+    validate reads channel names and identity kinds from the config, builds no adapter."""
+    import shutil
+
+    shutil.copytree(ROOT / "journeys", tmp_path / "journeys")
+    shutil.copytree(ROOT / "templates", tmp_path / "templates")
+    text = (ROOT / "channels.yaml").read_text(encoding="utf-8")
+    text = text.replace("allow_remote: false", "allow_remote: true").replace(
+        "base_url: http://127.0.0.1:8765", "base_url: https://api.example.invalid"
+    )
+    (tmp_path / "channels.yaml").write_text(text, encoding="utf-8")
+    for name in ("SIYU_WECOM_CONTACT_SECRET", "SIYU_ALIYUN_ACCESS_KEY_SECRET"):
+        monkeypatch.delenv(name, raising=False)
+    result = CliRunner().invoke(app, ["validate"], env={"SIYU_PROJECT_DIR": str(tmp_path)})
+    assert result.exit_code == 0, result.output
+    assert "ok first-purchase-care" in result.output
