@@ -39,7 +39,15 @@ def string_to_sign(method: str, params: Mapping[str, str]) -> str:
 
 
 def _string_to_sign(method: str, canonical: str) -> str:
-    return f"{method.upper()}&%2F&{percent_encode(canonical)}"
+    return f"{method.upper()}&%2F&{_encode_canonical(canonical)}"
+
+
+def _encode_canonical(canonical: str) -> str:
+    """percent_encode() of a canonical query, which holds only unreserved characters and
+    '%', '&', '=': three C-level replaces instead of a pass over a string that is, for a
+    batch of 100 Chinese messages, tens of kilobytes long ('%' first, so that the '%' of the
+    new escapes is not escaped again)."""
+    return canonical.replace("%", "%25").replace("&", "%26").replace("=", "%3D")
 
 
 def sign(method: str, params: Mapping[str, str], access_key_secret: str) -> str:
