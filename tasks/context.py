@@ -5,11 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
 from siyu.policies import Policies
+
+if TYPE_CHECKING:
+    from tasks.partition_workers import PartitionWorkers
 
 
 @dataclass
@@ -21,6 +25,9 @@ class EngineContext:
     # A step's due enrollments are split into this many partitions, run in parallel by the
     # Prefect flow (flows/journey_flow.py; docs/scale.md). 1: one task per step.
     partitions: int = 1
+    # When set, each partition of a step runs in one of these worker processes instead of
+    # the calling thread (tasks/partition_workers.py): every core, not one interpreter lock.
+    workers: PartitionWorkers | None = None
     # A message whose channel keeps failing is tried this many times (across ticks), then
     # recorded as failed; never dropped silently.
     max_attempts: int = 5

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta, nodes
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from siyu.metrics.links import tracked
@@ -64,12 +64,32 @@ class TemplateCache:
     def __init__(self, templates_dir: Path) -> None:
         self.environment = _environment(str(templates_dir))
         self._compiled: dict[str, Template] = {}
+        self._names: dict[str, set[str]] = {}
 
     def get(self, name: str) -> Template:
         template = self._compiled.get(name)
         if template is None:
             template = self._compiled[name] = self.environment.get_template(name)
         return template
+
+    def reads(self, name: str, variable: str) -> bool:
+        """Whether template `name` may read `variable`, so that a value that is costly to
+        make (the signed unsubscribe link) is made only for templates that use it. A
+        template that includes, imports or extends another, or does not parse, may."""
+        names = self._names.get(name)
+        if names is None:
+            try:
+                source = self.environment.loader.get_source(self.environment, name)[0]  # type: ignore[union-attr]
+                tree = self.environment.parse(source)
+            except TemplateError:
+                names = {"*"}  # rendering reports the error
+            else:
+                linked = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+                names = (
+                    {"*"} if any(tree.find_all(linked)) else meta.find_undeclared_variables(tree)
+                )
+            self._names[name] = names
+        return "*" in names or variable in names
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import read_only_session, write_session
 from db.models import Delivery, Enrollment
-from siyu.alerts.breaker import circuit_hold
+from siyu.alerts.breaker import breaker_settings, circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.unsubscribe import unsubscribe_url
@@ -76,6 +76,8 @@ def run_step(
 ) -> StepCounts:
     """Run `step` for the enrollments of one journey version (`journey_id`; None: all), or
     for one partition of them (enrollment id modulo the partition count)."""
+    if ctx.workers is not None and partition.count > 1:
+        return ctx.workers.run_step(spec, step, now, journey_id, partition)
     channel = ctx.channels[step.send]
     counts: StepCounts = Counter()
     if isinstance(channel, PollingChannel) and partition.index == 0:
@@ -183,9 +185,10 @@ def process_batch(
     in one short write transaction; only the rows this worker claimed are written and sent."""
     with read_only_session(ctx.sessions) as session:  # the journey's own SQL runs in here
         facts = load_batch_facts(session, ctx, spec, step, channel.identity_kind, batch, now)
+    probe = breaker_settings(ctx.templates_dir.parent).probe  # alerts.yaml, once per batch
     decided: list[tuple[Due, Decision]] = []
     for due in batch:
-        decision = decide(ctx, spec, step, channel, due, facts, now, templates)
+        decision = decide(ctx, spec, step, channel, due, facts, now, templates, probe=probe)
         if decision.status is None:
             continue
         if decision.message is not None:
@@ -227,6 +230,8 @@ def decide(
     facts: BatchFacts,
     now: datetime,
     templates: TemplateCache | None = None,
+    *,
+    probe: int | None = None,
 ) -> Decision:
     customer = facts.customers.get(due.customer_id, {})
     event = facts.events.get(due.entry_key, {})
@@ -268,7 +273,7 @@ def decide(
     address = facts.addresses.get(due.customer_id)
     if not address:
         return Decision("skipped", f"no_address:{channel.identity_kind}", due_at=due_at)
-    circuit = circuit_hold(ctx, step.send, now)  # the channel's breaker (siyu.alerts) is open
+    circuit = circuit_hold(ctx, step.send, now, probe)  # the channel's breaker is open
     if circuit is not None:
         return Decision("deferred", circuit[0], next_attempt_at=circuit[1], due_at=due_at)
     if step.purpose == "marketing":
@@ -287,7 +292,11 @@ def decide(
         "journey": spec.journey,
         "step": step.id,
         "variant": variant.id if variant else None,
-        "unsubscribe_url": _unsubscribe_link(due.customer_id, step.send),
+        "unsubscribe_url": (
+            _unsubscribe_link(due.customer_id, step.send)
+            if templates is None or templates.reads(template, "unsubscribe_url")
+            else ""
+        ),
     }
     rendered = render_message(ctx.templates_dir, template, context, templates)
     variant_id = variant.id if variant else None

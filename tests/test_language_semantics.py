@@ -397,6 +397,45 @@ def test_unsubscribe_link_is_signed_and_suppresses(
         assert session.scalars(select(Suppression.channel)).all() == ["*"]
 
 
+def test_unsubscribe_link_renders_where_a_template_reads_it(
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    """The signed link is made only for templates that may read it: directly, or through
+    an include (which the engine cannot see into cheaply, so it always makes the link)."""
+    monkeypatch.setenv("SIYU_UNSUBSCRIBE_SECRET", "test-only-signing-key-1234")
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    (templates / "direct.j2").write_text("退订 {{ unsubscribe_url }}", encoding="utf-8")
+    (templates / "footer.j2").write_text("退订 {{ unsubscribe_url }}", encoding="utf-8")
+    (templates / "included.j2").write_text("您好 {% include 'footer.j2' %}", encoding="utf-8")
+    (templates / "plain.j2").write_text("您好 {{ customer.name }}", encoding="utf-8")
+    spec = write_journey(
+        tmp_path,
+        channels,
+        HEAD.format(name="links")
+        + "steps:\n"
+        + "".join(
+            f"  - {{id: {name}, at: 1d, send: wecom, template: {name}.j2}}\n"
+            for name in ("direct", "included", "plain")
+        ),
+    )
+    ctx = ctx_for(sessions, channels, tmp_path)
+    buyer = shop.customer("李雷")
+    run_tick(ctx, spec, local(0))
+    shop.order(buyer, local(0, 10), seq=1)
+    run_tick(ctx, spec, local(0, 11))
+    run_tick(ctx, spec, local(1, 12))
+    bodies = {m.body.split()[0] + str(i): m.body for i, m in enumerate(channels["wecom"].messages)}
+    link = f"/u/{make_token(buyer, 'wecom')}"
+    assert len(bodies) == 3
+    assert sum(1 for body in bodies.values() if body.endswith(link)) == 2
+    assert "您好 李雷" in bodies.values()
+
+
 # --- versions -------------------------------------------------------------------------------
 
 V1 = (

@@ -209,10 +209,15 @@ def channel_hold(
     return gate.hold(now)
 
 
-def circuit_hold(ctx: EngineContext, channel: str, now: datetime) -> tuple[str, datetime] | None:
-    """The send decision's question: ("circuit_open:<channel>", until when) or None."""
-    settings = breaker_settings(ctx.templates_dir.parent)
-    until = channel_hold(ctx.sessions, channel, now, settings.probe)
+def circuit_hold(
+    ctx: EngineContext, channel: str, now: datetime, probe: int | None = None
+) -> tuple[str, datetime] | None:
+    """The send decision's question: ("circuit_open:<channel>", until when) or None.
+    `probe`: the half-open probe size when the caller has already read alerts.yaml (once per
+    batch, instead of a file check per due row)."""
+    if probe is None:
+        probe = breaker_settings(ctx.templates_dir.parent).probe
+    until = channel_hold(ctx.sessions, channel, now, probe)
     return (f"circuit_open:{channel}", until) if until is not None else None
 
 

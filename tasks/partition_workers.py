@@ -1,0 +1,105 @@
+"""A step's partitions in worker processes, so that a large step uses every core.
+
+Partitions in threads (the default) share one interpreter lock, and most of a send is Python
+work: deciding, rendering, signing, building the ledger statements. With
+`EngineContext.workers` set, each partition's slice is handed to a worker process instead;
+the partition's Prefect task (a thread) waits for it, so the Prefect UI looks the same.
+
+Each worker process builds its own EngineContext once, when it starts, from a picklable
+factory: a module-level function with its arguments, e.g.
+`functools.partial(siyu.project.worker_context, root, database_url, channel_base_url)`. It
+keeps that context (its database connections, its channel clients and their tokens) for the
+pool's life. Claiming (tasks/claims.py) makes processes exactly as safe as threads: a row is
+sent by the worker that claimed it, whichever process that is.
+
+Workers are started with `spawn` (a fresh interpreter), never `fork`: forking a process whose
+other threads hold locks (Prefect's, SQLAlchemy's pool, httpx's) can deadlock the child.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from datetime import datetime
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from siyu.language.spec import JourneySpec, Step
+
+if TYPE_CHECKING:
+    from tasks.context import EngineContext
+    from tasks.send_step import Partition
+
+ContextFactory = Callable[[], "EngineContext"]
+
+_context: EngineContext | None = None  # in a worker process: built once by _start_worker
+
+
+def _start_worker(factory: ContextFactory) -> None:
+    global _context
+    _context = factory()
+
+
+def _run_partition(
+    spec: JourneySpec, step_id: str, now: datetime, journey_id: int | None, partition: Partition
+) -> Counter[str]:
+    from tasks.send_step import run_step
+
+    if _context is None:
+        raise RuntimeError("a partition worker ran before its context was built")
+    step = next(s for s in spec.steps if s.id == step_id)
+    return run_step(_context, spec, step, now, journey_id, partition)
+
+
+def _ready(seconds: float) -> int:
+    time.sleep(seconds)  # long enough that each warm-up call lands in a process of its own
+    return os.getpid()
+
+
+class PartitionWorkers:
+    """A pool of `processes` worker processes for one flow run (or one benchmark)."""
+
+    def __init__(self, factory: ContextFactory, processes: int) -> None:
+        self.processes = processes
+        self._pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=multiprocessing.get_context("spawn"),
+            initializer=_start_worker,
+            initargs=(factory,),
+        )
+
+    def run_step(
+        self,
+        spec: JourneySpec,
+        step: Step,
+        now: datetime,
+        journey_id: int | None,
+        partition: Partition,
+    ) -> Counter[str]:
+        """run_step() for one partition, in a worker process; returns its counts. An error
+        in the worker is raised here, so the partition's task fails and Prefect retries it."""
+        future = self._pool.submit(_run_partition, spec, step.id, now, journey_id, partition)
+        return future.result()
+
+    def warm_up(self) -> set[int]:
+        """Start every worker (interpreter, imports, context) now; returns their pids."""
+        futures = [self._pool.submit(_ready, 0.2) for _ in range(self.processes)]
+        return {future.result() for future in futures}
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def __enter__(self) -> PartitionWorkers:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        self.close()
