@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,15 +45,34 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+_writer_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(engine: Engine) -> threading.Lock:
+    with _writer_locks_guard:
+        lock = _writer_locks.get(engine)
+        if lock is None:
+            lock = _writer_locks[engine] = threading.Lock()
+        return lock
+
+
 @contextmanager
 def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session in a transaction that will write: on SQLite it takes the write lock first
     (BEGIN IMMEDIATE), so two workers serialise instead of one failing with "database is
     locked" when it upgrades a read snapshot that the other has since changed. PostgreSQL
     needs nothing here; its claims use row locks (tasks/claims.py)."""
-    with sessions() as session, session.begin():
-        if session.get_bind().dialect.name == "sqlite":
-            session.execute(text("BEGIN IMMEDIATE"))
+    bind = sessions.kw.get("bind")
+    if bind is None or bind.dialect.name != "sqlite":
+        with sessions() as session, session.begin():
+            yield session
+        return
+    # SQLite has one writer at a time. Threads of this process (a step's partitions) queue
+    # on a lock and are woken the moment it is free; SQLite's own busy handler would make
+    # them sleep 1, 2, 5, 10 ... ms between tries. Other processes still meet busy_timeout.
+    with _writer_lock(bind), sessions() as session, session.begin():
+        session.execute(text("BEGIN IMMEDIATE"))
         yield session
 
 
