@@ -25,6 +25,7 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +35,13 @@ from sqlalchemy import text
 
 from bench.data import Shape, build
 from bench.sandbox_process import sandbox_process
-from bench.scenario import engine_context, write_project
+from bench.scenario import engine_context, worker_context, write_project
 from db.engine import make_engine, make_sessionmaker, write_session
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.client import SandboxClient
 from tasks.context import EngineContext
 from tasks.enrollment import ensure_journey
+from tasks.partition_workers import PartitionWorkers
 from tasks.send_step import Partition, process_batch, run_step, select_due
 from tasks.tick import tick_phases
 
@@ -55,6 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--faults", type=int, default=20_000, help="messages in the fault run")
     parser.add_argument("--channel", choices=("sms", "webhook"), default="sms")
     parser.add_argument("--partitions", type=int, default=2)
+    parser.add_argument(
+        "--threads",
+        action="store_true",
+        help="run the partitions in threads of this process (default: worker processes)",
+    )
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--database-url", help="default: a SQLite file in --workdir")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/siyu-bench"))
@@ -79,6 +86,12 @@ def main(argv: list[str] | None = None) -> None:
             engine_context(sessions, args.workdir, sandbox_url, batch_size=args.batch_size)
             for _ in range(args.partitions)
         ]
+        workers = None
+        if not args.threads and args.partitions > 1:
+            factory = partial(worker_context, url, str(args.workdir), sandbox_url, args.batch_size)
+            workers = PartitionWorkers(factory, args.partitions)
+            for ctx in contexts:
+                ctx.workers = workers
         phases = {phase.name: phase for phase in tick_phases(spec)}
         started = time.perf_counter()
         enrolled = phases["enroll"].run(contexts[0], spec, NOW)["enrolled"]
@@ -87,13 +100,24 @@ def main(argv: list[str] | None = None) -> None:
         for name in ("opt-outs", "goals", "exits"):
             phases[name].run(contexts[0], spec, NOW)
 
+        worker_pids: set[int] = set()
+        if workers is not None:  # the processes' start (imports, connections) is not the step
+            worker_pids = workers.warm_up()
         started = time.perf_counter()
         counts = _run_partitioned(contexts, spec, NOW)
         seconds = time.perf_counter() - started
+        worker_peaks = [_process_peak_kb(pid) for pid in sorted(worker_pids)]
+        if workers is not None:
+            workers.close()
+        mode = "threads" if workers is None else "worker processes"
         sent = counts["sent"]
         rate = sent / seconds
         figures.append(
-            (f"step: {sent:,} personalised messages sent ({args.channel})", f"{seconds:.1f} s")
+            (
+                f"step: {sent:,} personalised messages sent ({args.channel}, "
+                f"{args.partitions} partitions in {mode})",
+                f"{seconds:.1f} s",
+            )
         )
         figures.append(("  end-to-end rate", f"{rate:,.0f} msg/s"))
         figures.append(("  other outcomes", str(dict(counts - Counter({"sent": sent}))) or "-"))
@@ -107,6 +131,14 @@ def main(argv: list[str] | None = None) -> None:
         )
         figures.append(("  batched ÷ naive", f"{rate / naive_rate:,.0f}×"))
         figures.append(("peak memory of the engine process (ru_maxrss)", _peak_memory()))
+        if worker_peaks:
+            figures.append(
+                (
+                    "  peak memory of each partition worker (VmHWM)",
+                    ", ".join(f"{kb / 1024:,.0f} MB" for kb in worker_peaks)
+                    + f"; engine + workers {_peak_kb() / 1024 + sum(worker_peaks) / 1024:,.0f} MB",
+                )
+            )
 
         _print(figures)  # the main figures now: the fault run takes a while
         if args.faults:
@@ -276,9 +308,20 @@ def _delivered(sandbox: SandboxClient) -> int:
     return int(channel.get("messages", 0))
 
 
+def _peak_kb() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
 def _peak_memory() -> str:
-    peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return f"{peak_kb / 1024:,.0f} MB"
+    return f"{_peak_kb() / 1024:,.0f} MB"
+
+
+def _process_peak_kb(pid: int) -> int:
+    """A live process's peak resident memory (Linux /proc VmHWM), in KiB."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
 
 
 def _secs(started: float) -> str:

@@ -83,3 +83,13 @@ def engine_context(
         retry_backoff=timedelta(minutes=1),
         max_attempts=20,
     )
+
+
+def worker_context(
+    database_url: str, workdir: str, sandbox_url: str, batch_size: int = 1000
+) -> EngineContext:
+    """engine_context() built inside a partition worker process (tasks/partition_workers.py)."""
+    from db.engine import make_engine, make_sessionmaker
+
+    sessions = make_sessionmaker(make_engine(database_url))
+    return engine_context(sessions, Path(workdir), sandbox_url, batch_size=batch_size)

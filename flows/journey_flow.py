@@ -14,6 +14,7 @@ import os
 import re
 from collections import Counter
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 # Prefect's server reports usage to the internet by default; nothing may leave the machine.
@@ -27,8 +28,9 @@ from db.engine import make_engine, make_sessionmaker
 from siyu.errors import SpecError
 from siyu.language.check_project import content_problems
 from siyu.language.spec import JourneySpec
-from siyu.project import Project
+from siyu.project import Project, worker_context
 from tasks.context import EngineContext
+from tasks.partition_workers import PartitionWorkers
 from tasks.tick import Phase, PhaseResult, partitions_of, tick_phases
 
 
@@ -67,13 +69,16 @@ def journey_tick(
     now: str | None = None,
     channel_base_url: str | None = None,
     partitions: int | None = None,
+    processes: bool | None = None,
 ) -> dict[str, dict[str, int]]:
     """Run one tick of `journey` at `now` (ISO 8601 with offset; default: the current time).
 
     The database comes from SIYU_DATABASE_URL, journeys/templates/channels.yaml from the
     project directory, and `channel_base_url` (or SIYU_CHANNEL_BASE_URL) points every channel
     at one gateway, e.g. the local sandbox. `partitions` (or SIYU_STEP_PARTITIONS) splits
-    every step into that many parallel tasks.
+    every step into that many parallel tasks; with `processes` (or
+    SIYU_PARTITION_PROCESSES=1) each partition runs in its own worker process, so a large
+    step uses every core (tasks/partition_workers.py).
     """
     moment = parse_now(now)
     project = Project.find()
@@ -87,10 +92,25 @@ def journey_tick(
         project.engine_context(make_sessionmaker(engine), project.build_channels(channel_base_url))
         for _ in range(max(count, 1))
     ]
+    if processes is None:
+        processes = os.environ.get("SIYU_PARTITION_PROCESSES", "") in ("1", "true", "yes")
+    workers = None
+    if processes and count > 1:
+        factory = partial(
+            worker_context,
+            str(project.root),
+            str(engine.url.render_as_string(False)),
+            channel_base_url,
+        )
+        workers = PartitionWorkers(factory, count)
+        for ctx in contexts:
+            ctx.workers = workers
     try:
         results = run_tick_tasks(contexts, spec, moment)
         summary = _tick_summary(contexts[0], spec, moment, results)
     finally:
+        if workers is not None:
+            workers.close()
         for ctx in contexts:
             for channel in ctx.channels.values():
                 channel.close()

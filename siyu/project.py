@@ -154,3 +154,14 @@ class Project:
             load_channel_config(self.channels_file), base_url=url
         )
         return channels
+
+
+def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
+    """The engine context a partition worker process builds for itself
+    (tasks/partition_workers.py): the project at `root`, its own engine and channel clients."""
+    from db.engine import make_engine, make_sessionmaker
+
+    project = Project(Path(root))
+    return project.engine_context(
+        make_sessionmaker(make_engine(database_url)), project.build_channels(channel_base_url)
+    )

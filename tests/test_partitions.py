@@ -1,0 +1,70 @@
+"""A step split into partitions, run by the real Prefect flow over HTTP to the sandbox: in
+threads (the default) and in worker processes (tasks/partition_workers.py). Every message
+is sent exactly once, counted at the provider's side, and each partition is a task run."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from db.models import Delivery
+from siyu.sandbox.client import SandboxClient
+from siyu.sandbox.server import RunningSandbox
+from tests.conftest import Shop, local
+from tests.test_flow_end_to_end import task_runs
+
+STEPS = ("join-group", "day3-care", "day7-content", "day14-repurchase")
+
+
+def tick(now: datetime, sandbox: RunningSandbox, processes: bool) -> Any:
+    from flows.journey_flow import journey_tick
+
+    return journey_tick(
+        journey="first-purchase-care",
+        now=now.isoformat(),
+        channel_base_url=sandbox.url,
+        partitions=2,
+        processes=processes,
+        return_state=True,
+    )
+
+
+@pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])
+def test_partitioned_steps_send_every_message_once(
+    processes: bool,
+    prefect_harness: None,
+    project_env: str,
+    sandbox: RunningSandbox,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+) -> None:
+    client = SandboxClient(sandbox.url)
+    client.set_faults(auto_confirm=True)
+    buyers = [shop.customer(f"顾客{i}") for i in range(12)]
+    tick(local(0), sandbox, processes)
+    for buyer in buyers:
+        shop.order(buyer, local(0, 10), seq=1)
+    state = tick(local(0, 11), sandbox, processes)
+    assert state.is_completed()
+    assert state.result()["join-group"]["pending"] == 12  # summed over both partitions
+    expected = {"enroll", "day3-care[0/2]", "day3-care[1/2]"}
+    names = {run.name for run in task_runs(state.state_details.flow_run_id, expected)}
+    assert expected <= names and "day3-care" not in names  # mapped, one task run per partition
+    for day, hour in ((0, 12), (1, 11), (1, 12), (7, 11), (7, 12), (14, 11), (14, 12)):
+        assert tick(local(day, hour), sandbox, processes).is_completed()
+
+    with sessions() as session:
+        statuses = {
+            (r[0], r[1]): r[2] if r[2] == "sent" else f"{r[2]} {r[3]}"
+            for r in session.execute(
+                select(Delivery.customer_id, Delivery.step_id, Delivery.status, Delivery.reason)
+            )
+        }
+    assert {statuses[(b, s)] for b in buyers for s in STEPS} == {"sent"}, statuses
+    assert client.stats()["duplicates"] == []
+    keys = [m["key"] for m in client.messages()]
+    assert len(keys) == len(set(keys)) == 12 * 4
