@@ -45,15 +45,15 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-_writer_locks: weakref.WeakKeyDictionary[Engine, threading.Lock] = weakref.WeakKeyDictionary()
+_writer_locks: weakref.WeakKeyDictionary[Engine, threading.RLock] = weakref.WeakKeyDictionary()
 _writer_locks_guard = threading.Lock()
 
 
-def _writer_lock(engine: Engine) -> threading.Lock:
+def _writer_lock(engine: Engine) -> threading.RLock:
     with _writer_locks_guard:
         lock = _writer_locks.get(engine)
         if lock is None:
-            lock = _writer_locks[engine] = threading.Lock()
+            lock = _writer_locks[engine] = threading.RLock()
         return lock
 
 
