@@ -5,7 +5,7 @@ work: deciding, rendering, signing, building the ledger statements. With
 `EngineContext.workers` set, each partition's slice is handed to a worker process instead;
 the partition's Prefect task (a thread) waits for it, so the Prefect UI looks the same.
 
-Each worker process builds its own EngineContext once, when it starts, from a picklable
+Each worker process builds its own EngineContext once, on first use, from a picklable
 factory: a module-level function with its arguments, e.g.
 `functools.partial(siyu.project.worker_context, root, database_url, channel_base_url)`. It
 keeps that context (its database connections, its channel clients and their tokens) for the
@@ -21,6 +21,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -36,28 +37,38 @@ if TYPE_CHECKING:
 
 ContextFactory = Callable[[], "EngineContext"]
 
-_context: EngineContext | None = None  # in a worker process: built once by _start_worker
+# In a worker process: the contexts it has built, by the token of the pool that asked. Built
+# on first use rather than in a pool initializer, so that a failure (a missing secret, an
+# unreachable database) reaches the flow as that error, not as a broken pool.
+_contexts: dict[str, EngineContext] = {}
 
 
-def _start_worker(factory: ContextFactory) -> None:
-    global _context
-    _context = factory()
+def _context(token: str, factory: ContextFactory) -> EngineContext:
+    ctx = _contexts.get(token)
+    if ctx is None:
+        ctx = _contexts[token] = factory()
+    return ctx
+
+
+def _ready(token: str, factory: ContextFactory, seconds: float) -> int:
+    _context(token, factory)
+    time.sleep(seconds)  # long enough that each warm-up call lands in a process of its own
+    return os.getpid()
 
 
 def _run_partition(
-    spec: JourneySpec, step_id: str, now: datetime, journey_id: int | None, partition: Partition
+    token: str,
+    factory: ContextFactory,
+    spec: JourneySpec,
+    step_id: str,
+    now: datetime,
+    journey_id: int | None,
+    partition: Partition,
 ) -> Counter[str]:
     from tasks.send_step import run_step
 
-    if _context is None:
-        raise RuntimeError("a partition worker ran before its context was built")
     step = next(s for s in spec.steps if s.id == step_id)
-    return run_step(_context, spec, step, now, journey_id, partition)
-
-
-def _ready(seconds: float) -> int:
-    time.sleep(seconds)  # long enough that each warm-up call lands in a process of its own
-    return os.getpid()
+    return run_step(_context(token, factory), spec, step, now, journey_id, partition)
 
 
 class PartitionWorkers:
@@ -65,11 +76,10 @@ class PartitionWorkers:
 
     def __init__(self, factory: ContextFactory, processes: int) -> None:
         self.processes = processes
+        self._factory = factory
+        self._token = uuid.uuid4().hex
         self._pool = ProcessPoolExecutor(
-            max_workers=processes,
-            mp_context=multiprocessing.get_context("spawn"),
-            initializer=_start_worker,
-            initargs=(factory,),
+            max_workers=processes, mp_context=multiprocessing.get_context("spawn")
         )
 
     def run_step(
@@ -82,12 +92,24 @@ class PartitionWorkers:
     ) -> Counter[str]:
         """run_step() for one partition, in a worker process; returns its counts. An error
         in the worker is raised here, so the partition's task fails and Prefect retries it."""
-        future = self._pool.submit(_run_partition, spec, step.id, now, journey_id, partition)
+        future = self._pool.submit(
+            _run_partition,
+            self._token,
+            self._factory,
+            spec,
+            step.id,
+            now,
+            journey_id,
+            partition,
+        )
         return future.result()
 
     def warm_up(self) -> set[int]:
         """Start every worker (interpreter, imports, context) now; returns their pids."""
-        futures = [self._pool.submit(_ready, 0.2) for _ in range(self.processes)]
+        futures = [
+            self._pool.submit(_ready, self._token, self._factory, 0.2)
+            for _ in range(self.processes)
+        ]
         return {future.result() for future in futures}
 
     def close(self) -> None:

@@ -68,3 +68,24 @@ def test_partitioned_steps_send_every_message_once(
     assert client.stats()["duplicates"] == []
     keys = [m["key"] for m in client.messages()]
     assert len(keys) == len(set(keys)) == 12 * 4
+
+
+def _no_secret_context() -> Any:
+    from siyu.errors import ConfigError
+
+    raise ConfigError("SIYU_SMS_SECRET is not set")
+
+
+def test_a_worker_error_reaches_the_flow_as_itself(tmp_path: Any) -> None:
+    """A worker that cannot build its context (a missing secret, say) fails the partition
+    with that error, so Prefect's retry and the operator see the cause."""
+    from siyu.errors import ConfigError
+    from tasks.partition_workers import PartitionWorkers
+    from tasks.send_step import Partition
+    from tests.conftest import canonical_journey
+    from tests.recording_channel import recording_channels
+
+    spec = canonical_journey(recording_channels())
+    with PartitionWorkers(_no_secret_context, 2) as workers:
+        with pytest.raises(ConfigError, match="SIYU_SMS_SECRET is not set"):
+            workers.run_step(spec, spec.steps[0], local(1), None, Partition(0, 2))
