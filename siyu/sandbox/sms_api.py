@@ -14,7 +14,6 @@ import secrets
 import time
 import uuid
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -23,6 +22,7 @@ from starlette.routing import Route
 from siyu.channels import aliyun_signature
 from siyu.channels.secrets import SANDBOX_ALIYUN_ACCESS_KEY_ID, SANDBOX_DEV_SECRETS
 from siyu.sandbox.faults import FaultRule
+from siyu.sandbox.form import parse_form
 from siyu.sandbox.gateway import json_response, provider_call
 from siyu.sandbox.state import SHANGHAI, SandboxState
 
@@ -68,7 +68,7 @@ def routes(state: SandboxState) -> list[Route]:
         if request.method == "POST":
             body = (await request.body()).decode()
             if body and "form" in request.headers.get("content-type", ""):
-                params.update(dict(parse_qsl(body, keep_blank_values=True)))
+                params.update(parse_form(body))
         endpoint = f"sms.{params.get('Action', 'Unknown')}"
 
         async def handle(_: Request) -> Response:
