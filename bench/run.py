@@ -16,6 +16,7 @@ once by idempotency key at the sandbox. Figures: docs/scale.md.
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import shutil
 import signal
@@ -34,7 +35,7 @@ from prefect.cache_policies import NO_CACHE
 from sqlalchemy import text
 
 from bench.data import Shape, build
-from bench.sandbox_process import sandbox_process
+from bench.sandbox_process import cpu_seconds, sandbox_process
 from bench.scenario import engine_context, worker_context, write_project
 from db.engine import make_engine, make_sessionmaker, write_session
 from siyu.language.spec import JourneySpec
@@ -81,7 +82,10 @@ def main(argv: list[str] | None = None) -> None:
     figures.append(("data built (customers, orders, enrollments)", _secs(started)))
     sessions = make_sessionmaker(engine)
 
-    with sandbox_process() as sandbox_url, SandboxClient(sandbox_url, timeout=120) as sandbox:
+    with (
+        sandbox_process() as (sandbox_url, sandbox_pid),
+        SandboxClient(sandbox_url, timeout=120) as sandbox,
+    ):
         contexts = [
             engine_context(sessions, args.workdir, sandbox_url, batch_size=args.batch_size)
             for _ in range(args.partitions)
@@ -103,9 +107,12 @@ def main(argv: list[str] | None = None) -> None:
         worker_pids: set[int] = set()
         if workers is not None:  # the processes' start (imports, connections) is not the step
             worker_pids = workers.warm_up()
+        load = os.getloadavg()[0]  # anything else on the cores understates the rate
+        cpu_before = _cpu(worker_pids, sandbox_pid)
         started = time.perf_counter()
         counts = _run_partitioned(contexts, spec, NOW)
         seconds = time.perf_counter() - started
+        cpu = {k: v - cpu_before[k] for k, v in _cpu(worker_pids, sandbox_pid).items()}
         worker_peaks = [_process_peak_kb(pid) for pid in sorted(worker_pids)]
         if workers is not None:
             workers.close()
@@ -120,6 +127,15 @@ def main(argv: list[str] | None = None) -> None:
             )
         )
         figures.append(("  end-to-end rate", f"{rate:,.0f} msg/s"))
+        figures.append(
+            (
+                "  CPU used during the step (engine, sandbox)",
+                f"{cpu['engine']:.1f} s, {cpu['sandbox']:.1f} s = "
+                f"{cpu['engine'] * 1e6 / max(sent, 1):.0f} + "
+                f"{cpu['sandbox'] * 1e6 / max(sent, 1):.0f} µs per message; "
+                f"load average before {load:.2f} on {os.cpu_count()} cores",
+            )
+        )
         figures.append(("  other outcomes", str(dict(counts - Counter({"sent": sent}))) or "-"))
         figures.append(
             ("  exactly once at the sandbox", _exactly_once(sandbox, args.channel, sent))
@@ -314,6 +330,15 @@ def _peak_kb() -> int:
 
 def _peak_memory() -> str:
     return f"{_peak_kb() / 1024:,.0f} MB"
+
+
+def _cpu(worker_pids: set[int], sandbox_pid: int) -> dict[str, float]:
+    """CPU seconds so far: this process and its partition workers ("engine"), the sandbox."""
+    mine = time.process_time()
+    return {
+        "engine": mine + sum(cpu_seconds(pid) for pid in worker_pids),
+        "sandbox": cpu_seconds(sandbox_pid),
+    }
 
 
 def _process_peak_kb(pid: int) -> int:

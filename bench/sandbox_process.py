@@ -3,12 +3,14 @@ interpreter lock), on a free loopback port."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import httpx
 
@@ -19,8 +21,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a live process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def sandbox_process() -> Iterator[str]:
+def sandbox_process() -> Iterator[tuple[str, int]]:
+    """(its URL, its pid)."""
     port = free_port()
     code = (
         "import time\nfrom siyu.sandbox.server import start_sandbox\n"
@@ -37,7 +46,7 @@ def sandbox_process() -> Iterator[str]:
                 break
             except httpx.TransportError:
                 time.sleep(0.05)
-        yield url
+        yield url, process.pid
     finally:
         process.terminate()
         process.wait(10)
