@@ -17,15 +17,18 @@ or a retry; an attempt is a failure or a sent/pending message, by `updated_at` i
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, case, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AlertEvent, ChannelBreaker, Delivery
@@ -37,18 +40,33 @@ log = logging.getLogger(__name__)
 PROBE_RECHECK = timedelta(minutes=1)
 
 
-_settings: dict[Path, tuple[float, Breaker]] = {}
+_settings: dict[str, tuple[float, Breaker]] = {}
+_alerts_files: dict[Path, str] = {}  # project root → its alerts.yaml, as a string for os.stat
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # Path.is_file(): False
 
 
 def breaker_settings(project_root: Path) -> Breaker:
-    """alerts.yaml's `breaker:` (re-read when the file changes; asked once per due row)."""
-    path = project_root / "alerts.yaml"
-    stamp = path.stat().st_mtime if path.is_file() else 0.0
+    """alerts.yaml's `breaker:` (re-read when the file changes; asked once per due row, so
+    one os.stat per call and no path arithmetic)."""
+    path = _alerts_files.get(project_root)
+    if path is None:
+        if len(_alerts_files) > 64:
+            _alerts_files.clear()
+        path = _alerts_files[project_root] = str(project_root / "alerts.yaml")
+    try:
+        info = os.stat(path)
+        stamp = info.st_mtime if S_ISREG(info.st_mode) else 0.0
+    except OSError as error:
+        if error.errno not in _NOT_THERE:
+            raise
+        stamp = 0.0
+    except ValueError:
+        stamp = 0.0
     cached = _settings.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     try:
-        settings = load_alerts(path).breaker
+        settings = load_alerts(Path(path)).breaker
     except SiyuError:  # a broken alerts.yaml must not stop sending; `siyu alerts check` says why
         log.warning("alerts.yaml is invalid; the channel breaker uses its defaults")
         settings = Breaker()
@@ -222,6 +240,9 @@ class Gate:
         return self.retry_at or now + PROBE_RECHECK
 
 
+_GATE = select(ChannelBreaker.state, ChannelBreaker.retry_at).where(
+    ChannelBreaker.channel == bindparam("channel")
+)
 # Keyed by the sessionmaker itself (not its id, which a later one could reuse) and the tick.
 _gates: dict[tuple[sessionmaker[Session], str, datetime], Gate] = {}
 _gates_lock = threading.Lock()
@@ -235,8 +256,8 @@ def channel_hold(
     with _gates_lock:
         gate = _gates.get(key)
         if gate is None:
-            with sessions() as session:
-                breaker = session.get(ChannelBreaker, channel)
+            with sessions() as session:  # two columns, not an ORM object: once per tick
+                breaker = session.execute(_GATE, {"channel": channel}).first()
             gate = Gate(
                 breaker.state if breaker else "closed",
                 breaker.retry_at if breaker else None,
