@@ -23,7 +23,7 @@ from siyu.errors import ConfigError
 from siyu.language.spec import EventFilter, JourneySpec, ReentryAfter
 from siyu.language.where_clause import to_dialect
 from tasks.assignment import in_holdout
-from tasks.claims import ENROLLMENTS, insert_returning_ids
+from tasks.claims import ENROLLMENTS, executemany_update, insert_returning_ids, mark_exited
 from tasks.ledger import skip_open_deliveries
 
 CHUNK = 1000
@@ -330,12 +330,19 @@ def record_goals(session: Session, spec: JourneySpec, now: datetime, grace: Any)
         Enrollment.goal_reached_at.is_(None),
         Enrollment.entered_at >= now - window - grace,
     )
-    reached = [(eid, at) for eid, entered, at in rows if at <= entered + window]
-    for enrollment_id, at in reached:
-        session.execute(
-            update(Enrollment).where(Enrollment.id == enrollment_id).values(goal_reached_at=at)
-        )
+    reached = [
+        {"enrollment_id": eid, "goal_reached_at": at}
+        for eid, entered, at in rows
+        if at <= entered + window
+    ]
+    if reached:  # one executemany, not one ORM statement per enrollment
+        session.connection().execute(_GOAL_REACHED, reached)
     return len(reached)
+
+
+_GOAL_REACHED = executemany_update(
+    ENROLLMENTS, ENROLLMENTS.c.id == bindparam("enrollment_id"), ("goal_reached_at",)
+)
 
 
 def close_exits(
@@ -356,12 +363,8 @@ def close_exits(
     rows = _first_matching_event(
         session, spec, spec.exit_when, now, Enrollment.status == "active", since=since
     )
-    for enrollment_id, _entered, at in rows:
-        session.execute(
-            update(Enrollment)
-            .where(Enrollment.id == enrollment_id)
-            .values(status="exited", exited_at=at, exit_reason="exit_when")
-        )
+    # status exited, exit_reason exit_when: one executemany (the send step's own exit marking)
+    mark_exited(session, [{"enrollment_id": eid, "exited_at": at} for eid, _entered, at in rows])
     skip_open_deliveries(session, [r[0] for r in rows], "exited", now)
     return len(rows)
 
