@@ -77,6 +77,10 @@ def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # The copy is thrown away: durability is not needed, speed is.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=OFF")
+    # Every tick reads the same indexes again: keep up to 1 GiB of pages in the process
+    # instead of SQLite's default 2 MiB (each miss is a read system call), and sort in memory.
+    cursor.execute("PRAGMA cache_size=-1048576")
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
