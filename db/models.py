@@ -88,7 +88,12 @@ class ChannelIdentity(Base):
 
 class Order(Base):
     __tablename__ = "orders"
-    __table_args__ = (Index("ix_orders_customer_paid", "customer_id", "paid_at"),)
+    __table_args__ = (
+        Index("ix_orders_customer_paid", "customer_id", "paid_at"),
+        # Every tick re-reads the entry window's orders (late events): with order_seq and
+        # customer_id in the index, a `where:` on order_seq is answered without the rows.
+        Index("ix_orders_paid_seq_customer", "paid_at", "order_seq", "customer_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     order_no: Mapped[str] = mapped_column(String(32), unique=True)
@@ -191,6 +196,25 @@ class Enrollment(Base):
     __table_args__ = (
         UniqueConstraint("journey_name", "customer_id", "entry_key"),
         Index("ix_enrollments_journey_status_entered", "journey_name", "status", "entered_at"),
+        # Every step and the `complete` phase read one version's active enrollments each tick:
+        # with journey_id in the index they are found (and ruled out) without reading rows.
+        Index(
+            "ix_enrollments_journey_status_version",
+            "journey_name",
+            "status",
+            "journey_id",
+            "entered_at",
+        ),
+        # The goals phase looks at the enrollments of the goal window still without a goal:
+        # found by this range (customer_id included for the join), not by scanning the
+        # journey's whole enrollment history (tasks/enrollment.py record_goals).
+        Index(
+            "ix_enrollments_journey_goal_entered",
+            "journey_name",
+            "goal_reached_at",
+            "entered_at",
+            "customer_id",
+        ),
         Index("ix_enrollments_customer", "customer_id"),
     )
 
@@ -220,6 +244,9 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id"),
         Index("ix_deliveries_status_next", "status", "next_attempt_at"),
+        # The circuit breakers read one channel's rows changed in the last window, every
+        # tick: without this they scanned the whole ledger (siyu/alerts/breaker.py).
+        Index("ix_deliveries_channel_updated", "channel", "updated_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

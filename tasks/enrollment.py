@@ -12,18 +12,18 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from sqlalchemy import and_, exists, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
-from db.models import Customer, Delivery, Enrollment, Journey
+from db.models import TERMINAL_STATUSES, Customer, Delivery, Enrollment, Journey
 from db.sources import SOURCES
 from db.types import UTCDateTime
 from siyu.errors import ConfigError
 from siyu.language.spec import EventFilter, JourneySpec, ReentryAfter
 from siyu.language.where_clause import to_dialect
 from tasks.assignment import in_holdout
-from tasks.claims import ENROLLMENTS, insert_returning_ids
+from tasks.claims import ENROLLMENTS, executemany_update, insert_returning_ids, mark_exited
 from tasks.ledger import skip_open_deliveries
 
 CHUNK = 1000
@@ -116,14 +116,28 @@ def spec_of(journey: Journey) -> JourneySpec:
     return JourneySpec.model_validate(journey.spec)
 
 
+# (event, where, dialect) → the sub-query: journeys have a handful of filters, each asked for
+# by every phase and batch of every tick; building it anew re-parsed the `where:` (sqlglot)
+# and rebuilt SQLAlchemy's column collections each time. The statement objects are immutable.
+_sources: dict[tuple[str, str | None, str], Subquery] = {}
+
+
 def filtered_source(session: Session, event_filter: EventFilter) -> Subquery:
     """The event source's rows matching the filter's `where`, as a sub-query `src`."""
+    dialect = session.get_bind().dialect.name
+    key = (event_filter.event, event_filter.where, dialect)
+    cached = _sources.get(key)
+    if cached is not None:
+        return cached
     inner = SOURCES[event_filter.event].select().subquery("raw")
     query = select(inner)
     if event_filter.where:
-        dialect = session.get_bind().dialect.name
         query = query.where(text(to_dialect(event_filter.where, dialect)))
-    return query.subquery("src")
+    src = query.subquery("src")
+    if len(_sources) >= 256:  # journeys edited while a worker runs: keep it bounded
+        _sources.clear()
+    _sources[key] = src
+    return src
 
 
 def enroll_entrants(
@@ -316,12 +330,19 @@ def record_goals(session: Session, spec: JourneySpec, now: datetime, grace: Any)
         Enrollment.goal_reached_at.is_(None),
         Enrollment.entered_at >= now - window - grace,
     )
-    reached = [(eid, at) for eid, entered, at in rows if at <= entered + window]
-    for enrollment_id, at in reached:
-        session.execute(
-            update(Enrollment).where(Enrollment.id == enrollment_id).values(goal_reached_at=at)
-        )
+    reached = [
+        {"enrollment_id": eid, "goal_reached_at": at}
+        for eid, entered, at in rows
+        if at <= entered + window
+    ]
+    if reached:  # one executemany, not one ORM statement per enrollment
+        session.connection().execute(_GOAL_REACHED, reached)
     return len(reached)
+
+
+_GOAL_REACHED = executemany_update(
+    ENROLLMENTS, ENROLLMENTS.c.id == bindparam("enrollment_id"), ("goal_reached_at",)
+)
 
 
 def close_exits(
@@ -342,42 +363,69 @@ def close_exits(
     rows = _first_matching_event(
         session, spec, spec.exit_when, now, Enrollment.status == "active", since=since
     )
-    for enrollment_id, _entered, at in rows:
-        session.execute(
-            update(Enrollment)
-            .where(Enrollment.id == enrollment_id)
-            .values(status="exited", exited_at=at, exit_reason="exit_when")
-        )
+    # status exited, exit_reason exit_when: one executemany (the send step's own exit marking)
+    mark_exited(session, [{"enrollment_id": eid, "exited_at": at} for eid, _entered, at in rows])
     skip_open_deliveries(session, [r[0] for r in rows], "exited", now)
     return len(rows)
 
 
 def complete_finished(session: Session, spec: JourneySpec, now: datetime) -> int:
     """Active enrollments whose every step (of their own version) reached a final status are
-    `completed`."""
+    `completed`: those with at least as many final ledger rows as their version has steps.
+
+    Counted per active enrollment, so a tick reads the journey's active enrollments, not the
+    ledger of every enrollment that ever finished."""
     done = 0
-    for journey in session.scalars(select(Journey).where(Journey.name == spec.journey)):
-        steps = spec if journey.version == spec.version else spec_of(journey)
-        finished = (
-            select(Delivery.enrollment_id)
-            .where(
-                Delivery.journey_name == spec.journey,
-                Delivery.status.in_(("sent", "failed", "skipped")),
-            )
-            .group_by(Delivery.enrollment_id)
-            .having(func.count() >= len(steps.steps))
+    versions = session.execute(
+        select(Journey.id, Journey.version).where(Journey.name == spec.journey)
+    ).all()
+    for journey_id, version in versions:
+        steps = len(
+            spec.steps if version == spec.version else _spec_of_id(session, journey_id).steps
         )
         result = session.execute(
-            update(Enrollment)
-            .where(
-                Enrollment.journey_id == journey.id,
-                Enrollment.status == "active",
-                Enrollment.id.in_(finished),
-            )
-            .values(status="completed")
+            _COMPLETE,
+            {"version_id": journey_id, "name": spec.journey, "steps": max(steps, 1)},
         )
         done += int(getattr(result, "rowcount", 0) or 0)
     return done
+
+
+def _spec_of_id(session: Session, journey_id: int) -> JourneySpec:
+    return JourneySpec.model_validate(
+        session.scalar(select(Journey.spec).where(Journey.id == journey_id))
+    )
+
+
+# An enrollment's rows always carry its journey's name (both are written from the same spec),
+# so filtering enrollments by name too changes nothing and lets the
+# (journey_name, status, journey_id) index find the active ones. `steps` is at least 1: an
+# enrollment without any final row was never completed (it had no group in the former
+# GROUP BY ... HAVING form). Any ledger rows first, final ones second: the first count reads
+# only the unique (enrollment_id, step_id) index, and most active enrollments are still
+# waiting for a step that has no row yet, so the second (which reads the rows) rarely runs.
+_ROWS = select(func.count()).where(Delivery.enrollment_id == Enrollment.id).scalar_subquery()
+_FINAL_ROWS = (
+    select(func.count())
+    .where(
+        Delivery.enrollment_id == Enrollment.id,
+        Delivery.journey_name == bindparam("name"),
+        Delivery.status.in_(TERMINAL_STATUSES),
+    )
+    .scalar_subquery()
+)
+_COMPLETE = (
+    update(Enrollment)
+    .where(
+        Enrollment.journey_name == bindparam("name"),
+        Enrollment.status == "active",
+        Enrollment.journey_id == bindparam("version_id"),
+        _ROWS >= bindparam("steps"),
+        _FINAL_ROWS >= bindparam("steps"),
+    )
+    .values(status="completed")
+    .execution_options(synchronize_session=False)
+)
 
 
 def kept_versions(session: Session, spec: JourneySpec) -> list[tuple[int, JourneySpec]]:

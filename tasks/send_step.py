@@ -32,11 +32,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from db.engine import read_only_session, write_session
-from db.models import Delivery, Enrollment
 from siyu.alerts.breaker import breaker_settings, circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
@@ -50,6 +48,7 @@ from tasks.pressure import cap_hold, fatigue_hold
 from tasks.quiet_hours import next_allowed
 from tasks.receipts import StepCounts, poll_pending, send_chunk
 from tasks.render import TemplateCache, render_message
+from tasks.scans import due_rows
 from tasks.step_facts import BatchFacts, Due, load_batch_facts
 from tasks.timing import step_base, step_offset
 
@@ -114,38 +113,22 @@ def select_due(
     limit: int,
     partition: Partition = WHOLE,
 ) -> list[Due]:
-    conditions: list[Any] = [
-        Enrollment.journey_name == spec.journey,
-        Enrollment.status == "active",
-        Enrollment.id > after,
-        or_(
-            Delivery.id.is_(None),
-            and_(Delivery.status.in_(("deferred", "sending")), Delivery.next_attempt_at <= now),
-        ),
-    ]
-    if journey_id is not None:
-        conditions.append(Enrollment.journey_id == journey_id)
-    if partition.count > 1:
-        conditions.append(Enrollment.id % partition.count == partition.index)
-    if not isinstance(step.at, Anchor):  # anchored steps are timed per row, in Python
-        conditions.append(Enrollment.entered_at <= now - step.at)
-    query = (
-        select(
-            Enrollment.id,
-            Enrollment.customer_id,
-            Enrollment.entered_at,
-            Enrollment.entry_key,
-            Enrollment.holdout,
-            Delivery.id,
-            Delivery.attempts,
-            Delivery.idempotency_key,
-        )
-        .outerjoin(
-            Delivery, and_(Delivery.enrollment_id == Enrollment.id, Delivery.step_id == step.id)
-        )
-        .where(*conditions)
-        .order_by(Enrollment.id)
-        .limit(limit)
+    """The next `limit` enrollments (by id, after `after`) that can be due for `step`: active,
+    old enough (anchored steps are timed per row, in `decide`), and either without a ledger
+    row for the step or with one that is claimable again (deferred or sending, with
+    next_attempt_at reached). The query (tasks/scans.py) reads only rows that can be due."""
+    cutoff = None if isinstance(step.at, Anchor) else now - step.at
+    rows = due_rows(
+        session,
+        spec.journey,
+        step.id,
+        now,
+        cutoff,
+        journey_id,
+        after=after,
+        limit=limit,
+        part=partition.index,
+        parts=partition.count,
     )
     return [
         Due(
@@ -158,7 +141,7 @@ def select_due(
             r[6] or 0,
             r[7] or idempotency_key(spec.journey, r[0], step.id),
         )
-        for r in session.execute(query)
+        for r in rows
     ]
 
 

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from db.engine import write_session
 from db.models import Journey
@@ -88,11 +88,14 @@ def _breakers(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResu
     return breakers_phase(ctx, [step.send for step in spec.steps], now)
 
 
+_VERSION_ID = select(Journey.id).where(
+    Journey.name == bindparam("name"), Journey.version == bindparam("version")
+)
+
+
 def _current_version_id(ctx: EngineContext, spec: JourneySpec) -> int:
-    with ctx.sessions() as session:
-        journey_id = session.scalar(
-            select(Journey.id).where(Journey.name == spec.journey, Journey.version == spec.version)
-        )
+    with ctx.sessions() as session:  # asked by every step phase: the statement is built once
+        journey_id = session.scalar(_VERSION_ID, {"name": spec.journey, "version": spec.version})
     if journey_id is None:  # the enroll phase creates it; a step cannot run before
         raise RuntimeError(f"journey {spec.journey} v{spec.version} has no row; run enroll first")
     return journey_id

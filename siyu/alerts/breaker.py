@@ -17,15 +17,18 @@ or a retry; an attempt is a failure or a sent/pending message, by `updated_at` i
 
 from __future__ import annotations
 
+import errno
 import logging
+import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from stat import S_ISREG
 from typing import Any
 
-from sqlalchemy import and_, case, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AlertEvent, ChannelBreaker, Delivery
@@ -37,18 +40,33 @@ log = logging.getLogger(__name__)
 PROBE_RECHECK = timedelta(minutes=1)
 
 
-_settings: dict[Path, tuple[float, Breaker]] = {}
+_settings: dict[str, tuple[float, Breaker]] = {}
+_alerts_files: dict[Path, str] = {}  # project root → its alerts.yaml, as a string for os.stat
+_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # Path.is_file(): False
 
 
 def breaker_settings(project_root: Path) -> Breaker:
-    """alerts.yaml's `breaker:` (re-read when the file changes; asked once per due row)."""
-    path = project_root / "alerts.yaml"
-    stamp = path.stat().st_mtime if path.is_file() else 0.0
+    """alerts.yaml's `breaker:` (re-read when the file changes; asked once per due row, so
+    one os.stat per call and no path arithmetic)."""
+    path = _alerts_files.get(project_root)
+    if path is None:
+        if len(_alerts_files) > 64:
+            _alerts_files.clear()
+        path = _alerts_files[project_root] = str(project_root / "alerts.yaml")
+    try:
+        info = os.stat(path)
+        stamp = info.st_mtime if S_ISREG(info.st_mode) else 0.0
+    except OSError as error:
+        if error.errno not in _NOT_THERE:
+            raise
+        stamp = 0.0
+    except ValueError:
+        stamp = 0.0
     cached = _settings.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     try:
-        settings = load_alerts(path).breaker
+        settings = load_alerts(Path(path)).breaker
     except SiyuError:  # a broken alerts.yaml must not stop sending; `siyu alerts check` says why
         log.warning("alerts.yaml is invalid; the channel breaker uses its defaults")
         settings = Breaker()
@@ -56,11 +74,8 @@ def breaker_settings(project_root: Path) -> Breaker:
     return settings
 
 
-def failure_rate(
-    session: Session, channel: str, since: datetime, until: datetime
-) -> tuple[int, int]:
-    """(attempts, failures) of `channel` whose ledger rows changed in [since, until]."""
-    failed = or_(
+def _failed() -> ColumnElement[bool]:
+    return or_(
         and_(
             Delivery.status == "failed",
             not_(Delivery.reason.like("render_error%")),
@@ -68,37 +83,80 @@ def failure_rate(
         ),
         and_(Delivery.status == "deferred", Delivery.reason.like("retry:%")),
     )
+
+
+def failure_rates(
+    session: Session, channels: list[str], since: datetime, until: datetime
+) -> dict[str, tuple[int, int]]:
+    """{channel: (attempts, failures)} of the ledger rows that changed in [since, until], for
+    several channels in one grouped query (ix_deliveries_channel_updated: only the window's
+    rows are read, however long the ledger). A channel without attempts is (0, 0)."""
+    rates = dict.fromkeys(channels, (0, 0))
+    if not channels:
+        return rates
+    failed = _failed()
     attempted = or_(Delivery.status.in_(("sent", "pending")), failed)
-    row = session.execute(
-        select(func.count(), func.sum(case((failed, 1), else_=0))).where(
-            Delivery.channel == channel,
+    for channel, attempts, failures in session.execute(
+        select(Delivery.channel, func.count(), func.sum(case((failed, 1), else_=0)))
+        .where(
+            Delivery.channel.in_(channels),
             Delivery.updated_at >= since,
             Delivery.updated_at <= until,
             attempted,
         )
-    ).one()
-    return int(row[0]), int(row[1] or 0)
+        .group_by(Delivery.channel)
+    ):
+        rates[channel] = (int(attempts), int(failures or 0))
+    return rates
+
+
+def failure_rate(
+    session: Session, channel: str, since: datetime, until: datetime
+) -> tuple[int, int]:
+    """(attempts, failures) of `channel` whose ledger rows changed in [since, until]."""
+    return failure_rates(session, [channel], since, until)[channel]
 
 
 def evaluate_breakers(
     session: Session, channels: list[str], settings: Breaker, now: datetime
 ) -> dict[str, str]:
-    """Move each channel's breaker along; returns channel → state."""
+    """Move each channel's breaker along; returns channel → state. The breakers are read in
+    one query and the closed ones' failure rates in another (the usual case: every breaker
+    closed, two SELECTs per tick); deliveries are not changed in here, so reading the rates
+    before stepping gives each breaker what it would have read in its turn."""
+    found = {
+        breaker.channel: breaker
+        for breaker in session.scalars(
+            select(ChannelBreaker).where(ChannelBreaker.channel.in_(channels))
+        )
+    }
+    closed = [c for c in channels if c not in found or found[c].state == "closed"]
+    rates = failure_rates(session, closed, now - settings.window, now)
     states = {}
     for channel in channels:
-        breaker = session.get(ChannelBreaker, channel)
+        breaker = found.get(channel)
         if breaker is None:
             breaker = ChannelBreaker(channel=channel, state="closed", updated_at=now)
             session.add(breaker)
-        _step(session, breaker, settings, now)
+        _step(session, breaker, settings, now, rates.get(channel))
         states[channel] = breaker.state
     session.flush()
     return states
 
 
-def _step(session: Session, breaker: ChannelBreaker, settings: Breaker, now: datetime) -> None:
+def _step(
+    session: Session,
+    breaker: ChannelBreaker,
+    settings: Breaker,
+    now: datetime,
+    closed_rate: tuple[int, int] | None = None,
+) -> None:
     if breaker.state == "closed":
-        attempts, failures = failure_rate(session, breaker.channel, now - settings.window, now)
+        attempts, failures = (
+            closed_rate
+            if closed_rate is not None
+            else failure_rate(session, breaker.channel, now - settings.window, now)
+        )
         rate = failures / attempts if attempts else 0.0
         breaker.attempts, breaker.failure_rate = attempts, rate
         if attempts >= settings.min_attempts and rate > settings.failure_rate:
@@ -182,6 +240,9 @@ class Gate:
         return self.retry_at or now + PROBE_RECHECK
 
 
+_GATE = select(ChannelBreaker.state, ChannelBreaker.retry_at).where(
+    ChannelBreaker.channel == bindparam("channel")
+)
 # Keyed by the sessionmaker itself (not its id, which a later one could reuse) and the tick.
 _gates: dict[tuple[sessionmaker[Session], str, datetime], Gate] = {}
 _gates_lock = threading.Lock()
@@ -195,8 +256,8 @@ def channel_hold(
     with _gates_lock:
         gate = _gates.get(key)
         if gate is None:
-            with sessions() as session:
-                breaker = session.get(ChannelBreaker, channel)
+            with sessions() as session:  # two columns, not an ORM object: once per tick
+                breaker = session.execute(_GATE, {"channel": channel}).first()
             gate = Gate(
                 breaker.state if breaker else "closed",
                 breaker.retry_at if breaker else None,

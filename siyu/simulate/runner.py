@@ -23,7 +23,7 @@ from db.engine import make_engine, make_sessionmaker
 from db.models import Customer, Delivery, Enrollment
 from siyu.language.spec import JourneySpec
 from siyu.simulate.dry_run import dry_run_channels
-from siyu.simulate.scratch import copy_database, forget_journey
+from siyu.simulate.scratch import add_missing_indexes, copy_database, forget_journey
 from tasks.context import EngineContext
 from tasks.tick import run_tick
 
@@ -77,6 +77,10 @@ def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
     # The copy is thrown away: durability is not needed, speed is.
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA synchronous=OFF")
+    # Every tick reads the same indexes again: keep up to 1 GiB of pages in the process
+    # instead of SQLite's default 2 MiB (each miss is a read system call), and sort in memory.
+    cursor.execute("PRAGMA cache_size=-1048576")
+    cursor.execute("PRAGMA temp_store=MEMORY")
     cursor.close()
 
 
@@ -93,6 +97,7 @@ def simulate(
         url = copy_database(database_url, Path(tmp) / "scratch.db")
         engine = make_engine(url)
         event.listen(engine, "connect", _fast_sqlite)
+        add_missing_indexes(engine)
         try:
             return _run(spec, engine, templates_dir, channel_kinds, settings, progress)
         finally:
