@@ -20,14 +20,13 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from siyu.language.spec import JourneySpec, Step
 
@@ -50,9 +49,9 @@ def _context(token: str, factory: ContextFactory) -> EngineContext:
     return ctx
 
 
-def _ready(token: str, factory: ContextFactory, seconds: float) -> int:
+def _ready(token: str, factory: ContextFactory, everyone: Any) -> int:
     _context(token, factory)
-    time.sleep(seconds)  # long enough that each warm-up call lands in a process of its own
+    everyone.wait(120)  # each warm-up call holds its process until all have one
     return os.getpid()
 
 
@@ -106,11 +105,13 @@ class PartitionWorkers:
 
     def warm_up(self) -> set[int]:
         """Start every worker (interpreter, imports, context) now; returns their pids."""
-        futures = [
-            self._pool.submit(_ready, self._token, self._factory, 0.2)
-            for _ in range(self.processes)
-        ]
-        return {future.result() for future in futures}
+        with multiprocessing.get_context("spawn").Manager() as manager:
+            everyone = manager.Barrier(self.processes)
+            futures = [
+                self._pool.submit(_ready, self._token, self._factory, everyone)
+                for _ in range(self.processes)
+            ]
+            return {future.result() for future in futures}
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -89,3 +89,15 @@ def test_a_worker_error_reaches_the_flow_as_itself(tmp_path: Any) -> None:
     with PartitionWorkers(_no_secret_context, 2) as workers:
         with pytest.raises(ConfigError, match="SIYU_SMS_SECRET is not set"):
             workers.run_step(spec, spec.steps[0], local(1), None, Partition(0, 2))
+
+
+def _nothing() -> Any:
+    return None
+
+
+def test_warm_up_starts_every_worker() -> None:
+    """The benchmark times a step after warm_up(): every worker must be running by then."""
+    from tasks.partition_workers import PartitionWorkers
+
+    with PartitionWorkers(_nothing, 3) as workers:
+        assert len(workers.warm_up()) == 3
