@@ -28,6 +28,7 @@ idempotency key, once its lease (EngineContext.send_lease, in the tick's clock) 
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -130,19 +131,22 @@ def select_due(
         part=partition.index,
         parts=partition.count,
     )
-    return [
-        Due(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            bool(r[4]),
-            r[5],
-            r[6] or 0,
-            r[7] or idempotency_key(spec.journey, r[0], step.id),
-        )
-        for r in rows
-    ]
+    return [due_from_row(spec, step, r) for r in rows]
+
+
+def due_from_row(spec: JourneySpec, step: Step, r: Sequence[Any]) -> Due:
+    """(enrollment id, customer id, entered_at, entry key, holdout, delivery id, attempts,
+    idempotency key) as a Due; a row without a ledger row yet gets its stable key here."""
+    return Due(
+        r[0],
+        r[1],
+        r[2],
+        r[3],
+        bool(r[4]),
+        r[5],
+        r[6] or 0,
+        r[7] or idempotency_key(spec.journey, r[0], step.id),
+    )
 
 
 @dataclass

@@ -19,7 +19,9 @@ from siyu.sandbox.server import RunningSandbox
 from tests.conftest import ROOT, Shop, local
 
 
-def tick(now: datetime, sandbox: RunningSandbox) -> Any:
+def tick(now: datetime, sandbox: RunningSandbox, **options: Any) -> Any:
+    """One flow run of the canonical journey at `now`; `options` go to journey_tick
+    (partitions, processes)."""
     from flows.journey_flow import journey_tick
 
     return journey_tick(
@@ -27,6 +29,7 @@ def tick(now: datetime, sandbox: RunningSandbox) -> Any:
         now=now.isoformat(),
         channel_base_url=sandbox.url,
         return_state=True,
+        **options,
     )
 
 

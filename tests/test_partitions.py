@@ -16,21 +16,13 @@ from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
 from tests.conftest import Shop, local
 from tests.test_flow_end_to_end import task_runs
+from tests.test_flow_end_to_end import tick as flow_tick
 
 STEPS = ("join-group", "day3-care", "day7-content", "day14-repurchase")
 
 
 def tick(now: datetime, sandbox: RunningSandbox, processes: bool) -> Any:
-    from flows.journey_flow import journey_tick
-
-    return journey_tick(
-        journey="first-purchase-care",
-        now=now.isoformat(),
-        channel_base_url=sandbox.url,
-        partitions=2,
-        processes=processes,
-        return_state=True,
-    )
+    return flow_tick(now, sandbox, partitions=2, processes=processes)
 
 
 @pytest.mark.parametrize("processes", [False, True], ids=["threads", "processes"])

@@ -14,8 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from db.models import Delivery, Enrollment, Journey
 from siyu.language.spec import Anchor, JourneySpec, Step
 from tasks.enrollment import complete_finished
-from tasks.ledger import idempotency_key
-from tasks.send_step import Partition, select_due
+from tasks.send_step import Partition, due_from_row, select_due
 from tasks.step_facts import Due
 from tests.conftest import DAY0, Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
@@ -141,19 +140,7 @@ def _former_select_due(
         .order_by(Enrollment.id)
         .limit(limit)
     )
-    return [
-        Due(
-            r[0],
-            r[1],
-            r[2],
-            r[3],
-            bool(r[4]),
-            r[5],
-            r[6] or 0,
-            r[7] or idempotency_key(spec.journey, r[0], step.id),
-        )
-        for r in session.execute(query)
-    ]
+    return [due_from_row(spec, step, r) for r in session.execute(query)]
 
 
 def test_select_due_returns_what_the_outer_join_returned(

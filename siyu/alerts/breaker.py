@@ -17,15 +17,12 @@ or a retry; an attempt is a failure or a sent/pending message, by `updated_at` i
 
 from __future__ import annotations
 
-import errno
 import logging
-import os
 import threading
 from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from stat import S_ISREG
 from typing import Any
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, func, not_, or_, select
@@ -40,33 +37,18 @@ log = logging.getLogger(__name__)
 PROBE_RECHECK = timedelta(minutes=1)
 
 
-_settings: dict[str, tuple[float, Breaker]] = {}
-_alerts_files: dict[Path, str] = {}  # project root → its alerts.yaml, as a string for os.stat
-_NOT_THERE = (errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP)  # Path.is_file(): False
+_settings: dict[Path, tuple[float, Breaker]] = {}
 
 
 def breaker_settings(project_root: Path) -> Breaker:
-    """alerts.yaml's `breaker:` (re-read when the file changes; asked once per due row, so
-    one os.stat per call and no path arithmetic)."""
-    path = _alerts_files.get(project_root)
-    if path is None:
-        if len(_alerts_files) > 64:
-            _alerts_files.clear()
-        path = _alerts_files[project_root] = str(project_root / "alerts.yaml")
-    try:
-        info = os.stat(path)
-        stamp = info.st_mtime if S_ISREG(info.st_mode) else 0.0
-    except OSError as error:
-        if error.errno not in _NOT_THERE:
-            raise
-        stamp = 0.0
-    except ValueError:
-        stamp = 0.0
+    """alerts.yaml's `breaker:`, re-read when the file changes (asked once per batch)."""
+    path = project_root / "alerts.yaml"
+    stamp = path.stat().st_mtime if path.is_file() else 0.0
     cached = _settings.get(path)
     if cached is not None and cached[0] == stamp:
         return cached[1]
     try:
-        settings = load_alerts(Path(path)).breaker
+        settings = load_alerts(path).breaker
     except SiyuError:  # a broken alerts.yaml must not stop sending; `siyu alerts check` says why
         log.warning("alerts.yaml is invalid; the channel breaker uses its defaults")
         settings = Breaker()
