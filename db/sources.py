@@ -8,12 +8,13 @@ Every source has `event_key` (unique per row, stored on enrollments), `customer_
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from sqlalchemy import Select, String, cast, literal, select
+from sqlalchemy import Select, String, bindparam, cast, literal, select
+from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import ColumnElement
 
 from db.models import Customer, Event, Order, Subscription
@@ -30,10 +31,38 @@ class EventSource:
     def select(self) -> AnySelect:
         return _BUILDERS[self.name]()
 
+    def select_by_keys(self) -> AnySelect:
+        """The rows whose event_key is among the expanding parameter `row_ids` (see
+        `key_ids`), found by primary key instead of computing every candidate's key."""
+        _prefix, column = _KEYS[self.name]
+        return self.select().where(column.in_(bindparam("row_ids", expanding=True)))
+
+    def key_ids(self, keys: Iterable[str]) -> list[int]:
+        """The primary keys inside event keys of this source ('order:42' -> 42)."""
+        prefix = _KEYS[self.name][0]
+        return [
+            int(k[len(prefix) :])
+            for k in keys
+            if k.startswith(prefix) and k[len(prefix) :].isdigit()
+        ]
+
+
+# Every source's event_key is a prefix and its row's primary key: 'order:' || orders.id.
+_KEYS: dict[str, tuple[str, InstrumentedAttribute[int]]] = {
+    "order_paid": ("order:", Order.id),
+    "customer_created": ("customer:", Customer.id),
+    "subscription_started": ("subscription:", Subscription.id),
+}
+
+
+def _event_key(source: str) -> ColumnElement[str]:
+    prefix, column = _KEYS[source]
+    return (literal(prefix) + cast(column, String)).label("event_key")
+
 
 def _order_paid() -> AnySelect:
     return select(
-        (literal("order:") + cast(Order.id, String)).label("event_key"),
+        _event_key("order_paid"),
         Order.customer_id.label("customer_id"),
         Order.paid_at.label("occurred_at"),
         Order.id.label("order_id"),
@@ -47,7 +76,7 @@ def _order_paid() -> AnySelect:
 
 def _customer_created() -> AnySelect:
     return select(
-        (literal("customer:") + cast(Customer.id, String)).label("event_key"),
+        _event_key("customer_created"),
         Customer.id.label("customer_id"),
         Customer.created_at.label("occurred_at"),
         Customer.city.label("city"),
@@ -57,7 +86,7 @@ def _customer_created() -> AnySelect:
 
 def _subscription_started() -> AnySelect:
     return select(
-        (literal("subscription:") + cast(Subscription.id, String)).label("event_key"),
+        _event_key("subscription_started"),
         Subscription.customer_id.label("customer_id"),
         Subscription.started_at.label("occurred_at"),
         Subscription.plan.label("plan"),
@@ -67,9 +96,8 @@ def _subscription_started() -> AnySelect:
 
 
 def _behaviour(name: str) -> AnySelect:
-    key: ColumnElement[str] = literal("event:") + cast(Event.id, String)
     return select(
-        key.label("event_key"),
+        _event_key(name),
         Event.customer_id.label("customer_id"),
         Event.occurred_at.label("occurred_at"),
         Event.properties.label("properties"),
@@ -106,6 +134,7 @@ SOURCES: dict[str, EventSource] = {
     ),
 }
 for _name in BEHAVIOUR_EVENTS:
+    _KEYS[_name] = ("event:", Event.id)
     SOURCES[_name] = EventSource(
         _name,
         f"a '{_name}' row of the events table",

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Insert, Table, Update, bindparam, func, select, update
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import ColumnElement, Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from db.bulk import insert_returning
 from db.models import Base, Delivery
 
 DELIVERIES: Table = Base.metadata.tables["deliveries"]
@@ -40,31 +40,19 @@ def executemany_update(
     return update(table).where(where).values(**values, **fixed)
 
 
-def insert_ignoring_duplicates(session: Session, table: Table) -> Insert:
-    """INSERT ... ON CONFLICT DO NOTHING for the session's dialect (Core, so that an
-    executemany compiles once and SQLAlchemy batches it into multi-row statements)."""
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(table).on_conflict_do_nothing()
-    if dialect == "sqlite":
-        return sqlite.insert(table).on_conflict_do_nothing()
-    raise NotImplementedError(f"no ON CONFLICT support for {dialect}")
-
-
 def insert_returning_ids(
     session: Session, table: Table, rows: Sequence[dict[str, Any]], returned: str
 ) -> list[Any]:
-    """Insert `rows` (one executemany), skipping rows that conflict with existing ones;
+    """Insert `rows` (multi-row statements), skipping rows that conflict with existing ones;
     returns column `returned` of the rows this call inserted."""
-    if not rows:
-        return []
-    statement = insert_ignoring_duplicates(session, table).returning(table.c[returned])
-    return list(session.connection().execute(statement, list(rows)).scalars())
+    return [row[0] for row in insert_returning(session.connection(), table, rows, (returned,))]
 
 
-def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> set[int]:
-    """Insert new ledger rows; returns the enrollment ids whose row this call inserted."""
-    return set(insert_returning_ids(session, DELIVERIES, rows, "enrollment_id"))
+def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
+    """Insert new ledger rows; returns {enrollment id: delivery id} for the rows this call
+    inserted (a row another worker inserted first is not returned)."""
+    inserted = insert_returning(session.connection(), DELIVERIES, rows, ("enrollment_id", "id"))
+    return {row[0]: row[1] for row in inserted}
 
 
 def claim_existing(session: Session, delivery_ids: Sequence[int], now: datetime) -> dict[int, int]:

@@ -18,6 +18,7 @@ other threads hold locks (Prefect's, SQLAlchemy's pool, httpx's) can deadlock th
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import os
 import uuid
@@ -46,6 +47,10 @@ def _context(token: str, factory: ContextFactory) -> EngineContext:
     ctx = _contexts.get(token)
     if ctx is None:
         ctx = _contexts[token] = factory()
+        # What lives as long as the worker (modules, the context) leaves the collector's
+        # sight: a full collection then walks only what batches allocate (it was ~6 % of a
+        # send step's time, and 2 % with this).
+        gc.freeze()
     return ctx
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
@@ -29,64 +29,90 @@ from tasks.optouts import suppress
 StepCounts = Counter[str]
 
 
+class Outgoing(NamedTuple):
+    """A message whose ledger row is committed as `sending`, about to go to the channel."""
+
+    customer_id: int
+    delivery_id: int
+    attempts: int  # before this one
+    message: OutboundMessage
+
+
 def send_chunk(
     ctx: EngineContext,
     channel: Channel,
-    chunk: list[tuple[int, int, OutboundMessage]],
+    chunk: list[Outgoing],
     now: datetime,
 ) -> StepCounts:
-    """Send (customer id, attempts so far, message) triples in one channel call and record
-    each receipt. The ledger rows are already `sending`."""
+    """Send a chunk of messages in one channel call and record each receipt."""
     counts: StepCounts = Counter()
     try:
-        receipts = channel.send_batch([message for _, _, message in chunk])
+        receipts = channel.send_batch([out.message for out in chunk])
     except ChannelError as error:
         receipts = [
             Receipt(
-                m.idempotency_key,
+                out.message.idempotency_key,
                 "retry" if error.retryable else "failed",
                 code="channel_unavailable",
                 detail=str(error),
             )
-            for _, _, m in chunk
+            for out in chunk
         ]
     by_key = {r.idempotency_key: r for r in receipts}
-    rows: list[dict[str, Any]] = []
+    # Receipts with the same values (a batch call's: one status, one BizId) share one UPDATE.
+    same: dict[tuple[tuple[str, Any], ...], list[int]] = {}
     refusals: list[tuple[int, Receipt]] = []
-    for customer_id, attempts, message in chunk:
-        receipt = by_key.get(message.idempotency_key)
+    for out in chunk:
+        receipt = by_key.get(out.message.idempotency_key)
         if receipt is None:  # adapter bug: the row stays `sending` and is sent again
             counts["sending:no_receipt"] += 1
             continue
-        values, label = receipt_values(ctx, receipt, attempts + 1, now)
+        values, label = receipt_values(ctx, receipt, out.attempts + 1, now)
         counts[label] += 1
-        rows.append({"key": receipt.idempotency_key, **values})
+        same.setdefault(tuple(values.items()), []).append(out.delivery_id)
         if receipt.outcome == "refused":
-            refusals.append((customer_id, receipt))
+            refusals.append((out.customer_id, receipt))
     with write_session(ctx.sessions) as session:
-        if rows:
-            session.connection().execute(_RECORD_SENDING, rows)
+        record_receipts(session, same)
         for customer_id, receipt in refusals:
             reason = f"refused:{receipt.code or receipt.outcome} {receipt.detail or ''}"
             suppress(session, customer_id, channel.name, reason, now)
     return counts
 
 
-# One executemany per chunk. Only a row still `sending` takes a receipt: a late answer
-# for a row that another worker re-sent after the lease and already recorded changes nothing.
-_RECORD_SENDING = executemany_update(
-    DELIVERIES,
-    and_(DELIVERIES.c.idempotency_key == bindparam("key"), DELIVERIES.c.status == "sending"),
-    (
-        "status",
-        "reason",
-        "updated_at",
-        "sent_at",
-        "next_attempt_at",
-        "provider_code",
-        "provider_message_id",
-    ),
+# Only a row still `sending` takes a receipt: a late answer for a row that another worker
+# re-sent after the lease and already recorded changes nothing.
+_RECEIPT_COLUMNS = (
+    "status",
+    "reason",
+    "updated_at",
+    "sent_at",
+    "next_attempt_at",
+    "provider_code",
+    "provider_message_id",
 )
+_RECORD_MANY = update(DELIVERIES).where(
+    DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status == "sending"
+)
+_RECORD_ONE = executemany_update(
+    DELIVERIES,
+    and_(DELIVERIES.c.id == bindparam("row_id"), DELIVERIES.c.status == "sending"),
+    _RECEIPT_COLUMNS,
+)
+
+
+def record_receipts(session: Session, same: dict[tuple[tuple[str, Any], ...], list[int]]) -> None:
+    """Write receipts, grouped by their values ({values: delivery ids}): a group of several
+    rows is one UPDATE ... WHERE id IN (...), the single rows are one executemany."""
+    connection = session.connection()
+    singles: list[dict[str, Any]] = []
+    for items, ids in same.items():
+        if len(ids) == 1:
+            singles.append({"row_id": ids[0], **dict(items)})
+        else:
+            connection.execute(_RECORD_MANY.values(**dict(items)), {"ids": ids})
+    if singles:
+        connection.execute(_RECORD_ONE, singles)
 
 
 def receipt_values(

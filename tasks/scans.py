@@ -161,4 +161,4 @@ def due_rows(
         params["version_id"] = journey_id
     if parts > 1:
         params["parts"], params["part"] = parts, part
-    return session.execute(statement, params).all()
+    return session.connection().execute(statement, params).all()  # Core: plain rows

@@ -47,7 +47,7 @@ from tasks.context import EngineContext
 from tasks.ledger import idempotency_key
 from tasks.pressure import cap_hold, fatigue_hold
 from tasks.quiet_hours import next_allowed
-from tasks.receipts import StepCounts, poll_pending, send_chunk
+from tasks.receipts import Outgoing, StepCounts, poll_pending, send_chunk
 from tasks.render import TemplateCache, render_message
 from tasks.scans import due_rows
 from tasks.step_facts import BatchFacts, Due, load_batch_facts
@@ -182,7 +182,7 @@ def process_batch(
             facts.history.record(due.customer_id, step.send, now)
         decided.append((due, decision))
     counts: StepCounts = Counter()
-    to_send: list[tuple[int, int, OutboundMessage]] = []
+    to_send: list[Outgoing] = []
     with write_session(ctx.sessions) as session:
         claimed = write(session, spec, step, decided, now, ctx.send_lease)
         mark_exited(
@@ -197,7 +197,8 @@ def process_batch(
         if due.enrollment_id not in claimed:
             counts["claimed_elsewhere"] += 1
         elif decision.message is not None:
-            to_send.append((due.customer_id, claimed[due.enrollment_id], decision.message))
+            delivery_id, attempts = claimed[due.enrollment_id]
+            to_send.append(Outgoing(due.customer_id, delivery_id, attempts, decision.message))
         else:
             counts[f"{decision.status}:{(decision.reason or '').split(':')[0]}"] += 1
     # The `sending` rows are committed before the channel is called: a crash from here on
@@ -340,21 +341,22 @@ def write(
     decided: list[tuple[Due, Decision]],
     now: datetime,
     lease: timedelta,
-) -> dict[int, int]:
+) -> dict[int, tuple[int, int]]:
     """Claim and write the ledger rows of `decided` (see tasks/claims.py). Returns
-    {enrollment id: attempts before this one} for the rows this worker owns now."""
+    {enrollment id: (delivery id, attempts before this one)} for the rows this worker owns
+    now."""
     claimed_rows = claim_existing(
         session, [due.delivery_id for due, _ in decided if due.delivery_id is not None], now
     )
     new_rows: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
-    claimed: dict[int, int] = {}
+    claimed: dict[int, tuple[int, int]] = {}
     for due, decision in decided:
         if due.delivery_id is None:
             attempts = 0
         elif due.delivery_id in claimed_rows:
             attempts = claimed_rows[due.delivery_id]
-            claimed[due.enrollment_id] = attempts
+            claimed[due.enrollment_id] = (due.delivery_id, attempts)
         else:
             continue  # another worker has it
         sending = decision.status == "sending"
@@ -389,7 +391,7 @@ def write(
             )
         else:
             updates.append({"row_id": due.delivery_id, **values})
-    for enrollment_id in insert_new(session, new_rows):
-        claimed[enrollment_id] = 0
+    for enrollment_id, delivery_id in insert_new(session, new_rows).items():
+        claimed[enrollment_id] = (delivery_id, 0)
     update_claimed(session, updates)
     return claimed

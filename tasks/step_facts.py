@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Result, select
+from sqlalchemy import BindParameter, Result, bindparam, select
 from sqlalchemy.orm import Session
 
 from db.models import ChannelIdentity, Consent, Customer, Suppression
@@ -45,6 +45,23 @@ class BatchFacts:
     history: ContactHistory
 
 
+# The fact queries, built once: each batch binds its ids to an expanding IN parameter, and
+# runs them on the session's Core connection (plain rows, no ORM result layer).
+_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
+_CUSTOMERS = select(*(getattr(Customer, c) for c in CUSTOMER_COLUMNS)).where(Customer.id.in_(_IDS))
+_CONSENTS = select(Consent.customer_id, Consent.purpose).where(
+    Consent.customer_id.in_(_IDS), Consent.granted.is_(True)
+)
+_SUPPRESSED = select(Suppression.customer_id).where(
+    Suppression.customer_id.in_(_IDS),
+    Suppression.channel.in_((bindparam("channel"), "*")),
+)
+_ADDRESSES = select(ChannelIdentity.customer_id, ChannelIdentity.value).where(
+    ChannelIdentity.customer_id.in_(_IDS), ChannelIdentity.kind == bindparam("kind")
+)
+_ENTRY_EVENTS = {name: source.select_by_keys() for name, source in SOURCES.items()}
+
+
 def load_batch_facts(
     session: Session,
     ctx: EngineContext,
@@ -55,25 +72,17 @@ def load_batch_facts(
     now: datetime,
 ) -> BatchFacts:
     ids = [d.customer_id for d in batch]
-    columns = [getattr(Customer, c) for c in CUSTOMER_COLUMNS]  # plain rows: no ORM objects
-    customers = _by_key(session.execute(select(*columns).where(Customer.id.in_(ids))), "id")
+    run = session.connection().execute
+    customers = _by_key(run(_CUSTOMERS, {"ids": ids}), "id")
     events: dict[str, dict[str, Any]] = {}
     if spec.entry.event is not None:
-        entry = SOURCES[spec.entry.event].select().subquery("entry")
-        events = _by_key(
-            session.execute(
-                # customer_id first: event_key is computed ('order:' || id), not indexed
-                select(entry).where(
-                    entry.c.customer_id.in_(ids),
-                    entry.c.event_key.in_([d.entry_key for d in batch]),
-                )
-            ),
-            "event_key",
-        )
+        source = SOURCES[spec.entry.event]
+        row_ids = source.key_ids(d.entry_key for d in batch)
+        events = _by_key(run(_ENTRY_EVENTS[source.name], {"row_ids": row_ids}), "event_key")
     exits: dict[int, datetime] = {}
     if spec.exit_when is not None:
         src = filtered_source(session, spec.exit_when)
-        for customer_id, occurred_at in session.execute(
+        for customer_id, occurred_at in run(
             select(src.c.customer_id, src.c.occurred_at).where(
                 src.c.customer_id.in_(ids), src.c.occurred_at <= now
             )
@@ -81,31 +90,13 @@ def load_batch_facts(
             at = as_utc(occurred_at)
             exits[customer_id] = max(exits.get(customer_id, at), at)
     consents: dict[int, set[str]] = {}
-    for customer_id, purpose in session.execute(
-        select(Consent.customer_id, Consent.purpose).where(
-            Consent.customer_id.in_(ids), Consent.granted.is_(True)
-        )
-    ):
+    for customer_id, purpose in run(_CONSENTS, {"ids": ids}):
         consents.setdefault(customer_id, set()).add(purpose)
-    suppressed = set(
-        session.scalars(
-            select(Suppression.customer_id).where(
-                Suppression.customer_id.in_(ids), Suppression.channel.in_((step.send, "*"))
-            )
-        )
-    )
+    suppressed = set(run(_SUPPRESSED, {"ids": ids, "channel": step.send}).scalars())
     if identity_kind == "customer_id":
         addresses = {i: str(i) for i in ids}
     else:
-        addresses = dict(
-            session.execute(
-                select(ChannelIdentity.customer_id, ChannelIdentity.value).where(
-                    ChannelIdentity.customer_id.in_(ids), ChannelIdentity.kind == identity_kind
-                )
-            )
-            .tuples()
-            .all()
-        )
+        addresses = dict(run(_ADDRESSES, {"ids": ids, "kind": identity_kind}).tuples().all())
     conditions = None
     if step.if_ is not None:
         kinds = {name: channel.identity_kind for name, channel in ctx.channels.items()}

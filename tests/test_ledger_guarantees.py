@@ -186,3 +186,16 @@ def test_a_large_step_is_sent_in_batches_not_one_call_per_customer(
     sms = channels["sms"]
     assert len(sms.messages) == 250
     assert len(sms.calls) == 7  # batches of 40 enrollments: 6 × 40 + 10
+
+
+def test_idempotency_key_is_the_uuid5_of_journey_enrollment_and_step() -> None:
+    """The key is written out by hand for speed; it must stay what uuid5 gives, or rows
+    inserted before and after a change would disagree with the keys providers have seen."""
+    import uuid
+
+    from tasks.ledger import _NAMESPACE, idempotency_key
+
+    for journey, step in (("first-purchase-care", "day3_care"), ("生日", "祝福 1"), ("j", "s")):
+        for enrollment_id in (1, 42, 10**9 + 7, *range(1000, 1300)):
+            expected = str(uuid.uuid5(_NAMESPACE, f"{journey}/{enrollment_id}/{step}"))
+            assert idempotency_key(journey, enrollment_id, step) == expected

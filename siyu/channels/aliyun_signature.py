@@ -10,19 +10,23 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import re
 import uuid
 from collections.abc import Mapping
 
-# Each byte 0-255 → itself when RFC 3986 unreserved, else %XX (space → %20, * → %2A).
-_UNRESERVED = set(b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.~")
-_ENCODE = {byte: chr(byte) if byte in _UNRESERVED else f"%{byte:02X}" for byte in range(256)}
+# A run of bytes that RFC 3986 leaves as they are is kept; any other run becomes %XX per byte.
+_RESERVED_RUN = re.compile(rb"[^A-Za-z0-9_.~-]+")
+
+
+def _escape_run(match: re.Match[bytes]) -> bytes:
+    return b"%" + match.group().hex("%").upper().encode("ascii")
 
 
 def percent_encode(value: str) -> str:
-    # The UTF-8 bytes viewed as Latin-1 characters go through one str.translate, in C:
-    # urllib's quote() works byte by byte in Python, which made signing a batch of 100
-    # Chinese messages (encoded twice: values, then the canonical string) the hot spot.
-    return value.encode("utf-8").decode("latin-1").translate(_ENCODE)
+    # One C-level regex pass, and one bytes.hex() per run of reserved bytes: urllib's quote()
+    # works byte by byte in Python, and a 256-entry str.translate table looks every
+    # character up in a dict; a batch of 100 Chinese messages is almost all such bytes.
+    return _RESERVED_RUN.sub(_escape_run, value.encode("utf-8")).decode("ascii")
 
 
 def canonical_query(params: Mapping[str, str]) -> str:

@@ -28,6 +28,8 @@ from siyu.sandbox.state import SHANGHAI, SandboxState
 
 MAX_TIME_SKEW = 15 * 60
 _MOBILE = re.compile(r"^(\+?86)?1\d{10}$")
+# One encoder for every batch message's key: json.dumps() with options builds a new one per call.
+_KEY_JSON = json.JSONEncoder(sort_keys=True)
 # Gateway-level codes come back with a non-2xx status; business codes with HTTP 200.
 _GATEWAY_STATUS = {
     "Throttling": 400,
@@ -126,13 +128,13 @@ def _deliver(
     out_id: str,
     biz_id: str,
     key: str,
+    now: dt.datetime,
 ) -> Response | None:
     """Record one SMS (lock held); a Response if this number is rejected."""
     if not _MOBILE.match(phone) or state.faults.invalid("sms", phone):
         return answer("isv.MOBILE_NUMBER_ILLEGAL", "非法手机号")
     if state.faults.refuses("sms", phone):
         return answer("isv.RECIPIENT_UNSUBSCRIBED", "该号码已回复R退订 (sandbox)")
-    now = dt.datetime.now(SHANGHAI)
     state.record(
         "sms",
         "SendSms",
@@ -161,6 +163,7 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
         return answer("isv.INVALID_JSON_PARAM", "TemplateParam is not JSON")
     biz_id = _biz_id()
     out_id = p.get("OutId", "")
+    now = dt.datetime.now(SHANGHAI)
     with state.lock:
         for phone in phones:
             rejected = _deliver(
@@ -172,6 +175,7 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
                 out_id,
                 biz_id,
                 key=out_id or f"{phone}|{p.get('TemplateParam')}",
+                now=now,
             )
             if rejected is not None:
                 return rejected
@@ -190,6 +194,7 @@ def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
     if len(signs) != len(phones) or (params and len(params) != len(phones)):
         return answer("isv.INVALID_PARAMETERS", "arrays must have the same length")
     biz_id = _biz_id()
+    now = dt.datetime.now(SHANGHAI)
     with state.lock:
         for i, phone in enumerate(phones):
             param = params[i] if params else {}
@@ -201,7 +206,8 @@ def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
                 param,
                 "",
                 biz_id,
-                key=f"{phone}|{json.dumps(param, sort_keys=True)}",
+                key=f"{phone}|{_KEY_JSON.encode(param)}",
+                now=now,
             )
             if rejected is not None:
                 return rejected
