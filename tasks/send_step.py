@@ -345,6 +345,7 @@ def write(
     """Claim and write the ledger rows of `decided` (see tasks/claims.py). Returns
     {enrollment id: (delivery id, attempts before this one)} for the rows this worker owns
     now."""
+    lease_ends = now + lease  # one object: the timestamp binder caches the last one it saw
     claimed_rows = claim_existing(
         session, [due.delivery_id for due, _ in decided if due.delivery_id is not None], now
     )
@@ -366,7 +367,7 @@ def write(
             reason=decision.reason,
             updated_at=now,
             attempts=attempts + (1 if sending else 0),
-            next_attempt_at=now + lease if sending else decision.next_attempt_at,
+            next_attempt_at=lease_ends if sending else decision.next_attempt_at,
             variant=decision.variant,
             content=message.body if message is not None else None,
             address=message.address if message is not None else None,

@@ -119,6 +119,12 @@ def _content(sign: str, template_code: str, param: dict[str, Any]) -> str:
     return f"【{sign}】" + " ".join(str(v) for v in param.values())
 
 
+def _stamp() -> dict[str, str]:
+    """The send time a call's messages are recorded with (Beijing time, as the console shows)."""
+    now = dt.datetime.now(SHANGHAI)
+    return {"send_date": now.strftime("%Y-%m-%d %H:%M:%S"), "day": now.strftime("%Y%m%d")}
+
+
 def _deliver(
     state: SandboxState,
     phone: str,
@@ -128,7 +134,7 @@ def _deliver(
     out_id: str,
     biz_id: str,
     key: str,
-    now: dt.datetime,
+    stamp: dict[str, str],
 ) -> Response | None:
     """Record one SMS (lock held); a Response if this number is rejected."""
     if not _MOBILE.match(phone) or state.faults.invalid("sms", phone):
@@ -145,8 +151,7 @@ def _deliver(
         out_id=out_id,
         template_code=template_code,
         sign_name=sign,
-        send_date=now.strftime("%Y-%m-%d %H:%M:%S"),
-        day=now.strftime("%Y%m%d"),
+        **stamp,
     )
     return None
 
@@ -163,7 +168,7 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
         return answer("isv.INVALID_JSON_PARAM", "TemplateParam is not JSON")
     biz_id = _biz_id()
     out_id = p.get("OutId", "")
-    now = dt.datetime.now(SHANGHAI)
+    stamp = _stamp()
     with state.lock:
         for phone in phones:
             rejected = _deliver(
@@ -175,7 +180,7 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
                 out_id,
                 biz_id,
                 key=out_id or f"{phone}|{p.get('TemplateParam')}",
-                now=now,
+                stamp=stamp,
             )
             if rejected is not None:
                 return rejected
@@ -194,7 +199,7 @@ def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
     if len(signs) != len(phones) or (params and len(params) != len(phones)):
         return answer("isv.INVALID_PARAMETERS", "arrays must have the same length")
     biz_id = _biz_id()
-    now = dt.datetime.now(SHANGHAI)
+    stamp = _stamp()
     with state.lock:
         for i, phone in enumerate(phones):
             param = params[i] if params else {}
@@ -207,7 +212,7 @@ def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
                 "",
                 biz_id,
                 key=f"{phone}|{_KEY_JSON.encode(param)}",
-                now=now,
+                stamp=stamp,
             )
             if rejected is not None:
                 return rejected
