@@ -26,6 +26,9 @@ class SpecError(SiyuError):
         self.problems = problems
         super().__init__(format_problems(problems))
 
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[Problem]]]:
+        return SpecError, (self.problems,)  # rebuilt from its problems (worker processes)
+
 
 class TemplateNotFound(SiyuError):
     pass

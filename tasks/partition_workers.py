@@ -21,13 +21,14 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import os
+import pickle
 import uuid
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from siyu.language.spec import JourneySpec, Step
 
@@ -54,8 +55,29 @@ def _context(token: str, factory: ContextFactory) -> EngineContext:
     return ctx
 
 
+class PartitionWorkerError(RuntimeError):
+    """An error raised in a worker process that cannot be rebuilt in the flow's process."""
+
+
+def _reraise_portably(error: Exception) -> NoReturn:
+    """Raise `error` again when it survives pickling, so that the flow sees it as itself;
+    else a PartitionWorkerError that names it (the worker's traceback, with the original,
+    still comes along). An error the flow's process cannot rebuild (an exception whose
+    __init__ takes other arguments than its message) would otherwise break the whole pool,
+    and the flow would see only BrokenProcessPool."""
+    try:
+        pickle.loads(pickle.dumps(error))
+    except Exception:
+        kind = type(error)
+        raise PartitionWorkerError(f"{kind.__module__}.{kind.__qualname__}: {error}") from error
+    raise error
+
+
 def _ready(token: str, factory: ContextFactory, everyone: Any) -> int:
-    _context(token, factory)
+    try:
+        _context(token, factory)
+    except Exception as error:
+        _reraise_portably(error)
     everyone.wait(120)  # each warm-up call holds its process until all have one
     return os.getpid()
 
@@ -72,7 +94,10 @@ def _run_partition(
     from tasks.send_step import run_step
 
     step = next(s for s in spec.steps if s.id == step_id)
-    return run_step(_context(token, factory), spec, step, now, journey_id, partition)
+    try:
+        return run_step(_context(token, factory), spec, step, now, journey_id, partition)
+    except Exception as error:
+        _reraise_portably(error)
 
 
 class PartitionWorkers:

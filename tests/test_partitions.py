@@ -83,6 +83,42 @@ def test_a_worker_error_reaches_the_flow_as_itself(tmp_path: Any) -> None:
             workers.run_step(spec, spec.steps[0], local(1), None, Partition(0, 2))
 
 
+def _bad_journey_context() -> Any:
+    from siyu.errors import SpecError
+    from siyu.language.problems import Problem
+
+    raise SpecError([Problem("journeys/j.yaml", 3, 9, "unknown-channel", "no channel 'wecon'")])
+
+
+def _channel_down_context() -> Any:
+    from siyu.channels.base import ChannelError
+
+    raise ChannelError("sms", "unreachable", retryable=False)  # its __init__ takes two args
+
+
+def test_worker_errors_that_pickling_cannot_rebuild_do_not_break_the_pool(tmp_path: Any) -> None:
+    """A SpecError reaches the flow as itself, with its problems; an error whose class
+    cannot be rebuilt from its message arrives as PartitionWorkerError naming it, and the
+    pool still runs the next partition (before, both broke the pool: BrokenProcessPool)."""
+    from siyu.errors import SpecError
+    from tasks.partition_workers import PartitionWorkerError, PartitionWorkers
+    from tasks.send_step import Partition
+    from tests.conftest import canonical_journey
+    from tests.recording_channel import recording_channels
+
+    spec = canonical_journey(recording_channels())
+    with PartitionWorkers(_bad_journey_context, 2) as workers:
+        with pytest.raises(SpecError, match="journeys/j.yaml:3:9") as raised:
+            workers.run_step(spec, spec.steps[0], local(1), None, Partition(0, 2))
+        assert raised.value.problems[0].code == "unknown-channel"
+    with PartitionWorkers(_channel_down_context, 2) as workers:
+        for index in (0, 1):
+            with pytest.raises(
+                PartitionWorkerError, match="siyu.channels.base.ChannelError: channel 'sms'"
+            ):
+                workers.run_step(spec, spec.steps[0], local(1), None, Partition(index, 2))
+
+
 def _nothing() -> Any:
     return None
 
