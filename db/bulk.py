@@ -27,6 +27,9 @@ MAX_PARAMETERS = 10_000
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
 
 
+Statements = list[tuple[str, tuple[Any, ...]]]
+
+
 def insert_returning(
     connection: Connection,
     table: Table,
@@ -35,9 +38,17 @@ def insert_returning(
 ) -> list[Row[*tuple[Any, ...]]]:
     """Insert `rows` (dicts with the same keys), skipping any that conflict with a row already
     there; returns the `returning` columns of the rows this call inserted."""
+    return run_prepared(connection, prepare_insert(connection.dialect, table, rows, returning))
+
+
+def prepare_insert(
+    dialect: Dialect, table: Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]
+) -> Statements:
+    """The statements and driver parameters of insert_returning(), made before a write
+    transaction begins, so that the writer's lock (SQLite has one writer) is not held while
+    Python builds them."""
     if not rows:
         return []
-    dialect = connection.dialect
 
     def processor(column: str) -> Callable[[Any], Any] | None:
         return table.c[column].type.dialect_impl(dialect).bind_processor(dialect)
@@ -51,7 +62,7 @@ def insert_returning(
     fixed = [(p(value) if (p := processor(name)) else value) for name, value in defaults]
     columns = (*rows[0], *(name for name, _ in defaults))
     page = max(1, MAX_PARAMETERS // len(columns))
-    inserted: list[Row[*tuple[Any, ...]]] = []
+    statements: Statements = []
     for start in range(0, len(rows), page):
         chunk = rows[start : start + page]
         params: list[Any] = []
@@ -61,7 +72,14 @@ def insert_returning(
                 params.append(process(value) if process is not None else value)
             params.extend(fixed)
         sql = _statement(dialect, table, columns, tuple(returning), len(chunk))
-        inserted.extend(connection.exec_driver_sql(sql, tuple(params)).all())
+        statements.append((sql, tuple(params)))
+    return statements
+
+
+def run_prepared(connection: Connection, statements: Statements) -> list[Row[*tuple[Any, ...]]]:
+    inserted: list[Row[*tuple[Any, ...]]] = []
+    for sql, params in statements:
+        inserted.extend(connection.exec_driver_sql(sql, params).all())
     return inserted
 
 

@@ -20,10 +20,10 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, Update, bindparam, func, select, update
+from sqlalchemy import ColumnElement, Dialect, Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from db.bulk import insert_returning
+from db.bulk import Statements, insert_returning, prepare_insert, run_prepared
 from db.models import Base, Delivery
 
 DELIVERIES: Table = Base.metadata.tables["deliveries"]
@@ -48,11 +48,15 @@ def insert_returning_ids(
     return [row[0] for row in insert_returning(session.connection(), table, rows, (returned,))]
 
 
-def insert_new(session: Session, rows: Sequence[dict[str, Any]]) -> dict[int, int]:
-    """Insert new ledger rows; returns {enrollment id: delivery id} for the rows this call
-    inserted (a row another worker inserted first is not returned)."""
-    inserted = insert_returning(session.connection(), DELIVERIES, rows, ("enrollment_id", "id"))
-    return {row[0]: row[1] for row in inserted}
+def prepare_new(dialect: Dialect, rows: Sequence[dict[str, Any]]) -> Statements:
+    """The insert of new ledger rows, built before the write transaction (db/bulk.py)."""
+    return prepare_insert(dialect, DELIVERIES, rows, ("enrollment_id", "id"))
+
+
+def insert_new(session: Session, prepared: Statements) -> dict[int, int]:
+    """Insert new ledger rows (from prepare_new); returns {enrollment id: delivery id} for
+    the rows this call inserted (a row another worker inserted first is not returned)."""
+    return {row[0]: row[1] for row in run_prepared(session.connection(), prepared)}
 
 
 def claim_existing(session: Session, delivery_ids: Sequence[int], now: datetime) -> dict[int, int]:

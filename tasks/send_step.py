@@ -30,18 +30,19 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from db.bulk import Statements
 from db.engine import read_only_session, write_session
 from siyu.alerts.breaker import breaker_settings, circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.unsubscribe import unsubscribe_url
 from tasks.assignment import pick_variant
-from tasks.claims import claim_existing, insert_new, mark_exited, update_claimed
+from tasks.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
 from tasks.conditions import holds
 from tasks.context import EngineContext
 from tasks.ledger import idempotency_key
@@ -183,8 +184,13 @@ def process_batch(
         decided.append((due, decision))
     counts: StepCounts = Counter()
     to_send: list[Outgoing] = []
+    lease_ends = now + ctx.send_lease
+    # The new rows' insert is built before the transaction: SQLite has one writer at a time,
+    # and the other partitions wait while this one holds the lock.
+    dialect = ctx.sessions.kw["bind"].dialect
+    new_rows = prepare_new(dialect, new_ledger_rows(spec, step, decided, now, lease_ends))
     with write_session(ctx.sessions) as session:
-        claimed = write(session, spec, step, decided, now, ctx.send_lease)
+        claimed = write(session, decided, now, lease_ends, new_rows)
         mark_exited(
             session,
             [
@@ -334,63 +340,74 @@ def _unsubscribe_link(customer_id: int, channel: str) -> str:
         return ""
 
 
-def write(
-    session: Session,
+def new_ledger_rows(
     spec: JourneySpec,
     step: Step,
     decided: list[tuple[Due, Decision]],
     now: datetime,
-    lease: timedelta,
+    lease_ends: datetime,
+) -> list[dict[str, Any]]:
+    """The ledger rows of the enrollments in `decided` that have none yet for the step."""
+    return [
+        dict(
+            enrollment_id=due.enrollment_id,
+            journey_name=spec.journey,
+            step_id=step.id,
+            customer_id=due.customer_id,
+            channel=step.send,
+            purpose=step.purpose,
+            idempotency_key=due.key,
+            due_at=decision.due_at or now,
+            created_at=now,
+            provider_code=None,
+            provider_message_id=None,
+            sent_at=None,
+            **_ledger_values(decision, 0, now, lease_ends),
+        )
+        for due, decision in decided
+        if due.delivery_id is None
+    ]
+
+
+def _ledger_values(
+    decision: Decision, attempts: int, now: datetime, lease_ends: datetime
+) -> dict[str, Any]:
+    """The columns a decision sets; `attempts` is the row's count before this decision."""
+    sending = decision.status == "sending"
+    message = decision.message
+    return dict(
+        status=decision.status,
+        reason=decision.reason,
+        updated_at=now,
+        attempts=attempts + (1 if sending else 0),
+        next_attempt_at=lease_ends if sending else decision.next_attempt_at,
+        variant=decision.variant,
+        content=message.body if message is not None else None,
+        address=message.address if message is not None else None,
+    )
+
+
+def write(
+    session: Session,
+    decided: list[tuple[Due, Decision]],
+    now: datetime,
+    lease_ends: datetime,
+    new_rows: Statements,
 ) -> dict[int, tuple[int, int]]:
-    """Claim and write the ledger rows of `decided` (see tasks/claims.py). Returns
-    {enrollment id: (delivery id, attempts before this one)} for the rows this worker owns
-    now."""
-    lease_ends = now + lease  # one object: the timestamp binder caches the last one it saw
+    """Claim and write the ledger rows of `decided` (see tasks/claims.py): insert the new
+    rows (`new_rows`, from new_ledger_rows) and update the existing ones this worker can
+    claim. Returns {enrollment id: (delivery id, attempts before this one)} for the rows
+    this worker owns now."""
     claimed_rows = claim_existing(
         session, [due.delivery_id for due, _ in decided if due.delivery_id is not None], now
     )
-    new_rows: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
     claimed: dict[int, tuple[int, int]] = {}
+    updates: list[dict[str, Any]] = []
     for due, decision in decided:
-        if due.delivery_id is None:
-            attempts = 0
-        elif due.delivery_id in claimed_rows:
+        if due.delivery_id is not None and due.delivery_id in claimed_rows:
             attempts = claimed_rows[due.delivery_id]
             claimed[due.enrollment_id] = (due.delivery_id, attempts)
-        else:
-            continue  # another worker has it
-        sending = decision.status == "sending"
-        message = decision.message
-        values: dict[str, Any] = dict(
-            status=decision.status,
-            reason=decision.reason,
-            updated_at=now,
-            attempts=attempts + (1 if sending else 0),
-            next_attempt_at=lease_ends if sending else decision.next_attempt_at,
-            variant=decision.variant,
-            content=message.body if message is not None else None,
-            address=message.address if message is not None else None,
-        )
-        if due.delivery_id is None:
-            new_rows.append(
-                dict(
-                    enrollment_id=due.enrollment_id,
-                    journey_name=spec.journey,
-                    step_id=step.id,
-                    customer_id=due.customer_id,
-                    channel=step.send,
-                    purpose=step.purpose,
-                    idempotency_key=due.key,
-                    due_at=decision.due_at or now,
-                    created_at=now,
-                    provider_code=None,
-                    provider_message_id=None,
-                    sent_at=None,
-                    **values,
-                )
-            )
-        else:
+            values = _ledger_values(decision, attempts, now, lease_ends)
             updates.append({"row_id": due.delivery_id, **values})
     for enrollment_id, delivery_id in insert_new(session, new_rows).items():
         claimed[enrollment_id] = (delivery_id, 0)
