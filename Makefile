@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test validate clean
+.PHONY: demo test validate clean lock
 
 demo: $(VENV)/installed
 	$(BIN)/siyu demo
@@ -14,11 +14,19 @@ test: $(VENV)/installed
 validate: $(VENV)/installed
 	$(BIN)/siyu validate
 
-$(VENV)/installed: pyproject.toml
+# Exactly the versions CI tested (requirements.lock, hash-pinned), then siyu itself on top.
+# Refresh the lock after changing pyproject.toml's dependencies: `make lock`.
+$(VENV)/installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,postgres]'
+	$(BIN)/pip install --quiet --require-hashes --no-deps -r requirements.lock
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $@
+
+lock: $(VENV)/installed
+	$(BIN)/pip install --quiet uv
+	$(BIN)/uv pip compile pyproject.toml --extra test --extra postgres --python-version 3.11 \
+	  --python-platform x86_64-manylinux_2_28 --generate-hashes \
+	  --upgrade -o requirements.lock
 
 clean:
 	rm -rf $(VENV) var
