@@ -37,6 +37,20 @@ class DemoSpec:
     seed: int = 20261123
     # Day 0 of the order history, midnight Asia/Shanghai.
     start: datetime = datetime(2026, 9, 1, tzinfo=UTC) - SHANGHAI
+    # New customers whose first purchase lies in the future, spread evenly over
+    # `arrival_window` after `start + days`: running journeys see them arrive as time passes.
+    arrivals: int = 0
+    arrival_window: timedelta = timedelta(hours=2)
+
+
+def around_now(now: datetime, customers: int = 5000, arrivals: int = 120) -> DemoSpec:
+    """Demo data for a live walkthrough: `customers` with 60 days of history ending at `now`,
+    and `arrivals` first purchases in the two hours after it, so every tick of a deployed
+    journey finds new entrants."""
+    days = 60
+    return DemoSpec(
+        customers=customers, days=days, start=now - timedelta(days=days), arrivals=arrivals
+    )
 
 
 @dataclass(frozen=True)
@@ -46,6 +60,8 @@ class DemoSummary:
     first_purchases: int
     repurchased_within_14d: int
     never_repurchased: int
+    arrivals: int = 0
+    arrivals_until: datetime | None = None
 
 
 def _random_id(rng: random.Random, prefix: str, length: int) -> str:
@@ -125,8 +141,12 @@ def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
                 )
             )
 
-        first_day = rng.randrange(0, spec.days)
-        times = [_moment(rng, spec, first_day)]
+        end = spec.start + timedelta(days=spec.days)
+        if customer_id > spec.customers - spec.arrivals:  # arrives after the history
+            step = spec.arrival_window / max(spec.arrivals, 1)
+            times = [end + step * (customer_id - (spec.customers - spec.arrivals) - 0.5)]
+        else:
+            times = [min(_moment(rng, spec, rng.randrange(0, spec.days)), end)]
         pattern = rng.random()
         if pattern < 0.22:  # repurchase within 14 days
             times.append(times[0] + timedelta(days=rng.uniform(1, 13.9)))
@@ -158,4 +178,13 @@ def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
     ):
         for start in range(0, len(rows), 2000):
             session.execute(insert(table), rows[start : start + 2000])
-    return DemoSummary(len(customers), len(orders), len(customers), repurchased_fast, never)
+    end = spec.start + timedelta(days=spec.days)
+    return DemoSummary(
+        len(customers),
+        len(orders),
+        len(customers),
+        repurchased_fast,
+        never,
+        arrivals=spec.arrivals,
+        arrivals_until=end + spec.arrival_window if spec.arrivals else None,
+    )

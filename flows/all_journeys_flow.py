@@ -4,16 +4,11 @@ Deploy this instead of one deployment per journey when journeys share caps."""
 
 from __future__ import annotations
 
-import os
+from prefect import flow
 
-# Prefect's server reports usage to the internet by default; nothing may leave the machine.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-from prefect import flow  # noqa: E402
-
-from flows.journey_flow import journey_tick, parse_now  # noqa: E402
-from siyu.errors import SpecError  # noqa: E402
-from siyu.project import Project  # noqa: E402
+from flows.journey_flow import journey_tick, parse_now
+from siyu.errors import SpecError
+from siyu.project import Project
 
 
 @flow(name="all-journeys-tick", log_prints=True)

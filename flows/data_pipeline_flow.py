@@ -15,26 +15,22 @@ is in the database) and shows a skipped day as a failed flow run with the reason
 
 from __future__ import annotations
 
-import os
 from datetime import date, datetime
 from typing import Any
 
-# Prefect's server reports usage to the internet by default; nothing may leave the machine.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from prefect import flow, get_run_logger
+from prefect.artifacts import create_table_artifact
+from sqlalchemy.orm import Session, sessionmaker
 
-from prefect import flow, get_run_logger  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
-from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
-
-from db.engine import make_engine, make_sessionmaker  # noqa: E402
-from flows.all_journeys_flow import all_journeys_tick  # noqa: E402
-from flows.journey_flow import parse_now  # noqa: E402
-from flows.segments_flow import segments_and_alerts  # noqa: E402
-from siyu.errors import SiyuError  # noqa: E402
-from siyu.pipeline.inbox_sync import inbox_dir, sync_inbox  # noqa: E402
-from siyu.pipeline.quality import run_checks  # noqa: E402
-from siyu.pipeline.stages import begin, data_day, finish, wait_for_upstream  # noqa: E402
-from siyu.project import Project  # noqa: E402
+from db.engine import make_engine, make_sessionmaker
+from flows.all_journeys_flow import all_journeys_tick
+from flows.journey_flow import parse_now
+from flows.segments_flow import segments_and_alerts
+from siyu.errors import SiyuError
+from siyu.pipeline.inbox_sync import inbox_dir, sync_inbox
+from siyu.pipeline.quality import run_checks
+from siyu.pipeline.stages import begin, data_day, finish, wait_for_upstream
+from siyu.project import Project
 
 
 class StageFailed(SiyuError):

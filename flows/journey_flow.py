@@ -17,12 +17,9 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-# Prefect's server reports usage to the internet by default; nothing may leave the machine.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
-from prefect import flow, get_run_logger, task, unmapped  # noqa: E402
-from prefect.artifacts import create_markdown_artifact, create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
+from prefect import flow, get_run_logger, task, unmapped
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
 from db.engine import make_engine, make_sessionmaker
 from siyu.errors import SpecError
@@ -173,13 +170,13 @@ def _tick_summary(
 
 
 def _publish_graph(spec: Any, summary: str = "") -> None:
-    """The tick's summary and the journey's picture on every run (Mermaid renders in the
-    Prefect UI's markdown)."""
-    from siyu.graph.draw import to_mermaid
+    """The tick's summary and the journey's picture on every run (an SVG image: the Prefect
+    UI does not render Mermaid)."""
+    from siyu.graph.draw import to_markdown_image
     from siyu.graph.model import build_graph
 
     create_markdown_artifact(
         key=re.sub(r"[^a-z0-9-]", "-", f"{spec.journey}-graph".lower()),
-        markdown=f"{summary}\n```mermaid\n{to_mermaid(build_graph(spec))}```",
+        markdown=f"{summary}\n## The journey\n\n{to_markdown_image(build_graph(spec))}\n",
         description=f"{spec.journey}: entry, steps with waits and deadlines, exit and goal",
     )

@@ -7,24 +7,20 @@ Runs inside the 02:00 cleaning flow after the data-quality checks pass, or on it
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
 from typing import Any
 
-# Prefect's server reports usage to the internet by default; nothing may leave the machine.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_table_artifact
+from prefect.cache_policies import NO_CACHE
 
-from prefect import flow, get_run_logger, task  # noqa: E402
-from prefect.artifacts import create_table_artifact  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from db.engine import make_engine, make_sessionmaker  # noqa: E402
-from flows.journey_flow import journey_tick, parse_now  # noqa: E402
-from siyu.alerts.config import load_alerts  # noqa: E402
-from siyu.alerts.rules import evaluate_rules  # noqa: E402
-from siyu.project import Project  # noqa: E402
-from siyu.segments.compute import refresh_segments  # noqa: E402
-from siyu.segments.config import load_segments  # noqa: E402
+from db.engine import make_engine, make_sessionmaker
+from flows.journey_flow import journey_tick, parse_now
+from siyu.alerts.config import load_alerts
+from siyu.alerts.rules import evaluate_rules
+from siyu.project import Project
+from siyu.segments.compute import refresh_segments
+from siyu.segments.config import load_segments
 
 
 @task(cache_policy=NO_CACHE)

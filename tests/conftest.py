@@ -23,9 +23,6 @@ from siyu.sandbox.server import RunningSandbox, start_sandbox
 from tasks.context import EngineContext
 from tests.recording_channel import RecordingChannel, recording_channels
 
-# Prefect's server reports usage to the internet by default; tests never leave the machine.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
 ROOT = Path(__file__).resolve().parent.parent
 SHANGHAI = timedelta(hours=8)
 # Day 0 of every time-travel test: Monday 2026-11-02, midnight Asia/Shanghai, in UTC.

@@ -217,13 +217,35 @@ def db_upgrade() -> None:
 
 
 @db_app.command("seed")
-def db_seed(customers: Annotated[int, typer.Option(help="customers to generate")] = 5000) -> None:
-    """Fill an empty database with the deterministic demo data."""
-    from db.demo_data import DemoSpec, generate
-    from db.engine import make_engine, make_sessionmaker
+def db_seed(
+    customers: Annotated[int, typer.Option(help="customers to generate")] = 5000,
+    arrivals: Annotated[
+        int, typer.Option(help="of them, first purchases arriving over the next two hours")
+    ] = 120,
+) -> None:
+    """Fill an empty database with demo data around the current time: 60 days of history up
+    to now, and new first purchases arriving over the next two hours, so that a deployed
+    journey's ticks enroll and send."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from db.demo_data import around_now, generate
+    from db.engine import database_url, make_engine, make_sessionmaker
 
     with make_sessionmaker(make_engine())() as session, session.begin():
-        console.print(generate(session, DemoSpec(customers=customers)))
+        summary = generate(session, around_now(datetime.now(UTC), customers, arrivals))
+    arriving = "no new first purchases to come"
+    if summary.arrivals_until is not None:
+        until = summary.arrivals_until.astimezone(ZoneInfo("Asia/Shanghai"))
+        arriving = (
+            f"{summary.arrivals} new first purchases arrive until {until:%H:%M} Asia/Shanghai"
+        )
+    console.print(
+        f"seeded {database_url()}: {summary.customers} customers, {summary.orders} orders; "
+        f"{arriving}",
+        markup=False,
+        highlight=False,
+    )
 
 
 @app.command()

@@ -38,6 +38,9 @@ definitions:
     siyu: &siyu_pool
       name: siyu
       work_queue_name: default
+      job_variables:
+        # the worker runs each flow from the repository root, so prefect.toml applies there
+        working_dir: "{{ $PWD }}"
 
 deployments: []
 """
@@ -121,6 +124,9 @@ def _deployment(spec: JourneySpec, file: str) -> dict[str, Any]:
         "entrypoint": ENTRYPOINT,
         "parameters": CommentedMap(journey=spec.journey),
         "schedules": CommentedSeq([schedule]),
+        # One tick at a time: a tick still running when the next is due makes the next one
+        # cancelled, not queued (ticks are idempotent; the following tick catches up).
+        "concurrency_limit": CommentedMap(limit=1, collision_strategy="CANCEL_NEW"),
     }
 
 

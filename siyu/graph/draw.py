@@ -4,6 +4,7 @@ order with their waits on the arrows, exit and goal on the right."""
 
 from __future__ import annotations
 
+import base64
 from html import escape
 
 from siyu.graph.model import JourneyGraph, Node
@@ -28,6 +29,13 @@ def to_mermaid(graph: JourneyGraph) -> str:
         style = arrow.replace("-->", "-.->") if edge.target in ("exit", "goal") else arrow
         lines.append(f"    {_mermaid_id(edge.source)} {style} {_mermaid_id(edge.target)}")
     return "\n".join(lines) + "\n"
+
+
+def to_markdown_image(graph: JourneyGraph) -> str:
+    """The SVG as a markdown image with a data URI. The Prefect UI renders markdown artifacts
+    but not Mermaid (a ```mermaid block shows as source); an image it draws as a picture."""
+    data = base64.b64encode(to_svg(graph).encode("utf-8")).decode("ascii")
+    return f"![{escape(graph.name)}](data:image/svg+xml;base64,{data})"
 
 
 def _box(node: Node, x: int, y: int) -> tuple[str, int]:
@@ -87,6 +95,8 @@ def to_svg(graph: JourneyGraph) -> str:
         '<defs><marker id="arrow" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" '
         'markerHeight="7" orient="auto"><path d="M0,0 L10,5 L0,10 z" fill="#334155"/>'
         "</marker></defs>\n"
+        # opaque, so the picture reads on dark pages too (the Prefect UI's dark theme)
+        '<rect width="100%" height="100%" fill="#ffffff"/>\n'
         f'<text x="20" y="24" font-size="16" font-weight="bold">{escape(graph.name)}</text>\n'
         + "\n".join(body)
         + "\n</svg>\n"

@@ -97,7 +97,7 @@ def test_sync_clean_journeys_in_order_and_a_failed_stage_stops_the_rest(
     quality, summary = artifact("data-quality"), artifact("first-purchase-care-graph")
     assert quality is not None and "missing_rate" in str(quality.data)
     assert summary is not None and "## Funnel so far" in str(summary.data)
-    assert "```mermaid" in str(summary.data)  # the journey picture
+    assert "](data:image/svg+xml;base64," in str(summary.data)  # the journey picture
     assert runs(sessions) == {
         ("sync", "2026-11-02"): "succeeded",
         ("clean", "2026-11-02"): "succeeded",
