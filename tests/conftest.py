@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from itertools import count
@@ -34,22 +35,31 @@ def local(day: float, hour: float = 0) -> datetime:
     return DAY0 + timedelta(days=day, hours=hour)
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """An empty database for one test: a SQLite file, or, when SIYU_TEST_POSTGRES_URL is set
-    (`.ci/run` starts a server), a fresh schema on that PostgreSQL server."""
+@contextmanager
+def fresh_database_url(directory: Path) -> Iterator[str]:
+    """An empty database: a SQLite file in `directory`, or, when SIYU_TEST_POSTGRES_URL is
+    set (`.ci/run` starts a server), a fresh schema on that PostgreSQL server."""
     server = os.environ.get("SIYU_TEST_POSTGRES_URL")
     if not server:
-        yield f"sqlite:///{tmp_path / 'test.db'}"
+        yield f"sqlite:///{directory / 'test.db'}"
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server)
     with admin.begin() as connection:
         connection.execute(text(f"CREATE SCHEMA {schema}"))
-    yield f"{server}?options=-csearch_path%3D{schema}"
-    with admin.begin() as connection:
-        connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-    admin.dispose()
+    try:
+        yield f"{server}?options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """An empty database for one test (see fresh_database_url)."""
+    with fresh_database_url(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

@@ -3,10 +3,7 @@ goals, and a page that a real headless Chromium renders with its charts."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
-import subprocess
 from pathlib import Path
 
 from sqlalchemy import select
@@ -18,6 +15,7 @@ from siyu.metrics.results import experiment_results
 from siyu.reports.html_report import render_report
 from tasks.context import EngineContext
 from tasks.tick import run_tick
+from tests.browser import run_chromium
 from tests.conftest import Shop, local
 from tests.journey_files import write_journey
 from tests.recording_channel import RecordingChannel
@@ -128,47 +126,14 @@ def test_the_report_is_self_contained_and_renders_in_headless_chromium(
     report = tmp_path / "report.html"
     report.write_text(page, encoding="utf-8")
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Chromium is required (.ci/run installs the Debian package)"
     profile = tmp_path / "chromium-profile"
     screenshot = tmp_path / "report.png"
-    flags = [
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={profile}",
-    ]
-    env = {**os.environ, "HOME": str(tmp_path)}
-    dom = subprocess.run(
-        [chromium, *flags, "--dump-dom", report.as_uri()],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-        check=True,
-    ).stdout
+    dom = run_chromium(profile, "--dump-dom", report.as_uri())
     # the browser parsed the page into the elements the charts and tables are made of
     assert '<main id="report">' in dom
     assert dom.count("<svg") >= 4  # funnel per step, daily sends, conversion, experiments
     assert 'class="bar"' in dom and 'class="series"' in dom and 'class="ci"' in dom
     assert "too small to conclude" in dom
-    subprocess.run(
-        [
-            chromium,
-            *flags,
-            f"--screenshot={screenshot}",
-            "--window-size=1000,2400",
-            report.as_uri(),
-        ],
-        capture_output=True,
-        timeout=60,
-        env=env,
-        check=True,
-    )
+    run_chromium(profile, f"--screenshot={screenshot}", "--window-size=1000,2400", report.as_uri())
     png = screenshot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a drawn page, not a blank one

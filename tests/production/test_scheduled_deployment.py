@@ -1,0 +1,283 @@
+"""The production path, the way a brand runs it: a real `prefect server` with its scheduler, a
+process work pool and worker, deployments made by `siyu deploy` and `prefect deploy --all`
+from a copy of the repository, and a tick **created by the scheduler** that the worker runs to
+Completed, its messages arriving at the channel sandbox over HTTP. Then the run as the UI
+shows it (headless Chromium), and a journey broken after deploy failing its run with the
+problems as file:line:col, sending nothing.
+
+One server for the module (it costs 20-50 s to start). The test's copy of the project differs
+from the repository only where a test must be quick and independent of the clock: one
+journey, an interval schedule of 15 s, no quiet hours (CI may run at night in Shanghai), a
+60-day entry lookback so the first tick has entrants, and a broken alerts.yaml whose warning
+(from siyu's own logger) must reach the run's logs.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from ruamel.yaml import YAML
+from sqlalchemy import create_engine, func, select
+
+from db.models import Delivery
+from siyu.sandbox.client import SandboxClient
+from siyu.sandbox.server import RunningSandbox, start_sandbox
+from tests.browser import run_chromium
+from tests.conftest import ROOT
+from tests.production.prefect_server import (
+    BIN,
+    PrefectServer,
+    copy_project,
+    running_server,
+    running_worker,
+    wait_until,
+)
+
+pytestmark = pytest.mark.timeout(900)
+
+JOURNEY = "first-purchase-care"
+STEPS = {"join-group", "day3-care", "day7-content", "day14-repurchase"}
+PHASES = {"enroll", "goals", "exits", "complete"}
+
+
+@dataclass
+class Deployed:
+    server: PrefectServer
+    project: Path
+    sandbox: RunningSandbox
+    database_url: str
+    env: dict[str, str]
+    worker_log: Path
+
+    def deployment_id(self, name: str = JOURNEY) -> str:
+        deployment = self.server.api("GET", f"/deployments/name/journey-tick/{name}")
+        return str(deployment["id"])
+
+    def flow_runs(self, **flow_run_filter: Any) -> list[dict[str, Any]]:
+        body = {
+            "deployments": {"id": {"any_": [self.deployment_id()]}},
+            "flow_runs": flow_run_filter,
+            "sort": "EXPECTED_START_TIME_ASC",
+            "limit": 200,
+        }
+        return list(self.server.api("POST", "/flow_runs/filter", json=body))
+
+    def sent_in_ledger(self) -> int:
+        engine = create_engine(self.database_url)
+        with engine.connect() as connection:
+            count = connection.scalar(
+                select(func.count())
+                .select_from(Delivery)
+                .where(Delivery.status.in_(("sent", "pending", "delivered")))
+            )
+        engine.dispose()
+        return int(count or 0)
+
+
+def siyu(project: Path, env: dict[str, str], *args: str) -> str:
+    done = subprocess.run(
+        [str(BIN / "siyu"), *args],
+        cwd=project,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, f"siyu {' '.join(args)}:\n{done.stdout}\n{done.stderr}"
+    return done.stdout
+
+
+def shape_for_test(project: Path) -> None:
+    """One journey, no quiet hours, a 60-day lookback; a broken alerts.yaml."""
+    for other in (project / "journeys").glob("*.yaml"):
+        if other.name != "first_purchase.yaml":
+            other.unlink()
+    journey = project / "journeys" / "first_purchase.yaml"
+    text = journey.read_text(encoding="utf-8")
+    text = re.sub(r"(?m)^quiet_hours: .*$", "quiet_hours: null", text)
+    text = text.replace('  where: "order_seq = 1"', '  where: "order_seq = 1"\n  lookback: 61d', 1)
+    journey.write_text(text, encoding="utf-8")
+    (project / "alerts.yaml").write_text("breaker: [not, a, mapping\n", encoding="utf-8")
+
+
+def every_seconds(prefect_yaml: Path, deployment: str, seconds: int) -> None:
+    """The deployment's cron replaced by an interval, as an operator may edit prefect.yaml."""
+    yaml = YAML()
+    doc = yaml.load(prefect_yaml.read_text(encoding="utf-8"))
+    for entry in doc["deployments"]:
+        if entry["name"] == deployment:
+            entry["schedules"] = [{"interval": seconds}]
+    with prefect_yaml.open("w", encoding="utf-8") as out:
+        yaml.dump(doc, out)
+
+
+@pytest.fixture(scope="module")
+def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    from tests.conftest import fresh_database_url
+
+    with fresh_database_url(tmp_path_factory.mktemp("brand-db")) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+) -> Iterator[Deployed]:
+    base = tmp_path_factory.mktemp("production")
+    project = copy_project(ROOT, base / "brand")
+    shape_for_test(project)
+    with start_sandbox() as sandbox, running_server(base / "prefect") as server:
+        SandboxClient(sandbox.url).set_faults(auto_confirm=True)  # staff confirm WeCom tasks
+        env = server.env(
+            SIYU_DATABASE_URL=module_database_url,
+            SIYU_CHANNEL_BASE_URL=sandbox.url,
+            PWD=str(project),  # what `{{ $PWD }}` in prefect.yaml resolves to, as in a shell
+        )
+        # The README's commands, in its order.
+        server.prefect(project, "work-pool", "create", "siyu", "--type", "process", env=env)
+        siyu(project, env, "db", "upgrade")
+        siyu(project, env, "db", "seed", "--customers", "300", "--arrivals", "0")
+        siyu(project, env, "deploy")
+        every_seconds(project / "prefect.yaml", JOURNEY, 15)
+        server.prefect(project, "deploy", "--all", env=env)
+        with running_worker(server, "siyu", project, env) as worker_log:
+            yield Deployed(server, project, sandbox, module_database_url, env, worker_log)
+
+
+def test_the_scheduler_creates_a_tick_that_the_worker_runs_and_the_sandbox_receives(
+    deployed: Deployed,
+) -> None:
+    def completed_scheduled_run() -> dict[str, Any] | None:
+        runs = deployed.flow_runs(state={"type": {"any_": ["COMPLETED"]}})
+        return next((run for run in runs if run["auto_scheduled"]), None)
+
+    run = wait_until(
+        completed_scheduled_run, 420, "a scheduled run to complete", deployed.worker_log
+    )
+    assert run["created_by"]["type"] == "SCHEDULE"
+    assert run["name"].startswith(f"{JOURNEY} @ ")
+
+    tasks = deployed.server.api(
+        "POST", "/task_runs/filter", json={"flow_runs": {"id": {"any_": [run["id"]]}}}
+    )
+    names = {task["name"] for task in tasks}
+    assert PHASES | STEPS <= names, names
+    assert all(task["state_type"] == "COMPLETED" for task in tasks)
+
+    artifacts = deployed.server.api(
+        "POST", "/artifacts/filter", json={"artifacts": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
+    by_key = {artifact["key"]: artifact for artifact in artifacts}
+    assert f"{JOURNEY}-tick" in by_key and by_key[f"{JOURNEY}-tick"]["type"] == "table"
+    graph = by_key[f"{JOURNEY}-graph"]
+    assert "](data:image/svg+xml;base64," in graph["data"] and "```mermaid" not in graph["data"]
+
+    # siyu's own logger (here: the breaker's warning about alerts.yaml) reaches the run's logs
+    logs = deployed.server.api(
+        "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
+    assert any(
+        log["name"] == "siyu.alerts.breaker" and "alerts.yaml is invalid" in log["message"]
+        for log in logs
+    ), [log["name"] for log in logs]
+
+    # The first tick of a journey enrolls and sends: the sandbox received every message the
+    # ledger records as sent, each exactly once.
+    messages = SandboxClient(deployed.sandbox.url).messages()
+    assert messages, "the scheduled tick sent nothing"
+    keys = [(m["channel"], m["key"]) for m in messages]
+    assert len(keys) == len(set(keys)), "a message arrived twice"
+    assert {m["channel"] for m in messages} >= {"wecom"}
+
+    def settled() -> bool:  # later scheduled ticks may still be running: compare when quiet
+        running = deployed.flow_runs(state={"type": {"any_": ["RUNNING", "PENDING"]}})
+        return not running and deployed.sent_in_ledger() == len(
+            SandboxClient(deployed.sandbox.url).messages()
+        )
+
+    pause(deployed)
+    wait_until(settled, 180, "the ledger and the sandbox to agree", deployed.worker_log)
+
+
+def pause(deployed: Deployed) -> None:
+    """Stop the schedule (the operator's command) and drop the runs it had already planned."""
+    deployed.server.prefect(
+        deployed.project, "deployment", "schedule", "pause", "--all", env=deployed.env
+    )
+    for run in deployed.flow_runs(state={"type": {"any_": ["SCHEDULED"]}}):
+        deployed.server.api("DELETE", f"/flow_runs/{run['id']}")
+
+
+def test_the_ui_draws_the_journeys_picture_not_its_source(
+    deployed: Deployed, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    artifacts = deployed.server.api(
+        "POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": [f"{JOURNEY}-graph"]}}}
+    )
+    assert artifacts, "no graph artifact yet (the scheduled tick test runs first)"
+    page = f"{deployed.server.ui}/artifacts/artifact/{artifacts[0]['id']}"
+    profile = tmp_path / "profile"
+    wait = "--virtual-time-budget=20000"  # the UI is a single-page app: let it fetch and draw
+    dom = run_chromium(profile, wait, "--dump-dom", page)
+    assert "data:image/svg+xml;base64," in dom and "<img" in dom
+    assert "flowchart TD" not in dom and "&lt;b&gt;" not in dom  # no Mermaid source shown
+    screenshot = tmp_path / "artifact.png"
+    run_chromium(profile, wait, "--window-size=1280,1600", f"--screenshot={screenshot}", page)
+    pixels = Image.open(screenshot).convert("RGB").getcolors(maxcolors=1 << 20) or []
+    colours = {colour: count for count, colour in pixels}
+    # The boxes are filled with the picture's own colours (siyu/graph/draw.py COLOURS):
+    # entry (light blue), exit (light red) and goal (light green) are drawn, each a block of
+    # thousands of pixels, which source text shown as code could never produce.
+    for name, rgb in (
+        ("entry", (0xDB, 0xEA, 0xFE)),
+        ("exit", (0xFE, 0xE2, 0xE2)),
+        ("goal", (0xDC, 0xFC, 0xE7)),
+    ):
+        assert colours.get(rgb, 0) > 2000, f"the {name} box is not drawn ({colours.get(rgb, 0)} px)"
+
+
+def test_a_journey_broken_after_deploy_fails_its_run_with_the_problem_and_sends_nothing(
+    deployed: Deployed,
+) -> None:
+    pause(deployed)
+    wait_until(
+        lambda: not deployed.flow_runs(state={"type": {"any_": ["RUNNING", "PENDING"]}}),
+        180,
+        "running ticks to finish",
+    )
+    before = len(SandboxClient(deployed.sandbox.url).messages())
+    journey = deployed.project / "journeys" / "first_purchase.yaml"
+    good = journey.read_text(encoding="utf-8")
+    journey.write_text(good.replace("send: service_account", "send: service_acount"), "utf-8")
+    try:
+        out = deployed.server.prefect(
+            deployed.project, "deployment", "run", f"journey-tick/{JOURNEY}", env=deployed.env
+        )
+        run_id = re.search(r"UUID: ([0-9a-f-]{36})", out)
+        assert run_id, out
+
+        def final() -> dict[str, Any] | None:
+            run = deployed.server.api("GET", f"/flow_runs/{run_id.group(1)}")
+            return run if run["state_type"] in ("FAILED", "COMPLETED", "CRASHED") else None
+
+        run = wait_until(final, 300, "the run of the broken journey to end", deployed.worker_log)
+    finally:
+        journey.write_text(good, encoding="utf-8")
+    assert run["state_type"] == "FAILED"
+    logs = deployed.server.api(
+        "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}
+    )
+    text = "\n".join(log["message"] for log in logs)
+    line = next(i for i, row in enumerate(good.splitlines(), 1) if "send: service_account" in row)
+    assert re.search(rf"journeys/first_purchase\.yaml:{line}:\d+", text), text[-2000:]
+    assert "service_acount" in text and "did you mean" in text
+    assert len(SandboxClient(deployed.sandbox.url).messages()) == before
