@@ -31,6 +31,13 @@ from tasks.partition_workers import PartitionWorkers
 from tasks.tick import Phase, PhaseResult, partitions_of, tick_phases
 
 
+# A phase that runs longer has hung (a lost connection, a stuck provider): Prefect fails the
+# attempt and retries it; the ledger makes the retry send nothing twice. A step of 100,000
+# messages takes about a minute on 2 cores (docs/scale.md), so these leave ample room.
+STEP_TIMEOUT = 1800.0
+PHASE_TIMEOUT = 600.0
+
+
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
 def run_phase(ctx: EngineContext, phase: Phase, spec: Any, now: datetime) -> dict[str, int]:
     result: PhaseResult = phase.run(ctx, spec, now)
@@ -132,6 +139,7 @@ def run_tick_tasks(
             task_run_name=phase.name,
             retries=retries,
             retry_delay_seconds=[2.0, 5.0, 15.0][:retries],
+            timeout_seconds=STEP_TIMEOUT if phase.kind == "step" else PHASE_TIMEOUT,
         )
         parts = partitions_of(phase, len(contexts))
         if len(parts) == 1:

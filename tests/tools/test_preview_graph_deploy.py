@@ -139,3 +139,16 @@ def test_graph_lint_and_sample_preview_handle_the_complete_language(tmp_path: Pa
     assert all(p.code != "unknown-field" for p in problems)
     rendered = preview_sample(spec, spec.steps[1], tmp_path / "templates")
     assert "您好" in rendered.body
+
+
+def test_prefects_own_prefect_yaml_model_still_refuses_what_prefect_deploy_refuses() -> None:
+    """check_with_prefect relies on a private Prefect module (prefect.cli.deploy._models);
+    this pins the behaviour it relies on, so a Prefect upgrade that moves or loosens it fails
+    here (tests/production/ proves `prefect deploy` accepts what siyu deploy writes)."""
+    spec = journey()
+    text, _ = update_prefect_yaml(None, {spec.journey: (spec, "journeys/first_purchase.yaml")})
+    assert check_with_prefect(text) == []
+    assert "concurrency_limit" in text and "CANCEL_NEW" in text
+    broken = text.replace("collision_strategy: CANCEL_NEW", "collision_strategy: [not, a, str]")
+    assert check_with_prefect(broken)
+    assert check_with_prefect(text.replace("deployments:", "deployments: 3\nx:"))
