@@ -1,16 +1,17 @@
 """The daily data timetable of the source documents (每日17点同步数据 → 凌晨2点完成数据清洗 →
-次日8点启动自动化任务), as three deployments (prefect.yaml, Asia/Shanghai):
+次日8点启动自动化任务), as three deployments chained by Prefect (prefect.yaml, Asia/Shanghai):
 
-    17:00  data-sync       import the CRM's CSV exports from the inbox (siyu.pipeline.inbox_sync)
-    02:00  data-clean      wait for that sync, run the data-quality checks, then segments and
-                           alert rules (flows/segments_flow.py)
-    08:00  data-journeys   wait for that cleaning, then tick every journey by priority
+    17:00        data-sync       import the CRM's CSV exports from the inbox
+    after sync   data-clean      the data-quality checks, then segments and alert rules;
+                                 started by the sync's completion (a deployment trigger), and
+                                 at 02:00 by its schedule if it has not run by then
+    08:00        data-journeys   every journey by priority, once the cleaning succeeded; a
+                                 cleaning that finishes after 08:00 starts it (trigger)
 
-Each stage records itself in `pipeline_runs` for its data day and starts only when the
-previous stage of that day succeeded: it waits (polling, `wait_minutes`) for one still
-running and fails at once after a failed one. This works with a plain local Prefect server
-and process worker (no automations or event triggers needed), survives restarts (the state
-is in the database) and shows a skipped day as a failed flow run with the reason.
+Each stage records itself in `pipeline_runs` for its data day and runs only when the
+previous stage of that day succeeded; it never waits: too early, it fails at once with the
+reason, or, when a trigger started it before its time or after it already ran, it ends as
+`Skipped` (a Completed state that triggers nothing).
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ from __future__ import annotations
 from datetime import date, datetime
 from typing import Any
 
-from prefect import flow, get_run_logger
+from prefect import State, flow, get_run_logger
 from prefect.artifacts import create_table_artifact
+from prefect.states import Completed
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import make_engine, make_sessionmaker
@@ -29,7 +31,14 @@ from flows.segments_flow import segments_and_alerts
 from siyu.errors import SiyuError
 from siyu.pipeline.inbox_sync import inbox_dir, sync_inbox
 from siyu.pipeline.quality import run_checks
-from siyu.pipeline.stages import begin, data_day, finish, wait_for_upstream
+from siyu.pipeline.stages import (
+    begin,
+    data_day,
+    finish,
+    journeys_may_start,
+    require_upstream,
+    status_of,
+)
 from siyu.project import Project
 
 
@@ -41,7 +50,7 @@ class StageFailed(SiyuError):
 def data_sync(now: str | None = None, max_bad_share: float = 0.05) -> dict[str, Any]:
     """Import the exports waiting in the inbox; fail when too many rows are bad."""
     moment = parse_now(now)
-    day = data_day("sync", moment)
+    day = data_day(moment)
     sessions = make_sessionmaker(make_engine())
     with sessions() as session, session.begin():
         begin(session, "sync", day, moment)
@@ -73,24 +82,33 @@ def data_sync(now: str | None = None, max_bad_share: float = 0.05) -> dict[str, 
 
 
 def _start_after_upstream(
-    stage: str, now: str | None, wait_minutes: float
+    stage: str, now: str | None
 ) -> tuple[datetime, date, sessionmaker[Session]]:
-    """Wait for the previous stage of this data day, then record this one as running."""
+    """Check the previous stage of this data day succeeded, then record this one as running."""
     moment = parse_now(now)
-    day = data_day(stage, moment)
+    day = data_day(moment)
     sessions = make_sessionmaker(make_engine())
-    wait_for_upstream(sessions, stage, day, wait_minutes * 60)
+    require_upstream(sessions, stage, day)
     with sessions() as session, session.begin():
         begin(session, stage, day, moment)
     return moment, day, sessions
 
 
+def skipped(message: str) -> State[Any]:
+    """A run with nothing to do: Completed, named Skipped, so it triggers no later stage."""
+    get_run_logger().info(message)
+    return Completed(name="Skipped", message=message)
+
+
 @flow(name="data-clean", log_prints=True)
 def data_clean(
-    now: str | None = None, wait_minutes: float = 60, channel_base_url: str | None = None
-) -> dict[str, Any]:
-    """Wait for the day's sync, check the data, then recompute segments and alert rules."""
-    moment, day, sessions = _start_after_upstream("clean", now, wait_minutes)
+    now: str | None = None, channel_base_url: str | None = None
+) -> dict[str, Any] | State[Any]:
+    """After the day's sync: check the data, then recompute segments and alert rules."""
+    day = data_day(parse_now(now))
+    if status_of(make_sessionmaker(make_engine()), "clean", day) == "succeeded":
+        return skipped(f"the cleaning of {day} already succeeded")
+    moment, day, sessions = _start_after_upstream("clean", now)
     with sessions() as session:
         checks = run_checks(session)
     rows = [check.as_row() for check in checks]
@@ -120,10 +138,16 @@ def data_clean(
 
 @flow(name="data-journeys", log_prints=True)
 def data_journeys(
-    now: str | None = None, wait_minutes: float = 60, channel_base_url: str | None = None
-) -> dict[str, Any]:
-    """Wait for the day's cleaning, then tick every journey (highest priority first)."""
-    moment, day, sessions = _start_after_upstream("journeys", now, wait_minutes)
+    now: str | None = None, channel_base_url: str | None = None
+) -> dict[str, Any] | State[Any]:
+    """From 08:00 after the day's cleaning: tick every journey (highest priority first)."""
+    moment = parse_now(now)
+    day = data_day(moment)
+    if not journeys_may_start(day, moment):
+        return skipped(f"the journeys of {day} start at 08:00 the next morning")
+    if status_of(make_sessionmaker(make_engine()), "journeys", day) == "succeeded":
+        return skipped(f"the journeys of {day} already ran")
+    moment, day, sessions = _start_after_upstream("journeys", now)
     try:
         results = all_journeys_tick(now=moment.isoformat(), channel_base_url=channel_base_url)
     except Exception:

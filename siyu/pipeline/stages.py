@@ -1,14 +1,14 @@
 """Stage bookkeeping of the timetable (pipeline_runs): each stage records its run for a data
 day, and a stage starts only after the previous stage of the same data day succeeded.
 
-Data day: the day whose 17:00 sync brought the data. The 02:00 clean and the 08:00 journeys
-of the next calendar day work on it (so their data day is their own date minus one).
+Data day: the day whose 17:00 sync brought the data. The cleaning (right after the sync, or
+at 02:00 at the latest) and the 08:00 journeys of the next morning work on it: a moment
+belongs to the data day of the last 16:00 before it (an hour of slack for an early sync).
 """
 
 from __future__ import annotations
 
-import time
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -20,16 +20,32 @@ from siyu.errors import SiyuError
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ORDER = ("sync", "clean", "journeys")
+DATA_DAY_STARTS = time(16, 0)
+JOURNEYS_START = time(8, 0)  # the journeys of a data day run from 08:00 the next morning
 
 
 class UpstreamNotReady(SiyuError):
     pass
 
 
-def data_day(stage: str, now: datetime) -> date:
+def data_day(now: datetime) -> date:
     local = now.astimezone(SHANGHAI)
-    # the sync runs in the evening of its data day; later stages run after midnight
-    return local.date() if stage == "sync" and local.hour >= 12 else local.date() - timedelta(1)
+    return local.date() if local.time() >= DATA_DAY_STARTS else local.date() - timedelta(1)
+
+
+def journeys_may_start(day: date, now: datetime) -> bool:
+    """Whether the journeys of data day `day` may run at `now` (08:00 the next morning)."""
+    start = datetime.combine(day + timedelta(1), JOURNEYS_START, tzinfo=SHANGHAI)
+    return now >= start
+
+
+def status_of(sessions: sessionmaker[Session], stage: str, day: date) -> str | None:
+    with sessions() as session:
+        return session.scalar(
+            select(PipelineRun.status).where(
+                PipelineRun.stage == stage, PipelineRun.data_day == day
+            )
+        )
 
 
 def begin(session: Session, stage: str, day: date, now: datetime) -> PipelineRun:
@@ -57,27 +73,17 @@ def finish(
             run.detail = detail
 
 
-def wait_for_upstream(
-    sessions: sessionmaker[Session], stage: str, day: date, wait_seconds: float, poll: float = 30
-) -> None:
-    """Return once the stage before `stage` succeeded for `day`; UpstreamNotReady when it
-    failed, or did not succeed within `wait_seconds`."""
+def require_upstream(sessions: sessionmaker[Session], stage: str, day: date) -> None:
+    """Return when the stage before `stage` succeeded for `day`; UpstreamNotReady otherwise.
+    Never waits: a stage that comes too early fails at once with the reason, and the
+    upstream's completion starts it again (a deployment trigger in prefect.yaml)."""
     upstream = ORDER[ORDER.index(stage) - 1]
-    deadline = time.monotonic() + wait_seconds
-    while True:
-        with sessions() as session:
-            status = session.scalar(
-                select(PipelineRun.status).where(
-                    PipelineRun.stage == upstream, PipelineRun.data_day == day
-                )
-            )
-        if status == "succeeded":
-            return
-        if status == "failed":
-            raise UpstreamNotReady(f"{stage}: the {upstream} of {day} failed; not starting")
-        if time.monotonic() >= deadline:
-            raise UpstreamNotReady(
-                f"{stage}: the {upstream} of {day} has not succeeded "
-                f"({status or 'not run'}) after waiting {wait_seconds:g} s"
-            )
-        time.sleep(min(poll, max(deadline - time.monotonic(), 0.05)))
+    status = status_of(sessions, upstream, day)
+    if status == "succeeded":
+        return
+    if status == "failed":
+        raise UpstreamNotReady(f"{stage}: the {upstream} of {day} failed; not starting")
+    raise UpstreamNotReady(
+        f"{stage}: the {upstream} of {day} has not succeeded ({status or 'not run'}); "
+        f"its completion will start this stage"
+    )

@@ -77,7 +77,7 @@ def test_sync_clean_journeys_in_order_and_a_failed_stage_stops_the_rest(
 
     # the 08:00 journeys of 11-03 refuse to run before the cleaning of 11-02
     with pytest.raises(UpstreamNotReady, match="clean of 2026-11-02 has not succeeded"):
-        data_journeys(now=at(1, 8), wait_minutes=0)
+        data_journeys(now=at(1, 8))
 
     sync = data_sync(now=at(0, 17))
     assert sync["rows"] == 4 and sync["bad"] == 0
@@ -85,19 +85,26 @@ def test_sync_clean_journeys_in_order_and_a_failed_stage_stops_the_rest(
         "customers-1102.csv",
         "orders-1102.csv",
     ]
-    cleaned = data_clean(now=at(1, 2), wait_minutes=0)
+    cleaned = data_clean(now=at(1, 2))
     outcomes = {row["check"]: row["outcome"] for row in cleaned["checks"]}
     assert outcomes["city"] == "warn"  # one of two customers has no city: 50 % > 5 %
     assert outcomes["order (customer, paid at, amount)"] == "ok"
     with sessions() as session:
         assert session.scalar(select(func.count()).select_from(Customer)) == 2
         assert set(session.scalars(select(SegmentMembership.segment))) >= {"new", "rfm-other"}
-    journeys = data_journeys(now=at(1, 8), wait_minutes=0, channel_base_url=sandbox.url)
+    journeys = data_journeys(now=at(1, 8), channel_base_url=sandbox.url)
     assert "first-purchase-care" in journeys
     quality, summary = artifact("data-quality"), artifact("first-purchase-care-graph")
     assert quality is not None and "missing_rate" in str(quality.data)
     assert summary is not None and "## Funnel so far" in str(summary.data)
     assert "](data:image/svg+xml;base64," in str(summary.data)  # the journey picture
+    # a trigger may start a stage again, or before its time: it does nothing, and says why
+    again = data_clean(now=at(1, 3), return_state=True)
+    assert again.name == "Skipped" and "already succeeded" in str(again.message)
+    early = data_journeys(now=at(0, 19), return_state=True)  # right after an on-time clean
+    assert early.name == "Skipped" and "start at 08:00" in str(early.message)
+    twice = data_journeys(now=at(1, 9), return_state=True)
+    assert twice.name == "Skipped" and "already ran" in str(twice.message)
     assert runs(sessions) == {
         ("sync", "2026-11-02"): "succeeded",
         ("clean", "2026-11-02"): "succeeded",
@@ -112,9 +119,9 @@ def test_sync_clean_journeys_in_order_and_a_failed_stage_stops_the_rest(
     )
     data_sync(now=at(1, 17))
     with pytest.raises(Exception, match="data-quality checks failed"):
-        data_clean(now=at(2, 2), wait_minutes=0)
+        data_clean(now=at(2, 2))
     with pytest.raises(UpstreamNotReady, match="clean of 2026-11-03 failed"):
-        data_journeys(now=at(2, 8), wait_minutes=0)
+        data_journeys(now=at(2, 8))
     assert runs(sessions)[("clean", "2026-11-03")] == "failed"
     assert ("journeys", "2026-11-03") not in runs(sessions)
     with sessions() as session:

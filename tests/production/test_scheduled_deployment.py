@@ -281,3 +281,34 @@ def test_a_journey_broken_after_deploy_fails_its_run_with_the_problem_and_sends_
     assert re.search(rf"journeys/first_purchase\.yaml:{line}:\d+", text), text[-2000:]
     assert "service_acount" in text and "did you mean" in text
     assert len(SandboxClient(deployed.sandbox.url).messages()) == before
+
+
+def test_the_sync_completing_starts_the_cleaning_through_a_deployment_trigger(
+    deployed: Deployed,
+) -> None:
+    """The data timetable chains its stages with Prefect's deployment triggers: no stage
+    polls for the previous one while holding a worker."""
+    (deployed.project / "inbox").mkdir(exist_ok=True)  # an empty inbox: nothing to import
+    deployed.server.prefect(
+        deployed.project, "deployment", "run", "data-sync/data-sync", env=deployed.env
+    )
+
+    def runs_of(flow: str, states: tuple[str, ...]) -> list[dict[str, Any]]:
+        body = {
+            "deployments": {"name": {"any_": [flow]}},
+            "flow_runs": {"state": {"type": {"any_": list(states)}}},
+            "limit": 20,
+        }
+        return list(deployed.server.api("POST", "/flow_runs/filter", json=body))
+
+    final = ("COMPLETED", "FAILED", "CRASHED")
+    (sync,) = wait_until(lambda: runs_of("data-sync", final), 300, "the sync", deployed.worker_log)
+    assert sync["state_type"] == "COMPLETED", sync["state"]
+    cleaning = wait_until(
+        lambda: [r for r in runs_of("data-clean", final) if not r["auto_scheduled"]],
+        300,
+        "the trigger to start the cleaning and the worker to run it",
+        deployed.worker_log,
+    )
+    assert cleaning[0]["created_by"]["type"] != "SCHEDULE"
+    assert cleaning[0]["start_time"] >= sync["end_time"]
