@@ -3,13 +3,17 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo test validate clean lock
+.PHONY: demo test lint validate clean lock
 
 demo: $(VENV)/installed
 	$(BIN)/siyu demo
 
 test: $(VENV)/installed
 	$(BIN)/python -m pytest
+
+lint: $(VENV)/installed
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 validate: $(VENV)/installed
 	$(BIN)/siyu validate

@@ -30,7 +30,6 @@ from tasks.context import EngineContext
 from tasks.partition_workers import PartitionWorkers
 from tasks.tick import Phase, PhaseResult, partitions_of, tick_phases
 
-
 # A phase that runs longer has hung (a lost connection, a stuck provider): Prefect fails the
 # attempt and retries it; the ledger makes the retry send nothing twice. A step of 100,000
 # messages takes about a minute on 2 cores (docs/scale.md), so these leave ample room.
