@@ -53,6 +53,7 @@ def import_command(
                 DownloadColumn(),
                 console=console,
                 transient=True,
+                disable=not console.is_terminal,  # no bar (nor its blank line) in logs
             ) as bar,
         ):
             task = bar.add_task("", total=file.stat().st_size)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NamedTuple
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -103,7 +103,7 @@ def import_csv(
         header = next(iterator, None)
         if header is None:
             raise ConfigError(f"{path}: the file is empty")
-        index = _index(path, mapping, header)
+        layout = _layout(mapping, _index(path, mapping, header))
         width = len(header.cells)
         rejected = _Rejects(rejects, header.raw)
         line = header.where
@@ -118,7 +118,7 @@ def import_csv(
                         f"{path}:{record.line}: more than {limits.max_rows} rows "
                         "(SIYU_IMPORT_MAX_ROWS); nothing from this file was imported"
                     )
-                outcome = _load(context, loader, record, index, width)
+                outcome = _load(context, loader, record, layout, width)
                 if isinstance(outcome, list):
                     result.bad.append((record.where, mask_text("; ".join(outcome))))
                     rejected.add(record.raw)
@@ -208,8 +208,26 @@ Write = Callable[[_Context, dict[str, Any]], str]
 Loader = tuple[Check, Write]
 
 
+class _Field(NamedTuple):
+    name: str
+    position: int  # in the CSV row
+    column: str  # its header, for messages
+    parse: Parser
+    required: bool
+
+
+def _layout(mapping: Mapping, index: dict[str, int]) -> list[_Field]:
+    """The mapped fields in mapping order, resolved once so a row costs no lookups."""
+    required = FIELDS[mapping.kind][0]
+    parsers = PARSERS[mapping.kind]
+    return [
+        _Field(name, index[name], column, parsers[name], name in required)
+        for name, column in mapping.columns.items()
+    ]
+
+
 def _load(
-    context: _Context, loader: Loader, record: Record, index: dict[str, int], width: int
+    context: _Context, loader: Loader, record: Record, layout: list[_Field], width: int
 ) -> Outcome:
     """Check the record, then load it: its problems (a non-empty list), or what was done."""
     if record.problem is not None:
@@ -219,29 +237,31 @@ def _load(
             f"{len(record.cells)} fields, the header has {width} "
             "(a missing or extra comma, or an unquoted comma in a value?)"
         ]
-    cells = {name: record.cells[i].strip() for name, i in index.items()}
-    values, problems = _values(context, cells)
+    values, problems = _values(context, record.cells, layout)
     check, write = loader
     problems += check(context, values)
     return problems or write(context, values)
 
 
-def _values(context: _Context, cells: dict[str, str]) -> tuple[dict[str, Any], list[str]]:
+def _values(
+    context: _Context, cells: list[str], layout: list[_Field]
+) -> tuple[dict[str, Any], list[str]]:
     """Every mapped cell parsed; every problem of the row, in the mapping's column order."""
-    mapping = context.mapping
-    parsers = PARSERS[mapping.kind]
     problems: list[str] = []
-    missing = [mapping.columns[f] for f in FIELDS[mapping.kind][0] if not cells[f]]
-    if missing:
-        problems.append(f"empty {', '.join(missing)}")
+    missing: list[str] = []
     values: dict[str, Any] = {}
-    for name, text in cells.items():
+    for name, position, column, parse, required in layout:
+        text = cells[position].strip()
         if not text:
+            if required:
+                missing.append(column)
             continue
         try:
-            values[name] = parsers[name](text, mapping.columns[name], context)
+            values[name] = parse(text, column, context)
         except BadValue as error:
             problems.append(str(error))
+    if missing:
+        problems.insert(0, f"empty {', '.join(missing)}")
     return values, problems
 
 
@@ -257,8 +277,11 @@ def _length(column: Any) -> int:
     return int(column.type.length)
 
 
+_EXTERNAL_ID_CHARS = _length(Customer.external_id)
+
+
 def _known_customer(text: str, column: str, context: _Context) -> int:
-    check_text(text, column, min(_length(Customer.external_id), context.limits.max_field_chars))
+    check_text(text, column, min(_EXTERNAL_ID_CHARS, context.limits.max_field_chars))
     found = context.state.customers.get(text)
     if found is None:
         raise BadValue(f"unknown customer '{mask_value('id', text)}': import customers first")

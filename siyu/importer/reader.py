@@ -85,6 +85,8 @@ class _Lines:
         except UnicodeDecodeError:
             self.undecodable = True
             text = line.decode(self.encoding, errors="replace")
+        if self.number == 1 and self.encoding == "utf-8-sig":
+            self.encoding = "utf-8"  # the BOM can only open the file; utf-8 decodes faster
         self.chars += len(text)
         if self.chars > self.max_chars:
             self.raw, self.too_long = [], True
