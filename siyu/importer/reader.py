@@ -136,8 +136,15 @@ class CsvRecords:
                     '(SIYU_IMPORT_MAX_RECORD_CHARS; an unclosed "?); not copied to the rejects file'
                 )
             except csv.Error as error:
-                problem = f"broken CSV ({error})"
+                problem = _csv_problem(error)
             if problem is None and lines.undecodable:
                 problem = f"not {self.encoding} text (set `encoding:` in the mapping)"
             last = max(lines.number, lines.first)
             yield Record(lines.first, last, cells if problem is None else [], problem, lines.raw)
+
+
+def _csv_problem(error: csv.Error) -> str:
+    message = str(error)
+    if message.startswith("new-line character"):  # a bare \r: the advice csv gives is Python's
+        return "broken CSV (a carriage return inside an unquoted value)"
+    return f"broken CSV ({message})"

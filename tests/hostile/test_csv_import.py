@@ -517,3 +517,37 @@ def test_importing_into_a_database_that_is_not_migrated_says_so(
         "is not migrated: run `siyu db upgrade` first"
     )
     assert "Traceback" not in result.output
+
+
+def test_gbk_with_windows_line_ends_loads_and_a_bare_carriage_return_is_one_bad_row(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    rows = [GOOD[0], "C002,李\r雷,,否,,,\n", GOOD[2]]
+    body = (HEADER + "".join(rows)).replace("\n", "\r\n").encode("gbk")
+    result = invoke(
+        url_of(sessions),
+        tmp_path,
+        "customers",
+        body,
+        MAPPING.replace("customers:\n", "customers:\n  encoding: gbk\n"),
+    )
+    assert result.exit_code == 2, result.output
+    assert bad_lines(result, tmp_path, "customers") == [
+        "customers.csv:3: broken CSV (a carriage return inside an unquoted value)"
+    ]
+    assert names(sessions) == {"C001": "王小明", "C003": "韩梅梅"}
+    assert (tmp_path / "customers.rejects.csv").read_bytes() == (
+        HEADER.replace("\n", "\r\n") + "C002,李\r雷,,否,,,\r\n"
+    ).encode("gbk")
+
+
+def test_a_database_migrated_to_the_latest_revision_imports(
+    database_url: str, tmp_path: Path
+) -> None:
+    from db.migrate import upgrade
+
+    upgrade(database_url)
+    result = invoke(database_url, tmp_path, "customers", HEADER + "".join(GOOD))
+    assert result.exit_code == 0, result.output
+    assert "3 rows read, 3 added, 0 updated, 0 bad" in result.output
+    assert not list(tmp_path.glob("*rejects*"))
