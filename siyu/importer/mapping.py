@@ -14,6 +14,7 @@ in which time zone, and the file's encoding (CRM exports in China are often GBK)
 from __future__ import annotations
 
 import codecs
+import re
 import stat
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -59,6 +60,8 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 
 
 KEYS = ("columns", "date_format", "timezone", "encoding", "multiline")
+MAX_NESTING = 16  # flow brackets; a mapping needs 2
+_BRACKETS = re.compile(r"[\[\]{}]")
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def _load_yaml(path: Path, max_bytes: int) -> Any:
         raise ConfigError(f"{path}: cannot read the mapping file ({error.strerror})") from None
     except UnicodeDecodeError as error:
         raise ConfigError(f"{path}: the mapping file is not UTF-8 (byte {error.start})") from None
+    _check_nesting(path, text)
     try:
         return YAML(typ="rt").load(text)  # round-trip nodes carry line:col for the messages
     except MarkedYAMLError as error:
@@ -134,6 +138,19 @@ def _load_yaml(path: Path, max_bytes: int) -> Any:
     except (YAMLError, ValueError, RecursionError) as error:
         what = " ".join(str(error).split())[:200]
         raise ConfigError(f"{path}: not valid YAML ({what or type(error).__name__})") from None
+
+
+def _check_nesting(path: Path, text: str) -> None:
+    """Flow brackets nested deeper than any mapping needs: the YAML parser would take
+    seconds per thousand levels before failing, so refuse before parsing. (Brackets inside
+    quoted strings count too; a mapping has no reason for dozens of them.)"""
+    depth = 0
+    for found in _BRACKETS.finditer(text):
+        depth += 1 if found.group() in "[{" else -1
+        if depth > MAX_NESTING:
+            line = text.count("\n", 0, found.start()) + 1
+            column = found.start() - (text.rfind("\n", 0, found.start()) + 1) + 1
+            raise ConfigError(f"{path}:{line}:{column}: nested deeper than {MAX_NESTING} levels")
 
 
 def _at(path: Path, node: Any, key: Any, value: bool = False) -> str:

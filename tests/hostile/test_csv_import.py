@@ -384,6 +384,8 @@ def test_a_zone_not_in_the_zone_database_is_refused_at_import(
             "m.yaml:2:70: 'customers.columns.city' must be a CSV column name",
         ),
         ("\t customers: {", "m.yaml:1:1: not valid YAML"),
+        ("customers: " + "[" * 20_000 + "]" * 20_000, "m.yaml:1:28: nested deeper than 16 levels"),
+        (MAPPING + "customers: {}\n", "m.yaml:9:1: not valid YAML (found duplicate key"),
     ],
 )
 def test_a_mapping_error_is_one_line_naming_the_mapping_file(
