@@ -29,9 +29,15 @@ MAX_AMOUNT = Decimal("9999999999.99")
 _CENT = Decimal("0.01")
 
 
+# 11 digits or more could be a mobile number (+86 or not): shown as 138****5678
+_LONG_DIGITS = re.compile(r"\d{11,}")
+
+
 def shown(text: str, width: int = 40) -> str:
-    """A cell for a message: quoted, control characters escaped, at most `width` chars."""
+    """A cell for a message: quoted, control characters escaped, at most `width` chars, any
+    run of digits long enough to be a mobile number masked."""
     short = text if len(text) <= width else text[:width] + "…"
+    short = _LONG_DIGITS.sub(lambda m: f"{m[0][:-8]}****{m[0][-4:]}", short)
     return repr(short) if CONTROL.search(short) else f"'{short}'"
 
 

@@ -553,3 +553,15 @@ def test_a_database_migrated_to_the_latest_revision_imports(
     assert result.exit_code == 0, result.output
     assert "3 rows read, 3 added, 0 updated, 0 bad" in result.output
     assert not list(tmp_path.glob("*rejects*"))
+
+
+def test_a_mobile_number_in_the_wrong_column_is_not_echoed(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    row = "C001,王小明,13812345678,13900001111,上海,13700002222,+8613600003333\n"
+    result = invoke(url_of(sessions), tmp_path, "customers", HEADER + row)
+    assert result.exit_code == 2, result.output
+    [line] = bad_lines(result, tmp_path, "customers")
+    assert "'139****1111' is not a yes/no" in line and "'137****2222' is not a date" in line
+    assert "'+86136****3333' is not a time zone" in line
+    assert not MOBILE.search(result.output)
