@@ -1,39 +1,58 @@
 """Loads customers, orders and events from a CRM's CSV export with a mapping file.
 
-Bad rows are reported as `file.csv:LINE: reason` and skipped; good rows load in one
-transaction. A re-import updates instead of duplicating: customers match on external_id,
-orders on order_no, events on external_id. order_seq is recomputed for every customer whose
-orders changed, so `order_seq = 1` (a first purchase) stays true after a late import.
+The policy (docs/marketer-tools.md, "import"): every row is checked; a bad row is reported
+as `file.csv:LINE: problem; problem; ...` (every problem of the row, by column, personal data
+masked), is not loaded, and is copied byte for byte to the rejects file when the caller gives
+one; good rows load, all in the caller's one transaction. A broken CSV record (an unclosed
+quote, a short or long row, an undecodable line, an over-long record) is a bad row of its own
+lines. Whatever stops the file midway (too many rows, a database error) raises, and the
+caller's transaction rolls back: a file is never half-loaded without an error.
+
+A re-import updates instead of duplicating: customers match on external_id, orders on
+order_no, events on external_id. order_seq is recomputed for every customer whose orders
+changed, so `order_seq = 1` (a first purchase) stays true after a late import.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Callable, Iterator
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, NamedTuple
 
 from sqlalchemy import delete, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from db.models import IDENTITY_KINDS, ChannelIdentity, Consent, Customer, Event, Order
 from db.sources import BEHAVIOUR_EVENTS
-from siyu.errors import ConfigError
-from siyu.importer.mapping import Mapping
+from siyu.errors import ConfigError, SiyuError
+from siyu.importer.limits import ImportLimits, import_limits
+from siyu.importer.mapping import FIELDS, Mapping
 from siyu.importer.parse import (
     BadValue,
+    check_text,
     parse_amount,
     parse_consent,
     parse_date,
     parse_properties,
     parse_time,
+    parse_zone,
+    shown,
 )
+from siyu.importer.reader import CsvRecords, Record
 from siyu.language.problems import did_you_mean
-from siyu.preview.masking import mask_value
+from siyu.preview.masking import mask_text, mask_value
 
-Progress = Callable[[int], None]
+Progress = Callable[[int], None]  # called with the bytes read so far
+PROGRESS_EVERY = 1000  # rows between progress calls
+
+
+class ImportAborted(SiyuError):
+    """The file stopped midway; the caller's transaction must roll back (it does when this
+    propagates out of `session.begin()`)."""
 
 
 @dataclass
@@ -43,89 +62,274 @@ class ImportResult:
     rows: int = 0
     inserted: int = 0
     updated: int = 0
-    bad: list[tuple[int, str]] = field(default_factory=list)  # (line, reason)
+    bad: list[tuple[str, str]] = field(default_factory=list)  # (line or "4-6", problems)
 
     def report(self) -> list[str]:
         return [f"{self.file}:{line}: {reason}" for line, reason in self.bad]
 
 
-def _rows(path: Path, mapping: Mapping) -> Iterator[tuple[int, dict[str, str]]]:
-    """(line number, field → cell) per data row; header problems raise ConfigError."""
-    try:
-        handle = path.open(encoding=mapping.encoding, newline="")
-    except OSError as error:
-        raise ConfigError(f"{path}: cannot open ({error.strerror})") from None
-    with handle:
-        reader = csv.reader(handle)
-        try:
-            header = [h.strip() for h in next(reader)]
-        except StopIteration:
-            raise ConfigError(f"{path}: the file is empty") from None
-        except UnicodeDecodeError:
-            raise ConfigError(
-                f"{path}:1: not {mapping.encoding} text; set `encoding: gbk` in the mapping "
-                "if the CRM exports GBK"
-            ) from None
-        index: dict[str, int] = {}
-        for name, column in mapping.columns.items():
-            if column not in header:
-                raise ConfigError(
-                    f"{path}:1: column '{column}' (for {name}) is not in the header"
-                    f"{did_you_mean(column, header)} (columns: {', '.join(header)})"
-                )
-            index[name] = header.index(column)
-        line = 1
-        while True:
-            try:
-                cells = next(reader)
-            except StopIteration:
-                return
-            except UnicodeDecodeError:
-                raise ConfigError(f"{path}:{line + 1}: not {mapping.encoding} text") from None
-            except csv.Error as error:
-                raise ConfigError(f"{path}:{reader.line_num}: broken CSV ({error})") from None
-            first, line = line + 1, reader.line_num
-            if not any(c.strip() for c in cells):
-                continue
-            yield (
-                first,
-                {name: cells[i].strip() if i < len(cells) else "" for name, i in index.items()},
-            )
+@dataclass
+class _Context:
+    """What a cell parser needs besides the cell: limits, mapping, the file's lookups."""
+
+    mapping: Mapping
+    limits: ImportLimits
+    state: _State
+
+
+Parser = Callable[[str, str, _Context], Any]  # (cell, column, context) → value
 
 
 def import_csv(
-    session: Session, path: Path, mapping: Mapping, progress: Progress | None = None
+    session: Session,
+    path: Path,
+    mapping: Mapping,
+    progress: Progress | None = None,
+    rejects: BinaryIO | None = None,
+    limits: ImportLimits | None = None,
 ) -> ImportResult:
+    limits = limits or import_limits()
+    _check_file(path, limits)
     result = ImportResult(str(path), mapping.kind)
-    loader = {"customers": _customer, "orders": _order, "events": _event}[mapping.kind]
-    state = _State(session)
-    for line, cells in _rows(path, mapping):
-        result.rows += 1
-        missing = [
-            mapping.columns[f] for f in _required(mapping.kind) if not cells.get(f, "").strip()
-        ]
+    context = _Context(mapping, limits, _State(session))
+    loader = LOADERS[mapping.kind]
+    try:
+        handle = path.open("rb")
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot open ({error.strerror})") from None
+    with handle:
+        records = CsvRecords(handle, mapping.encoding, limits, mapping.multiline)
+        iterator = iter(records)
+        header = next(iterator, None)
+        if header is None:
+            raise ConfigError(f"{path}: the file is empty")
+        layout = _layout(mapping, _index(path, mapping, header))
+        width = len(header.cells)
+        rejected = _Rejects(rejects, header.raw)
+        line = header.where
         try:
-            if missing:
-                raise BadValue(f"empty {', '.join(missing)}")
-            outcome = loader(state, cells, mapping)
-        except BadValue as error:
-            result.bad.append((line, str(error)))
-            continue
-        if outcome == "inserted":
-            result.inserted += 1
-        else:
-            result.updated += 1
-        if progress is not None:
-            progress(result.rows)
-    if mapping.kind == "orders":
-        _renumber(session, state.order_customers)
+            for record in iterator:
+                line = record.where
+                if record.problem is None and not any(c.strip() for c in record.cells):
+                    continue  # a blank line
+                result.rows += 1
+                if result.rows > limits.max_rows:
+                    raise ImportAborted(
+                        f"{path}:{record.line}: more than {limits.max_rows} rows "
+                        "(SIYU_IMPORT_MAX_ROWS); nothing from this file was imported"
+                    )
+                outcome = _load(context, loader, record, layout, width)
+                if isinstance(outcome, list):
+                    result.bad.append((record.where, mask_text("; ".join(outcome))))
+                    rejected.add(record.raw)
+                elif outcome == "inserted":
+                    result.inserted += 1
+                else:
+                    result.updated += 1
+                if progress is not None and result.rows % PROGRESS_EVERY == 0:
+                    progress(records.bytes_read)
+            if mapping.kind == "orders":
+                _renumber(session, context.state.order_customers)
+        except SQLAlchemyError as error:
+            reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+            raise ImportAborted(
+                f"{path}:{line}: the database refused the import ({mask_text(reason)}); "
+                "nothing from this file was imported"
+            ) from None
+    if progress is not None:
+        progress(records.bytes_read)
     return result
 
 
-def _required(kind: str) -> tuple[str, ...]:
-    from siyu.importer.mapping import FIELDS
+def _check_file(path: Path, limits: ImportLimits) -> None:
+    try:
+        info = path.stat()
+    except OSError as error:
+        raise ConfigError(f"{path}: cannot open ({error.strerror})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ConfigError(f"{path}: not a regular file")
+    if info.st_size > limits.max_file_bytes:
+        raise ConfigError(
+            f"{path}: {info.st_size} bytes, at most {limits.max_file_bytes} "
+            "(SIYU_IMPORT_MAX_FILE_BYTES); split the export"
+        )
 
-    return FIELDS[kind][0]
+
+def _index(path: Path, mapping: Mapping, header: Record) -> dict[str, int]:
+    """field → position in the row; a header problem or a mapped column missing from it is
+    one ConfigError line naming both files."""
+    if header.problem is not None:
+        raise ConfigError(f"{path}:{header.where}: the header row: {header.problem}")
+    names = [h.strip() for h in header.cells]
+    index: dict[str, int] = {}
+    for name, column in mapping.columns.items():
+        if column not in names:
+            listed = ", ".join(n[:40] for n in names[:30]) + (" ..." if len(names) > 30 else "")
+            raise ConfigError(
+                f"{path}:1: column '{column}' (for {name}) is not in the header"
+                f"{did_you_mean(column, names)} (columns: {listed}; "
+                f"mapping: {mapping.where.get(name, mapping.file)})"
+            )
+        if names.count(column) > 1:
+            raise ConfigError(
+                f"{path}:1: column '{column}' (for {name}) appears {names.count(column)} "
+                "times in the header; rename one"
+            )
+        index[name] = names.index(column)
+    return index
+
+
+class _Rejects:
+    """The rejected records, byte for byte, after the header: fix them and import that file."""
+
+    def __init__(self, out: BinaryIO | None, header: list[bytes]) -> None:
+        self.out = out
+        self.header = header
+        self.started = False
+
+    def add(self, raw: list[bytes]) -> None:
+        if self.out is None or not raw:
+            return
+        if not self.started:
+            self._write(self.header)
+            self.started = True
+        self._write(raw)
+
+    def _write(self, raw: list[bytes]) -> None:
+        assert self.out is not None
+        self.out.writelines(raw)
+        if raw and not raw[-1].endswith(b"\n"):
+            self.out.write(b"\n")  # the file's last line had no line end
+
+
+Outcome = list[str] | str  # the row's problems, or "inserted" / "updated"
+Check = Callable[[_Context, dict[str, Any]], list[str]]  # problems that need the database
+Write = Callable[[_Context, dict[str, Any]], str]
+Loader = tuple[Check, Write]
+
+
+class _Field(NamedTuple):
+    name: str
+    position: int  # in the CSV row
+    column: str  # its header, for messages
+    parse: Parser
+    required: bool
+
+
+def _layout(mapping: Mapping, index: dict[str, int]) -> list[_Field]:
+    """The mapped fields in mapping order, resolved once so a row costs no lookups."""
+    required = FIELDS[mapping.kind][0]
+    parsers = PARSERS[mapping.kind]
+    return [
+        _Field(name, index[name], column, parsers[name], name in required)
+        for name, column in mapping.columns.items()
+    ]
+
+
+def _load(
+    context: _Context, loader: Loader, record: Record, layout: list[_Field], width: int
+) -> Outcome:
+    """Check the record, then load it: its problems (a non-empty list), or what was done."""
+    if record.problem is not None:
+        return [record.problem]
+    if len(record.cells) != width:
+        return [
+            f"{len(record.cells)} fields, the header has {width} "
+            "(a missing or extra comma, or an unquoted comma in a value?)"
+        ]
+    values, problems = _values(context, record.cells, layout)
+    check, write = loader
+    problems += check(context, values)
+    return problems or write(context, values)
+
+
+def _values(
+    context: _Context, cells: list[str], layout: list[_Field]
+) -> tuple[dict[str, Any], list[str]]:
+    """Every mapped cell parsed; every problem of the row, in the mapping's column order."""
+    problems: list[str] = []
+    missing: list[str] = []
+    values: dict[str, Any] = {}
+    for name, position, column, parse, required in layout:
+        text = cells[position].strip()
+        if not text:
+            if required:
+                missing.append(column)
+            continue
+        try:
+            values[name] = parse(text, column, context)
+        except BadValue as error:
+            problems.append(str(error))
+    if missing:
+        problems.insert(0, f"empty {', '.join(missing)}")
+    return values, problems
+
+
+def _text(max_chars: int) -> Parser:
+    def parse(text: str, column: str, context: _Context) -> str:
+        check_text(text, column, min(max_chars, context.limits.max_field_chars))
+        return text
+
+    return parse
+
+
+def _length(column: Any) -> int:
+    return int(column.type.length)
+
+
+_EXTERNAL_ID_CHARS = _length(Customer.external_id)
+
+
+def _known_customer(text: str, column: str, context: _Context) -> int:
+    check_text(text, column, min(_EXTERNAL_ID_CHARS, context.limits.max_field_chars))
+    found = context.state.customers.get(text)
+    if found is None:
+        raise BadValue(f"unknown customer '{mask_value('id', text)}': import customers first")
+    return found
+
+
+def _event_name(text: str, column: str, context: _Context) -> str:
+    if text not in BEHAVIOUR_EVENTS:
+        raise BadValue(
+            f"{column}: unknown event {shown(text)}"
+            f"{did_you_mean(text, BEHAVIOUR_EVENTS)} (events: {', '.join(BEHAVIOUR_EVENTS)})"
+        )
+    return text
+
+
+def _time(text: str, column: str, context: _Context) -> datetime:
+    return parse_time(text, context.mapping, column, context.limits)
+
+
+PARSERS: dict[str, dict[str, Parser]] = {
+    "customers": {
+        "external_id": _text(_length(Customer.external_id)),
+        "name": _text(_length(Customer.name)),
+        **{kind: _text(_length(ChannelIdentity.value)) for kind in IDENTITY_KINDS},
+        "consent": lambda text, column, _: parse_consent(text, column),
+        "gender": _text(_length(Customer.gender)),
+        "city": _text(_length(Customer.city)),
+        "member_level": _text(_length(Customer.member_level)),
+        "birthday": lambda text, column, c: parse_date(text, c.mapping, column, c.limits),
+        "timezone": lambda text, column, _: parse_zone(text, column),
+        "created_at": _time,
+    },
+    "orders": {
+        "order_no": _text(_length(Order.order_no)),
+        "customer": _known_customer,
+        "paid_at": _time,
+        "amount": lambda text, column, _: parse_amount(text, column),
+        "category": _text(_length(Order.category)),
+        "store": _text(_length(Order.store)),
+    },
+    "events": {
+        "external_id": _text(_length(Event.external_id)),
+        "customer": _known_customer,
+        "name": _event_name,
+        "occurred_at": _time,
+        "properties": lambda text, column, c: parse_properties(text, column, c.limits),
+    },
+}
 
 
 class _State:
@@ -139,52 +343,51 @@ class _State:
         self.order_customers: set[int] = set()
         self.now = datetime.now(UTC)
 
-    def customer_id(self, external_id: str) -> int:
-        found = self.customers.get(external_id)
-        if found is None:
-            raise BadValue(
-                f"unknown customer '{mask_value('id', external_id)}': import customers first"
-            )
-        return found
 
-
-def _customer(state: _State, cells: dict[str, str], mapping: Mapping) -> str:
-    session = state.session
-    values: dict[str, Any] = {"name": cells["name"]}
-    for plain in ("gender", "city", "member_level", "timezone"):
-        if cells.get(plain):
-            values[plain] = cells[plain]
-    if cells.get("birthday"):
-        values["birthday"] = parse_date(cells["birthday"], mapping, mapping.columns["birthday"])
-    if cells.get("created_at"):
-        values["created_at"] = parse_time(
-            cells["created_at"], mapping, mapping.columns["created_at"]
-        )
-    consent = (
-        parse_consent(cells["consent"], mapping.columns["consent"])
-        if cells.get("consent")
-        else None
-    )
-    identities = {k: cells[k] for k in IDENTITY_KINDS if cells.get(k)}
-    customer_id = state.customers.get(cells["external_id"])
-    for kind, value in identities.items():
-        owner = session.scalar(
+def _customer_check(context: _Context, values: dict[str, Any]) -> list[str]:
+    """A mobile (openid, ...) that another customer holds: one query per identity, as before."""
+    state = context.state
+    customer_id = state.customers.get(values.get("external_id", ""))
+    problems: list[str] = []
+    for kind in IDENTITY_KINDS:
+        value = values.get(kind)
+        if value is None:
+            continue
+        owner = state.session.scalar(
             select(ChannelIdentity.customer_id).where(
                 ChannelIdentity.kind == kind, ChannelIdentity.value == value
             )
         )
         if owner is not None and owner != customer_id:
-            raise BadValue(f"{kind} {mask_value(kind, value)} already belongs to another customer")
+            problems.append(f"{kind} {mask_value(kind, value)} already belongs to another customer")
+    return problems
+
+
+def _no_check(_context: _Context, _values: dict[str, Any]) -> list[str]:
+    return []
+
+
+def _customer(context: _Context, values: dict[str, Any]) -> str:
+    state = context.state
+    session = state.session
+    external_id = values["external_id"]
+    identities = {k: values[k] for k in IDENTITY_KINDS if k in values}
+    customer_id = state.customers.get(external_id)
+    row = {
+        k: values[k]
+        for k in ("name", "gender", "city", "member_level", "timezone", "birthday", "created_at")
+        if k in values
+    }
     if customer_id is None:
-        values.setdefault("created_at", state.now)
-        customer = Customer(external_id=cells["external_id"], **values)
+        row.setdefault("created_at", state.now)
+        customer = Customer(external_id=external_id, **row)
         session.add(customer)
         session.flush()
         customer_id = customer.id
-        state.customers[cells["external_id"]] = customer_id
+        state.customers[external_id] = customer_id
         outcome = "inserted"
     else:
-        session.execute(update(Customer).where(Customer.id == customer_id).values(**values))
+        session.execute(update(Customer).where(Customer.id == customer_id).values(**row))
         outcome = "updated"
     for kind, value in identities.items():
         session.execute(
@@ -195,8 +398,8 @@ def _customer(state: _State, cells: dict[str, str], mapping: Mapping) -> str:
         session.execute(
             insert(ChannelIdentity).values(customer_id=customer_id, kind=kind, value=value)
         )
-    if consent is not None:
-        _set_consent(session, customer_id, consent, state.now)
+    if "consent" in values:
+        _set_consent(session, customer_id, values["consent"], state.now)
     return outcome
 
 
@@ -219,26 +422,25 @@ def _set_consent(session: Session, customer_id: int, granted: bool, now: datetim
     session.flush()
 
 
-def _order(state: _State, cells: dict[str, str], mapping: Mapping) -> str:
-    customer_id = state.customer_id(cells["customer"])
-    values: dict[str, Any] = dict(
+def _order(context: _Context, values: dict[str, Any]) -> str:
+    state = context.state
+    customer_id = values["customer"]
+    row: dict[str, Any] = dict(
         customer_id=customer_id,
-        paid_at=parse_time(cells["paid_at"], mapping, mapping.columns["paid_at"]),
-        amount=parse_amount(cells["amount"], mapping.columns["amount"]),
-        category=cells.get("category") or "未分类",
-        store=cells.get("store") or None,
+        paid_at=values["paid_at"],
+        amount=values["amount"],
+        category=values.get("category") or "未分类",
+        store=values.get("store"),
     )
     existing = state.session.execute(
-        select(Order.id, Order.customer_id).where(Order.order_no == cells["order_no"])
+        select(Order.id, Order.customer_id).where(Order.order_no == values["order_no"])
     ).first()
     state.order_customers.add(customer_id)
     if existing is None:
-        state.session.execute(
-            insert(Order).values(order_no=cells["order_no"], order_seq=0, **values)
-        )
+        state.session.execute(insert(Order).values(order_no=values["order_no"], order_seq=0, **row))
         return "inserted"
     state.order_customers.add(existing[1])
-    state.session.execute(update(Order).where(Order.id == existing[0]).values(**values))
+    state.session.execute(update(Order).where(Order.id == existing[0]).values(**row))
     return "updated"
 
 
@@ -259,26 +461,24 @@ def _renumber(session: Session, customer_ids: set[int]) -> None:
                 session.execute(update(Order).where(Order.id == order_id).values(order_seq=seq))
 
 
-def _event(state: _State, cells: dict[str, str], mapping: Mapping) -> str:
-    name = cells["name"]
-    if name not in BEHAVIOUR_EVENTS:
-        raise BadValue(
-            f"{mapping.columns['name']}: unknown event '{name}'"
-            f"{did_you_mean(name, BEHAVIOUR_EVENTS)} (events: {', '.join(BEHAVIOUR_EVENTS)})"
-        )
-    values: dict[str, Any] = dict(
-        customer_id=state.customer_id(cells["customer"]),
-        name=name,
-        occurred_at=parse_time(cells["occurred_at"], mapping, mapping.columns["occurred_at"]),
-        properties=parse_properties(
-            cells.get("properties", ""), mapping.columns.get("properties", "properties")
-        ),
+def _event(context: _Context, values: dict[str, Any]) -> str:
+    session = context.state.session
+    row: dict[str, Any] = dict(
+        customer_id=values["customer"],
+        name=values["name"],
+        occurred_at=values["occurred_at"],
+        properties=values.get("properties", {}),
     )
-    existing = state.session.scalar(
-        select(Event.id).where(Event.external_id == cells["external_id"])
-    )
+    existing = session.scalar(select(Event.id).where(Event.external_id == values["external_id"]))
     if existing is None:
-        state.session.execute(insert(Event).values(external_id=cells["external_id"], **values))
+        session.execute(insert(Event).values(external_id=values["external_id"], **row))
         return "inserted"
-    state.session.execute(update(Event).where(Event.id == existing).values(**values))
+    session.execute(update(Event).where(Event.id == existing).values(**row))
     return "updated"
+
+
+LOADERS: dict[str, Loader] = {
+    "customers": (_customer_check, _customer),
+    "orders": (_no_check, _order),
+    "events": (_no_check, _event),
+}

@@ -1,13 +1,20 @@
 """One CSV cell to one typed value, or a reason the row is refused (in words a marketer can
-act on: which column, what it holds, what was expected)."""
+act on: which column, what it holds, what was expected). A cell is echoed only when it cannot
+be personal data (a date, an amount), shortened and with control characters escaped; names,
+mobile numbers and ids are never echoed whole."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
+from functools import cache
 from typing import Any
+from zoneinfo import available_timezones
 
+from siyu.importer.limits import ImportLimits
 from siyu.importer.mapping import Mapping
 
 
@@ -15,7 +22,38 @@ class BadValue(ValueError):
     pass
 
 
-def parse_time(text: str, mapping: Mapping, column: str) -> datetime:
+# C0 control characters except tab, and DEL: never part of a name, an id or a category.
+CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# Numeric(12, 2): the largest amount the orders table holds.
+MAX_AMOUNT = Decimal("9999999999.99")
+_CENT = Decimal("0.01")
+
+
+# 11 digits or more could be a mobile number (+86 or not): shown as 138****5678
+_LONG_DIGITS = re.compile(r"\d{11,}")
+
+
+def shown(text: str, width: int = 40) -> str:
+    """A cell for a message: quoted, control characters escaped, at most `width` chars, any
+    run of digits long enough to be a mobile number masked."""
+    short = text if len(text) <= width else text[:width] + "…"
+    short = _LONG_DIGITS.sub(lambda m: f"{m[0][:-8]}****{m[0][-4:]}", short)
+    return repr(short) if CONTROL.search(short) else f"'{short}'"
+
+
+def check_text(text: str, column: str, max_chars: int) -> None:
+    """Free text and ids: no control characters, not longer than the column holds."""
+    found = CONTROL.search(text)
+    if found:
+        raise BadValue(
+            f"{column}: control character U+{ord(found.group()):04X} at character "
+            f"{found.start() + 1} (not allowed in imported text)"
+        )
+    if len(text) > max_chars:
+        raise BadValue(f"{column}: {len(text)} characters, at most {max_chars}")
+
+
+def parse_time(text: str, mapping: Mapping, column: str, limits: ImportLimits) -> datetime:
     try:
         value = (
             datetime.strptime(text, mapping.date_format)
@@ -24,27 +62,50 @@ def parse_time(text: str, mapping: Mapping, column: str) -> datetime:
         )
     except ValueError:
         expected = mapping.date_format or "ISO 8601, e.g. 2026-09-01 10:00:00"
-        raise BadValue(f"{column}: '{text}' is not a date/time in the format {expected}") from None
+        raise BadValue(
+            f"{column}: {shown(text)} is not a date/time in the format {expected}"
+        ) from None
+    _check_year(value.year, text, column, limits)
     if value.tzinfo is None:
         value = value.replace(tzinfo=mapping.zone)
-    return value.astimezone(UTC)
-
-
-def parse_date(text: str, mapping: Mapping, column: str) -> date:
     try:
-        return date.fromisoformat(text[:10])
+        return value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01 00:00 east of UTC
+        raise BadValue(f"{column}: {shown(text)} is out of range") from None
+
+
+def parse_date(text: str, mapping: Mapping, column: str, limits: ImportLimits) -> date:
+    try:
+        value = date.fromisoformat(text)
     except ValueError:
-        return parse_time(text, mapping, column).astimezone(mapping.zone).date()
+        value = parse_time(text, mapping, column, limits).astimezone(mapping.zone).date()
+    _check_year(value.year, text, column, limits)
+    return value
+
+
+def _check_year(year: int, text: str, column: str, limits: ImportLimits) -> None:
+    if not limits.min_year <= year <= limits.max_year:
+        raise BadValue(
+            f"{column}: {shown(text)} is outside the years {limits.min_year}-{limits.max_year} "
+            "(SIYU_IMPORT_MIN_YEAR/MAX_YEAR)"
+        )
 
 
 def parse_amount(text: str, column: str) -> Decimal:
     try:
         value = Decimal(text.replace(",", "").replace("¥", "").strip())
     except InvalidOperation:
-        raise BadValue(f"{column}: '{text}' is not an amount (e.g. 199.00)") from None
-    if value < 0 or not value.is_finite():
-        raise BadValue(f"{column}: amount {text} is negative")
-    return value.quantize(Decimal("0.01"))
+        raise BadValue(f"{column}: {shown(text)} is not an amount (e.g. 199.00)") from None
+    if not value.is_finite():
+        raise BadValue(f"{column}: {shown(text)} is not an amount (e.g. 199.00)")
+    if value < 0:
+        raise BadValue(f"{column}: amount {shown(text)} is negative")
+    if value > MAX_AMOUNT:
+        raise BadValue(f"{column}: amount {shown(text)} is larger than {MAX_AMOUNT}")
+    cents = value.quantize(_CENT)
+    if cents != value:
+        raise BadValue(f"{column}: amount {shown(text)} has more than 2 decimal places")
+    return cents
 
 
 YES = {"1", "y", "yes", "true", "是", "同意", "已同意", "granted"}
@@ -57,14 +118,80 @@ def parse_consent(text: str, column: str) -> bool:
         return True
     if value in NO:
         return False
-    raise BadValue(f"{column}: '{text}' is not a yes/no (是/否, 1/0, yes/no)")
+    raise BadValue(f"{column}: {shown(text)} is not a yes/no (是/否, 1/0, yes/no)")
 
 
-def parse_properties(text: str, column: str) -> dict[str, Any]:
+@cache
+def _zones() -> frozenset[str]:
+    return frozenset(available_timezones())
+
+
+def parse_zone(text: str, column: str) -> str:
+    """A time zone of the zone database, as every tick will look it up."""
+    if text not in _zones():
+        raise BadValue(f"{column}: {shown(text)} is not a time zone (e.g. Asia/Shanghai)")
+    return text
+
+
+def parse_properties(text: str, column: str, limits: ImportLimits) -> dict[str, Any]:
+    if not text.strip():
+        return {}
+    if len(text) > limits.max_json_chars:
+        raise BadValue(
+            f"{column}: {len(text)} characters of JSON, at most {limits.max_json_chars} "
+            "(SIYU_IMPORT_MAX_JSON_CHARS)"
+        )
     try:
-        value = json.loads(text) if text.strip() else {}
+        value = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as error:
         raise BadValue(f"{column}: not JSON ({error.msg} at character {error.pos})") from None
+    except RecursionError:  # nested far deeper than any bound
+        raise BadValue(_too_deep(column, limits)) from None
+    except ValueError as error:  # NaN/Infinity, an integer of thousands of digits
+        raise BadValue(f"{column}: {error}") from None
     if not isinstance(value, dict):
         raise BadValue(f'{column}: expected a JSON object like {{"sku": "A1"}}')
+    _check_json(value, column, limits)
     return value
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text[:20]} is too large a number")
+    return value
+
+
+def _too_deep(column: str, limits: ImportLimits) -> str:
+    return (
+        f"{column}: JSON nested deeper than {limits.max_json_depth} levels "
+        "(SIYU_IMPORT_MAX_JSON_DEPTH)"
+    )
+
+
+def _check_json(root: dict[str, Any], column: str, limits: ImportLimits) -> None:
+    """Depth within the bound, and no control characters in keys or strings; iterative, so
+    depth never costs Python stack."""
+    stack: list[tuple[Any, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list) and depth > limits.max_json_depth:
+            raise BadValue(_too_deep(column, limits))
+        if isinstance(node, dict):
+            for key, child in node.items():
+                _check_json_text(key, column)
+                stack.append((child, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((child, depth + 1) for child in node)
+        elif isinstance(node, str):
+            _check_json_text(node, column)
+
+
+def _check_json_text(text: str, column: str) -> None:
+    found = CONTROL.search(text)
+    if found and found.group() not in "\n\r":
+        raise BadValue(f"{column}: JSON text holds control character U+{ord(found.group()):04X}")

@@ -1,0 +1,150 @@
+"""A CSV file as records with their physical line numbers and raw bytes, where a broken record
+is a line-numbered problem instead of data.
+
+Python's csv module, left alone, lets an unclosed quote swallow every following row into one
+field. Here each record must end on the line it starts on (a CRM export has no line breaks in
+the columns we load); a mapping may allow multi-line records (`multiline: true`), and then a
+record is still bounded in size. The file is read as bytes one line at a time, so an
+undecodable line is one bad row, and the rejects file gets the rejected lines byte for byte.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from siyu.importer.limits import ImportLimits
+
+_CHUNK = 1 << 20
+
+
+@dataclass(slots=True)
+class Record:
+    line: int  # first physical line, 1-based
+    last: int  # last physical line
+    cells: list[str]  # empty when `problem` says why the record could not be read
+    problem: str | None
+    raw: list[bytes]  # the record's lines as they are in the file ([] when too long to keep)
+
+    @property
+    def where(self) -> str:
+        return str(self.line) if self.last == self.line else f"{self.line}-{self.last}"
+
+
+class _Unclosed(Exception):
+    """csv asked for a second line for one record where records are one line each."""
+
+
+class _TooLong(Exception):
+    pass
+
+
+class _Lines:
+    """The iterator csv.reader reads: one decoded physical line per call, raising instead of
+    handing over a line that would make the current record span lines or exceed the cap."""
+
+    def __init__(
+        self, handle: BinaryIO, encoding: str, limits: ImportLimits, multiline: bool
+    ) -> None:
+        self.handle = handle
+        self.encoding = encoding
+        self.multiline = multiline
+        self.max_chars = limits.max_record_chars
+        self.max_bytes = limits.max_record_chars * 4 + 2  # no encoding needs more per char
+        self.number = 0  # physical lines read so far
+        self.bytes_read = 0
+        self.begin()
+
+    def begin(self) -> None:
+        self.first = self.number + 1
+        self.raw: list[bytes] = []
+        self.chars = 0
+        self.undecodable = False
+        self.too_long = False
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        if self.raw and not self.multiline:
+            raise _Unclosed
+        line = self.handle.readline(self.max_bytes)
+        if not line:
+            raise StopIteration
+        self.number += 1
+        self.bytes_read += len(line)
+        if len(line) == self.max_bytes and not line.endswith(b"\n"):
+            self._skip_rest_of_line()
+            self.raw, self.too_long = [], True
+            raise _TooLong
+        self.raw.append(line)
+        try:
+            text = line.decode(self.encoding)
+        except UnicodeDecodeError:
+            self.undecodable = True
+            text = line.decode(self.encoding, errors="replace")
+        if self.number == 1 and self.encoding == "utf-8-sig":
+            self.encoding = "utf-8"  # the BOM can only open the file; utf-8 decodes faster
+        self.chars += len(text)
+        if self.chars > self.max_chars:
+            self.raw, self.too_long = [], True
+            raise _TooLong
+        return text
+
+    def _skip_rest_of_line(self) -> None:
+        while chunk := self.handle.readline(_CHUNK):
+            self.bytes_read += len(chunk)
+            if chunk.endswith(b"\n"):
+                return
+
+
+class CsvRecords:
+    """Iterate over the records after the header: `for record in CsvRecords(...)`."""
+
+    def __init__(
+        self, handle: BinaryIO, encoding: str, limits: ImportLimits, multiline: bool = False
+    ) -> None:
+        self.lines = _Lines(handle, encoding, limits, multiline)
+        # strict: `"a"b` (text after a closing quote) is an error, not the field `ab`
+        self.reader = csv.reader(self.lines, strict=True)
+        self.encoding = encoding
+
+    @property
+    def bytes_read(self) -> int:
+        return self.lines.bytes_read
+
+    def __iter__(self) -> Iterator[Record]:
+        lines = self.lines
+        while True:
+            lines.begin()
+            problem: str | None = None
+            cells: list[str] = []
+            try:
+                cells = next(self.reader)
+            except StopIteration:
+                return
+            except _Unclosed:
+                problem = (
+                    'a quoted field is not closed on its line (an unclosed "?); '
+                    "the following lines are read as rows of their own"
+                )
+            except _TooLong:
+                problem = (
+                    f"the row is longer than {lines.max_chars} characters "
+                    '(SIYU_IMPORT_MAX_RECORD_CHARS; an unclosed "?); not copied to the rejects file'
+                )
+            except csv.Error as error:
+                problem = _csv_problem(error)
+            if problem is None and lines.undecodable:
+                problem = f"not {self.encoding} text (set `encoding:` in the mapping)"
+            last = max(lines.number, lines.first)
+            yield Record(lines.first, last, cells if problem is None else [], problem, lines.raw)
+
+
+def _csv_problem(error: csv.Error) -> str:
+    message = str(error)
+    if message.startswith("new-line character"):  # a bare \r: the advice csv gives is Python's
+        return "broken CSV (a carriage return inside an unquoted value)"
+    return f"broken CSV ({message})"
