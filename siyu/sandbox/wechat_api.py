@@ -15,7 +15,7 @@ from starlette.routing import Route
 from siyu.channels.secrets import SANDBOX_DEV_SECRETS
 from siyu.sandbox.gateway import json_response, provider_call, read_json, weixin_error
 from siyu.sandbox.state import SandboxState
-from siyu.sandbox.wecom_api import render_error
+from siyu.sandbox.wecom_api import render_error, render_invalid
 
 CLIENT_MSG_ID_WINDOW = 600.0
 
@@ -23,7 +23,9 @@ CLIENT_MSG_ID_WINDOW = 600.0
 def routes(state: SandboxState) -> list[Route]:
     def endpoint(name: str, path: str, fn: Any, methods: list[str]) -> Route:
         async def view(request: Request) -> Response:
-            return await provider_call(state, f"wechat.{name}", request, fn, render_error)
+            return await provider_call(
+                state, f"wechat.{name}", request, fn, render_error, render_invalid
+            )
 
         return Route(path, view, methods=methods)
 
