@@ -88,6 +88,7 @@ def routes(state: SandboxState) -> list[Route]:
             except UnicodeDecodeError:
                 return answer("InvalidParameter", "The request body is not UTF-8 encoded.")
         v3 = "authorization" in request.headers
+        auth = "v3" if v3 else "v1"
         action = request.headers.get("x-acs-action", "") if v3 else params.get("Action", "")
         if not action:
             return answer(
@@ -105,9 +106,9 @@ def routes(state: SandboxState) -> list[Route]:
             if problem is not None:
                 return problem
             if action == "SendSms":
-                return _send_sms(state, params)
+                return _send_sms(state, params, auth)
             if action == "SendBatchSms":
-                return _send_batch(state, params)
+                return _send_batch(state, params, auth)
             if action == "QuerySendDetails":
                 return _query(state, params)
             return answer("InvalidAction.NotFound", f"Specified api {action} is not found")
@@ -238,7 +239,7 @@ def _deliver(
     return None
 
 
-def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
+def _send_sms(state: SandboxState, p: dict[str, str], auth: str) -> Response:
     phones = [x for x in p.get("PhoneNumbers", "").split(",") if x]
     if not phones or not p.get("SignName") or not p.get("TemplateCode"):
         return answer("isv.INVALID_PARAMETERS", "PhoneNumbers, SignName, TemplateCode required")
@@ -252,7 +253,7 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
         return answer("isv.INVALID_JSON_PARAM", "TemplateParam must be a JSON object")
     biz_id = _biz_id()
     out_id = p.get("OutId", "")
-    stamp = _stamp()
+    stamp = {**_stamp(), "auth": auth}  # which signature scheme the call used
     with state.lock:
         for phone in phones:
             rejected = _deliver(
@@ -271,7 +272,7 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
     return answer("OK", "OK", BizId=biz_id)
 
 
-def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
+def _send_batch(state: SandboxState, p: dict[str, str], auth: str) -> Response:
     try:
         phones = json.loads(p.get("PhoneNumberJson") or "[]")
         signs = json.loads(p.get("SignNameJson") or "[]")
@@ -289,7 +290,7 @@ def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
     ):
         return answer("isv.INVALID_PARAMETERS", "numbers and signs are strings, params objects")
     biz_id = _biz_id()
-    stamp = _stamp()
+    stamp = {**_stamp(), "auth": auth}  # which signature scheme the call used
     with state.lock:
         for i, phone in enumerate(phones):
             param = params[i] if params else {}
