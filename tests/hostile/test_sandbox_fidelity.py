@@ -565,3 +565,19 @@ def test_an_unwritable_database_answers_503_not_done(
         answer = http.get(f"{running.url}/u/{make_token(1, 'sms')}")
         assert answer.status_code == 503 and "Traceback" not in answer.text
         assert http.get(running.url + "/_sandbox/unsubscribes").json()["count"] == 0
+
+
+def test_a_sandbox_bug_answers_the_providers_system_error_without_a_traceback(
+    sandbox: RunningSandbox, http: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siyu.sandbox import sms_api
+
+    def broken(*_: object) -> None:
+        raise RuntimeError("secret internals")
+
+    monkeypatch.setattr(sms_api, "_query", broken)
+    query = {"PhoneNumber": "13800000001", "SendDate": "20260101"}
+    answer = http.post(sandbox.url + "/", data=signed_form(query, "QuerySendDetails"))
+    assert answer.status_code == 500
+    assert answer.json()["Code"] == "InternalError"
+    assert "secret internals" not in answer.text and "Traceback" not in answer.text
