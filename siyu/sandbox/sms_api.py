@@ -336,4 +336,6 @@ def _query(state: SandboxState, p: dict[str, str]) -> Response:
         }
         for m in rows[(page - 1) * size : page * size]
     ]
-    return answer("OK", "OK", TotalCount=len(rows), SmsSendDetailDTOs={"SmsSendDetailDTO": dtos})
+    return answer(
+        "OK", "OK", TotalCount=str(len(rows)), SmsSendDetailDTOs={"SmsSendDetailDTO": dtos}
+    )

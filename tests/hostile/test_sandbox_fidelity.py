@@ -105,6 +105,15 @@ def test_the_aliyun_sdk_sends_sms_and_batches_in_both_signature_modes(
     assert sent["13800000003"]["content"] == "【思域】乙"
     # the scheme the sandbox verified: the SDK's default is V3 (Authorization header)
     assert {m["meta"]["auth"] for m in sent.values()} == {"v1" if v2 else "v3"}
+    day = sent["13800000001"]["meta"]["day"]
+    details = sms.query_send_details(
+        sms_models.QuerySendDetailsRequest(
+            phone_number="13800000001", send_date=day, page_size=10, current_page=1
+        )
+    )
+    assert details.body.code == "OK" and details.body.total_count == "1"
+    row = details.body.sms_send_detail_dtos.sms_send_detail_dto[0]
+    assert (row.out_id, row.send_status) == ("hostile-1", 3)
 
 
 @pytest.mark.parametrize("v2", [False, True], ids=["default-v3", "v2"])
