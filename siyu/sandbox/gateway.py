@@ -99,7 +99,7 @@ class BodyLimit:
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                break  # the client went away
+                return  # the client went away: nothing to answer, nothing to apply
             size += len(message.get("body", b""))
             if size > self.limit:
                 await too_large(scope, receive, send)

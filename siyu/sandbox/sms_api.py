@@ -10,6 +10,7 @@ deliveries per OutId, so a test can see the duplicate an adapter would have caus
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 import secrets
@@ -30,6 +31,7 @@ from siyu.sandbox.gateway import json_response, provider_call
 from siyu.sandbox.state import SHANGHAI, SandboxState
 
 MAX_TIME_SKEW = 15 * 60
+MAX_NONCE_LENGTH = 128  # SDKs send a 32-hex UUID
 _MOBILE = re.compile(r"^(\+?86)?1\d{10}$")
 # One encoder for every batch message's key: json.dumps() with options builds a new one per call.
 _KEY_JSON = json.JSONEncoder(sort_keys=True)
@@ -136,12 +138,23 @@ def _check_time(stamp: str) -> Response | None:
 
 
 def _use_nonce(state: SandboxState, nonce: str) -> Response | None:
+    """A nonce is accepted once. It is remembered only as long as its request's timestamp
+    could still pass (twice the skew window), so the set stays bounded."""
     if not nonce:
         return answer("MissingParameter", 'The input parameter "SignatureNonce" is not supplied.')
+    if len(nonce) > MAX_NONCE_LENGTH:
+        return answer("InvalidParameter", f"SignatureNonce longer than {MAX_NONCE_LENGTH}")
+    now = time.monotonic()
     with state.lock:
-        if nonce in state.used_nonces:
+        seen = state.used_nonces
+        if nonce in seen:
             return answer("SignatureNonceUsed", "Specified signature nonce was used already.")
-        state.used_nonces.add(nonce)
+        # Insertion order is time order: drop expired nonces from the front (amortised O(1)).
+        for oldest, at in list(itertools.islice(seen.items(), 64)):
+            if now - at <= 2 * MAX_TIME_SKEW:
+                break
+            del seen[oldest]
+        seen[nonce] = now
     return None
 
 

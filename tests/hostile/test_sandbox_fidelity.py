@@ -590,3 +590,19 @@ def test_a_sandbox_bug_answers_the_providers_system_error_without_a_traceback(
     assert answer.status_code == 500
     assert answer.json()["Code"] == "InternalError"
     assert "secret internals" not in answer.text and "Traceback" not in answer.text
+
+
+def test_signature_nonces_are_bounded(
+    sandbox: RunningSandbox, client: SandboxClient, http: httpx.Client
+) -> None:
+    import time
+
+    sandbox.state.used_nonces["expired"] = time.monotonic() - 3 * 3600
+    query = {"PhoneNumber": "13800000001", "SendDate": "20260101"}
+    assert http.post(sandbox.url + "/", data=signed_form(query, "QuerySendDetails")).is_success
+    assert "expired" not in sandbox.state.used_nonces  # forgotten once it cannot pass again
+    params = signed_form(query, "QuerySendDetails")
+    params["SignatureNonce"] = "n" * 129
+    params["Signature"] = aliyun_signature.sign("POST", params, SANDBOX_DEV_SECRETS["aliyun"])
+    answer = http.post(sandbox.url + "/", data=params)
+    assert (answer.status_code, answer.json()["Code"]) == (400, "InvalidParameter")
