@@ -180,7 +180,7 @@ def demo(
         'from deliveries group by 1, 2, 3"\n'
         f"  summary:   SIYU_DATABASE_URL={result.database_url} siyu summary {settings.journey}\n"
         f"  messages:  {result.messages_file} (what the sandbox received); "
-        "`siyu sandbox` serves its inbox at http://127.0.0.1:8765/\n"
+        "`siyu sandbox` serves its inbox at http://127.0.0.1:8765/_sandbox/inbox\n"
         "  Prefect:   prefect server start  → http://127.0.0.1:4200 shows the demo's flow runs"
     )
 

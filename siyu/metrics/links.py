@@ -2,10 +2,11 @@
 `<SIYU_LINK_BASE_URL>/r/<token>`, where the token names the journey, step, variant, customer
 and target URL and is signed (HMAC-SHA256) so a click cannot be forged for someone else.
 
-The redirect endpoint (the sandbox's `GET /r/<token>`, or the brand's own web server) records
-the click and redirects; `siyu clicks sync` turns recorded clicks into `link_clicked` events.
-The key is SIYU_LINK_SECRET (else SIYU_UNSUBSCRIBE_SECRET); without a key, links are left
-untracked rather than failing the message.
+The redirect endpoint (the sandbox's `GET /r/<token>`, or the brand's own web server) verifies
+the signature (`read_link_token`), records the click and redirects — never on an unverified
+token, which would make it an open redirect; `siyu clicks sync` turns recorded clicks into
+`link_clicked` events. The key is SIYU_LINK_SECRET (else SIYU_UNSUBSCRIBE_SECRET); without a
+key, links are left untracked rather than failing the message.
 """
 
 from __future__ import annotations
@@ -62,17 +63,6 @@ def make_link_token(link: TrackedLink) -> str:
     )
     signature = _b64(hmac.new(_secret(), payload.encode(), hashlib.sha256).digest()[:16])
     return f"{payload}.{signature}"
-
-
-def peek_target(token: str) -> str | None:
-    """The target URL without checking the signature (what a redirect needs; the click is
-    verified when it is synced)."""
-    try:
-        data = json.loads(_unb64(token.partition(".")[0]))
-        url = data[4]
-    except (ValueError, IndexError, TypeError):
-        return None
-    return url if isinstance(url, str) and url.startswith(("https://", "http://")) else None
 
 
 def read_link_token(token: str) -> TrackedLink:

@@ -9,10 +9,13 @@ from siyu.sandbox.server import check_loopback
 
 
 def run(host: str = "127.0.0.1", port: int = 8765) -> None:
-    """Serve the sandbox gateway until interrupted (Ctrl-C)."""
+    """Serve the sandbox gateway until interrupted (Ctrl-C). Unsubscribe links are applied
+    to the project's database (SIYU_DATABASE_URL), as `siyu unsubscribe TOKEN` would."""
+    from db.engine import database_url
+
     check_loopback(host)
     uvicorn.run(
-        create_app(),
+        create_app(database_url=database_url()),
         host=host,
         port=port,
         log_level="info",

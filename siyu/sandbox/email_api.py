@@ -104,6 +104,8 @@ def routes(state: SandboxState) -> list[Route]:
         return Response(status_code=202, headers={"X-Message-Id": message_id, **_rate_headers()})
 
     async def view(request: Request) -> Response:
-        return await provider_call(state, "email.send", request, handle, render_error)
+        return await provider_call(
+            state, "email.send", request, handle, render_error, lambda m: errors(400, (None, m))
+        )
 
     return [Route("/v3/mail/send", view, methods=["POST"])]

@@ -1,4 +1,5 @@
-"""``GET /``: a small HTML inbox a marketer can open to see what the journeys sent.
+"""``GET /_sandbox/inbox``: a small HTML inbox a marketer can open to see what the journeys
+sent. (Not ``/``: that is Aliyun's RPC endpoint, which answers API errors, never the inbox.)
 
 Messages grouped by channel, newest first, duplicates highlighted. Every piece of content is
 HTML-escaped (message bodies come from templates and customer data)."""
@@ -13,6 +14,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from siyu.sandbox.state import SandboxState
+
+INBOX_PATH = "/_sandbox/inbox"
 
 _CSS = """
 body{font-family:-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:24px;color:#222}
@@ -55,4 +58,4 @@ def routes(state: SandboxState) -> list[Route]:
         )
         return HTMLResponse(page)
 
-    return [Route("/", inbox, methods=["GET"])]
+    return [Route(INBOX_PATH, inbox, methods=["GET"])]

@@ -1,8 +1,9 @@
-"""Tracked-link redirects: `GET /r/<token>` logs the click and answers 302 to the link's
-target; `GET /_sandbox/clicks` lists the log for `siyu clicks sync`.
+"""Tracked-link redirects: `GET /r/<token>` verifies the token's signature (SIYU_LINK_SECRET,
+else SIYU_UNSUBSCRIBE_SECRET, as the renderer signs it), logs the click and answers 302 to the
+link's http(s) target; `GET /_sandbox/clicks` lists the log for `siyu clicks sync`.
 
-The sandbox has no database and no signing key: it redirects only to http(s) targets and
-leaves verifying the signature to the sync, which drops forged clicks.
+An unsigned, tampered or malformed token, or any token while no key is configured, answers
+404 and redirects nowhere: the endpoint is never an open redirect. The sync verifies again.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 from starlette.routing import Route
 
-from siyu.metrics.links import peek_target
+from siyu.errors import ConfigError
+from siyu.metrics.links import BadLink, read_link_token
 from siyu.sandbox.gateway import json_response
 from siyu.sandbox.state import SandboxState
 
@@ -26,7 +28,7 @@ def routes(state: SandboxState) -> list[Route]:
 
     async def redirect(request: Request) -> Response:
         token = request.path_params["token"]
-        target = peek_target(token)
+        target = _verified_target(token)
         if target is None:
             return json_response({"error": "not a tracked link"}, status=404)
         with lock:
@@ -49,3 +51,14 @@ def routes(state: SandboxState) -> list[Route]:
         Route("/r/{token}", redirect, methods=["GET"]),
         Route("/_sandbox/clicks", listing, methods=["GET"]),
     ]
+
+
+def _verified_target(token: str) -> str | None:
+    """The target of a correctly signed link to an http(s) URL; None for anything else."""
+    try:
+        link = read_link_token(token)
+    except (BadLink, ConfigError, ValueError, TypeError):
+        return None
+    if not link.url.startswith(("https://", "http://")):
+        return None
+    return link.url

@@ -53,8 +53,11 @@ class RunningSandbox:
         return f"RunningSandbox({self.url!r})"
 
 
-def start_sandbox(host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
-    """Start the sandbox in a background thread; ``port=0`` picks a free port."""
+def start_sandbox(
+    host: str = "127.0.0.1", port: int = 0, *, database_url: str | None = None
+) -> RunningSandbox:
+    """Start the sandbox in a background thread; ``port=0`` picks a free port.
+    ``database_url``: where unsubscribe links (``/u/<token>``) are applied."""
     check_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -65,7 +68,7 @@ def start_sandbox(host: str = "127.0.0.1", port: int = 0) -> RunningSandbox:
     real_port = sock.getsockname()[1]
     state = SandboxState()
     config = uvicorn.Config(
-        create_app(state),
+        create_app(state, database_url=database_url),
         log_level="warning",
         access_log=False,
         timeout_graceful_shutdown=1,

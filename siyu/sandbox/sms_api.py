@@ -1,5 +1,7 @@
 """Emulated Aliyun SMS (dysmsapi 2017-05-25) RPC endpoint: SendSms, SendBatchSms and
-QuerySendDetails, with RPC v1 signature verification.
+QuerySendDetails, with signature verification: RPC v1 (HMAC-SHA1 query ``Signature``, what
+the channel adapter sends) and V3 (ACS3-HMAC-SHA256 ``Authorization`` header, the current
+SDK's default). Any other signature method is refused, as Aliyun does.
 
 Like the real service it does NOT dedupe on OutId: a retried SendSms sends again. It counts
 deliveries per OutId, so a test can see the duplicate an adapter would have caused.
@@ -8,6 +10,7 @@ deliveries per OutId, so a test can see the duplicate an adapter would have caus
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import re
 import secrets
@@ -21,17 +24,26 @@ from starlette.routing import Route
 
 from siyu.channels import aliyun_signature
 from siyu.channels.secrets import SANDBOX_ALIYUN_ACCESS_KEY_ID, SANDBOX_DEV_SECRETS
+from siyu.sandbox import aliyun_v3
 from siyu.sandbox.faults import FaultRule
 from siyu.sandbox.form import parse_form
 from siyu.sandbox.gateway import json_response, provider_call
 from siyu.sandbox.state import SHANGHAI, SandboxState
 
 MAX_TIME_SKEW = 15 * 60
+MAX_NONCE_LENGTH = 128  # SDKs send a 32-hex UUID
 _MOBILE = re.compile(r"^(\+?86)?1\d{10}$")
 # One encoder for every batch message's key: json.dumps() with options builds a new one per call.
 _KEY_JSON = json.JSONEncoder(sort_keys=True)
+_ACTIONS = ("SendSms", "SendBatchSms", "QuerySendDetails")
+_V3_DATE = "%Y-%m-%dT%H:%M:%SZ"
 # Gateway-level codes come back with a non-2xx status; business codes with HTTP 200.
 _GATEWAY_STATUS = {
+    "MissingParameter": 400,
+    "InvalidParameter": 400,
+    "IncompleteSignature": 400,
+    "InvalidTimeStamp.Format": 400,
+    "InvalidAction.NotFound": 404,
     "Throttling": 400,
     "Throttling.User": 400,
     "SignatureDoesNotMatch": 400,
@@ -64,42 +76,131 @@ def _biz_id() -> str:
     return f"{secrets.randbelow(10**17):017d}{int(time.time()) % 10:d}^0"
 
 
+def render_invalid(message: str) -> Response:
+    return answer("isv.INVALID_PARAMETERS", message)
+
+
 def routes(state: SandboxState) -> list[Route]:
     async def rpc(request: Request) -> Response:
+        raw = await request.body()
         params = dict(request.query_params)
-        if request.method == "POST":
-            body = (await request.body()).decode()
-            if body and "form" in request.headers.get("content-type", ""):
-                params.update(parse_form(body))
-        endpoint = f"sms.{params.get('Action', 'Unknown')}"
+        if raw and "form" in request.headers.get("content-type", ""):
+            try:
+                params.update(parse_form(raw.decode("utf-8")))
+            except UnicodeDecodeError:
+                return answer("InvalidParameter", "The request body is not UTF-8 encoded.")
+        v3 = "authorization" in request.headers
+        auth = "v3" if v3 else "v1"
+        action = request.headers.get("x-acs-action", "") if v3 else params.get("Action", "")
+        if not action:
+            return answer(
+                "MissingParameter",
+                'The input parameter "Action" that is mandatory for processing this request '
+                "is not supplied.",
+            )
+        endpoint = f"sms.{action if action in _ACTIONS else 'Unknown'}"
 
         async def handle(_: Request) -> Response:
-            problem = _check_signature(state, request.method, params)
+            if v3:
+                problem = _check_v3(state, request, raw)
+            else:
+                problem = _check_signature(state, request.method, params)
             if problem is not None:
                 return problem
-            action = params.get("Action")
             if action == "SendSms":
-                return _send_sms(state, params)
+                return _send_sms(state, params, auth)
             if action == "SendBatchSms":
-                return _send_batch(state, params)
+                return _send_batch(state, params, auth)
             if action == "QuerySendDetails":
                 return _query(state, params)
             return answer("InvalidAction.NotFound", f"Specified api {action} is not found")
 
-        return await provider_call(state, endpoint, request, handle, render_error)
+        return await provider_call(state, endpoint, request, handle, render_error, render_invalid)
 
     return [Route("/", rpc, methods=["GET", "POST"])]
 
 
-def _check_signature(state: SandboxState, method: str, params: dict[str, str]) -> Response | None:
-    if params.get("AccessKeyId") != SANDBOX_ALIYUN_ACCESS_KEY_ID:
-        return answer("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+def _unsupported_signature(what: str) -> Response:
+    return answer(
+        "IncompleteSignature",
+        f"The request signature does not conform to Aliyun standards ({what}).",
+    )
+
+
+def _check_time(stamp: str) -> Response | None:
     try:
-        ts = dt.datetime.strptime(params.get("Timestamp", ""), "%Y-%m-%dT%H:%M:%SZ")
+        ts = dt.datetime.strptime(stamp, _V3_DATE)
     except ValueError:
         return answer("InvalidTimeStamp.Format", "Timestamp format invalid")
     if abs(ts.replace(tzinfo=dt.UTC).timestamp() - time.time()) > MAX_TIME_SKEW:
         return answer("InvalidTimeStamp.Expired", "Specified time stamp or date value is expired.")
+    return None
+
+
+def _use_nonce(state: SandboxState, nonce: str) -> Response | None:
+    """A nonce is accepted once. It is remembered only as long as its request's timestamp
+    could still pass (twice the skew window), so the set stays bounded."""
+    if not nonce:
+        return answer("MissingParameter", 'The input parameter "SignatureNonce" is not supplied.')
+    if len(nonce) > MAX_NONCE_LENGTH:
+        return answer("InvalidParameter", f"SignatureNonce longer than {MAX_NONCE_LENGTH}")
+    now = time.monotonic()
+    with state.lock:
+        seen = state.used_nonces
+        if nonce in seen:
+            return answer("SignatureNonceUsed", "Specified signature nonce was used already.")
+        # Insertion order is time order: drop expired nonces from the front (amortised O(1)).
+        for oldest, at in list(itertools.islice(seen.items(), 64)):
+            if now - at <= 2 * MAX_TIME_SKEW:
+                break
+            del seen[oldest]
+        seen[nonce] = now
+    return None
+
+
+def _check_v3(state: SandboxState, request: Request, body: bytes) -> Response | None:
+    """The V3 (ACS3-HMAC-SHA256) checks, in the order Aliyun's gateway reports them."""
+    auth = aliyun_v3.parse_authorization(request.headers.get("authorization", ""))
+    if auth is None:
+        return _unsupported_signature("Authorization is not ACS3-HMAC-SHA256")
+    if auth.access_key_id != SANDBOX_ALIYUN_ACCESS_KEY_ID:
+        return answer("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+    unsigned = aliyun_v3.missing_signed_headers(auth, request.headers)
+    if unsigned:
+        return _unsupported_signature(f"header {unsigned[0]} is not signed")
+    late = _check_time(request.headers.get("x-acs-date", ""))
+    if late is not None:
+        return late
+    query = request.query_params.multi_items()
+    if not aliyun_v3.verify(
+        SANDBOX_DEV_SECRETS["aliyun"],
+        auth,
+        request.method,
+        request.url.path,
+        query,
+        request.headers,
+        body,
+    ):
+        return answer(
+            "SignatureDoesNotMatch", "Specified signature does not match our calculation."
+        )
+    return _use_nonce(state, request.headers.get("x-acs-signature-nonce", ""))
+
+
+def _check_signature(state: SandboxState, method: str, params: dict[str, str]) -> Response | None:
+    """The RPC v1 checks: key, HMAC-SHA1 1.0 only (``SignatureMethod=NONE`` and the like are
+    refused before anything is computed), time window, signature, nonce."""
+    if params.get("AccessKeyId") != SANDBOX_ALIYUN_ACCESS_KEY_ID:
+        return answer("InvalidAccessKeyId.NotFound", "Specified access key is not found.")
+    if params.get("SignatureMethod") != "HMAC-SHA1":
+        return _unsupported_signature("SignatureMethod must be HMAC-SHA1")
+    if params.get("SignatureVersion") != "1.0":
+        return _unsupported_signature("SignatureVersion must be 1.0")
+    if not params.get("Signature"):
+        return answer("MissingParameter", 'The input parameter "Signature" is not supplied.')
+    late = _check_time(params.get("Timestamp", ""))
+    if late is not None:
+        return late
     if not aliyun_signature.verify(method, params, SANDBOX_DEV_SECRETS["aliyun"]):
         expected = aliyun_signature.string_to_sign(method, params)
         return answer(
@@ -107,12 +208,7 @@ def _check_signature(state: SandboxState, method: str, params: dict[str, str]) -
             f"Specified signature is not matched with our calculation. server string "
             f"to sign is:{expected}",
         )
-    with state.lock:
-        nonce = params.get("SignatureNonce", "")
-        if nonce in state.used_nonces:
-            return answer("SignatureNonceUsed", "Specified signature nonce was used already.")
-        state.used_nonces.add(nonce)
-    return None
+    return _use_nonce(state, params.get("SignatureNonce", ""))
 
 
 def _content(sign: str, template_code: str, param: dict[str, Any]) -> str:
@@ -156,7 +252,7 @@ def _deliver(
     return None
 
 
-def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
+def _send_sms(state: SandboxState, p: dict[str, str], auth: str) -> Response:
     phones = [x for x in p.get("PhoneNumbers", "").split(",") if x]
     if not phones or not p.get("SignName") or not p.get("TemplateCode"):
         return answer("isv.INVALID_PARAMETERS", "PhoneNumbers, SignName, TemplateCode required")
@@ -164,11 +260,13 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
         return answer("isv.MOBILE_COUNT_OVER_LIMIT", "at most 1000 numbers")
     try:
         param = json.loads(p.get("TemplateParam") or "{}")
-    except ValueError:
+    except (ValueError, RecursionError):
         return answer("isv.INVALID_JSON_PARAM", "TemplateParam is not JSON")
+    if not isinstance(param, dict):
+        return answer("isv.INVALID_JSON_PARAM", "TemplateParam must be a JSON object")
     biz_id = _biz_id()
     out_id = p.get("OutId", "")
-    stamp = _stamp()
+    stamp = {**_stamp(), "auth": auth}  # which signature scheme the call used
     with state.lock:
         for phone in phones:
             rejected = _deliver(
@@ -187,19 +285,25 @@ def _send_sms(state: SandboxState, p: dict[str, str]) -> Response:
     return answer("OK", "OK", BizId=biz_id)
 
 
-def _send_batch(state: SandboxState, p: dict[str, str]) -> Response:
+def _send_batch(state: SandboxState, p: dict[str, str], auth: str) -> Response:
     try:
         phones = json.loads(p.get("PhoneNumberJson") or "[]")
         signs = json.loads(p.get("SignNameJson") or "[]")
         params = json.loads(p.get("TemplateParamJson") or "[]")
-    except ValueError:
+    except (ValueError, RecursionError):
+        return answer("isv.INVALID_JSON_PARAM", "batch parameters must be JSON arrays")
+    if not all(isinstance(x, list) for x in (phones, signs, params)):
         return answer("isv.INVALID_JSON_PARAM", "batch parameters must be JSON arrays")
     if not phones or len(phones) > 100:
         return answer("isv.MOBILE_COUNT_OVER_LIMIT", "1..100 numbers per SendBatchSms")
     if len(signs) != len(phones) or (params and len(params) != len(phones)):
         return answer("isv.INVALID_PARAMETERS", "arrays must have the same length")
+    if not all(isinstance(x, str) for x in phones + signs) or not all(
+        isinstance(x, dict) for x in params
+    ):
+        return answer("isv.INVALID_PARAMETERS", "numbers and signs are strings, params objects")
     biz_id = _biz_id()
-    stamp = _stamp()
+    stamp = {**_stamp(), "auth": auth}  # which signature scheme the call used
     with state.lock:
         for i, phone in enumerate(phones):
             param = params[i] if params else {}
@@ -245,4 +349,6 @@ def _query(state: SandboxState, p: dict[str, str]) -> Response:
         }
         for m in rows[(page - 1) * size : page * size]
     ]
-    return answer("OK", "OK", TotalCount=len(rows), SmsSendDetailDTOs={"SmsSendDetailDTO": dtos})
+    return answer(
+        "OK", "OK", TotalCount=str(len(rows)), SmsSendDetailDTOs={"SmsSendDetailDTO": dtos}
+    )

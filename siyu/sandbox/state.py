@@ -82,7 +82,7 @@ class SandboxState:
         self.tasks: dict[str, WeComTask] = {}
         self.join_ways: dict[str, dict[str, Any]] = {}
         self.received_today: Counter[tuple[str, str]] = Counter()  # (day, euid) -> mass msgs
-        self.used_nonces: set[str] = set()
+        self.used_nonces: dict[str, float] = {}  # nonce -> monotonic time first seen
         self.api_calls = 0
         self._ids = itertools.count(1)
         self._provider_ids = itertools.count(700000000000000001)

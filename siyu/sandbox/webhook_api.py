@@ -81,6 +81,13 @@ def routes(state: SandboxState) -> list[Route]:
         return json_response(response, headers={"X-Message-Id": message_id})
 
     async def view(request: Request) -> Response:
-        return await provider_call(state, "webhook.receive", request, handle, render_error)
+        return await provider_call(
+            state,
+            "webhook.receive",
+            request,
+            handle,
+            render_error,
+            lambda m: json_response({"error": m}, status=400),
+        )
 
     return [Route("/hooks/{name:path}", view, methods=["POST"])]

@@ -15,15 +15,29 @@ from starlette.routing import Route
 from siyu.channels.secrets import SANDBOX_DEV_SECRETS
 from siyu.sandbox.gateway import json_response, provider_call, read_json, weixin_error
 from siyu.sandbox.state import SandboxState
-from siyu.sandbox.wecom_api import render_error
+from siyu.sandbox.wecom_api import render_error, render_invalid
 
 CLIENT_MSG_ID_WINDOW = 600.0
+
+
+def data_problem(body: dict[str, Any]) -> str | None:
+    """What is wrong with a template message's ``data`` ({"key": {"value": "..."}}), if any."""
+    data = body.get("data")
+    if not isinstance(data, dict):
+        return "data invalid"
+    for key, item in data.items():
+        value = item.get("value") if isinstance(item, dict) else None
+        if not isinstance(value, str | int | float):
+            return f"data.{key}.value invalid"
+    return None
 
 
 def routes(state: SandboxState) -> list[Route]:
     def endpoint(name: str, path: str, fn: Any, methods: list[str]) -> Route:
         async def view(request: Request) -> Response:
-            return await provider_call(state, f"wechat.{name}", request, fn, render_error)
+            return await provider_call(
+                state, f"wechat.{name}", request, fn, render_error, render_invalid
+            )
 
         return Route(path, view, methods=methods)
 
@@ -79,9 +93,12 @@ def routes(state: SandboxState) -> list[Route]:
         openid = str(body.get("touser") or "")
         if not body.get("template_id"):
             return weixin_error(40037, "invalid template_id")
-        if not isinstance(body.get("data"), dict):
-            return weixin_error(47003, "argument invalid! data invalid")
-        cmid = str(body.get("client_msg_id") or "")
+        problem = data_problem(body)
+        if problem:
+            return weixin_error(47003, f"argument invalid! {problem}")
+        cmid = body.get("client_msg_id") or ""
+        if not isinstance(cmid, str):
+            return weixin_error(40058, "invalid client_msg_id")
         with state.lock:
             if not openid or state.faults.invalid("service_account", openid):
                 return weixin_error(40003, "invalid openid")
@@ -115,8 +132,9 @@ def routes(state: SandboxState) -> list[Route]:
         openid = str(body.get("touser") or "")
         if not body.get("template_id"):
             return weixin_error(40037, "invalid template_id")
-        if not isinstance(body.get("data"), dict):
-            return weixin_error(47003, "argument invalid! data invalid")
+        problem = data_problem(body)
+        if problem:
+            return weixin_error(47003, f"argument invalid! {problem}")
         with state.lock:
             if not openid or state.faults.invalid("miniprogram", openid):
                 return weixin_error(40003, "invalid openid")

@@ -20,6 +20,46 @@ from siyu.sandbox.state import SandboxState, WeComTask
 
 MAX_TEXT_BYTES = 4000
 MAX_EXTERNAL_USERIDS = 10_000
+MAX_ATTACHMENTS = 9
+# Required fields per attachment type (doc path/92135); image takes media_id or pic_url.
+_ATTACHMENT_FIELDS: dict[str, tuple[str, ...]] = {
+    "image": (),
+    "link": ("title", "url"),
+    "miniprogram": ("title", "pic_media_id", "appid", "page"),
+    "video": ("media_id",),
+    "file": ("media_id",),
+}
+# The older format wechatpy documents: one top-level image/link/miniprogram, taken in this order.
+_LEGACY_TYPES = ("image", "link", "miniprogram")
+
+
+def read_attachments(body: dict[str, Any]) -> list[dict[str, Any]] | str:
+    """The message's attachments in the current format (a legacy top-level image / link /
+    miniprogram becomes one), or what is wrong with them."""
+    attachments = body.get("attachments")
+    if attachments is None:
+        attachments = []
+        for kind in _LEGACY_TYPES:
+            if body.get(kind):
+                attachments = [{"msgtype": kind, kind: body[kind]}]
+                break
+    if not isinstance(attachments, list):
+        return "attachments must be a list"
+    if len(attachments) > MAX_ATTACHMENTS:
+        return f"at most {MAX_ATTACHMENTS} attachments"
+    for i, item in enumerate(attachments):
+        kind = item.get("msgtype") if isinstance(item, dict) else None
+        if kind not in _ATTACHMENT_FIELDS:
+            return f"attachments[{i}].msgtype invalid"
+        content = item.get(kind)
+        if not isinstance(content, dict):
+            return f"attachments[{i}].{kind} missing"
+        missing = [f for f in _ATTACHMENT_FIELDS[kind] if not isinstance(content.get(f), str)]
+        if kind == "image" and not (content.get("media_id") or content.get("pic_url")):
+            missing.append("media_id")
+        if missing:
+            return f"attachments[{i}].{kind}.{missing[0]} missing"
+    return attachments
 
 
 def render_error(rule: FaultRule) -> Response:
@@ -29,10 +69,16 @@ def render_error(rule: FaultRule) -> Response:
     return weixin_error(code, "system busy" if code == -1 else "sandbox injected error")
 
 
+def render_invalid(message: str) -> Response:
+    return weixin_error(40058, message)  # 不合法的参数
+
+
 def routes(state: SandboxState) -> list[Route]:
     def endpoint(name: str, fn: Any, methods: list[str]) -> Route:
         async def view(request: Request) -> Response:
-            return await provider_call(state, f"wecom.{name}", request, fn, render_error)
+            return await provider_call(
+                state, f"wecom.{name}", request, fn, render_error, render_invalid
+            )
 
         return Route(f"/cgi-bin/{_PATHS[name]}", view, methods=methods)
 
@@ -75,22 +121,29 @@ def routes(state: SandboxState) -> list[Route]:
             return weixin_error(40058, "sandbox only emulates chat_type=single")
         ids = body.get("external_userid") or []
         text = body.get("text") or {}
-        attachments = body.get("attachments") or []
-        sender = str(body.get("sender") or "")
-        if not isinstance(ids, list) or not ids or len(ids) > MAX_EXTERNAL_USERIDS:
+        sender = body.get("sender") or ""
+        if (
+            not isinstance(ids, list)
+            or not ids
+            or len(ids) > MAX_EXTERNAL_USERIDS
+            or not all(isinstance(i, str) and i for i in ids)
+        ):
             return weixin_error(40058, "external_userid must hold 1..10000 ids")
-        if not sender:
+        if not isinstance(sender, str) or not sender:
             return weixin_error(40003, "invalid userid (sender)")
-        content = str(text.get("content", ""))
+        if not isinstance(text, dict) or not isinstance(text.get("content", ""), str):
+            return weixin_error(40058, "text.content must be a string")
+        attachments = read_attachments(body)
+        if isinstance(attachments, str):
+            return weixin_error(40058, attachments)
+        content = text.get("content", "")
         if not content and not attachments:
             return weixin_error(44004, "empty content")
         if len(content.encode()) > MAX_TEXT_BYTES:
             return weixin_error(45002, "content size out of limit")
-        if len(attachments) > 9:
-            return weixin_error(40058, "at most 9 attachments")
         with state.lock:
             fail = [i for i in ids if state.faults.invalid("wecom", str(i))]
-            ok = [str(i) for i in ids if i not in fail]
+            ok = [i for i in ids if i not in fail]
             if not ok:
                 return json_response(
                     {
@@ -209,8 +262,9 @@ def routes(state: SandboxState) -> list[Route]:
         if error is not None or body is None:
             return error or weixin_error(47001, "data format error")
         users = [u for u in str(body.get("touser") or "").split("|") if u]
-        content = str((body.get("text") or {}).get("content", ""))
-        if not content:
+        text = body.get("text") or {}
+        content = text.get("content", "") if isinstance(text, dict) else ""
+        if not isinstance(content, str) or not content:
             return weixin_error(44004, "empty content")
         if not isinstance(body.get("agentid"), int):
             return weixin_error(40056, "invalid agentid")

@@ -45,12 +45,12 @@ def test_a_clicked_link_redirects_and_becomes_one_event(
         forged = client.get(link[:-3] + "AAA")  # same target, signature altered
     assert answer.status_code == 302
     assert answer.headers["location"] == "https://shop.example/p/1"
-    assert forged.status_code == 302  # the sandbox redirects; the sync drops it
+    assert forged.status_code == 404  # verified before redirecting: no click, no redirect
 
     for _ in range(2):  # a second sync adds nothing
         with sessions() as session, session.begin():
             result = record_clicks(session, fetch_clicks(sandbox.url))
-    assert (result.fetched, result.inserted, result.already, result.forged) == (2, 0, 1, 1)
+    assert (result.fetched, result.inserted, result.already, result.forged) == (1, 0, 1, 0)
     with sessions() as session:
         events = session.execute(
             select(Event.customer_id, Event.properties).where(Event.name == "link_clicked")

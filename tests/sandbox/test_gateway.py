@@ -132,7 +132,7 @@ def test_inbox_escapes_content_and_highlights_duplicates(
     msg = OutboundMessage("dup-1", 1, "13800000009", "<script>alert(1)</script> 积分")
     chans["sms"].send_batch([msg])
     chans["sms"].send_batch([msg])
-    page = httpx.get(sandbox.url + "/").text
+    page = httpx.get(sandbox.url + "/_sandbox/inbox").text
     assert "<script>alert(1)</script>" not in page
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
     assert page.count('class="dup"') == 1 and "duplicate" in page
