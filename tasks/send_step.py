@@ -16,6 +16,9 @@ The decisions for each due enrollment, in order (the first that applies wins):
     deferred       quiet_hours    until quiet hours end in the customer's time zone
     deferred       fatigue        until the fatigue pause after the last unanswered message
     deferred       cap:<name>     until the frequency cap's window frees a place
+    failed         bad_customer_data:<field>  this customer's data cannot be used (a time
+                                  zone that does not exist, a date out of range, a value
+                                  that does not parse); the batch goes on (tasks/bad_data.py)
     failed         render_error   the template failed for this customer; the batch goes on
     -> sending     ledger row committed with its idempotency key, then the channel call
 
@@ -42,6 +45,7 @@ from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.unsubscribe import unsubscribe_url
 from tasks.assignment import pick_variant
+from tasks.bad_data import BadCustomerData
 from tasks.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
 from tasks.conditions import holds
 from tasks.context import EngineContext
@@ -226,6 +230,29 @@ def decide(
     templates: TemplateCache | None = None,
     *,
     probe: int | None = None,
+) -> Decision:
+    """The decision for one due enrollment. A value of this customer's data the rules
+    cannot use fails this row only (`bad_customer_data:<field>`), never the batch."""
+    bad = facts.bad.get(due.customer_id) or facts.bad_events.get(due.entry_key)
+    if bad is not None:  # a column that could not even be read (tasks/step_facts.py)
+        return Decision("failed", BadCustomerData(bad).reason)
+    try:
+        return _decide(ctx, spec, step, channel, due, facts, now, templates, probe=probe)
+    except BadCustomerData as error:
+        return Decision("failed", error.reason)
+
+
+def _decide(
+    ctx: EngineContext,
+    spec: JourneySpec,
+    step: Step,
+    channel: Channel,
+    due: Due,
+    facts: BatchFacts,
+    now: datetime,
+    templates: TemplateCache | None,
+    *,
+    probe: int | None,
 ) -> Decision:
     customer = facts.customers.get(due.customer_id, {})
     event = facts.events.get(due.entry_key, {})

@@ -3,11 +3,13 @@ per kind of fact, never one query per customer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Result, bindparam, select
+from sqlalchemy import BindParameter, Result, Select, bindparam, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from db.models import ChannelIdentity, Consent, Customer, Suppression
@@ -43,6 +45,10 @@ class BatchFacts:
     addresses: dict[int, str]
     conditions: ConditionFacts | None
     history: ContactHistory
+    # Rows whose column could not be read (a date out of Python's range, JSON that does not
+    # parse): customer id / entry event key -> the column. Those rows fail, the rest go on.
+    bad: dict[int, str] = field(default_factory=dict)
+    bad_events: dict[str, str] = field(default_factory=dict)
 
 
 # The fact queries, built once: each batch binds its ids to an expanding IN parameter, and
@@ -73,12 +79,19 @@ def load_batch_facts(
 ) -> BatchFacts:
     ids = [d.customer_id for d in batch]
     run = session.connection().execute
-    customers = _by_key(run(_CUSTOMERS, {"ids": ids}), "id")
+    customers, bad = _tolerant(run, _CUSTOMERS, "ids", ids, "id")
     events: dict[str, dict[str, Any]] = {}
+    bad_events: dict[str, str] = {}
     if spec.entry.event is not None:
         source = SOURCES[spec.entry.event]
         row_ids = source.key_ids(d.entry_key for d in batch)
-        events = _by_key(run(_ENTRY_EVENTS[source.name], {"row_ids": row_ids}), "event_key")
+        events, bad_rows = _tolerant(
+            run, _ENTRY_EVENTS[source.name], "row_ids", row_ids, "event_key"
+        )
+        for due in batch:
+            broken = [bad_rows[i] for i in source.key_ids([due.entry_key]) if i in bad_rows]
+            if broken:
+                bad_events[due.entry_key] = f"{source.name}.{broken[0]}"
     exits: dict[int, datetime] = {}
     if spec.exit_when is not None:
         src = filtered_source(session, spec.exit_when)
@@ -109,8 +122,55 @@ def load_batch_facts(
         else ContactHistory()
     )
     return BatchFacts(
-        customers, events, exits, consents, suppressed, addresses, conditions, history
+        customers,
+        events,
+        exits,
+        consents,
+        suppressed,
+        addresses,
+        conditions,
+        history,
+        bad,
+        bad_events,
     )
+
+
+# What reading a stored value that Python cannot represent raises: SQLite's text dates and
+# JSON are parsed by SQLAlchemy (ValueError, OverflowError), PostgreSQL's by psycopg
+# (DataError, e.g. a date after the year 9999).
+_UNREADABLE = (ValueError, OverflowError, DataError)
+Run = Callable[..., Result[Any]]
+
+
+def _tolerant(
+    run: Run, query: Select[Any], param: str, values: list[Any], key: str
+) -> tuple[dict[Any, dict[str, Any]], dict[Any, str]]:
+    """`query`'s rows for `values` (bound to the expanding parameter `param`) keyed by
+    column `key`, and {value: column} for the rows with a column that cannot be read. The
+    usual case is one query; only a batch with an unreadable row is read again row by row
+    (and that row column by column, to name the column)."""
+    try:
+        return _by_key(run(query, {param: values}), key), {}
+    except _UNREADABLE:
+        pass
+    rows: dict[Any, dict[str, Any]] = {}
+    bad: dict[Any, str] = {}
+    for value in values:
+        try:
+            rows.update(_by_key(run(query, {param: [value]}), key))
+        except _UNREADABLE:
+            bad[value] = _unreadable_column(run, query, param, value)
+    return rows, bad
+
+
+def _unreadable_column(run: Run, query: Select[Any], param: str, value: Any) -> str:
+    """The name of the first column of `query` that cannot be read for `value`."""
+    for column in query.selected_columns:
+        try:
+            run(select(column).where(query.whereclause), {param: [value]}).all()
+        except _UNREADABLE:
+            return str(column.name)
+    return "row"
 
 
 def _by_key(result: Result[Any], key: str) -> dict[Any, dict[str, Any]]:
