@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import BindParameter, Result, Select, bindparam, select
 from sqlalchemy.exc import DataError
@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session
 
 from db.models import ChannelIdentity, Consent, Customer, Suppression
 from db.sources import CUSTOMER_COLUMNS, SOURCES
-from siyu.language.spec import JourneySpec, Step
-from tasks.conditions import ConditionFacts, load_condition_facts
+from siyu.language.spec import EventFilter, JourneySpec, Step
+from tasks.conditions import ConditionFacts, load_condition_facts, merge_conditions
 from tasks.context import EngineContext
 from tasks.enrollment import as_utc, filtered_source
 from tasks.pressure import ContactHistory, load_history
@@ -94,14 +94,14 @@ def load_batch_facts(
                 bad_events[due.entry_key] = f"{source.name}.{broken[0]}"
     exits: dict[int, datetime] = {}
     if spec.exit_when is not None:
-        src = filtered_source(session, spec.exit_when)
-        for customer_id, occurred_at in run(
-            select(src.c.customer_id, src.c.occurred_at).where(
-                src.c.customer_id.in_(ids), src.c.occurred_at <= now
-            )
+        exit_when = spec.exit_when
+        for found in _by_customer(
+            lambda part: _exits(session, exit_when, part, now),
+            batch,
+            f"exit_when.{exit_when.event}",
+            bad,
         ):
-            at = as_utc(occurred_at)
-            exits[customer_id] = max(exits.get(customer_id, at), at)
+            exits.update(found)
     consents: dict[int, set[str]] = {}
     for customer_id, purpose in run(_CONSENTS, {"ids": ids}):
         consents.setdefault(customer_id, set()).add(purpose)
@@ -113,14 +113,33 @@ def load_batch_facts(
     conditions = None
     if step.if_ is not None:
         kinds = {name: channel.identity_kind for name, channel in ctx.channels.items()}
-        conditions = load_condition_facts(
-            session, step.if_, spec.journey, [d.enrollment_id for d in batch], ids, now, kinds
+        condition = step.if_
+        conditions = merge_conditions(
+            _by_customer(
+                lambda part: load_condition_facts(
+                    session,
+                    condition,
+                    spec.journey,
+                    [d.enrollment_id for d in part],
+                    [d.customer_id for d in part],
+                    now,
+                    kinds,
+                ),
+                batch,
+                "if",
+                bad,
+            )
         )
-    history = (
-        load_history(session, ctx.policies, ids, now)
-        if step.purpose == "marketing"
-        else ContactHistory()
-    )
+    history = ContactHistory()
+    if step.purpose == "marketing":
+        for part_history in _by_customer(
+            lambda part: load_history(session, ctx.policies, [d.customer_id for d in part], now),
+            batch,
+            "contact_history",
+            bad,
+        ):
+            history.sends.update(part_history.sends)
+            history.last_interaction.update(part_history.last_interaction)
     return BatchFacts(
         customers,
         events,
@@ -140,6 +159,41 @@ def load_batch_facts(
 # (DataError, e.g. a date after the year 9999).
 _UNREADABLE = (ValueError, OverflowError, DataError)
 Run = Callable[..., Result[Any]]
+T = TypeVar("T")
+
+
+def _exits(
+    session: Session, exit_when: EventFilter, part: list[Due], now: datetime
+) -> dict[int, datetime]:
+    """The latest exit event (until `now`) of each customer of `part` that has one."""
+    src = filtered_source(session, exit_when)
+    exits: dict[int, datetime] = {}
+    for customer_id, occurred_at in session.execute(
+        select(src.c.customer_id, src.c.occurred_at).where(
+            src.c.customer_id.in_([d.customer_id for d in part]), src.c.occurred_at <= now
+        )
+    ):
+        at = as_utc(occurred_at)
+        exits[customer_id] = max(exits.get(customer_id, at), at)
+    return exits
+
+
+def _by_customer(
+    load: Callable[[list[Due]], T], batch: list[Due], label: str, bad: dict[int, str]
+) -> list[T]:
+    """[load(batch)]; when a value in it cannot be read, load([due]) for each due instead,
+    and the customers whose own rows cannot be read are put in `bad` as `label`."""
+    try:
+        return [load(batch)]
+    except _UNREADABLE:
+        pass
+    loaded: list[T] = []
+    for due in batch:
+        try:
+            loaded.append(load([due]))
+        except _UNREADABLE:
+            bad.setdefault(due.customer_id, label)
+    return loaded
 
 
 def _tolerant(

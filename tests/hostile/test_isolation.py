@@ -225,6 +225,39 @@ def test_json_properties_that_do_not_parse_fail_that_customer_only(
     ]
 
 
+def test_an_exit_event_that_cannot_be_read_fails_that_customer_only(
+    tmp_path: Path, sessions: sessionmaker[Session], shop: Shop
+) -> None:
+    """A repurchase whose time is before year 1 (PostgreSQL keeps BC times) or junk text
+    (SQLite): the batch's exit query fails, so it is read again customer by customer."""
+    channels = recording_channels()
+    spec, templates = journey(
+        tmp_path,
+        set(channels),
+        "{id: hello, send: sms, template: msg.j2}\n"
+        "exit_when: {event: order_paid, where: order_seq >= 2}",
+    )
+    ctx = EngineContext(sessions, templates, dict(channels), batch_size=3)  # type: ignore[arg-type]
+    buyers = [shop.customer(f"顾客{i}") for i in range(5)]
+    run_tick(ctx, spec, local(0))
+    for buyer in buyers:
+        shop.order(buyer, local(0, 10), seq=1)
+    shop.order(buyers[0], local(0, 10.5), seq=2)  # a readable repurchase: exits, no row
+    unreadable = "0044-03-15 00:00:00 BC" if ON_POSTGRES else "0000-01-01 00:00:00"
+    set_column(
+        sessions,
+        "INSERT INTO orders (order_no, customer_id, paid_at, amount, category, order_seq, store)"
+        " VALUES ('BAD1', :c, :at, 1, 'x', 2, 'x')",
+        c=buyers[3],
+        at=unreadable,
+    )
+    run_tick(ctx, spec, local(0, 11))
+    rows = ledger(sessions)
+    assert rows.pop(buyers[3]) == ("failed", "bad_customer_data:exit_when.order_paid", 0)
+    assert buyers[0] not in rows
+    assert set(rows.values()) == {("sent", None, 1)} and len(rows) == 3
+
+
 def test_bad_customer_data_does_not_open_the_channels_breaker(
     tmp_path: Path, sessions: sessionmaker[Session], shop: Shop
 ) -> None:
