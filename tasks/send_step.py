@@ -45,7 +45,7 @@ from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.unsubscribe import unsubscribe_url
 from tasks.assignment import pick_variant
-from tasks.bad_data import BadCustomerData
+from tasks.bad_data import BadCustomerData, customer_zone
 from tasks.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
 from tasks.conditions import holds
 from tasks.context import EngineContext
@@ -301,6 +301,9 @@ def _decide(
         hold = _pressure_hold(ctx, spec, step, due, facts, now, timezone)
         if hold is not None:
             return Decision("deferred", hold[0], next_attempt_at=hold[1], due_at=due_at)
+    # Templates show times in the customer's zone (`localtime`): a zone that does not exist
+    # fails this message here, with a reason that does not repeat the value.
+    customer_zone(timezone)
     variant = (
         pick_variant(due.customer_id, spec.journey, step.id, step.variants)
         if step.variants

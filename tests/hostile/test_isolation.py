@@ -124,6 +124,31 @@ def test_an_unknown_time_zone_fails_that_customer_only(
     assert ledger(sessions)[martian][0] == "failed" and len(channels["sms"].messages) == 9
 
 
+def test_an_unknown_time_zone_fails_a_step_without_quiet_hours_before_rendering(
+    tmp_path: Path, sessions: sessionmaker[Session], shop: Shop
+) -> None:
+    """Templates may show times in the customer's zone: the message fails as bad data, and
+    the zone's name (the customer's value) is not copied into the reason."""
+    channels = recording_channels()
+    spec, templates = journey(
+        tmp_path,
+        set(channels),
+        "{id: hello, send: sms, template: msg.j2, purpose: notification}",
+        template="{{ customer.name }}: {{ event.occurred_at | localtime(customer.timezone) }}",
+    )
+    ctx = EngineContext(sessions, templates, dict(channels))  # type: ignore[arg-type]
+    good = shop.customer("张伟")
+    martian = shop.customer("火星人", timezone="Mars/Olympus")
+    run_tick(ctx, spec, local(0))
+    for buyer in (good, martian):
+        shop.order(buyer, local(0, 10), seq=1)
+    run_tick(ctx, spec, local(0, 11))
+    rows = ledger(sessions)
+    assert rows[martian] == ("failed", "bad_customer_data:timezone", 0)
+    assert rows[good] == ("sent", None, 1)
+    assert [m.body for m in channels["sms"].messages] == ["张伟: 2026-11-02 10:00"]
+
+
 def test_an_unknown_time_zone_fails_an_anchored_step_too(
     tmp_path: Path, sessions: sessionmaker[Session], shop: Shop
 ) -> None:
