@@ -20,7 +20,10 @@ The decisions for each due enrollment, in order (the first that applies wins):
                                   zone that does not exist, a date out of range, a value
                                   that does not parse); the batch goes on (tasks/bad_data.py)
     failed         render_error   the template failed for this customer; the batch goes on
-    -> sending     ledger row committed with its idempotency key, then the channel call
+    -> sending     ledger row committed with its idempotency key, then the channel call;
+                   its receipt sets the final (or next) status (tasks/receipts.py), e.g.
+                   deferred channel_auth:<code> when the provider refused the channel's
+                   secret or key: held, not counted as an attempt, never failed
 
 Nothing is sent twice: a row is only selected while it has no final status, a worker only
 writes and sends the rows it claimed (tasks/claims.py: two workers on the same step split the
