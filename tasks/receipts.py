@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import write_session
 from db.models import Delivery
-from siyu.alerts.breaker import hold_channel
+from siyu.alerts.breaker import config_refused, hold_channel
 from siyu.channels.base import (
     Channel,
     ChannelError,
@@ -77,18 +77,32 @@ def send_chunk(
             reason = f"refused:{receipt.code or receipt.outcome} {receipt.detail or ''}"
             suppress(session, customer_id, channel.name, reason, now)
         for (reason, code), ids in held.items():
-            until = hold_channel(ctx, session, channel.name, reason.split(":")[0], code, now)
-            record_holds(session, ids, reason, code, until, now)
+            record_holds(session, ids, reason, code, _hold(ctx, session, channel, reason, now), now)
     for (reason, _code), ids in held.items():
         run_logger().warning(
-            "channel %s: the provider refused its configuration (%s); %d message(s) held, "
-            "not failed, and the channel's breaker opened: fix the secret or key in the "
-            "environment / channels.yaml, the held messages are sent on a tick after that",
+            "channel %s: the provider refused its %s (%s); %d message(s) held, not failed%s: "
+            "fix it in the environment / channels.yaml / the journey, the held messages are "
+            "sent on a tick after that",
             channel.name,
+            "credentials" if reason.startswith("channel_auth") else "configuration",
             reason,
             len(ids),
+            ", and the channel's breaker opened" if reason.startswith("channel_auth") else "",
         )
     return counts
+
+
+def _hold(
+    ctx: EngineContext, session: Session, channel: Channel, reason: str, now: datetime
+) -> datetime:
+    """Until when messages refused with `reason` are held: a refused credential opens the
+    channel's breaker (its next probe); another refused setting is tried again after the
+    retry back-off. Both raise an alert event."""
+    kind, _, code = reason.partition(":")
+    if kind == "channel_auth":
+        return hold_channel(ctx, session, channel.name, code, now)
+    config_refused(session, channel.name, code, now)
+    return now + ctx.retry_backoff
 
 
 def channel_error_receipt(key: str, error: ChannelError) -> Receipt:
@@ -199,7 +213,7 @@ def receipt_values(
     if receipt.outcome == "refused":
         values.update(status="skipped", reason=f"refused:{code}")
         return values, "skipped:refused"
-    if receipt.outcome == "held":  # send_chunk: not counted, until the breaker's next probe
+    if receipt.outcome == "held":  # send_chunk: not counted; held until _hold says
         kind = "channel_auth" if receipt.auth else "channel_config"
         wait = now + ctx.retry_backoff
         values.update(status="deferred", reason=f"{kind}:{code}"[:255], next_attempt_at=wait)

@@ -458,6 +458,37 @@ def test_held_messages_never_run_out_of_attempts(
     assert ledger(sessions)[buyer] == ("sent", None, 1)
 
 
+def test_another_refused_setting_holds_without_opening_the_breaker(
+    tmp_path: Path, sessions: sessionmaker[Session], shop: Shop
+) -> None:
+    """A template code the provider does not know may be one step's mistake: its messages
+    are held (not failed, not counted) with an alert event; the channel stays open for the
+    others."""
+    from siyu.channels.base import ChannelError
+
+    channels: dict[str, RecordingChannel] = recording_channels()
+    spec, templates = journey(tmp_path, set(channels), "{id: hello, send: sms, template: msg.j2}")
+    ctx = EngineContext(sessions, templates, dict(channels))  # type: ignore[arg-type]
+    buyer = shop.customer()
+    run_tick(ctx, spec, local(0))
+    shop.order(buyer, local(0, 10), seq=1)
+
+    def refused(_: object) -> Any:
+        raise ChannelError("sms", "template", retryable=False, code="isv.SMS_TEMPLATE_ILLEGAL")
+
+    channels["sms"].answer = refused  # type: ignore[assignment]
+    for hour in range(11, 11 + ctx.max_attempts + 2):
+        run_tick(ctx, spec, local(0, hour))
+    assert ledger(sessions)[buyer] == ("deferred", "channel_config:isv.SMS_TEMPLATE_ILLEGAL", 0)
+    with sessions() as session:
+        assert session.scalars(select(ChannelBreaker.state)).all() == ["closed"]
+        kinds = session.scalars(select(AlertEvent.kind)).all()
+        assert kinds and set(kinds) == {"config_refused"}
+    channels["sms"].answer = None  # the template code is corrected
+    run_tick(ctx, spec, local(0, 11 + ctx.max_attempts + 2))
+    assert ledger(sessions)[buyer] == ("sent", None, 1)
+
+
 def test_the_auth_codes_are_classified_as_held_configuration() -> None:
     from siyu.channels.errors import (
         Action,
