@@ -185,15 +185,27 @@ def _by_customer(
     and the customers whose own rows cannot be read are put in `bad` as `label`."""
     try:
         return [load(batch)]
-    except _UNREADABLE:
-        pass
+    except _UNREADABLE as error:
+        first = error
     loaded: list[T] = []
+    failed: list[int] = []
     for due in batch:
         try:
             loaded.append(load([due]))
         except _UNREADABLE:
-            bad.setdefault(due.customer_id, label)
+            failed.append(due.customer_id)
+    _not_systematic(first, failed, len(batch))
+    for customer_id in failed:
+        bad.setdefault(customer_id, label)
     return loaded
+
+
+def _not_systematic(error: Exception, failed: list[Any], tried: int) -> None:
+    """Re-raise `error` when every row of a batch of several failed on its own: that is
+    the query's or the engine's fault, not one customer's data (the step fails and is
+    retried instead of failing every message for good)."""
+    if tried > 1 and len(failed) == tried:
+        raise error
 
 
 def _tolerant(
@@ -205,16 +217,17 @@ def _tolerant(
     (and that row column by column, to name the column)."""
     try:
         return _by_key(run(query, {param: values}), key), {}
-    except _UNREADABLE:
-        pass
+    except _UNREADABLE as error:
+        first = error
     rows: dict[Any, dict[str, Any]] = {}
-    bad: dict[Any, str] = {}
+    failed: list[Any] = []
     for value in values:
         try:
             rows.update(_by_key(run(query, {param: [value]}), key))
         except _UNREADABLE:
-            bad[value] = _unreadable_column(run, query, param, value)
-    return rows, bad
+            failed.append(value)
+    _not_systematic(first, failed, len(values))
+    return rows, {value: _unreadable_column(run, query, param, value) for value in failed}
 
 
 def _unreadable_column(run: Run, query: Select[Any], param: str, value: Any) -> str:

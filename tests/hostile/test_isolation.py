@@ -216,6 +216,27 @@ def test_a_date_python_cannot_read_fails_that_customer_only(
     assert set(rows.values()) == {("sent", None, 1)} and len(rows) == 4
 
 
+def test_a_batch_where_every_row_fails_alone_fails_the_step_not_every_message(
+    tmp_path: Path, sessions: sessionmaker[Session], shop: Shop
+) -> None:
+    """When no row of a batch of several reads on its own, the cause is the query or the
+    engine, not one customer: the step fails (and is retried), nothing is failed for good."""
+    channels = recording_channels()
+    spec, templates = journey(tmp_path, set(channels), "{id: hello, send: sms, template: msg.j2}")
+    ctx = EngineContext(sessions, templates, dict(channels))  # type: ignore[arg-type]
+    buyers = [shop.customer(f"顾客{i}") for i in range(3)]
+    run_tick(ctx, spec, local(0))
+    for buyer in buyers:
+        shop.order(buyer, local(0, 10), seq=1)
+    set_column(sessions, "UPDATE customers SET birthday = '20000-01-01'")
+    with pytest.raises(Exception, match="(?i)year|date|isoformat"):
+        run_tick(ctx, spec, local(0, 11))
+    assert ledger(sessions) == {}
+    set_column(sessions, "UPDATE customers SET birthday = NULL")  # the data is repaired
+    run_tick(ctx, spec, local(0, 12))
+    assert set(ledger(sessions).values()) == {("sent", None, 1)}
+
+
 @pytest.mark.skipif(ON_POSTGRES, reason="PostgreSQL's json type refuses malformed JSON on write")
 def test_json_properties_that_do_not_parse_fail_that_customer_only(
     tmp_path: Path, sessions: sessionmaker[Session], shop: Shop
