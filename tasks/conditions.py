@@ -37,6 +37,24 @@ class ConditionFacts:
     segments: dict[str, set[int]] = field(default_factory=dict)  # segment → members now
 
 
+def merge_conditions(parts: list[ConditionFacts]) -> ConditionFacts:
+    """One batch's facts from those of its parts (disjoint sets of customers)."""
+    if len(parts) == 1:
+        return parts[0]
+    merged = ConditionFacts()
+    for part in parts:
+        for leaf, found in part.events.items():
+            merged.events.setdefault(leaf, {}).update(found)
+        for leaf, matching in part.customers.items():
+            merged.customers.setdefault(leaf, set()).update(matching)
+        merged.statuses.update(part.statuses)
+        for channel, have in part.reachable.items():
+            merged.reachable.setdefault(channel, set()).update(have)
+        for segment, members in part.segments.items():
+            merged.segments.setdefault(segment, set()).update(members)
+    return merged
+
+
 def leaves(condition: Condition) -> list[Condition]:
     if isinstance(condition, AllCondition | AnyCondition):
         children = condition.all if isinstance(condition, AllCondition) else condition.any

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from db.models import Delivery, Event, Order
 from siyu.policies import Cap, Policies
+from tasks.bad_data import customer_zone
 
 COUNTED = ("sending", "pending", "sent")  # a message handed to a channel counts at once
 
@@ -23,7 +23,8 @@ COUNTED = ("sending", "pending", "sent")  # a message handed to a channel counts
 def period_bounds(now: datetime, period: str, timezone: str) -> tuple[datetime, datetime]:
     """The calendar day / week (Monday first) / month containing `now`, in the customer's
     time zone, as UTC [start, end)."""
-    local = now.astimezone(ZoneInfo(timezone))
+    zone = customer_zone(timezone)
+    local = now.astimezone(zone)
     midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
     if period == "day":
         start, end = midnight, midnight + timedelta(days=1)
@@ -34,7 +35,6 @@ def period_bounds(now: datetime, period: str, timezone: str) -> tuple[datetime, 
         start = midnight.replace(day=1)
         end = (start + timedelta(days=32)).replace(day=1)
     # Re-attach the zone so a DST change inside the period lands on local midnight.
-    zone = ZoneInfo(timezone)
     return (
         start.replace(tzinfo=None).replace(tzinfo=zone).astimezone(now.tzinfo),
         end.replace(tzinfo=None).replace(tzinfo=zone).astimezone(now.tzinfo),

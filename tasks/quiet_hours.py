@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
-from zoneinfo import ZoneInfo
 
 from siyu.language.spec import QuietHours
-
-
-@lru_cache(maxsize=64)
-def _zone(name: str) -> ZoneInfo:
-    return ZoneInfo(name)
+from tasks.bad_data import customer_zone
 
 
 def next_allowed(now: datetime, quiet: QuietHours | None, timezone: str) -> datetime | None:
-    """None when `now` is outside quiet hours; otherwise the UTC moment they end."""
+    """None when `now` is outside quiet hours; otherwise the UTC moment they end.
+    BadCustomerData('timezone') when `timezone` is not a time zone."""
     if quiet is None:
         return None
-    local = now.astimezone(_zone(timezone))
+    local = now.astimezone(customer_zone(timezone))
     if not quiet.contains(local.time()):
         return None
     end = local.replace(hour=quiet.end.hour, minute=quiet.end.minute, second=0, microsecond=0)

@@ -4,6 +4,7 @@ member's confirmation."""
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
@@ -13,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from db.engine import write_session
 from db.models import Delivery
+from siyu.alerts.breaker import config_refused, hold_channel
 from siyu.channels.base import (
     Channel,
     ChannelError,
@@ -27,6 +29,7 @@ from tasks.context import EngineContext
 from tasks.optouts import suppress
 
 StepCounts = Counter[str]
+log = logging.getLogger("siyu.engine")
 
 
 class Outgoing(NamedTuple):
@@ -49,18 +52,11 @@ def send_chunk(
     try:
         receipts = channel.send_batch([out.message for out in chunk])
     except ChannelError as error:
-        receipts = [
-            Receipt(
-                out.message.idempotency_key,
-                "retry" if error.retryable else "failed",
-                code="channel_unavailable",
-                detail=str(error),
-            )
-            for out in chunk
-        ]
+        receipts = [channel_error_receipt(out.message.idempotency_key, error) for out in chunk]
     by_key = {r.idempotency_key: r for r in receipts}
     # Receipts with the same values (a batch call's: one status, one BizId) share one UPDATE.
     same: dict[tuple[tuple[str, Any], ...], list[int]] = {}
+    held: dict[tuple[str, str], list[int]] = {}  # (reason, code) -> delivery ids
     refusals: list[tuple[int, Receipt]] = []
     for out in chunk:
         receipt = by_key.get(out.message.idempotency_key)
@@ -69,6 +65,9 @@ def send_chunk(
             continue
         values, label = receipt_values(ctx, receipt, out.attempts + 1, now)
         counts[label] += 1
+        if receipt.outcome == "held":
+            held.setdefault((values["reason"], receipt.code or ""), []).append(out.delivery_id)
+            continue
         same.setdefault(tuple(values.items()), []).append(out.delivery_id)
         if receipt.outcome == "refused":
             refusals.append((out.customer_id, receipt))
@@ -77,7 +76,79 @@ def send_chunk(
         for customer_id, receipt in refusals:
             reason = f"refused:{receipt.code or receipt.outcome} {receipt.detail or ''}"
             suppress(session, customer_id, channel.name, reason, now)
+        for (reason, code), ids in held.items():
+            record_holds(session, ids, reason, code, _hold(ctx, session, channel, reason, now), now)
+    for (reason, _code), ids in held.items():
+        run_logger().warning(
+            "channel %s: the provider refused its %s (%s); %d message(s) held, not failed%s: "
+            "fix it in the environment / channels.yaml / the journey, the held messages are "
+            "sent on a tick after that",
+            channel.name,
+            "credentials" if reason.startswith("channel_auth") else "configuration",
+            reason,
+            len(ids),
+            ", and the channel's breaker opened" if reason.startswith("channel_auth") else "",
+        )
     return counts
+
+
+def _hold(
+    ctx: EngineContext, session: Session, channel: Channel, reason: str, now: datetime
+) -> datetime:
+    """Until when messages refused with `reason` are held: a refused credential opens the
+    channel's breaker (its next probe); another refused setting is tried again after the
+    retry back-off. Both raise an alert event."""
+    kind, _, code = reason.partition(":")
+    if kind == "channel_auth":
+        return hold_channel(ctx, session, channel.name, code, now)
+    config_refused(session, channel.name, code, now)
+    return now + ctx.retry_backoff
+
+
+def channel_error_receipt(key: str, error: ChannelError) -> Receipt:
+    """A whole-channel error as one message's receipt: unreachable is a counted `retry`;
+    misconfigured (a refused secret or key) is `held` until an operator fixes it."""
+    if error.retryable:
+        return Receipt(key, "retry", code="channel_unavailable", detail=str(error))
+    code = error.code or "misconfigured"
+    return Receipt(key, "held", code=code, detail=str(error), auth=error.auth)
+
+
+def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
+    """The Prefect run's logger inside a flow or task run (its log in the UI), else ours."""
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    if FlowRunContext.get() is None and TaskRunContext.get() is None:
+        return log
+    from prefect import get_run_logger
+
+    return get_run_logger()  # type: ignore[return-value]
+
+
+_HOLD = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status == "sending")
+    .values(
+        status="deferred",
+        reason=bindparam("hold_reason"),
+        provider_code=bindparam("hold_code"),
+        next_attempt_at=bindparam("until"),
+        updated_at=bindparam("at"),
+        sent_at=None,
+        # Not this message's attempt: a wrong secret must not use up its retries.
+        attempts=DELIVERIES.c.attempts - 1,
+    )
+)
+
+
+def record_holds(
+    session: Session, ids: list[int], reason: str, code: str, until: datetime, now: datetime
+) -> None:
+    """Hold rows `deferred` until `until` (the channel's breaker lets a probe through)."""
+    session.connection().execute(
+        _HOLD,
+        {"ids": ids, "hold_reason": reason, "hold_code": code or None, "until": until, "at": now},
+    )
 
 
 # Only a row still `sending` takes a receipt: a late answer for a row that another worker
@@ -142,6 +213,11 @@ def receipt_values(
     if receipt.outcome == "refused":
         values.update(status="skipped", reason=f"refused:{code}")
         return values, "skipped:refused"
+    if receipt.outcome == "held":  # send_chunk: not counted; held until _hold says
+        kind = "channel_auth" if receipt.auth else "channel_config"
+        wait = now + ctx.retry_backoff
+        values.update(status="deferred", reason=f"{kind}:{code}"[:255], next_attempt_at=wait)
+        return values, f"deferred:{kind}"
     gave_up = " after retries" if receipt.outcome == "retry" else ""
     values.update(status="failed", reason=f"{code}{gave_up}: {receipt.detail or ''}"[:255])
     return values, f"failed:{code}"

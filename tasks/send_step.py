@@ -16,8 +16,14 @@ The decisions for each due enrollment, in order (the first that applies wins):
     deferred       quiet_hours    until quiet hours end in the customer's time zone
     deferred       fatigue        until the fatigue pause after the last unanswered message
     deferred       cap:<name>     until the frequency cap's window frees a place
+    failed         bad_customer_data:<field>  this customer's data cannot be used (a time
+                                  zone that does not exist, a date out of range, a value
+                                  that does not parse); the batch goes on (tasks/bad_data.py)
     failed         render_error   the template failed for this customer; the batch goes on
-    -> sending     ledger row committed with its idempotency key, then the channel call
+    -> sending     ledger row committed with its idempotency key, then the channel call;
+                   its receipt sets the final (or next) status (tasks/receipts.py), e.g.
+                   deferred channel_auth:<code> when the provider refused the channel's
+                   secret or key: held, not counted as an attempt, never failed
 
 Nothing is sent twice: a row is only selected while it has no final status, a worker only
 writes and sends the rows it claimed (tasks/claims.py: two workers on the same step split the
@@ -42,6 +48,7 @@ from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.unsubscribe import unsubscribe_url
 from tasks.assignment import pick_variant
+from tasks.bad_data import BadCustomerData, customer_zone
 from tasks.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
 from tasks.conditions import holds
 from tasks.context import EngineContext
@@ -227,6 +234,29 @@ def decide(
     *,
     probe: int | None = None,
 ) -> Decision:
+    """The decision for one due enrollment. A value of this customer's data the rules
+    cannot use fails this row only (`bad_customer_data:<field>`), never the batch."""
+    bad = facts.bad.get(due.customer_id) or facts.bad_events.get(due.entry_key)
+    if bad is not None:  # a column that could not even be read (tasks/step_facts.py)
+        return Decision("failed", BadCustomerData(bad).reason)
+    try:
+        return _decide(ctx, spec, step, channel, due, facts, now, templates, probe=probe)
+    except BadCustomerData as error:
+        return Decision("failed", error.reason)
+
+
+def _decide(
+    ctx: EngineContext,
+    spec: JourneySpec,
+    step: Step,
+    channel: Channel,
+    due: Due,
+    facts: BatchFacts,
+    now: datetime,
+    templates: TemplateCache | None,
+    *,
+    probe: int | None,
+) -> Decision:
     customer = facts.customers.get(due.customer_id, {})
     event = facts.events.get(due.entry_key, {})
     timezone = customer.get("timezone") or spec.timezone
@@ -274,6 +304,9 @@ def decide(
         hold = _pressure_hold(ctx, spec, step, due, facts, now, timezone)
         if hold is not None:
             return Decision("deferred", hold[0], next_attempt_at=hold[1], due_at=due_at)
+    # Templates show times in the customer's zone (`localtime`): a zone that does not exist
+    # fails this message here, with a reason that does not repeat the value.
+    customer_zone(timezone)
     variant = (
         pick_variant(due.customer_id, spec.journey, step.id, step.variants)
         if step.variants

@@ -3,17 +3,19 @@ per kind of fact, never one query per customer."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import BindParameter, Result, bindparam, select
+from sqlalchemy import BindParameter, Result, Select, bindparam, select
+from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
 from db.models import ChannelIdentity, Consent, Customer, Suppression
 from db.sources import CUSTOMER_COLUMNS, SOURCES
-from siyu.language.spec import JourneySpec, Step
-from tasks.conditions import ConditionFacts, load_condition_facts
+from siyu.language.spec import EventFilter, JourneySpec, Step
+from tasks.conditions import ConditionFacts, load_condition_facts, merge_conditions
 from tasks.context import EngineContext
 from tasks.enrollment import as_utc, filtered_source
 from tasks.pressure import ContactHistory, load_history
@@ -43,6 +45,10 @@ class BatchFacts:
     addresses: dict[int, str]
     conditions: ConditionFacts | None
     history: ContactHistory
+    # Rows whose column could not be read (a date out of Python's range, JSON that does not
+    # parse): customer id / entry event key -> the column. Those rows fail, the rest go on.
+    bad: dict[int, str] = field(default_factory=dict)
+    bad_events: dict[str, str] = field(default_factory=dict)
 
 
 # The fact queries, built once: each batch binds its ids to an expanding IN parameter, and
@@ -73,22 +79,29 @@ def load_batch_facts(
 ) -> BatchFacts:
     ids = [d.customer_id for d in batch]
     run = session.connection().execute
-    customers = _by_key(run(_CUSTOMERS, {"ids": ids}), "id")
+    customers, bad = _tolerant(run, _CUSTOMERS, "ids", ids, "id")
     events: dict[str, dict[str, Any]] = {}
+    bad_events: dict[str, str] = {}
     if spec.entry.event is not None:
         source = SOURCES[spec.entry.event]
         row_ids = source.key_ids(d.entry_key for d in batch)
-        events = _by_key(run(_ENTRY_EVENTS[source.name], {"row_ids": row_ids}), "event_key")
+        events, bad_rows = _tolerant(
+            run, _ENTRY_EVENTS[source.name], "row_ids", row_ids, "event_key"
+        )
+        for due in batch:
+            broken = [bad_rows[i] for i in source.key_ids([due.entry_key]) if i in bad_rows]
+            if broken:
+                bad_events[due.entry_key] = f"{source.name}.{broken[0]}"
     exits: dict[int, datetime] = {}
     if spec.exit_when is not None:
-        src = filtered_source(session, spec.exit_when)
-        for customer_id, occurred_at in run(
-            select(src.c.customer_id, src.c.occurred_at).where(
-                src.c.customer_id.in_(ids), src.c.occurred_at <= now
-            )
+        exit_when = spec.exit_when
+        for found in _by_customer(
+            lambda part: _exits(session, exit_when, part, now),
+            batch,
+            f"exit_when.{exit_when.event}",
+            bad,
         ):
-            at = as_utc(occurred_at)
-            exits[customer_id] = max(exits.get(customer_id, at), at)
+            exits.update(found)
     consents: dict[int, set[str]] = {}
     for customer_id, purpose in run(_CONSENTS, {"ids": ids}):
         consents.setdefault(customer_id, set()).add(purpose)
@@ -100,17 +113,131 @@ def load_batch_facts(
     conditions = None
     if step.if_ is not None:
         kinds = {name: channel.identity_kind for name, channel in ctx.channels.items()}
-        conditions = load_condition_facts(
-            session, step.if_, spec.journey, [d.enrollment_id for d in batch], ids, now, kinds
+        condition = step.if_
+        conditions = merge_conditions(
+            _by_customer(
+                lambda part: load_condition_facts(
+                    session,
+                    condition,
+                    spec.journey,
+                    [d.enrollment_id for d in part],
+                    [d.customer_id for d in part],
+                    now,
+                    kinds,
+                ),
+                batch,
+                "if",
+                bad,
+            )
         )
-    history = (
-        load_history(session, ctx.policies, ids, now)
-        if step.purpose == "marketing"
-        else ContactHistory()
-    )
+    history = ContactHistory()
+    if step.purpose == "marketing":
+        for part_history in _by_customer(
+            lambda part: load_history(session, ctx.policies, [d.customer_id for d in part], now),
+            batch,
+            "contact_history",
+            bad,
+        ):
+            history.sends.update(part_history.sends)
+            history.last_interaction.update(part_history.last_interaction)
     return BatchFacts(
-        customers, events, exits, consents, suppressed, addresses, conditions, history
+        customers,
+        events,
+        exits,
+        consents,
+        suppressed,
+        addresses,
+        conditions,
+        history,
+        bad,
+        bad_events,
     )
+
+
+# What reading a stored value that Python cannot represent raises: SQLite's text dates and
+# JSON are parsed by SQLAlchemy (ValueError, OverflowError), PostgreSQL's by psycopg
+# (DataError, e.g. a date after the year 9999).
+_UNREADABLE = (ValueError, OverflowError, DataError)
+Run = Callable[..., Result[Any]]
+T = TypeVar("T")
+
+
+def _exits(
+    session: Session, exit_when: EventFilter, part: list[Due], now: datetime
+) -> dict[int, datetime]:
+    """The latest exit event (until `now`) of each customer of `part` that has one."""
+    src = filtered_source(session, exit_when)
+    exits: dict[int, datetime] = {}
+    for customer_id, occurred_at in session.execute(
+        select(src.c.customer_id, src.c.occurred_at).where(
+            src.c.customer_id.in_([d.customer_id for d in part]), src.c.occurred_at <= now
+        )
+    ):
+        at = as_utc(occurred_at)
+        exits[customer_id] = max(exits.get(customer_id, at), at)
+    return exits
+
+
+def _by_customer(
+    load: Callable[[list[Due]], T], batch: list[Due], label: str, bad: dict[int, str]
+) -> list[T]:
+    """[load(batch)]; when a value in it cannot be read, load([due]) for each due instead,
+    and the customers whose own rows cannot be read are put in `bad` as `label`."""
+    try:
+        return [load(batch)]
+    except _UNREADABLE as error:
+        first = error
+    loaded: list[T] = []
+    failed: list[int] = []
+    for due in batch:
+        try:
+            loaded.append(load([due]))
+        except _UNREADABLE:
+            failed.append(due.customer_id)
+    _not_systematic(first, failed, len(batch))
+    for customer_id in failed:
+        bad.setdefault(customer_id, label)
+    return loaded
+
+
+def _not_systematic(error: Exception, failed: list[Any], tried: int) -> None:
+    """Re-raise `error` when every row of a batch of several failed on its own: that is
+    the query's or the engine's fault, not one customer's data (the step fails and is
+    retried instead of failing every message for good)."""
+    if tried > 1 and len(failed) == tried:
+        raise error
+
+
+def _tolerant(
+    run: Run, query: Select[Any], param: str, values: list[Any], key: str
+) -> tuple[dict[Any, dict[str, Any]], dict[Any, str]]:
+    """`query`'s rows for `values` (bound to the expanding parameter `param`) keyed by
+    column `key`, and {value: column} for the rows with a column that cannot be read. The
+    usual case is one query; only a batch with an unreadable row is read again row by row
+    (and that row column by column, to name the column)."""
+    try:
+        return _by_key(run(query, {param: values}), key), {}
+    except _UNREADABLE as error:
+        first = error
+    rows: dict[Any, dict[str, Any]] = {}
+    failed: list[Any] = []
+    for value in values:
+        try:
+            rows.update(_by_key(run(query, {param: [value]}), key))
+        except _UNREADABLE:
+            failed.append(value)
+    _not_systematic(first, failed, len(values))
+    return rows, {value: _unreadable_column(run, query, param, value) for value in failed}
+
+
+def _unreadable_column(run: Run, query: Select[Any], param: str, value: Any) -> str:
+    """The name of the first column of `query` that cannot be read for `value`."""
+    for column in query.selected_columns:
+        try:
+            run(select(column).where(query.whereclause), {param: [value]}).all()
+        except _UNREADABLE:
+            return str(column.name)
+    return "row"
 
 
 def _by_key(result: Result[Any], key: str) -> dict[Any, dict[str, Any]]:

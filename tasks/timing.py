@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from siyu.language.spec import Anchor, Step
+from tasks.bad_data import BadCustomerData, customer_zone
 
 
 def _as_moment(value: Any, timezone: str) -> datetime | None:
@@ -23,14 +23,14 @@ def _as_moment(value: Any, timezone: str) -> datetime | None:
     if isinstance(value, datetime):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
     if isinstance(value, date):
-        return datetime.combine(value, time(0), ZoneInfo(timezone)).astimezone(UTC)
+        return datetime.combine(value, time(0), customer_zone(timezone)).astimezone(UTC)
     return None
 
 
 def next_anniversary(moment: datetime, on_or_after: datetime, timezone: str) -> datetime:
     """The first yearly recurrence of `moment`'s month and day (local midnight) that is not
     before `on_or_after`'s local date. 29 February falls on 28 February in other years."""
-    zone = ZoneInfo(timezone)
+    zone = customer_zone(timezone)
     month_day = moment.astimezone(zone).date()
     start = on_or_after.astimezone(zone).date()
     for year in (start.year, start.year + 1):
@@ -53,16 +53,27 @@ def step_base(
     step: Step, entered_at: datetime, event: dict[str, Any], customer: dict[str, Any], timezone: str
 ) -> datetime | None:
     """The moment the step's offset and deadline count from; None when the anchor's date
-    column is empty for this customer."""
+    column is empty for this customer. BadCustomerData names the column when its value is
+    not a usable date (unparsable, or so far out that the step's times overflow)."""
     if not isinstance(step.at, Anchor):
         return entered_at
     row = event if step.at.table == "event" else customer
-    moment = _as_moment(row.get(step.at.column), timezone)
-    if moment is None:
-        return None
-    if step.at.annual:
-        return next_anniversary(moment, entered_at, timezone)
+    try:
+        moment = _as_moment(row.get(step.at.column), timezone)
+        if moment is None:
+            return None
+        if step.at.annual:
+            moment = next_anniversary(moment, entered_at, timezone)
+        _check_range(moment, step.at.offset, step.within or timedelta(0))
+    except (ValueError, OverflowError, TypeError):
+        raise BadCustomerData(step.at.column) from None
     return moment
+
+
+def _check_range(moment: datetime, *deltas: timedelta) -> None:
+    """OverflowError unless `moment` plus each delta (the due time, the deadline) exists."""
+    for delta in deltas:
+        _ = moment + delta
 
 
 def step_offset(step: Step) -> timedelta:

@@ -11,6 +11,11 @@ hands out the half-open probe places. Held messages are `deferred` with reason
 `circuit_open:<channel>`, never lost. Opening and closing emit Prefect events
 (`siyu.channel.circuit.opened` / `.closed`) and are recorded as alert events.
 
+A provider refusing the channel's credentials (a wrong secret, a revoked key) opens the
+breaker at once, whatever the failure rate (`hold_channel`, called by the send step): the
+alert event says why (`reason: channel_auth` and the provider's code). Another refused
+setting (`config_refused`: a template code, a permission) is an alert event only.
+
 A failure is a provider failure (failed, not a render error or a missed staff confirmation)
 or a retry; an attempt is a failure or a sent/pending message, by `updated_at` in the window.
 """
@@ -62,6 +67,7 @@ def _failed() -> ColumnElement[bool]:
             Delivery.status == "failed",
             not_(Delivery.reason.like("render_error%")),
             not_(Delivery.reason.like("not_confirmed%")),
+            not_(Delivery.reason.like("bad_customer_data%")),  # the data's fault, not the channel's
         ),
         and_(Delivery.status == "deferred", Delivery.reason.like("retry:%")),
     )
@@ -162,12 +168,19 @@ def _step(
     breaker.updated_at = now
 
 
-def _announce(session: Session, breaker: ChannelBreaker, what: str, now: datetime) -> None:
+def _announce(
+    session: Session,
+    breaker: ChannelBreaker,
+    what: str,
+    now: datetime,
+    why: dict[str, str] | None = None,
+) -> None:
     detail = {
         "channel": breaker.channel,
-        "failure_rate": round(float(breaker.failure_rate), 4),
-        "attempts": breaker.attempts,
+        "failure_rate": round(float(breaker.failure_rate or 0), 4),
+        "attempts": breaker.attempts or 0,
         "retry_at": breaker.retry_at.isoformat() if breaker.retry_at else None,
+        **(why or {}),
     }
     session.add(
         AlertEvent(
@@ -250,6 +263,50 @@ def channel_hold(
                 _gates.clear()
             _gates[key] = gate
     return gate.hold(now)
+
+
+def hold_channel(
+    ctx: EngineContext, session: Session, channel: str, code: str, now: datetime
+) -> datetime:
+    """The provider refused `channel`'s credentials (`code`: the provider's): open its
+    breaker now, whatever the failure rate, with an alert event saying so (reason
+    `channel_auth`), and hold the rest of this tick's sends on it. Returns when the breaker
+    lets the next probe through (the held messages' next attempt)."""
+    settings = breaker_settings(ctx.templates_dir.parent)
+    breaker = session.get(ChannelBreaker, channel, with_for_update=True)
+    if breaker is None:
+        breaker = ChannelBreaker(
+            channel=channel, state="closed", failure_rate=0, attempts=0, updated_at=now
+        )
+        session.add(breaker)
+    if breaker.state != "open" or breaker.retry_at is None or breaker.retry_at <= now:
+        what = "opened" if breaker.state == "closed" else "reopened"
+        if breaker.state == "closed":
+            breaker.opened_at = now
+        breaker.state, breaker.retry_at, breaker.updated_at = "open", now + settings.cool_down, now
+        _announce(session, breaker, what, now, {"reason": "channel_auth", "code": code})
+    retry_at = breaker.retry_at
+    assert retry_at is not None
+    session.flush()
+    with _gates_lock:  # the rest of this tick's batches on the channel wait too
+        _gates[(ctx.sessions, channel, now)] = Gate("open", retry_at, 0, threading.Lock())
+    return retry_at
+
+
+def config_refused(session: Session, channel: str, code: str, now: datetime) -> None:
+    """The provider refused a setting of `channel` other than its credentials (a template
+    code, a permission, the balance): an alert event; the breaker stays as it is, since the
+    setting may be one journey step's, and other steps on the channel may well work."""
+    detail = {"channel": channel, "reason": "channel_config", "code": code}
+    session.add(
+        AlertEvent(
+            rule=f"config:{channel}",
+            kind="config_refused",
+            fired_at=now,
+            action="hold sends",
+            detail=detail,
+        )
+    )
 
 
 def circuit_hold(

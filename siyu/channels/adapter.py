@@ -9,8 +9,11 @@ final fault into receipts, so the outcome rules live in one place:
     PERM                                   -> `failed`, the provider's code verbatim
     REFUSE                                 -> `refused`
     DONE                                   -> `sent`
-    CONFIG, or provider unreachable        -> ChannelError if nothing was sent yet in this
-                                              batch, else the rest of the batch -> `retry`
+    provider unreachable                   -> ChannelError (retryable) if nothing was sent
+                                              yet in this batch, else the rest -> `retry`
+    CONFIG (a wrong secret, a refused key)  -> ChannelError (not retryable, `auth` when the
+                                              credentials were refused) if nothing was sent
+                                              yet, else the rest of the batch -> `held`
 """
 
 from __future__ import annotations
@@ -40,6 +43,15 @@ class Runtime:
     policy: RetryPolicy
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+
+
+def held_receipts(messages: Sequence[OutboundMessage], fault: ProviderFault) -> list[Receipt]:
+    """`held` receipts: the channel's configuration refused the call, not these messages."""
+    detail = redact(fault.detail)[:300] or None
+    return [
+        Receipt(m.idempotency_key, "held", code=fault.code, detail=detail, auth=fault.auth)
+        for m in messages
+    ]
 
 
 class _ChannelDown(Exception):
@@ -93,14 +105,23 @@ class BatchChannel:
             except _ChannelDown as down:
                 detail = redact(str(down.fault))
                 if i == 0:
-                    raise ChannelError(self.name, detail, retryable=down.retryable) from None
+                    raise ChannelError(
+                        self.name,
+                        detail,
+                        retryable=down.retryable,
+                        auth=down.fault.auth,
+                        code=down.fault.code,
+                    ) from None
                 # Earlier units were sent: report them, defer the rest (never raise them away).
                 log.warning("%s: channel down mid-batch, deferring the rest: %s", self.name, detail)
-                for rest in units[i:]:
-                    receipts.extend(
-                        Receipt(m.idempotency_key, "retry", code=down.fault.code, detail=detail)
-                        for m in rest
-                    )
+                rest = [m for unit in units[i:] for m in unit]
+                if not down.retryable:
+                    receipts.extend(held_receipts(rest, down.fault))
+                    break
+                receipts.extend(
+                    Receipt(m.idempotency_key, "retry", code=down.fault.code, detail=detail)
+                    for m in rest
+                )
                 break
         return receipts
 

@@ -15,6 +15,11 @@ Outcomes an adapter may report, and what the engine does with each:
     failed    permanent for this message (bad id, payload,
               config)                                      -> ledger `failed` with the code
     refused   the customer refused / unsubscribed          -> ledger `skipped` + a suppression
+    held      the channel's configuration refused the call
+              (a wrong secret or key, a missing
+              permission): not this message's fault      -> ledger `deferred`
+              (`channel_auth:<code>` / `channel_config:<code>`), the attempt not counted, the
+              channel's breaker opened; sent once an operator fixes the configuration
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-Outcome = Literal["sent", "pending", "retry", "failed", "refused"]
+Outcome = Literal["sent", "pending", "retry", "failed", "refused", "held"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +52,7 @@ class Receipt:
     code: str | None = None  # the provider's own error code, kept verbatim
     detail: str | None = None  # short human-readable reason, never containing secrets
     retry_after: float | None = None  # seconds, when the provider said so
+    auth: bool = False  # `held` only: the credentials (secret, key, signature) were refused
 
 
 @runtime_checkable
@@ -66,13 +72,26 @@ class Channel(Protocol):
 class ChannelError(Exception):
     """The channel as a whole cannot be used right now (unreachable, misconfigured).
 
-    Raised by `send_batch` instead of returning receipts; the engine defers the whole batch.
+    Raised by `send_batch` instead of returning receipts; the engine defers the whole batch:
+    `retryable` (unreachable, busy) as a counted retry; otherwise (misconfigured: `auth` when
+    the credentials were refused) held without counting, until the configuration is fixed.
+    `code` is the provider's code, verbatim, when there is one.
     """
 
-    def __init__(self, channel: str, message: str, *, retryable: bool = True) -> None:
+    def __init__(
+        self,
+        channel: str,
+        message: str,
+        *,
+        retryable: bool = True,
+        auth: bool = False,
+        code: str | None = None,
+    ) -> None:
         super().__init__(f"channel {channel!r}: {message}")
         self.channel = channel
         self.retryable = retryable
+        self.auth = auth
+        self.code = code
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,7 @@ class ProviderFault(Exception):
         *,
         retry_after: float | None = None,
         ambiguous: bool = False,
+        auth: bool = False,
     ) -> None:
         super().__init__(f"{code}: {detail}" if detail else code)
         self.action = action
@@ -54,6 +55,9 @@ class ProviderFault(Exception):
         self.retry_after = retry_after
         # True when the request may have been applied although we got no success answer.
         self.ambiguous = ambiguous
+        # True when the provider refused our credentials (secret, token, key, signature):
+        # with action CONFIG the engine holds the messages until an operator fixes them.
+        self.auth = auth
 
 
 class TransportFault(ProviderFault):
@@ -87,6 +91,7 @@ WECOM_CODES: dict[int, Action] = {
     # 40001 is "bad secret" in WeCom: refresh once (a replay with a fresh token), then CONFIG.
     40001: Action.REFRESH,
     40091: Action.CONFIG,  # secret is invalid (gettoken)
+    40125: Action.CONFIG,  # invalid secret (seen from gettoken with a wrong app secret)
     41001: Action.CONFIG,  # missing access_token: our bug
     45009: Action.RATE,  # api freq out of limit (minute block 60 s)
     45033: Action.RETRY,  # concurrency limit: short jittered delay
@@ -106,6 +111,8 @@ WECOM_CODES: dict[int, Action] = {
     40035: Action.PERM,  # bad parameter
 }
 WECOM_RATE_WAIT = {45009: 60.0}  # minute block; hour/day blocks show up as repeated 45009
+# The credentials were refused: a wrong or revoked secret, or tokens it can no longer get.
+WECOM_AUTH = {40001, 40014, 42001, 40091, 40125}
 
 # --- WeChat 服务号 / mini-program errcode -> action ---
 WECHAT_CODES: dict[int, Action] = {
@@ -134,6 +141,7 @@ WECHAT_CODES: dict[int, Action] = {
     45066: Action.RATE,  # same clientmsgid retried < 1 min
 }
 WECHAT_RATE_WAIT = {45011: 60.0, 45066: 60.0, 45009: 3600.0}
+WECHAT_AUTH = {40001, 40014, 42001, 40013, 40125}
 
 # --- Aliyun SMS Code -> action ---
 SMS_CODES: dict[str, Action] = {
@@ -169,11 +177,23 @@ SMS_CODES: dict[str, Action] = {
     "isp.RAM_PERMISSION_DENY": Action.CONFIG,
     "isv.DENY_IP_RANGE": Action.CONFIG,
     "SignatureDoesNotMatch": Action.CONFIG,
+    "InvalidAccessKeyId": Action.CONFIG,
     "InvalidAccessKeyId.NotFound": Action.CONFIG,
+    "InvalidAccessKeyId.Inactive": Action.CONFIG,
+    "Forbidden.AccessKeyDisabled": Action.CONFIG,
+    "IncompleteSignature": Action.CONFIG,
     "InvalidTimeStamp.Expired": Action.CONFIG,  # or clock skew > 15 min
     # The number replied "R"/"TD" and is on the signature's blacklist. Aliyun reports this on the
     # delivery receipt; the sandbox returns it synchronously so the refusal path is testable.
     "isv.RECIPIENT_UNSUBSCRIBED": Action.REFUSE,
+}
+SMS_AUTH = {
+    "SignatureDoesNotMatch",
+    "InvalidAccessKeyId",
+    "InvalidAccessKeyId.NotFound",
+    "InvalidAccessKeyId.Inactive",
+    "Forbidden.AccessKeyDisabled",
+    "IncompleteSignature",
 }
 _SMS_WINDOW = {"分钟级": 60.0, "小时级": 3600.0, "天级": 86400.0}
 
@@ -204,12 +224,24 @@ WEBHOOK_STATUS: dict[int, Action] = {
 
 def classify_wecom(errcode: int, errmsg: str = "") -> ApiFault:
     action = WECOM_CODES.get(errcode, Action.RETRY if errcode < 0 else Action.PERM)
-    return ApiFault(action, str(errcode), errmsg, retry_after=WECOM_RATE_WAIT.get(errcode))
+    return ApiFault(
+        action,
+        str(errcode),
+        errmsg,
+        retry_after=WECOM_RATE_WAIT.get(errcode),
+        auth=errcode in WECOM_AUTH,
+    )
 
 
 def classify_wechat(errcode: int, errmsg: str = "") -> ApiFault:
     action = WECHAT_CODES.get(errcode, Action.RETRY if errcode < 0 else Action.PERM)
-    return ApiFault(action, str(errcode), errmsg, retry_after=WECHAT_RATE_WAIT.get(errcode))
+    return ApiFault(
+        action,
+        str(errcode),
+        errmsg,
+        retry_after=WECHAT_RATE_WAIT.get(errcode),
+        auth=errcode in WECHAT_AUTH,
+    )
 
 
 def classify_sms(code: str, message: str = "", *, status: int = 200) -> ApiFault:
@@ -225,7 +257,9 @@ def classify_sms(code: str, message: str = "", *, status: int = 200) -> ApiFault
                 retry_after = seconds
     # A 5xx or a system error may have sent the SMS: the adapter must check OutId first.
     ambiguous = status >= 500 or code in {"isp.SYSTEM_ERROR", "InternalError", "UnknownError"}
-    return ApiFault(action, code, message, retry_after=retry_after, ambiguous=ambiguous)
+    return ApiFault(
+        action, code, message, retry_after=retry_after, ambiguous=ambiguous, auth=code in SMS_AUTH
+    )
 
 
 def _status_action(table: dict[int, Action], status: int) -> Action:
@@ -240,7 +274,14 @@ def classify_sendgrid(status: int, message: str = "", retry_after: float | None 
     action = _status_action(SENDGRID_STATUS, status)
     if status == 403 and "temporarily blocked" in message.lower():
         action = Action.RATE
-    return ApiFault(action, str(status), message, retry_after=retry_after, ambiguous=status >= 500)
+    return ApiFault(
+        action,
+        str(status),
+        message,
+        retry_after=retry_after,
+        ambiguous=status >= 500,
+        auth=status == 401,  # the API key was refused (403: sender identity, a config fault)
+    )
 
 
 def classify_webhook(status: int, message: str = "", retry_after: float | None = None) -> ApiFault:
@@ -248,7 +289,14 @@ def classify_webhook(status: int, message: str = "", retry_after: float | None =
         # Standard Webhooks: a redirect is a failed delivery, retried on the schedule.
         return ApiFault(Action.RETRY, str(status), "redirect is not success", ambiguous=False)
     action = _status_action(WEBHOOK_STATUS, status)
-    return ApiFault(action, str(status), message, retry_after=retry_after, ambiguous=status >= 500)
+    return ApiFault(
+        action,
+        str(status),
+        message,
+        retry_after=retry_after,
+        ambiguous=status >= 500,
+        auth=status in (401, 403),  # the receiver refused our signature
+    )
 
 
 _RETRY_AFTER_NUM = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*$")

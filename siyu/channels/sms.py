@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import httpx
 
 from siyu.channels import aliyun_signature
-from siyu.channels.adapter import BatchChannel, Runtime, Unit, group_by
+from siyu.channels.adapter import BatchChannel, Runtime, Unit, group_by, held_receipts
 from siyu.channels.backoff import retrying
 from siyu.channels.base import OutboundMessage, Receipt
 from siyu.channels.config import SmsConfig
@@ -93,7 +93,7 @@ class SmsChannel(BatchChannel):
         todo = list(messages)
         if self.config.precheck == "always" and not self.config.batch_api:
             todo = []
-            for m in messages:
+            for i, m in enumerate(messages):
                 try:
                     found = retrying(
                         partial(self.lookup_out_id, m),
@@ -102,6 +102,10 @@ class SmsChannel(BatchChannel):
                         rng=self.rt.rng,
                     )
                 except ProviderFault as fault:
+                    if fault.action in (Action.CONFIG, Action.REFRESH):
+                        # The key itself is refused: nothing more can be sent or looked up;
+                        # hold the rest until an operator fixes it (not counted as attempts).
+                        return receipts + held_receipts([*todo, *messages[i:]], fault)
                     # Cannot tell whether it went out before: defer, never send blind.
                     receipts.append(
                         Receipt(
@@ -234,6 +238,10 @@ def _parse(resp: httpx.Response) -> dict[str, Any]:
     except ValueError:
         if resp.status_code >= 500:
             raise AmbiguousFault(str(resp.status_code), f"HTTP {resp.status_code}") from None
+        if resp.status_code in (401, 403):  # a gateway refusing our key: hold, not fail
+            raise ApiFault(
+                Action.CONFIG, str(resp.status_code), "access refused", auth=True
+            ) from None
         raise ApiFault(Action.PERM, str(resp.status_code), "body is not JSON") from None
     if not isinstance(data, dict):
         raise AmbiguousFault("bad_json", "body is not a JSON object")

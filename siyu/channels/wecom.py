@@ -297,7 +297,11 @@ class WecomGroupInviteChannel(WecomChannel):
                 self.join_way(chat_id)
         except ProviderFault as fault:
             retryable = fault.action not in (Action.CONFIG, Action.REFRESH, Action.PERM)
-            raise ChannelError(
-                self.name, f"join way: {redact(str(fault))}", retryable=retryable
+            raise ChannelError(  # not retryable: channels.yaml or the secret must be fixed
+                self.name,
+                f"join way: {redact(str(fault))}",
+                retryable=retryable,
+                auth=fault.auth,
+                code=fault.code,
             ) from None
         return super().send_batch(messages)

@@ -20,7 +20,6 @@ from __future__ import annotations
 import re
 from datetime import time, timedelta
 from typing import Annotated, Any, Literal
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 from pydantic import (
@@ -35,6 +34,7 @@ from pydantic import (
 )
 
 from siyu.language.durations import parse_duration
+from siyu.timezones import is_time_zone
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
@@ -375,10 +375,8 @@ class JourneySpec(_Strict):
     @field_validator("timezone")
     @classmethod
     def _zone(cls, value: str) -> str:
-        try:
-            ZoneInfo(value)
-        except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError(f"'{value}' is not a time zone; e.g. Asia/Shanghai") from None
+        if not is_time_zone(value):  # the same check as the engine's (siyu/timezones.py)
+            raise ValueError(f"'{value}' is not a time zone; e.g. Asia/Shanghai")
         return value
 
     @model_validator(mode="after")

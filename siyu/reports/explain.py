@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 from db.models import Customer, Delivery, Enrollment, Journey
 from siyu.language.durations import format_duration
 from siyu.language.spec import Anchor, JourneySpec
+from siyu.timezones import is_time_zone
+from siyu.timezones import zone as time_zone
 from tasks.enrollment import spec_of
 
 
@@ -36,6 +38,12 @@ def _reason_words(reason: str | None, channel: str) -> str:
         "circuit_open": f"{detail}'s circuit breaker is open (too many failures); held, "
         "sent once it closes",
         "render_error": f"the template failed: {detail.strip()}",
+        "bad_customer_data": f"the customer's {detail} cannot be used (fix it in the CRM "
+        "data); not sent",
+        "channel_auth": f"{channel}'s provider refused its credentials ({detail}); held, "
+        "sent once the secret is fixed",
+        "channel_config": f"{channel}'s provider refused its configuration ({detail}); held, "
+        "sent once it is fixed",
     }
     return words.get(kind, reason)
 
@@ -48,7 +56,10 @@ def explain(session: Session, spec: JourneySpec, customer_id: int, now: datetime
     customer = session.get(Customer, customer_id)
     if customer is None:
         return [f"no customer with id {customer_id}"]
-    zone = ZoneInfo(customer.timezone or spec.timezone)
+    # A zone that does not exist (the customer's messages failed `bad_customer_data`) is not
+    # repeated: times are shown in the journey's zone instead.
+    name = customer.timezone if is_time_zone(customer.timezone) else spec.timezone
+    zone = time_zone(name)
     lines = [f"customer {customer_id} in journey '{spec.journey}' (times in {zone.key})"]
     enrollments = session.scalars(
         select(Enrollment)
