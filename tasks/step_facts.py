@@ -16,6 +16,7 @@ from siyu.language.spec import JourneySpec, Step
 from tasks.conditions import ConditionFacts, load_condition_facts
 from tasks.context import EngineContext
 from tasks.enrollment import as_utc, filtered_source
+from tasks.marketer_sql import journey_sql, journeys_dir_of
 from tasks.pressure import ContactHistory, load_history
 
 
@@ -80,15 +81,17 @@ def load_batch_facts(
         row_ids = source.key_ids(d.entry_key for d in batch)
         events = _by_key(run(_ENTRY_EVENTS[source.name], {"row_ids": row_ids}), "event_key")
     exits: dict[int, datetime] = {}
+    journeys = journeys_dir_of(ctx.templates_dir)
     if spec.exit_when is not None:
         src = filtered_source(session, spec.exit_when)
-        for customer_id, occurred_at in run(
-            select(src.c.customer_id, src.c.occurred_at).where(
-                src.c.customer_id.in_(ids), src.c.occurred_at <= now
-            )
-        ):
-            at = as_utc(occurred_at)
-            exits[customer_id] = max(exits.get(customer_id, at), at)
+        with journey_sql(spec, "exit_when.where", journeys):
+            for customer_id, occurred_at in run(
+                select(src.c.customer_id, src.c.occurred_at).where(
+                    src.c.customer_id.in_(ids), src.c.occurred_at <= now
+                )
+            ):
+                at = as_utc(occurred_at)
+                exits[customer_id] = max(exits.get(customer_id, at), at)
     consents: dict[int, set[str]] = {}
     for customer_id, purpose in run(_CONSENTS, {"ids": ids}):
         consents.setdefault(customer_id, set()).add(purpose)
@@ -100,9 +103,10 @@ def load_batch_facts(
     conditions = None
     if step.if_ is not None:
         kinds = {name: channel.identity_kind for name, channel in ctx.channels.items()}
-        conditions = load_condition_facts(
-            session, step.if_, spec.journey, [d.enrollment_id for d in batch], ids, now, kinds
-        )
+        with journey_sql(spec, f"step '{step.id}' if", journeys):
+            conditions = load_condition_facts(
+                session, step.if_, spec.journey, [d.enrollment_id for d in batch], ids, now, kinds
+            )
     history = (
         load_history(session, ctx.policies, ids, now)
         if step.purpose == "marketing"
