@@ -97,7 +97,7 @@ SQLITE_READ_ONLY_FUNCTIONS = frozenset(
         # journeys' conditions (where_clause.HARMLESS_FUNCTIONS["sqlite"], as SQLite spells them)
         "lower", "upper", "length", "abs", "round", "trim", "ltrim", "rtrim", "substr",
         "substring", "replace", "instr", "nullif", "date", "datetime", "time", "julianday",
-        "strftime", "like", "glob",
+        "strftime", "like", "glob", "current_date", "current_time", "current_timestamp", "->>",
     }
 )  # fmt: skip
 
