@@ -118,7 +118,7 @@ def test_sql_outside_the_whitelist_is_refused_with_its_position(
 
 
 def test_a_misspelt_function_gets_a_did_you_mean(tmp_path: Path) -> None:
-    problems = _check(tmp_path, PLACES["entry.audience"].format(sql='"lowr(city) = \'a\'"') + STEPS)
+    problems = _check(tmp_path, PLACES["entry.audience"].format(sql="\"lowr(city) = 'a'\"") + STEPS)
     assert len(problems) == 1 and "did you mean 'lower'" in problems[0].message, problems
 
 
@@ -300,7 +300,11 @@ def test_the_raw_session_refuses_writes_and_unlisted_functions(
     if _dialect(sessions) == "postgresql":
         statements += ["SELECT nextval('customers_id_seq')", "SELECT setval('customers_id_seq', 5)"]
     else:
-        statements += ["SELECT randomblob(10)", "SELECT load_extension('x')", "ATTACH ':memory:' AS x"]
+        statements += [
+            "SELECT randomblob(10)",
+            "SELECT load_extension('x')",
+            "ATTACH ':memory:' AS x",
+        ]
     for statement in statements:
         with pytest.raises(DBAPIError), read_only_session(sessions) as session:
             session.execute(text(statement))
