@@ -196,8 +196,9 @@ def read_only_session(
 
 def refusal(error: BaseException) -> str | None:
     """Why the database refused a statement of a read-only session: "timeout" (cancelled
-    after the statement timeout), "write" (it tried to write), "function" (a function
-    SQLite's authoriser does not allow); None for any other error."""
+    after the statement timeout), "write" (it tried to write), "function" (a function the
+    database does not have, or SQLite's authoriser does not allow); None for any other
+    error."""
     original = getattr(error, "orig", error)
     code = getattr(original, "sqlstate", None) or getattr(
         getattr(original, "diag", None), "sqlstate", None
@@ -206,11 +207,13 @@ def refusal(error: BaseException) -> str | None:
         return "timeout"
     if code == "25006":  # read_only_sql_transaction
         return "write"
+    if code == "42883":  # undefined_function
+        return "function"
     message = str(original).lower()
     if "interrupted" in message:
         return "timeout"
     if "readonly database" in message or "read-only" in message:
         return "write"
-    if "not authorized" in message or "prohibited" in message:
+    if "not authorized" in message or "no such function" in message:
         return "function"
     return None

@@ -57,7 +57,10 @@ def _message(spec: JourneySpec, clause: str, reason: str, journeys_dir: Path | N
         )
     if reason == "write":
         return f"{what} tried to write to the database; a journey's SQL only reads"
-    return f"{what} calls a function that is not allowed; run `siyu validate` to see which"
+    return (
+        f"{what} calls a function that is not allowed or does not exist on this database; "
+        "run `siyu validate` to see which"
+    )
 
 
 @contextmanager

@@ -278,6 +278,21 @@ def test_a_write_through_a_function_fails_the_phase_read_only(
     _write_succeeds(sessions)
 
 
+def test_a_function_missing_on_the_database_fails_the_phase_in_one_line(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    shop.customer()
+    missing = {"sqlite": "month(birthday) = 11", "postgresql": "strftime('%m', birthday) = '11'"}
+    spec = _spec(calendar="0 10 * * *", audience=missing[_dialect(sessions)])
+    with pytest.raises(MarketerSqlError) as caught:
+        _enroll(_ctx(sessions, _project(tmp_path)), spec)
+    assert str(caught.value) == (
+        "journeys/hostile.yaml: entry.audience (journey 'hostile') calls a function that is not "
+        "allowed or does not exist on this database; run `siyu validate` to see which"
+    )
+    _write_succeeds(sessions)
+
+
 def test_setval_in_one_journey_cannot_break_another(
     sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
 ) -> None:
