@@ -161,7 +161,7 @@ def check_where(where: str, columns: tuple[str, ...], dialect: str = SQLITE) -> 
             )
         ]
     errors: list[WhereError] = []
-    for node in condition.this.walk():
+    for node in condition.this.walk(bfs=False):  # in reading order
         error = _check_node(node, columns, dialect)
         if error is not None and error not in errors:
             errors.append(error)
