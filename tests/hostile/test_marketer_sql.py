@@ -343,20 +343,24 @@ def _many_orders(sessions: sessionmaker[Session], customer_id: int, count: int) 
         session.execute(insert(Order), rows)
 
 
+def _slow_where(sessions: sessionmaker[Session], shop: Shop) -> tuple[str, str]:
+    """A condition that runs longer than the timeout returned with it, and one buyer."""
+    buyer = shop.customer()
+    if _dialect(sessions) == "postgresql":
+        shop.order(buyer, local(0, 10), seq=1)
+        return "length(cast(pg_sleep(30) AS text)) IS NULL", "0.5"
+    # SQLite: no sleeping function passes the authoriser; a scan long enough will do
+    _many_orders(sessions, buyer, 150_000)
+    return " OR ".join(f"lower(store) LIKE '%zz{i}%'" for i in range(8)), "0.01"
+
+
 def test_a_slow_condition_is_cancelled_and_holds_no_lock(
     sessions: sessionmaker[Session],
     shop: Shop,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    buyer = shop.customer()
-    if _dialect(sessions) == "postgresql":
-        shop.order(buyer, local(0, 10), seq=1)
-        where, timeout = "length(cast(pg_sleep(30) AS text)) IS NULL", "0.5"
-    else:  # SQLite: no sleeping function passes the authoriser; a scan long enough will do
-        _many_orders(sessions, buyer, 150_000)
-        where = " OR ".join(f"lower(store) LIKE '%zz{i}%'" for i in range(8))
-        timeout = "0.01"
+    where, timeout = _slow_where(sessions, shop)
     ctx = _ctx(sessions, _project(tmp_path))
     enroll = next(p for p in tick_phases(_spec()) if p.name == "enroll")
     enroll.run(ctx, _spec(), local(0))  # switched on before the orders
@@ -382,6 +386,27 @@ def test_a_slow_condition_is_cancelled_and_holds_no_lock(
                 )
             )
         assert running == 0
+
+
+def test_a_cancelled_journey_leaves_the_next_journeys_tick_working(
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    where, timeout = _slow_where(sessions, shop)
+    templates = _project(tmp_path)
+    _project(tmp_path, "calm")
+    ctx = _ctx(sessions, templates)
+    slow, calm = _spec(event="order_paid", where=where), _spec("calm", event="order_paid")
+    run_tick(ctx, _spec(), local(0))
+    run_tick(ctx, calm, local(0))
+    monkeypatch.setenv("SIYU_MARKETER_SQL_TIMEOUT", timeout)
+    with pytest.raises(MarketerSqlError, match="journeys/hostile.yaml: entry.where"):
+        run_tick(ctx, slow, local(1, 11))
+    monkeypatch.delenv("SIYU_MARKETER_SQL_TIMEOUT")
+    counts = run_tick(ctx, calm, local(1, 11))
+    assert counts["enroll"]["enrolled"] == 1 and counts["hi"]["sent"] == 1, counts
 
 
 def test_the_timeout_setting_is_checked(
