@@ -191,7 +191,10 @@ def read_only_session(
             raw.set_authorizer(None)
             raw.set_progress_handler(None, 0)
             connection.info.pop(_DEADLINE, None)
-            connection.exec_driver_sql("PRAGMA query_only = OFF")
+            try:  # on the DBAPI connection: works whatever state the failed statement left
+                raw.execute("PRAGMA query_only = OFF")
+            except sqlite3.Error:  # never pool a connection that cannot write: drop it
+                connection.invalidate()
 
 
 def refusal(error: BaseException) -> str | None:
