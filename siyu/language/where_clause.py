@@ -92,6 +92,7 @@ _COMMON: dict[str, type[exp.Expression]] = {
     "instr": exp.StrPosition,
     "date": exp.Date,
     "current_date": exp.CurrentDate,
+    "->>": exp.JSONExtractScalar,  # properties->>'key': a behaviour event's property, as text
 }
 HARMLESS_FUNCTIONS: dict[str, dict[str, type[exp.Expression]]] = {
     SQLITE: {**_COMMON},

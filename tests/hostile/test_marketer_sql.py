@@ -25,7 +25,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import read_only_session, write_session
-from db.models import Customer, Order
+from db.models import Customer, Event, Order
 from siyu.language.loader import Catalog, check_journey_file
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
@@ -155,6 +155,7 @@ def test_validation_follows_the_database_url(
 
 # A sample use of every whitelisted function, over customer columns.
 SAMPLES = {
+    "->>": "properties->>'text' = '好的'",  # over the events table
     "lower": "lower(city) = '上海'",
     "upper": "upper(city) = '上海'",
     "length": "length(city) >= 0",
@@ -189,11 +190,18 @@ def test_every_whitelisted_function_runs_read_only_on_the_database_in_use(
     allowed = [*HARMLESS_FUNCTIONS[dialect], *HARMLESS_NATIVE[dialect]]
     assert set(allowed) <= set(SAMPLES)
     with sessions() as session, session.begin():
-        session.add(Customer(name="王", city="上海", timezone="Asia/Shanghai", created_at=DAY0))
+        customer = Customer(name="王", city="上海", timezone="Asia/Shanghai", created_at=DAY0)
+        session.add(customer)
+        session.flush()
+        session.add(
+            Event(customer_id=customer.id, name="sms_reply", occurred_at=DAY0,
+                  properties={"text": "好的"})
+        )  # fmt: skip
     for name in allowed:
         condition = text(to_dialect(SAMPLES[name], dialect))
+        table = Event if name == "->>" else Customer
         with read_only_session(sessions) as session:
-            found = session.scalars(select(Customer.id).where(condition)).all()
+            found = session.scalars(select(table.id).where(condition)).all()
         assert len(found) == 1, name
 
 
