@@ -592,3 +592,19 @@ def test_the_longest_allowed_duration_still_ticks(
     counts = run_tick(ctx, spec, local(1))
     assert counts["enroll"]["enrolled"] == 1
     run_tick(ctx, spec, local(1) + timedelta(days=10))
+
+
+def test_preview_runs_the_entry_condition_read_only(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    from siyu.preview.render_preview import preview_customer
+
+    buyer = shop.customer()
+    shop.order(buyer, local(0, 10), seq=1)
+    dialect = _dialect(sessions)
+    sql = "nextval('customers_id_seq')" if dialect == "postgresql" else "randomblob(1000000000)"
+    spec = _spec(event="order_paid", where=f"{sql} IS NOT NULL")
+    templates = _project(tmp_path)
+    with sessions() as session, pytest.raises(MarketerSqlError, match="entry.where"):
+        preview_customer(session, spec, spec.steps[0], templates, str(buyer))
+    _write_succeeds(sessions)
