@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import os
+import sqlite3
 import threading
+import time
 import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.errors import ConfigError
 
 DEFAULT_DATABASE_URL = "sqlite:///var/siyu.db"
 
@@ -28,6 +32,7 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
+        event.listen(engine, "before_cursor_execute", _restart_deadline)
     return engine
 
 
@@ -76,17 +81,142 @@ def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+# The journeys' own SQL (marketer-written `where:`, `audience:`, `if: {customer:}`) runs in
+# read_only_session under this many seconds per statement: SIYU_MARKETER_SQL_TIMEOUT.
+MARKETER_SQL_TIMEOUT_ENV = "SIYU_MARKETER_SQL_TIMEOUT"
+DEFAULT_MARKETER_SQL_TIMEOUT = 30.0
+
+# The SQLite functions a read-only session may call: the engine's own aggregates and the
+# harmless scalar functions journeys may use (siyu/language/where_clause.py lists them per
+# dialect; tests/hostile/test_marketer_sql.py runs each of them through this list). Anything
+# else (randomblob, zeroblob, load_extension, printf, ...) is refused by the authoriser.
+SQLITE_READ_ONLY_FUNCTIONS = frozenset(
+    {
+        # the engine's own read queries
+        "count", "min", "max", "sum", "total", "avg", "coalesce", "ifnull", "json_extract",
+        # journeys' conditions (where_clause.HARMLESS_FUNCTIONS["sqlite"], as SQLite spells them)
+        "lower", "upper", "length", "abs", "round", "trim", "ltrim", "rtrim", "substr",
+        "substring", "replace", "instr", "nullif", "date", "datetime", "time", "julianday",
+        "strftime", "like", "glob", "current_date", "current_time", "current_timestamp", "->>",
+    }
+)  # fmt: skip
+
+
+def marketer_sql_timeout() -> float:
+    """Seconds one statement of a journey's own SQL may run: SIYU_MARKETER_SQL_TIMEOUT
+    (default 30). Read here only."""
+    raw = os.environ.get(MARKETER_SQL_TIMEOUT_ENV, "").strip()
+    if not raw:
+        return DEFAULT_MARKETER_SQL_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value <= 86400:
+        raise ConfigError(
+            f"{MARKETER_SQL_TIMEOUT_ENV}={raw!r} is not a number of seconds between 0 and 86400"
+        )
+    return value
+
+
+class _Deadline:
+    """SQLite's statement timeout: a progress handler that aborts the running statement
+    (sqlite3 then raises "interrupted") once it has run longer than `seconds`."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.restart()
+
+    def restart(self) -> None:
+        self.ends = time.monotonic() + self.seconds
+
+    def __call__(self) -> int:
+        return int(time.monotonic() > self.ends)
+
+
+_DEADLINE = "siyu_deadline"
+_PROGRESS_STEPS = 1000  # SQLite VM instructions between two looks at the clock
+
+
+def _restart_deadline(conn: Connection, *_args: Any) -> None:
+    # before_cursor_execute: each statement of a read-only session gets the whole timeout
+    deadline = conn.info.get(_DEADLINE)
+    if deadline is not None:
+        deadline.restart()
+
+
+def _sqlite_authorizer(
+    action: int, arg1: str | None, arg2: str | None, _db: str | None, _source: str | None
+) -> int:
+    """Reads only, and only the listed functions (arg2 names the function)."""
+    if action in (sqlite3.SQLITE_SELECT, sqlite3.SQLITE_READ, sqlite3.SQLITE_TRANSACTION):
+        return sqlite3.SQLITE_OK
+    if action == sqlite3.SQLITE_FUNCTION and (arg2 or "").lower() in SQLITE_READ_ONLY_FUNCTIONS:
+        return sqlite3.SQLITE_OK
+    return sqlite3.SQLITE_DENY
+
+
 @contextmanager
-def read_only_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
-    """A session whose transaction cannot write: for the journeys' own SQL (audience,
-    `where:`, `if: {customer: ...}`), which validation already limits to one expression.
-    PostgreSQL: SET TRANSACTION READ ONLY. SQLite: PRAGMA query_only on the connection,
-    switched off again before the connection goes back to the pool."""
+def read_only_session(
+    sessions: sessionmaker[Session], timeout: float | None = None
+) -> Iterator[Session]:
+    """A session whose transaction cannot write, each statement cut off after `timeout`
+    seconds (default: SIYU_MARKETER_SQL_TIMEOUT, 30 s): for the journeys' own SQL (audience,
+    `where:`, `if: {customer: ...}`), which validation already limits to one expression over
+    known columns and harmless functions. This is the second line, for what validation missed.
+
+    PostgreSQL: SET TRANSACTION READ ONLY and SET LOCAL statement_timeout; the server cancels
+    a slow statement itself, even if this process dies. SQLite: PRAGMA query_only, an
+    authoriser that allows reads and SQLITE_READ_ONLY_FUNCTIONS only, and a progress handler
+    that interrupts a statement after `timeout`; all switched off again before the connection
+    goes back to the pool. A reader never takes SQLite's write lock (WAL), so other ticks
+    write meanwhile."""
+    seconds = marketer_sql_timeout() if timeout is None else timeout
     with sessions() as session, session.begin():
-        sqlite = session.get_bind().dialect.name == "sqlite"
-        session.execute(text("PRAGMA query_only = ON" if sqlite else "SET TRANSACTION READ ONLY"))
+        if session.get_bind().dialect.name != "sqlite":
+            session.execute(text("SET TRANSACTION READ ONLY"))
+            session.execute(text(f"SET LOCAL statement_timeout = {max(int(seconds * 1000), 1)}"))
+            yield session
+            return
+        connection = session.connection()
+        raw: Any = connection.connection.dbapi_connection
+        connection.exec_driver_sql("PRAGMA query_only = ON")
+        deadline = _Deadline(seconds)
+        connection.info[_DEADLINE] = deadline
+        raw.set_progress_handler(deadline, _PROGRESS_STEPS)
+        raw.set_authorizer(_sqlite_authorizer)
         try:
             yield session
         finally:
-            if sqlite:
-                session.execute(text("PRAGMA query_only = OFF"))
+            raw.set_authorizer(None)
+            raw.set_progress_handler(None, 0)
+            connection.info.pop(_DEADLINE, None)
+            try:  # on the DBAPI connection: works whatever state the failed statement left
+                raw.execute("PRAGMA query_only = OFF")
+            except sqlite3.Error:  # never pool a connection that cannot write: drop it
+                connection.invalidate()
+
+
+def refusal(error: BaseException) -> str | None:
+    """Why the database refused a statement of a read-only session: "timeout" (cancelled
+    after the statement timeout), "write" (it tried to write), "function" (a function the
+    database does not have, or SQLite's authoriser does not allow); None for any other
+    error."""
+    original = getattr(error, "orig", error)
+    code = getattr(original, "sqlstate", None) or getattr(
+        getattr(original, "diag", None), "sqlstate", None
+    )
+    if code == "57014":  # query_canceled: statement_timeout
+        return "timeout"
+    if code == "25006":  # read_only_sql_transaction
+        return "write"
+    if code == "42883":  # undefined_function
+        return "function"
+    message = str(original).lower()
+    if "interrupted" in message:
+        return "timeout"
+    if "readonly database" in message or "read-only" in message:
+        return "write"
+    if "not authorized" in message or "no such function" in message:
+        return "function"
+    return None

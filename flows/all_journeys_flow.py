@@ -9,6 +9,7 @@ from prefect import flow
 from flows.journey_flow import journey_tick, parse_now
 from siyu.errors import SpecError
 from siyu.project import Project
+from tasks.marketer_sql import MarketerSqlError
 
 
 @flow(name="all-journeys-tick", log_prints=True)
@@ -16,15 +17,22 @@ def all_journeys_tick(
     now: str | None = None, channel_base_url: str | None = None
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Tick every journey in journeys/ at the same `now`, by descending priority. A journey
-    with problems stops the whole run before anything is sent."""
+    with problems stops the whole run before anything is sent; a journey whose own SQL times
+    out or is refused at run time fails alone, after the others have ticked."""
     moment = parse_now(now).isoformat()
     specs, problems = Project.find().check_all()
     if problems:
         raise SpecError(problems)
     ordered = sorted(specs.values(), key=lambda spec: (-spec.priority, spec.journey))
-    return {
-        spec.journey: journey_tick(
-            journey=spec.journey, now=moment, channel_base_url=channel_base_url
-        )
-        for spec in ordered
-    }
+    results: dict[str, dict[str, dict[str, int]]] = {}
+    refused: list[str] = []
+    for spec in ordered:
+        try:
+            results[spec.journey] = journey_tick(
+                journey=spec.journey, now=moment, channel_base_url=channel_base_url
+            )
+        except MarketerSqlError as error:  # one journey's slow or refused SQL fails only it
+            refused.append(str(error))
+    if refused:
+        raise MarketerSqlError("\n".join(refused))
+    return results

@@ -8,14 +8,16 @@ from __future__ import annotations
 import hashlib
 import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
 from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Subquery
 
+from db.engine import write_session
 from db.models import TERMINAL_STATUSES, Customer, Delivery, Enrollment, Journey
 from db.sources import SOURCES
 from db.types import UTCDateTime
@@ -25,6 +27,7 @@ from siyu.language.where_clause import to_dialect
 from tasks.assignment import in_holdout
 from tasks.claims import ENROLLMENTS, executemany_update, insert_returning_ids, mark_exited
 from tasks.ledger import skip_open_deliveries
+from tasks.marketer_sql import marketer_read
 
 CHUNK = 1000
 LATE_EVENTS = timedelta(days=7)  # the default of EngineContext.late_events
@@ -141,22 +144,50 @@ def filtered_source(session: Session, event_filter: EventFilter) -> Subquery:
 
 
 def enroll_entrants(
-    session: Session,
+    sessions: sessionmaker[Session],
     spec: JourneySpec,
-    journey: Journey,
     now: datetime,
     late_events: timedelta = LATE_EVENTS,
+    journeys_dir: Path | None = None,
 ) -> int:
     """Enroll new entrants: customers whose entry event happened since activation (minus the
     entry lookback), or, for calendar journeys, the audience at each cron firing. The re-entry
-    policy decides who may enter again; one enrollment per customer per tick."""
+    policy decides who may enter again; one enrollment per customer per tick.
+
+    Three transactions: the journey's version row (write); the candidates, found with the
+    journey's own `where:`/`audience:` (read-only, under the statement timeout, holding no
+    write lock); their enrollments (write, re-checking who entered meanwhile)."""
+    with write_session(sessions) as session:
+        lock_journey(session, spec.journey)
+        journey = ensure_journey(session, spec, now)
     if spec.entry.calendar is not None:
-        return _enroll_calendar(session, spec, journey, now)
+        return _enroll_calendar(sessions, spec, journey, now, journeys_dir)
+    with marketer_read(sessions, spec, "entry.where", journeys_dir) as session:
+        picks = _entry_candidates(session, spec, journey, now, late_events)
+    with write_session(sessions) as session:
+        lock_journey(session, spec.journey)
+        current = session.get(Journey, journey.id)
+        if current is not None:
+            current.enrolled_through = max(current.enrolled_through or now, now)
+        blocked = _entered_meanwhile(session, spec, [pick[1] for pick in picks])
+        rows = [
+            _enrollment_row(spec, journey, customer_id, event_key, occurred_at, now)
+            for event_key, customer_id, occurred_at in picks
+            if customer_id not in blocked
+        ]
+        return sum(
+            _insert(session, rows[start : start + CHUNK]) for start in range(0, len(rows), CHUNK)
+        )
+
+
+def _entry_candidates(
+    session: Session, spec: JourneySpec, journey: Journey, now: datetime, late_events: timedelta
+) -> list[tuple[str, int, Any]]:
+    """(event key, customer id, occurred at) of each customer who may enter now (read only)."""
     src = _entry_source(session, spec)
     since = journey.activated_at - spec.entry.lookback
     if journey.enrolled_through is not None:  # earlier events were scanned by earlier ticks
         since = max(since, journey.enrolled_through - late_events)
-    journey.enrolled_through = max(journey.enrolled_through or now, now)
     mine = and_(
         Enrollment.journey_name == spec.journey, Enrollment.customer_id == src.c.customer_id
     )
@@ -174,8 +205,8 @@ def enroll_entrants(
         .where(src.c.occurred_at > since, src.c.occurred_at <= now, ~blocked)
         .order_by(src.c.customer_id, src.c.occurred_at, src.c.event_key)
     )
-    batch: list[dict[str, Any]] = []
-    enrolled, last_customer = 0, None
+    picks: list[tuple[str, int, Any]] = []
+    last_customer = None
     for event_key, customer_id, occurred_at in rows:
         if customer_id == last_customer:
             continue
@@ -183,13 +214,24 @@ def enroll_entrants(
         if gap is not None and previous is not None and as_utc(occurred_at) - previous < gap:
             continue
         last_customer = customer_id
-        batch.append(_enrollment_row(spec, journey, customer_id, event_key, occurred_at, now))
-        if len(batch) >= CHUNK:
-            enrolled += _insert(session, batch)
-            batch = []
-    if batch:
-        enrolled += _insert(session, batch)
-    return enrolled
+        picks.append((event_key, customer_id, occurred_at))
+    return picks
+
+
+def _entered_meanwhile(session: Session, spec: JourneySpec, customer_ids: list[int]) -> set[int]:
+    """Of `customer_ids`, those another worker enrolled since the candidates were read: any
+    enrollment (re-entry `never`) or an active one. The same event twice is left to the
+    unique key (tasks.claims.insert_returning_ids)."""
+    found: set[int] = set()
+    for start in range(0, len(customer_ids), CHUNK):
+        query = select(Enrollment.customer_id).where(
+            Enrollment.journey_name == spec.journey,
+            Enrollment.customer_id.in_(customer_ids[start : start + CHUNK]),
+        )
+        if spec.entry.reentry_policy != "never":
+            query = query.where(Enrollment.status == "active")
+        found.update(session.scalars(query))
+    return found
 
 
 def _entry_source(session: Session, spec: JourneySpec) -> Subquery:
@@ -232,9 +274,16 @@ def _enrollment_row(
     )
 
 
-def _enroll_calendar(session: Session, spec: JourneySpec, journey: Journey, now: datetime) -> int:
+def _enroll_calendar(
+    sessions: sessionmaker[Session],
+    spec: JourneySpec,
+    journey: Journey,
+    now: datetime,
+    journeys_dir: Path | None,
+) -> int:
     """Each firing of `entry.calendar` (in the journey's time zone) since the last one handled
-    enrolls the `audience` with the firing as entry time."""
+    enrolls the `audience` with the firing as entry time. The audience is read once, in a
+    read-only session; who may enter at each firing is decided in the write transaction."""
     assert spec.entry.calendar is not None
     zone = ZoneInfo(spec.timezone)
     start = journey.last_calendar_at or (journey.activated_at - spec.entry.lookback)
@@ -243,36 +292,47 @@ def _enroll_calendar(session: Session, spec: JourneySpec, journey: Journey, now:
         if firing > now:
             break
         firings.append(firing.astimezone(UTC))
-    audience = select(Customer.id)
-    if spec.entry.audience:
-        dialect = session.get_bind().dialect.name
-        audience = audience.where(text(to_dialect(spec.entry.audience, dialect)))
+    if not firings:
+        return 0
+    with marketer_read(sessions, spec, "entry.audience", journeys_dir) as session:
+        audience = select(Customer.id)
+        if spec.entry.audience:
+            dialect = session.get_bind().dialect.name
+            audience = audience.where(text(to_dialect(spec.entry.audience, dialect)))
+        members = list(session.scalars(audience.order_by(Customer.id)))
     policy = spec.entry.reentry_policy
     enrolled = 0
-    for firing in firings:
-        key = f"calendar:{firing.isoformat()}"
-        mine = and_(Enrollment.journey_name == spec.journey, Enrollment.customer_id == Customer.id)
-        if policy == "never":
-            blocked = exists().where(mine)
-        elif isinstance(policy, ReentryAfter):  # firing times are Python values: no SQL date math
-            blocked = exists().where(
-                mine,
-                or_(
-                    Enrollment.status == "active",
-                    Enrollment.entry_key == key,
-                    Enrollment.entered_at > firing - policy.after,
-                ),
-            )
-        else:  # one enrollment at a time: a customer still inside is not enrolled again
-            blocked = exists().where(
-                mine, or_(Enrollment.status == "active", Enrollment.entry_key == key)
-            )
-        ids = session.scalars(audience.where(~blocked).order_by(Customer.id)).all()
-        rows = [_enrollment_row(spec, journey, i, key, firing, now) for i in ids]
-        for chunk_start in range(0, len(rows), CHUNK):
-            enrolled += _insert(session, rows[chunk_start : chunk_start + CHUNK])
-        journey.last_calendar_at = firing
-    session.flush()
+    with write_session(sessions) as session:
+        lock_journey(session, spec.journey)
+        current = session.get(Journey, journey.id) or journey
+        for firing in firings:
+            key = f"calendar:{firing.isoformat()}"
+            mine = Enrollment.journey_name == spec.journey
+            if policy == "never":
+                blocking = select(Enrollment.customer_id).where(mine)
+            elif isinstance(policy, ReentryAfter):  # firing times are Python values
+                blocking = select(Enrollment.customer_id).where(
+                    mine,
+                    or_(
+                        Enrollment.status == "active",
+                        Enrollment.entry_key == key,
+                        Enrollment.entered_at > firing - policy.after,
+                    ),
+                )
+            else:  # one enrollment at a time: a customer still inside is not enrolled again
+                blocking = select(Enrollment.customer_id).where(
+                    mine, or_(Enrollment.status == "active", Enrollment.entry_key == key)
+                )
+            blocked = set(session.scalars(blocking))
+            rows = [
+                _enrollment_row(spec, journey, i, key, firing, now)
+                for i in members
+                if i not in blocked
+            ]
+            for chunk_start in range(0, len(rows), CHUNK):
+                enrolled += _insert(session, rows[chunk_start : chunk_start + CHUNK])
+            current.last_calendar_at = firing
+        session.flush()
     return enrolled
 
 
@@ -318,55 +378,92 @@ def as_utc(value: Any) -> datetime:
     return result
 
 
-def record_goals(session: Session, spec: JourneySpec, now: datetime, grace: Any) -> int:
+def record_goals(
+    sessions: sessionmaker[Session],
+    spec: JourneySpec,
+    now: datetime,
+    grace: Any,
+    journeys_dir: Path | None = None,
+) -> int:
+    """Record goals reached: found with the goal's `where:` in a read-only session, written
+    in a short write transaction afterwards."""
     if spec.goal is None:
         return 0
     window = spec.goal.within
-    rows = _first_matching_event(
-        session,
-        spec,
-        spec.goal,
-        now,
-        Enrollment.goal_reached_at.is_(None),
-        Enrollment.entered_at >= now - window - grace,
-    )
+    with marketer_read(sessions, spec, "goal.where", journeys_dir) as session:
+        rows = _first_matching_event(
+            session,
+            spec,
+            spec.goal,
+            now,
+            Enrollment.goal_reached_at.is_(None),
+            Enrollment.entered_at >= now - window - grace,
+        )
     reached = [
         {"enrollment_id": eid, "goal_reached_at": at}
         for eid, entered, at in rows
         if at <= entered + window
     ]
     if reached:  # one executemany, not one ORM statement per enrollment
-        session.connection().execute(_GOAL_REACHED, reached)
+        with write_session(sessions) as session:
+            session.connection().execute(_GOAL_REACHED, reached)
     return len(reached)
 
 
+# Only a goal not yet recorded: another worker may have recorded it since the read.
 _GOAL_REACHED = executemany_update(
-    ENROLLMENTS, ENROLLMENTS.c.id == bindparam("enrollment_id"), ("goal_reached_at",)
+    ENROLLMENTS,
+    and_(ENROLLMENTS.c.id == bindparam("enrollment_id"), ENROLLMENTS.c.goal_reached_at.is_(None)),
+    ("goal_reached_at",),
 )
 
 
 def close_exits(
-    session: Session, spec: JourneySpec, now: datetime, late_events: timedelta = LATE_EVENTS
+    sessions: sessionmaker[Session],
+    spec: JourneySpec,
+    now: datetime,
+    late_events: timedelta = LATE_EVENTS,
+    journeys_dir: Path | None = None,
 ) -> int:
     """Active enrollments whose customer did the exit event after entering leave the
     journey; their deferred messages are skipped as `exited`. Only exit events since the
     previous tick (minus `late_events`) are scanned; an older one was seen by an earlier tick.
-    The send step checks exits again per batch (without this bound) right before sending."""
+    The send step checks exits again per batch (without this bound) right before sending.
+    The exit events are found in a read-only session (the journey's own `where:`), the
+    exits written in a write transaction afterwards, for enrollments still active then."""
     if spec.exit_when is None:
         return 0
-    journey = session.scalar(
-        select(Journey).where(Journey.name == spec.journey, Journey.version == spec.version)
-    )
-    since = journey.exits_through - late_events if journey and journey.exits_through else None
-    if journey is not None:
-        journey.exits_through = max(journey.exits_through or now, now)
-    rows = _first_matching_event(
-        session, spec, spec.exit_when, now, Enrollment.status == "active", since=since
-    )
-    # status exited, exit_reason exit_when: one executemany (the send step's own exit marking)
-    mark_exited(session, [{"enrollment_id": eid, "exited_at": at} for eid, _entered, at in rows])
-    skip_open_deliveries(session, [r[0] for r in rows], "exited", now)
+    version = select(Journey).where(Journey.name == spec.journey, Journey.version == spec.version)
+    with marketer_read(sessions, spec, "exit_when.where", journeys_dir) as session:
+        journey = session.scalar(version)
+        since = journey.exits_through - late_events if journey and journey.exits_through else None
+        rows = _first_matching_event(
+            session, spec, spec.exit_when, now, Enrollment.status == "active", since=since
+        )
+    with write_session(sessions) as session:
+        journey = session.scalar(version)
+        if journey is not None:
+            journey.exits_through = max(journey.exits_through or now, now)
+        active = _still_active(session, [r[0] for r in rows])
+        rows = [r for r in rows if r[0] in active]
+        # status exited, exit_reason exit_when: one executemany (the send step's own marking)
+        mark_exited(session, [{"enrollment_id": eid, "exited_at": at} for eid, _e, at in rows])
+        skip_open_deliveries(session, [r[0] for r in rows], "exited", now)
     return len(rows)
+
+
+def _still_active(session: Session, enrollment_ids: list[int]) -> set[int]:
+    found: set[int] = set()
+    for start in range(0, len(enrollment_ids), CHUNK):
+        found.update(
+            session.scalars(
+                select(Enrollment.id).where(
+                    Enrollment.id.in_(enrollment_ids[start : start + CHUNK]),
+                    Enrollment.status == "active",
+                )
+            )
+        )
+    return found
 
 
 def complete_finished(session: Session, spec: JourneySpec, now: datetime) -> int:

@@ -18,6 +18,7 @@ from siyu.language.spec import EventFilter, JourneySpec, Step
 from tasks.conditions import ConditionFacts, load_condition_facts, merge_conditions
 from tasks.context import EngineContext
 from tasks.enrollment import as_utc, filtered_source
+from tasks.marketer_sql import journey_sql, journeys_dir_of
 from tasks.pressure import ContactHistory, load_history
 
 
@@ -93,15 +94,17 @@ def load_batch_facts(
             if broken:
                 bad_events[due.entry_key] = f"{source.name}.{broken[0]}"
     exits: dict[int, datetime] = {}
+    journeys = journeys_dir_of(ctx.templates_dir)
     if spec.exit_when is not None:
         exit_when = spec.exit_when
-        for found in _by_customer(
-            lambda part: _exits(session, exit_when, part, now),
-            batch,
-            f"exit_when.{exit_when.event}",
-            bad,
-        ):
-            exits.update(found)
+        with journey_sql(spec, "exit_when.where", journeys):
+            for found in _by_customer(
+                lambda part: _exits(session, exit_when, part, now),
+                batch,
+                f"exit_when.{exit_when.event}",
+                bad,
+            ):
+                exits.update(found)
     consents: dict[int, set[str]] = {}
     for customer_id, purpose in run(_CONSENTS, {"ids": ids}):
         consents.setdefault(customer_id, set()).add(purpose)
@@ -114,22 +117,23 @@ def load_batch_facts(
     if step.if_ is not None:
         kinds = {name: channel.identity_kind for name, channel in ctx.channels.items()}
         condition = step.if_
-        conditions = merge_conditions(
-            _by_customer(
-                lambda part: load_condition_facts(
-                    session,
-                    condition,
-                    spec.journey,
-                    [d.enrollment_id for d in part],
-                    [d.customer_id for d in part],
-                    now,
-                    kinds,
-                ),
-                batch,
-                "if",
-                bad,
+        with journey_sql(spec, f"step '{step.id}' if", journeys):
+            conditions = merge_conditions(
+                _by_customer(
+                    lambda part: load_condition_facts(
+                        session,
+                        condition,
+                        spec.journey,
+                        [d.enrollment_id for d in part],
+                        [d.customer_id for d in part],
+                        now,
+                        kinds,
+                    ),
+                    batch,
+                    "if",
+                    bad,
+                )
             )
-        )
     history = ContactHistory()
     if step.purpose == "marketing":
         for part_history in _by_customer(

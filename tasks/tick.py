@@ -31,11 +31,10 @@ from tasks.enrollment import (
     close_exits,
     complete_finished,
     enroll_entrants,
-    ensure_journey,
     kept_versions,
-    lock_journey,
     record_goals,
 )
+from tasks.marketer_sql import journeys_dir_of
 from tasks.optouts import apply_sms_replies
 from tasks.send_step import WHOLE, Partition, run_step
 
@@ -60,10 +59,11 @@ def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
 
 
 def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with write_session(ctx.sessions) as session:
-        lock_journey(session, spec.journey)
-        journey = ensure_journey(session, spec, now)
-        return Counter({"enrolled": enroll_entrants(session, spec, journey, now, ctx.late_events)})
+    # enrollment runs the journey's own SQL read-only, outside its write transactions
+    journeys = journeys_dir_of(ctx.templates_dir)
+    return Counter(
+        {"enrolled": enroll_entrants(ctx.sessions, spec, now, ctx.late_events, journeys)}
+    )
 
 
 def _opt_outs(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
@@ -72,13 +72,15 @@ def _opt_outs(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResu
 
 
 def _goals(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with write_session(ctx.sessions) as session:
-        return Counter({"goal_reached": record_goals(session, spec, now, ctx.goal_grace)})
+    journeys = journeys_dir_of(ctx.templates_dir)
+    return Counter(
+        {"goal_reached": record_goals(ctx.sessions, spec, now, ctx.goal_grace, journeys)}
+    )
 
 
 def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    with write_session(ctx.sessions) as session:
-        return Counter({"exited": close_exits(session, spec, now, ctx.late_events)})
+    journeys = journeys_dir_of(ctx.templates_dir)
+    return Counter({"exited": close_exits(ctx.sessions, spec, now, ctx.late_events, journeys)})
 
 
 def _breakers(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:

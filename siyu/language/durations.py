@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 
@@ -11,9 +12,35 @@ _WHOLE = re.compile(r"-?(?:\d+[smhdw])+")
 
 DURATION_HINT = "write a number and a unit: 90s, 15m, 12h, 3d, 2w (or combined, like 1d12h)"
 
+# A duration is added to dates at every tick; one beyond this (either sign) is refused when
+# the file is checked instead of overflowing a date at run time. SIYU_MAX_DURATION_DAYS.
+MAX_DURATION_ENV = "SIYU_MAX_DURATION_DAYS"
+DEFAULT_MAX_DURATION_DAYS = 3660  # ten years
+
+
+def max_duration() -> timedelta:
+    raw = os.environ.get(MAX_DURATION_ENV, "").strip()
+    days = int(raw) if raw.isdigit() and 0 < int(raw) <= 36600 else DEFAULT_MAX_DURATION_DAYS
+    return timedelta(days=days)
+
 
 def parse_duration(text: str | int | timedelta) -> timedelta:
-    """Parse a duration. A bare 0 is allowed; any other bare number is ambiguous and refused."""
+    """Parse a duration. A bare 0 is allowed; any other bare number is ambiguous and refused;
+    one longer than `max_duration()` is refused too."""
+    try:
+        value = _parse(text)
+    except OverflowError:
+        value = timedelta.max
+    limit = max_duration()
+    if abs(value) > limit:
+        raise ValueError(
+            f"'{text}' is longer than {limit.days}d, the longest duration allowed "
+            f"({MAX_DURATION_ENV})"
+        )
+    return value
+
+
+def _parse(text: str | int | timedelta) -> timedelta:
     if isinstance(text, timedelta):
         return text
     if isinstance(text, bool) or not isinstance(text, str | int):

@@ -15,7 +15,7 @@ from db.sources import CUSTOMER_COLUMNS, SOURCES
 from siyu.language.positions import position
 from siyu.language.problems import Problem, did_you_mean
 from siyu.language.templates_check import check_template
-from siyu.language.where_clause import check_where
+from siyu.language.where_clause import check_where, dialect_of
 
 Loc = tuple[str | int, ...]
 
@@ -28,6 +28,16 @@ class Catalog:
     channels: Collection[str]
     templates_dir: Path
     segments: Collection[str] | None = None
+    # The database the journeys' SQL must run on (`sqlite`, `postgresql`); default: that of
+    # SIYU_DATABASE_URL, so a function missing there is refused by `siyu validate`.
+    dialect: str | None = None
+
+    def sql_dialect(self) -> str:
+        if self.dialect is not None:
+            return dialect_of(self.dialect)
+        from db.engine import database_url
+
+        return dialect_of(database_url())
 
     def segment_names(self) -> Collection[str] | None:
         """None when segments.yaml itself is broken (`siyu segments check` reports it)."""
@@ -54,7 +64,7 @@ class _Checker:
 
     def sql(self, loc: Loc, label: str, sql: Any, columns: tuple[str, ...]) -> Iterator[Problem]:
         if isinstance(sql, str) and sql.strip():
-            for error in check_where(sql, columns):
+            for error in check_where(sql, columns, self.catalog.sql_dialect()):
                 yield self.problem(loc, error.code, f"{label}: {error.message}")
 
     def event(self, loc: Loc, label: str, spec: dict[str, Any]) -> Iterator[Problem]:

@@ -353,7 +353,7 @@ def _check_cron(value: str) -> str:
 class JourneySpec(_Strict):
     journey: Annotated[str, Field(pattern=SLUG, max_length=64)]
     description: str = ""
-    version: Annotated[int, Field(ge=1)] = 1
+    version: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1  # the database's INTEGER
     migrate: Migration = Field(default_factory=Migration)
     schedule: str = "*/15 * * * *"
     timezone: str = "Asia/Shanghai"

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import inspect, or_, select, text
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ChannelIdentity, Customer, Enrollment
 from db.sources import CUSTOMER_COLUMNS, SOURCES, entry_columns
@@ -19,6 +19,7 @@ from siyu.errors import ConfigError
 from siyu.language.spec import JourneySpec, Step
 from siyu.language.where_clause import to_dialect
 from siyu.preview.masking import mask_text, mask_value
+from tasks.marketer_sql import marketer_read
 from tasks.render import render_message
 
 SAMPLE_CUSTOMER: dict[str, Any] = {
@@ -78,9 +79,14 @@ def _entry_event(session: Session, spec: JourneySpec, customer_id: int) -> dict[
     )
     if key is not None:
         query = query.where(source.c.event_key == key)
-    elif spec.entry.where:
+    elif spec.entry.where:  # the journey's own SQL: read-only, under the statement timeout
         dialect = session.get_bind().dialect.name
         query = query.where(text(to_dialect(spec.entry.where, dialect)))
+        readers = sessionmaker(session.get_bind())
+        with marketer_read(readers, spec, "entry.where", None) as reader:
+            found = reader.execute(query.order_by(source.c.occurred_at.desc()).limit(1))
+            row = found.mappings().first()
+        return dict(row) if row else None
     row = session.execute(query.order_by(source.c.occurred_at.desc()).limit(1)).mappings().first()
     return dict(row) if row else None
 
