@@ -25,6 +25,7 @@ from siyu.language.spec import (
     CustomerCondition,
     EventCondition,
     JourneySpec,
+    KeyProblem,
     NotCondition,
     ReachableCondition,
     StepCondition,
@@ -172,6 +173,11 @@ def _problem_from_pydantic(file: str, raw: Any, error: Any) -> Problem:
             "unknown-key",
             f"unknown key '{name}' in {parent}{did_you_mean(name, allowed)}",
         )
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, KeyProblem):  # a model check naming the key at fault: caret on it
+        line, col = position(raw, (*loc, *cause.keys), key=True)
+        where = f"{_where(raw, loc)}: " if loc else ""  # a journey-level key names itself
+        return Problem(file, line, col, "bad-value", f"{where}{cause}")
     line, col = position(raw, loc)
     if kind == "missing":
         parent = _where(raw, loc[:-1]) if len(loc) > 1 else "the journey"
