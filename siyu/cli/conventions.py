@@ -97,8 +97,23 @@ def _database_env(database: str | None) -> Iterator[None]:
             os.environ["SIYU_DATABASE_URL"] = before
 
 
-def cli_command(*, database: bool = False) -> Callable[[F], F]:
-    """Wrap a command: user errors become one line; with `database`, it gains `--database`."""
+def check_database_url(url: str) -> None:
+    """A URL SQLAlchemy can use here, or one line saying why not (before any connection)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        make_url(url).get_dialect().import_dbapi()
+    except (ArgumentError, NoSuchModuleError, ImportError, ValueError) as error:
+        raise ConfigError(
+            f"cannot use the database URL {shown_url(url)!r} ({error}); write it like "
+            "sqlite:///var/demo.db or postgresql+psycopg://user@host/db"
+        ) from None
+
+
+def cli_command(*, database: bool = False, tables: bool = False) -> Callable[[F], F]:
+    """Wrap a command: user errors become one line; with `database`, it gains `--database`;
+    with `tables`, it refuses a database without siyu's tables before doing anything."""
 
     def wrap(function: F) -> F:
         # Evaluated now, in the command's module (its annotations are strings there).
@@ -111,7 +126,7 @@ def cli_command(*, database: bool = False) -> Callable[[F], F]:
             if url is not None and not url.strip():
                 fail("--database is empty: give a URL, e.g. sqlite:///var/demo.db")
             with _database_env(url):
-                return _guarded(function, *args, **kwargs)
+                return _guarded(_prepared(function, database, tables), *args, **kwargs)
 
         if adds:
             option = inspect.Parameter(
@@ -132,6 +147,19 @@ def cli_command(*, database: bool = False) -> Callable[[F], F]:
         return run  # type: ignore[return-value]
 
     return wrap
+
+
+def _prepared(function: Callable[..., Any], database: bool, tables: bool) -> Callable[..., Any]:
+    def run(*args: Any, **kwargs: Any) -> Any:
+        from db.engine import database_url
+
+        if database:
+            check_database_url(database_url())
+        if tables:
+            require_schema()
+        return function(*args, **kwargs)
+
+    return run
 
 
 def _guarded(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -106,7 +106,7 @@ def tick(
 
 
 @app.command()
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def summary(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
 ) -> None:
@@ -125,7 +125,7 @@ def summary(
 
 
 @app.command()
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def explain(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
     customer: Annotated[str, typer.Argument(help=CUSTOMER_HELP, show_default=False)],
@@ -211,7 +211,7 @@ def demo(
 
 
 @app.command()
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def unsubscribe(
     token: Annotated[
         str, typer.Argument(help="the token of an unsubscribe link", show_default=False)
@@ -223,10 +223,8 @@ def unsubscribe(
     from datetime import UTC, datetime
 
     from db.engine import make_engine, make_sessionmaker
-    from siyu.cli.conventions import require_schema
     from tasks.optouts import apply_unsubscribe
 
-    require_schema()
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():
         customer, channel = apply_unsubscribe(session, token, datetime.now(UTC))
@@ -248,16 +246,15 @@ def db_upgrade() -> None:
 
 
 @db_app.command("seed")
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def db_seed(
     customers: Annotated[int, typer.Option(help="customers to generate", min=1)] = 5000,
 ) -> None:
     """Fill an empty database with the deterministic demo data."""
     from db.demo_data import DemoSpec, generate
     from db.engine import database_url, make_engine, make_sessionmaker
-    from siyu.cli.conventions import require_schema, shown_url
+    from siyu.cli.conventions import shown_url
 
-    require_schema()
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():
         made = generate(session, DemoSpec(customers=customers))
@@ -315,7 +312,7 @@ def _register_tools() -> None:
     app.command("graph")(graph_command)
     app.command("simulate")(simulate_command)
     # The importer's own module; the convention's `--database` is added here.
-    app.command("import")(cli_command(database=True)(import_command))
+    app.command("import")(cli_command(database=True, tables=True)(import_command))
     app.command("deploy")(deploy_command)
     _register_measure()
 

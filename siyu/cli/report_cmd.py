@@ -15,7 +15,7 @@ from siyu.cli.conventions import JOURNEY_HELP, SiyuTyper, cli_command, output_pa
 clicks_app = SiyuTyper(help="Tracked-link clicks.")
 
 
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def report_command(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
     output: Annotated[
@@ -46,7 +46,7 @@ def report_command(
 
 
 @clicks_app.command("sync")
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def clicks_sync(
     source: Annotated[
         str, typer.Option("--from", help="the redirect endpoint's base URL (the sandbox)")

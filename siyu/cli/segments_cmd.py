@@ -32,7 +32,7 @@ def segments_check() -> None:
 
 
 @segments_app.command("refresh")
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def segments_refresh(
     now: Annotated[
         str | None,
@@ -45,14 +45,12 @@ def segments_refresh(
 ) -> None:
     """Recompute every customer's segments now and record who entered and left."""
     from db.engine import make_engine, make_sessionmaker
-    from siyu.cli.conventions import require_schema
     from siyu.project import Project
     from siyu.segments.compute import refresh_segments
     from siyu.segments.config import load_segments
 
     config = load_segments(Project.find().root / "segments.yaml")
     moment = parse_moment(now, DEFAULT_ZONE)
-    require_schema()
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():
         changes = refresh_segments(session, config, moment)
@@ -87,7 +85,7 @@ def alerts_check() -> None:
 
 
 @alerts_app.command("follow-ups")
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def alerts_follow_ups() -> None:
     """The open follow-up tasks for staff, oldest first."""
     from sqlalchemy import select

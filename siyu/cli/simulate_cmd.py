@@ -40,7 +40,7 @@ def _every(text: str) -> timedelta:
     return step
 
 
-@cli_command(database=True)
+@cli_command(database=True, tables=True)
 def simulate_command(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
     start: Annotated[
