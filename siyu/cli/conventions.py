@@ -173,6 +173,9 @@ def _guarded(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         fail(f"not a database URL ({error}); e.g. sqlite:///var/demo.db")
     except DBAPIError as error:
         fail(_schema_error(error) or _database_error(error))
+    except OSError as error:  # a file to read or write: missing folder, no permission, full
+        where = f": {error.filename}" if error.filename else ""
+        fail(f"{error.strerror or error}{where}")
 
 
 def parse_moment(text: str | None, zone: str, *, option: str = "--now") -> datetime:
@@ -189,7 +192,17 @@ def parse_moment(text: str | None, zone: str, *, option: str = "--now") -> datet
         ) from None
     if value.tzinfo is None:
         value = value.replace(tzinfo=ZoneInfo(zone))
-    return value.astimezone(UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ConfigError(f"{option} '{text}' is out of range (years 1 to 9999)") from None
+
+
+def missing_sqlite_file(url: str) -> bool:
+    """Whether `url` names a SQLite file that does not exist (connecting would create it)."""
+    if not url.startswith("sqlite:///") or ":memory:" in url:
+        return False
+    return not Path(url.removeprefix("sqlite:///").split("?")[0]).is_file()
 
 
 def output_path(given: Path | None, name: str) -> Path:
@@ -248,13 +261,11 @@ def require_schema() -> None:
     from db.engine import database_url, make_engine
 
     url = database_url()
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        file = Path(url.removeprefix("sqlite:///"))
-        if not file.is_file():
-            raise ConfigError(
-                f"no database at {file}: run `siyu db upgrade` to create it, or point "
-                "--database (or SIYU_DATABASE_URL) at yours"
-            )
+    if missing_sqlite_file(url):
+        raise ConfigError(
+            f"no database at {url.removeprefix('sqlite:///')}: run `siyu db upgrade` to create "
+            "it, or point --database (or SIYU_DATABASE_URL) at yours"
+        )
     engine = make_engine(url)
     try:
         tables = set(inspect_db(engine).get_table_names())

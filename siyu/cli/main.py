@@ -282,9 +282,10 @@ def seed_summary(made: object) -> list[tuple[str, int]]:
 
 
 @app.command()
+@cli_command()
 def sandbox(
     host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8765,
+    port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 8765,
 ) -> None:
     """Serve the local channel sandbox (WeCom, WeChat, SMS, e-mail, webhook APIs)."""
     from siyu.sandbox.cli import run

@@ -25,7 +25,8 @@ def preview_command(
     ] = None,
 ) -> None:
     """Render one step's message as the engine would, for a real customer or sample data."""
-    from db.engine import make_engine, make_sessionmaker
+    from db.engine import database_url, make_engine, make_sessionmaker
+    from siyu.cli.conventions import missing_sqlite_file
     from siyu.cli.journey_arg import resolve_journey
     from siyu.preview.render_preview import (
         has_database,
@@ -43,15 +44,19 @@ def preview_command(
             f"(steps: {', '.join(ids)})"
         )
     chosen = spec.step(step)
-    engine = make_engine()
-    with make_sessionmaker(engine)() as session:
-        if customer is not None and has_database(session):
-            result = preview_customer(session, spec, chosen, project.templates_dir, customer)
-        else:
-            if customer is not None:
+    if customer is None or missing_sqlite_file(database_url()):  # never create one here
+        if customer is not None:
+            console.print("[yellow]no database set up: showing sample data[/yellow]")
+        result = preview_sample(spec, chosen, project.templates_dir)
+    else:
+        engine = make_engine()
+        with make_sessionmaker(engine)() as session:
+            if has_database(session):
+                result = preview_customer(session, spec, chosen, project.templates_dir, customer)
+            else:
                 console.print("[yellow]no database set up: showing sample data[/yellow]")
-            result = preview_sample(spec, chosen, project.templates_dir)
-    engine.dispose()
+                result = preview_sample(spec, chosen, project.templates_dir)
+        engine.dispose()
     title = f"{spec.journey} / {chosen.id} via {chosen.send} ({chosen.purpose}) — {result.who}"
     if result.body is None:
         console.print(Panel(f"render error: {result.error}", title=title, style="red"))

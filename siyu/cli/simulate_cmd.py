@@ -83,7 +83,11 @@ def simulate_command(
     if compare:
         specs.append(resolve_journey(project, compare))
     begin = parse_moment(start, specs[0].timezone, option="--start")
-    settings = SimulationSettings(begin, begin + timedelta(days=days), _every(every))
+    try:
+        end = begin + timedelta(days=days)
+    except OverflowError:
+        raise ConfigError(f"--start {start} plus --days {days} runs past the year 9999") from None
+    settings = SimulationSettings(begin, end, _every(every))
     kinds = channel_kinds(project)
     reports: list[SimulationReport] = []
     for label, spec in zip(("A", "B"), specs, strict=False):

@@ -556,3 +556,71 @@ def test_unsubscribe_for_a_deleted_customer_is_one_line(
     engine.dispose()
     done = _siyu(project, database, "unsubscribe", token, SIYU_UNSUBSCRIBE_SECRET=secret)
     assert "customer 8888888 is no longer in the database" in _clean_failure(done)
+
+
+@pytest.mark.parametrize("name", sorted(TIME_COMMANDS))
+def test_a_time_out_of_range_is_one_line(
+    project: Path, database: str, flow: FlowRecorder, name: str
+) -> None:
+    line = one_line_error(run(project, database, *TIME_COMMANDS[name], "0001-01-01"))
+    assert line.endswith("'0001-01-01' is out of range (years 1 to 9999)")
+
+
+def test_a_simulation_past_the_calendar_is_one_line(project: Path, database: str) -> None:
+    args = ["simulate", JOURNEY, "--start", "9999-12-30", "--days", "5"]
+    assert "runs past the year 9999" in one_line_error(run(project, database, *args))
+
+
+# --- files: only journey files are read, a file that cannot be written is one line ----------
+
+
+@pytest.mark.parametrize("command", sorted(JOURNEY_COMMANDS))
+@pytest.mark.parametrize("path", ["/etc/passwd", "/proc/self/environ", "journeys"])
+def test_only_journey_files_are_read(
+    project: Path, database: str, flow: FlowRecorder, tmp_path: Path, command: str, path: str
+) -> None:
+    result = run(project, database, *_journey_args(project, tmp_path, command, path))
+    line = one_line_error(result)
+    assert "root:" not in result.output and "SIYU_" not in result.output
+    assert f"'{path}'" in line
+
+
+OUTPUTS: dict[str, list[str]] = {
+    "graph": ["graph", JOURNEY, "-o", "MISSING/g.svg"],
+    "report": ["report", JOURNEY, "-o", "MISSING/r.html"],
+    "simulate": [
+        "simulate",
+        JOURNEY,
+        "--start",
+        "2026-09-01",
+        "--days",
+        "1",
+        "--csv",
+        "MISSING/s.csv",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(OUTPUTS))
+def test_an_output_that_cannot_be_written_is_one_line(
+    project: Path, database: str, tmp_path: Path, name: str
+) -> None:
+    missing = tmp_path / "no" / "such" / "folder"
+    args = [a.replace("MISSING", str(missing)) for a in OUTPUTS[name]]
+    line = one_line_error(run(project, database, *args))
+    assert line == f"No such file or directory: {missing}/{Path(args[-1]).name}"
+
+
+def test_preview_never_creates_a_database(project: Path, tmp_path: Path) -> None:
+    target = tmp_path / "none" / "siyu.db"
+    result = run(project, f"sqlite:///{target}", "preview", JOURNEY, "day3-care", "--customer", "7")
+    assert result.exit_code == 0, result.output
+    assert "sample data" in result.stdout
+    assert not target.parent.exists()
+
+
+@pytest.mark.parametrize("port", ["0", "65536", "99999", "http"])
+def test_a_bad_sandbox_port_is_refused(project: Path, port: str) -> None:
+    result = run(project, None, "sandbox", "--port", port)
+    assert result.exit_code == 2 and "--port" in result.output
+    assert "Traceback" not in result.output
