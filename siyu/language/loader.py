@@ -28,6 +28,7 @@ from siyu.language.spec import (
     KeyProblem,
     NotCondition,
     ReachableCondition,
+    ReentryAfter,
     StepCondition,
 )
 
@@ -88,6 +89,8 @@ _TAGS: dict[str, type[BaseModel] | None] = {
     "not": NotCondition,
     "anchor": Anchor,
     "duration": None,
+    "policy": None,
+    "reentry-after": ReentryAfter,
 }
 
 
@@ -100,7 +103,7 @@ def _is_taggedposition(loc: tuple[str | int, ...], index: int) -> bool:
     if index == 0 or not isinstance(loc[index], str) or loc[index] not in _TAGS:
         return False
     before = loc[index - 1]
-    if before in ("if", "not", "at"):
+    if before in ("if", "not", "at", "reentry"):
         return True
     return isinstance(before, int) and index >= 2 and loc[index - 2] in ("all", "any")
 
@@ -183,12 +186,21 @@ def _problem_from_pydantic(file: str, raw: Any, error: Any) -> Problem:
         parent = _where(raw, loc[:-1]) if len(loc) > 1 else "the journey"
         return Problem(file, line, col, "missing-key", f"{parent} needs the key '{loc[-1]}'")
     message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "reentry":
+        message = f"'{error['input']}' {message}"
     if kind == "condition" and isinstance(error.get("input"), dict) and error["input"]:
         first = str(next(iter(error["input"])))
         message += f"; '{first}' is not one{did_you_mean(first, _CONDITION_KINDS)}"
-    if kind == "string_pattern_mismatch":
+    if kind == "string_pattern_mismatch" and loc[-1] == "from":
+        message = f"'{error['input']}' is not a date column; write event.COLUMN or customer.COLUMN"
+    elif kind == "string_pattern_mismatch":
         message = (
             f"'{error['input']}' is not a valid name; use lower-case letters, digits, '-', '_'"
         )
-    code = "bad-duration" if "duration" in message else "bad-value"
+    if kind == "too_short":
+        least = (error.get("ctx") or {}).get("min_length", 1)
+        noun = "step" if loc[-1] == "steps" else "item"
+        message = f"needs at least {least} {noun}{'s' if least != 1 else ''}"
+    duration = "duration" in message or "write a number and a unit" in message
+    code = "bad-duration" if duration else "bad-value"
     return Problem(file, line, col, code, f"{_where(raw, loc)}: {message}")

@@ -67,7 +67,22 @@ class ReentryAfter(_Strict):
     after: Duration
 
 
-Reentry = Literal["never", "always"] | ReentryAfter
+def _reentry_kind(value: Any) -> str | None:
+    if isinstance(value, dict | ReentryAfter):
+        return "reentry-after"
+    return "policy" if value in ("never", "always") else None
+
+
+# A discriminator keeps a wrong value to one error instead of one per alternative.
+Reentry = Annotated[
+    Annotated[Literal["never", "always"], Tag("policy")]
+    | Annotated[ReentryAfter, Tag("reentry-after")],
+    Discriminator(
+        _reentry_kind,
+        custom_error_type="reentry",
+        custom_error_message="is not a re-entry policy; write never, always or {after: 30d}",
+    ),
+]
 
 
 class Entry(_Strict):
@@ -283,12 +298,15 @@ class Variant(_Strict):
 
 def parse_share(value: Any) -> Any:
     """`10%` or 0.1."""
+    share = value
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
-            return float(value.strip()[:-1]) / 100
+            share = float(value.strip()[:-1]) / 100
         except ValueError:
             raise ValueError(f"'{value}' is not a percentage; write e.g. 10%") from None
-    return value
+    if isinstance(share, int | float) and not isinstance(share, bool) and not 0 <= share < 1:
+        raise ValueError(f"'{value}' is not a share from 0% to below 100%; write e.g. 10%")
+    return share
 
 
 Share = Annotated[float, BeforeValidator(parse_share), Field(ge=0, lt=1)]

@@ -156,3 +156,54 @@ def test_no_problem_message_repeats_its_prefix(tmp_path: Path) -> None:
         (problem,) = problems_of(tmp_path, text)
         head, _, rest = problem.message.partition(": ")
         assert head not in rest, problem.message
+
+
+ENTRY = '  where: "order_seq = 1"'
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "needle", "message"),
+    [
+        (
+            ENTRY,
+            f"{ENTRY}\n  reentry: sometimes",
+            "sometimes",
+            "'entry.reentry': 'sometimes' is not a re-entry policy; write never, always or "
+            "{after: 30d}",
+        ),
+        (
+            "timezone: Asia/Shanghai\n",
+            "timezone: Asia/Shanghai\nholdout: 150%\n",
+            "150%",
+            "'holdout': '150%' is not a share from 0% to below 100%; write e.g. 10%",
+        ),
+        (
+            "    at: 14d",
+            "    at: {from: orders.paid_at}",
+            "orders.paid_at",
+            "step 'day14-repurchase' key 'at.from': 'orders.paid_at' is not a date column; "
+            "write event.COLUMN or customer.COLUMN",
+        ),
+    ],
+    ids=["reentry", "holdout", "anchor"],
+)
+def test_one_plain_message_per_mistake(
+    tmp_path: Path, old: str, new: str, needle: str, message: str
+) -> None:
+    """No Python type names (ReentryAfter, literal[...]), one message for one wrong value."""
+    text = FIRST_PURCHASE.replace(old, new, 1)
+    problem = only(problems_of(tmp_path, text))
+    assert problem.message == message
+    assert (problem.line, problem.column) == line_of(text, needle)
+
+
+def test_a_journey_without_steps(tmp_path: Path) -> None:
+    text = FIRST_PURCHASE[: FIRST_PURCHASE.index("steps:")] + "steps: []\n"
+    assert only(problems_of(tmp_path, text)).message == "'steps': needs at least 1 step"
+
+
+def test_a_duration_without_unit_is_a_duration_problem(tmp_path: Path) -> None:
+    text = FIRST_PURCHASE.replace("  within: 30d", "  within: 30")
+    problem = only(problems_of(tmp_path, text))
+    assert problem.code == "bad-duration"
+    assert problem.message.startswith("'goal.within': '30' has no unit; write a number and a unit")
