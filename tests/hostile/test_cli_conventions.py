@@ -624,3 +624,46 @@ def test_a_bad_sandbox_port_is_refused(project: Path, port: str) -> None:
     result = run(project, None, "sandbox", "--port", port)
     assert result.exit_code == 2 and "--port" in result.output
     assert "Traceback" not in result.output
+
+
+def test_prefect_logs_of_a_user_error_are_dropped_during_a_tick() -> None:
+    """A user error raised inside the flow after the CLI's checks (the files changed in
+    between) is shown once by the CLI: Prefect's traceback and its failed-state line that
+    repeats it are dropped; any other error keeps its traceback."""
+    import logging
+
+    from siyu.cli.conventions import quiet_user_errors_in_prefect
+    from siyu.errors import ConfigError, SpecError
+
+    seen: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record.getMessage())
+
+    logger = logging.getLogger("prefect.flow_runs")
+    handler = Keep()
+    logger.addHandler(handler)
+    level = logger.level
+    logger.setLevel(logging.INFO)
+
+    def error(exc: BaseException, message: str) -> None:
+        try:
+            raise exc
+        except BaseException:
+            logger.error(message, exc_info=True)
+
+    try:
+        with quiet_user_errors_in_prefect():
+            error(SpecError([]), "Encountered exception during execution")
+            error(ConfigError("no journey"), "Encountered exception during execution")
+            logger.info(
+                "Finished in state Failed('Flow run encountered an exception: ConfigError: x')"
+            )
+            error(RuntimeError("a bug"), "a bug's traceback")
+            logger.info("Finished in state Completed()")
+        error(ConfigError("outside a tick"), "kept")
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    assert seen == ["a bug's traceback", "Finished in state Completed()", "kept"]
