@@ -32,8 +32,7 @@ from siyu.errors import ConfigError, SiyuError
 F = TypeVar("F", bound=Callable[..., Any])
 
 DATABASE_HELP = (
-    "database URL, e.g. sqlite:///var/demo.db or postgresql+psycopg://host/db; "
-    f"default: $SIYU_DATABASE_URL, else {DEFAULT_DATABASE_URL}"
+    f"e.g. sqlite:///var/demo.db; default: $SIYU_DATABASE_URL, else {DEFAULT_DATABASE_URL}"
 )
 NOW_HELP = (
     "the moment to act at: 2026-10-10 (midnight), 2026-10-10T09:00 (both in the journey's "
@@ -134,7 +133,8 @@ def cli_command(*, database: bool = False, tables: bool = False) -> Callable[[F]
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
                 annotation=Annotated[
-                    str | None, typer.Option(help=DATABASE_HELP, show_default=False)
+                    str | None,
+                    typer.Option(help=DATABASE_HELP, show_default=False, metavar="URL"),
                 ],
             )
             params = [

@@ -69,7 +69,9 @@ def schema() -> None:
 @cli_command(database=True)
 def tick(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
-    now: Annotated[str | None, typer.Option(help=NOW_HELP, show_default=False)] = None,
+    now: Annotated[
+        str | None, typer.Option(help=NOW_HELP, show_default=False, metavar="TIME")
+    ] = None,
     channel_base_url: Annotated[
         str | None,
         typer.Option(
@@ -129,7 +131,9 @@ def summary(
 def explain(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
     customer: Annotated[str, typer.Argument(help=CUSTOMER_HELP, show_default=False)],
-    now: Annotated[str | None, typer.Option(help=NOW_HELP, show_default=False)] = None,
+    now: Annotated[
+        str | None, typer.Option(help=NOW_HELP, show_default=False, metavar="TIME")
+    ] = None,
 ) -> None:
     """Every decision about one customer in one journey, with its reason."""
     from db.engine import make_engine, make_sessionmaker

@@ -40,6 +40,7 @@ def segments_refresh(
             help=f"the moment to compute at: 2026-10-10, 2026-10-10T09:00 (both in "
             f"{DEFAULT_ZONE}) or with an offset; default: now",
             show_default=False,
+            metavar="TIME",
         ),
     ] = None,
 ) -> None:

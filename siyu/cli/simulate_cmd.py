@@ -49,6 +49,7 @@ def simulate_command(
             help="first tick: 2026-09-01 (midnight), 2026-09-01T08:00 (both in the journey's "
             "time zone) or with an offset, 2026-09-01T08:00+08:00",
             show_default=False,
+            metavar="TIME",
         ),
     ],
     days: Annotated[
