@@ -718,3 +718,23 @@ def test_prefect_logs_of_a_user_error_are_dropped_during_a_tick() -> None:
         logger.removeHandler(handler)
         logger.setLevel(level)
     assert seen == ["a bug's traceback", "Finished in state Completed()", "kept"]
+
+
+@pytest.mark.parametrize("name", ["summary", "db upgrade", "alerts follow-ups"])
+def test_an_unreachable_database_is_one_line_without_its_password(project: Path, name: str) -> None:
+    args = {"summary": ["summary", JOURNEY], "db upgrade": ["db", "upgrade"]}.get(
+        name, name.split()
+    )
+    url = "postgresql+psycopg://siyu:hunter2secret@127.0.0.1:1/siyu"
+    result = run(project, None, *args, "--database", url)
+    line = one_line_error(result)
+    assert "cannot use the database postgresql+psycopg://siyu:***@127.0.0.1:1/siyu" in line
+    assert "hunter2secret" not in result.output
+
+
+def test_a_forged_unsubscribe_token_is_one_line(
+    project: Path, database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SIYU_UNSUBSCRIBE_SECRET", "s" * 32)
+    line = one_line_error(run(project, database, "unsubscribe", "7.sms.forged"))
+    assert line == "unsubscribe token signature does not match"
