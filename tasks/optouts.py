@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from db.models import Event, Suppression
+from db.models import Customer, Event, Suppression
+from siyu.errors import ConfigError
 from siyu.unsubscribe import read_token
 
 
@@ -49,5 +50,9 @@ def apply_sms_replies(session: Session, words: list[str], now: datetime) -> int:
 def apply_unsubscribe(session: Session, token: str, now: datetime) -> tuple[int, str]:
     """Verify an unsubscribe link's token and suppress its channel; returns (customer, channel)."""
     customer_id, channel = read_token(token)
+    if session.get(Customer, customer_id) is None:  # deleted since the link was sent
+        raise ConfigError(
+            f"the link's customer {customer_id} is no longer in the database; nothing to do"
+        )
     suppress(session, customer_id, channel, "unsubscribe link", now)
     return customer_id, channel

@@ -5,11 +5,12 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-from siyu.errors import SiyuError
+from siyu.cli.conventions import cli_command
 
 console = Console(soft_wrap=True)
 
 
+@cli_command()
 def deploy_command() -> None:
     """Write or update prefect.yaml: one deployment per journey (schedule, time zone).
 
@@ -21,20 +22,16 @@ def deploy_command() -> None:
     from siyu.language.problems import format_problems
     from siyu.project import Project
 
-    try:
-        project = Project.find()
-        specs, problems = check_project(project)
-        if problems:
-            console.print(format_problems(problems), markup=False, highlight=False)
-            console.print("[red]not deploying: fix these first (siyu validate)[/red]")
-            raise typer.Exit(1)
-        files = project.journeys_by_name()
-        changes = write_prefect_yaml(
-            project.root, {name: (specs[name], files[name][1]) for name in specs}
-        )
-    except SiyuError as error:
-        Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    project = Project.find()
+    specs, problems = check_project(project)
+    if problems:
+        console.print(format_problems(problems), markup=False, highlight=False)
+        console.print("[red]not deploying: fix these first (siyu validate)[/red]")
+        raise typer.Exit(1)
+    files = project.journeys_by_name()
+    changes = write_prefect_yaml(
+        project.root, {name: (specs[name], files[name][1]) for name in specs}
+    )
     for label, names in (
         ("added", changes.added),
         ("updated", changes.updated),

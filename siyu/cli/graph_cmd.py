@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from siyu.errors import SiyuError
+from siyu.cli.conventions import JOURNEY_HELP, cli_command
 
 
 class GraphFormat(StrEnum):
@@ -17,14 +16,16 @@ class GraphFormat(StrEnum):
     svg = "svg"
 
 
+@cli_command()
 def graph_command(
-    journey: Annotated[str, typer.Argument(help="journey name or YAML file")],
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
     format: Annotated[GraphFormat, typer.Option("--format", "-f", help="mermaid or svg")] = (
         GraphFormat.mermaid
     ),
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="file; default: stdout")] = (
-        None
-    ),
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="file; default: stdout", show_default=False),
+    ] = None,
 ) -> None:
     """Draw a journey: entry, each step with its wait, deadline and channel, exit and goal."""
     from siyu.cli.journey_arg import resolve_journey
@@ -32,11 +33,7 @@ def graph_command(
     from siyu.graph.model import build_graph
     from siyu.project import Project
 
-    try:
-        graph = build_graph(resolve_journey(Project.find(), journey))
-    except SiyuError as error:
-        Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
-        raise typer.Exit(1) from None
+    graph = build_graph(resolve_journey(Project.find(), journey))
     text = to_svg(graph) if format == GraphFormat.svg else to_mermaid(graph)
     if output is None:
         typer.echo(text, nl=False)

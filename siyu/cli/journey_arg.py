@@ -3,16 +3,53 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
+from siyu.errors import ConfigError
 from siyu.language.channel_kinds import ToolProject
 from siyu.language.loader import load_journey
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 
 
+def _is_file_ref(name_or_file: str) -> bool:
+    """A journey's name is a slug (no '/', no '.'); anything else names a file."""
+    return name_or_file.endswith((".yaml", ".yml")) or "/" in name_or_file or os.sep in name_or_file
+
+
+def _journey_file(name_or_file: str) -> Path:
+    """The file, if it can be a journey: a regular .yaml/.yml file (never a device, a
+    folder or another kind of file, whose content an error excerpt would print)."""
+    path = Path(name_or_file)
+    if path.suffix not in (".yaml", ".yml"):
+        raise ConfigError(f"'{name_or_file}' is not a journey file (.yaml or .yml)")
+    if not path.is_file():
+        raise ConfigError(f"no journey file '{name_or_file}'")
+    return path
+
+
 def resolve_journey(project: Project, name_or_file: str) -> JourneySpec:
+    """For the tools that only read a journey (preview, graph, simulate): its name, or any
+    journey file (an edited copy to compare with)."""
     tools = ToolProject.of(project)
-    if name_or_file.endswith((".yaml", ".yml")) or Path(name_or_file).is_file():
-        return load_journey(Path(name_or_file), tools.catalog())
+    if _is_file_ref(name_or_file):
+        return load_journey(_journey_file(name_or_file), tools.catalog())
     return tools.journey(name_or_file)
+
+
+def project_journey(project: Project, name_or_file: str) -> JourneySpec:
+    """For the commands that work on the journey the database knows (tick, summary,
+    explain, report): a name, or a file of the project's journeys/ standing for the
+    journey it declares. Checked as `siyu tick` checks it (channels.yaml, every file)."""
+    if not _is_file_ref(name_or_file):
+        return project.journey(name_or_file)
+    path = _journey_file(name_or_file)
+    inside = path.resolve().parent == project.journeys_dir.resolve()
+    if not inside:
+        raise ConfigError(
+            f"'{name_or_file}' is not in {project.journeys_dir}: this command works on the "
+            "project's journeys (name one, or its file there); preview, graph and simulate "
+            "also take a copy elsewhere"
+        )
+    return project.journey(load_journey(path, project.catalog()).journey)

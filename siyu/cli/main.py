@@ -12,17 +12,21 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from siyu.cli.conventions import (
+    CUSTOMER_HELP,
+    JOURNEY_HELP,
+    NOW_HELP,
+    SiyuTyper,
+    cli_command,
+    parse_moment,
+)
 from siyu.errors import SiyuError
 
 # Prefect's server reports usage to the internet by default; nothing here may leave the machine.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 
-app = typer.Typer(
-    help="siyu: lifecycle journeys for private-domain customer operations, as code.",
-    no_args_is_help=True,
-    add_completion=False,
-)
-db_app = typer.Typer(help="Create and fill the database.", no_args_is_help=True)
+app = SiyuTyper(help="siyu: lifecycle journeys for private-domain customer operations, as code.")
+db_app = SiyuTyper(help="Create and fill the database.")
 app.add_typer(db_app, name="db")
 # Wide enough for the summary tables when the output is a file or a CI log, not a terminal.
 console = Console(width=None if sys.stdout.isatty() else 132)
@@ -34,17 +38,14 @@ def _fail(error: SiyuError) -> None:
 
 
 @app.command()
+@cli_command()
 def validate() -> None:
     """Check every journey in journeys/ and its templates; exit 1 on any problem."""
     from siyu.language.check_project import check_project
     from siyu.language.problems import format_problems
     from siyu.project import Project
 
-    try:
-        specs, problems = check_project(Project.find())
-    except SiyuError as error:
-        _fail(error)
-        return
+    specs, problems = check_project(Project.find())
     if problems:
         Console(stderr=True, soft_wrap=True).print(
             format_problems(problems), markup=False, highlight=False
@@ -55,6 +56,7 @@ def validate() -> None:
 
 
 @app.command()
+@cli_command()
 def schema() -> None:
     """Write docs/journey.schema.json (editor completion for journey files) from the models."""
     from siyu.language.json_schema import write_schema
@@ -64,63 +66,90 @@ def schema() -> None:
 
 
 @app.command()
+@cli_command(database=True)
 def tick(
-    journey: Annotated[str, typer.Argument(help="the journey's name (its `journey:` key)")],
-    now: Annotated[str | None, typer.Option(help="ISO time with offset; default: now")] = None,
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
+    now: Annotated[
+        str | None, typer.Option(help=NOW_HELP, show_default=False, metavar="TIME")
+    ] = None,
     channel_base_url: Annotated[
-        str | None, typer.Option(help="send every channel to this gateway, e.g. the sandbox's URL")
+        str | None,
+        typer.Option(
+            help="send every channel to this gateway, e.g. the sandbox's URL", show_default=False
+        ),
     ] = None,
 ) -> None:
     """Run one tick of a journey through its Prefect flow."""
     from flows.journey_flow import journey_tick
+    from siyu.cli.conventions import quiet_user_errors_in_prefect, require_schema
+    from siyu.cli.journey_arg import project_journey
+    from siyu.errors import SpecError
+    from siyu.language.check_project import content_problems
+    from siyu.project import Project
 
-    try:
-        results = journey_tick(journey=journey, now=now, channel_base_url=channel_base_url)
-    except SiyuError as error:
-        _fail(error)
-        return
+    # Everything a user can get wrong is checked here, before the flow starts: inside it,
+    # Prefect would print the error's traceback before our one line.
+    project = Project.find()
+    spec = project_journey(project, journey)
+    problems = content_problems(project, spec)
+    if problems:
+        raise SpecError(problems)
+    moment = parse_moment(now, spec.timezone)
+    require_schema()
+    for channel in project.build_channels(channel_base_url).values():  # secrets, URLs
+        channel.close()
+    with quiet_user_errors_in_prefect():
+        results = journey_tick(
+            journey=spec.journey, now=moment.isoformat(), channel_base_url=channel_base_url
+        )
     for phase, counts in results.items():
         if counts:
             console.print(f"{phase}: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items())))
 
 
 @app.command()
-def summary(journey: Annotated[str, typer.Argument(help="the journey's name")]) -> None:
+@cli_command(database=True, tables=True)
+def summary(
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
+) -> None:
     """Per-step counts from the send ledger: sent, pending, failed, skipped by reason."""
     from db.engine import make_engine, make_sessionmaker
+    from siyu.cli.journey_arg import project_journey
     from siyu.cli.tables import summary_table
     from siyu.project import Project
     from siyu.reports.step_summary import summarize
 
-    try:
-        spec = Project.find().journey(journey)
-    except SiyuError as error:
-        _fail(error)
-        return
-    with make_sessionmaker(make_engine())() as session:
+    spec = project_journey(Project.find(), journey)
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session:
         console.print(summary_table(summarize(session, spec)))
+    engine.dispose()
 
 
 @app.command()
+@cli_command(database=True, tables=True)
 def explain(
-    journey: Annotated[str, typer.Argument(help="the journey's name")],
-    customer: Annotated[int, typer.Argument(help="the customer's id")],
-    now: Annotated[str | None, typer.Option(help="ISO time with offset; default: now")] = None,
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
+    customer: Annotated[str, typer.Argument(help=CUSTOMER_HELP, show_default=False)],
+    now: Annotated[
+        str | None, typer.Option(help=NOW_HELP, show_default=False, metavar="TIME")
+    ] = None,
 ) -> None:
     """Every decision about one customer in one journey, with its reason."""
     from db.engine import make_engine, make_sessionmaker
-    from flows.journey_flow import parse_now
+    from siyu.cli.journey_arg import project_journey
+    from siyu.customer_ref import find_customer
     from siyu.project import Project
     from siyu.reports.explain import explain as explain_customer
 
-    try:
-        spec = Project.find().journey(journey)
-    except SiyuError as error:
-        _fail(error)
-        return
-    with make_sessionmaker(make_engine())() as session:
-        for line in explain_customer(session, spec, customer, parse_now(now)):
+    spec = project_journey(Project.find(), journey)
+    moment = parse_moment(now, spec.timezone)
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session:
+        found = find_customer(session, customer)
+        for line in explain_customer(session, spec, found.id, moment):
             console.print(line, markup=False, highlight=False)
+    engine.dispose()
 
 
 @app.command()
@@ -186,41 +215,46 @@ def demo(
 
 
 @app.command()
+@cli_command(database=True, tables=True)
 def unsubscribe(
-    token: Annotated[str, typer.Argument(help="the token of an unsubscribe link")],
+    token: Annotated[
+        str, typer.Argument(help="the token of an unsubscribe link", show_default=False)
+    ],
 ) -> None:
-    """Apply an unsubscribe link's token (what the link's web endpoint calls): the customer is
-    suppressed on that channel, or on all, before the next send."""
+    """Apply an unsubscribe link's token, as the link's web endpoint does.
+
+    The customer is suppressed on that channel, or on all, before the next send."""
     from datetime import UTC, datetime
 
     from db.engine import make_engine, make_sessionmaker
     from tasks.optouts import apply_unsubscribe
 
-    try:
-        with make_sessionmaker(make_engine())() as session, session.begin():
-            customer, channel = apply_unsubscribe(session, token, datetime.now(UTC))
-    except SiyuError as error:
-        _fail(error)
-        return
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session, session.begin():
+        customer, channel = apply_unsubscribe(session, token, datetime.now(UTC))
+    engine.dispose()
     where = "every channel" if channel == "*" else channel
     console.print(f"customer {customer} unsubscribed from {where}")
 
 
 @db_app.command("upgrade")
+@cli_command(database=True)
 def db_upgrade() -> None:
-    """Apply the Alembic migrations to SIYU_DATABASE_URL (default: var/siyu.db)."""
+    """Create the database's tables, or apply the migrations it lacks (Alembic)."""
     from db.engine import database_url
     from db.migrate import upgrade
+    from siyu.cli.conventions import shown_url
 
     upgrade()
-    console.print(f"database at {database_url()} is up to date")
+    console.print(f"database {shown_url(database_url())} is up to date")
 
 
 @db_app.command("seed")
+@cli_command(database=True, tables=True)
 def db_seed(
-    customers: Annotated[int, typer.Option(help="customers to generate")] = 5000,
+    customers: Annotated[int, typer.Option(help="customers to generate", min=1)] = 5000,
     arrivals: Annotated[
-        int, typer.Option(help="of them, first purchases arriving over the next two hours")
+        int, typer.Option(help="of them, first purchases arriving over the next two hours", min=0)
     ] = 120,
 ) -> None:
     """Fill an empty database with demo data around the current time: 60 days of history up
@@ -231,27 +265,32 @@ def db_seed(
 
     from db.demo_data import around_now, generate
     from db.engine import database_url, make_engine, make_sessionmaker
+    from siyu.cli.conventions import shown_url
 
-    with make_sessionmaker(make_engine())() as session, session.begin():
-        summary = generate(session, around_now(datetime.now(UTC), customers, arrivals))
-    arriving = "no new first purchases to come"
-    if summary.arrivals_until is not None:
-        until = summary.arrivals_until.astimezone(ZoneInfo("Asia/Shanghai"))
-        arriving = (
-            f"{summary.arrivals} new first purchases arrive until {until:%H:%M} Asia/Shanghai"
-        )
-    console.print(
-        f"seeded {database_url()}: {summary.customers} customers, {summary.orders} orders; "
-        f"{arriving}",
-        markup=False,
-        highlight=False,
-    )
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session, session.begin():
+        made = generate(session, around_now(datetime.now(UTC), customers, min(arrivals, customers)))
+    engine.dispose()
+    console.print(f"seeded {shown_url(database_url())}:", markup=False, highlight=False)
+    lines = [
+        ("customers", made.customers),
+        ("orders", made.orders),
+        ("repurchase within 14 days", made.repurchased_within_14d),
+        ("never come back", made.never_repurchased),
+        ("first purchases still to arrive", made.arrivals),
+    ]
+    for label, value in lines:
+        console.print(f"  {label:<34} {value:>8,}", markup=False, highlight=False)
+    if made.arrivals_until is not None:
+        until = made.arrivals_until.astimezone(ZoneInfo("Asia/Shanghai"))
+        console.print(f"  they arrive until {until:%H:%M} Asia/Shanghai", markup=False)
 
 
 @app.command()
+@cli_command()
 def sandbox(
     host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port")] = 8765,
+    port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 8765,
 ) -> None:
     """Serve the local channel sandbox (WeCom, WeChat, SMS, e-mail, webhook APIs)."""
     from siyu.sandbox.cli import run
@@ -278,7 +317,8 @@ def _register_tools() -> None:
     app.command("preview")(preview_command)
     app.command("graph")(graph_command)
     app.command("simulate")(simulate_command)
-    app.command("import")(import_command)
+    # The importer's own module; the convention's `--database` is added here.
+    app.command("import")(cli_command(database=True, tables=True)(import_command))
     app.command("deploy")(deploy_command)
     _register_measure()
 

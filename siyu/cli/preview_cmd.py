@@ -8,21 +8,25 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from siyu.cli.conventions import CUSTOMER_HELP, JOURNEY_HELP, cli_command
 from siyu.errors import SiyuError
 from siyu.language.problems import did_you_mean
 
 console = Console(soft_wrap=True)
 
 
+@cli_command(database=True)
 def preview_command(
-    journey: Annotated[str, typer.Argument(help="journey name or YAML file")],
-    step: Annotated[str, typer.Argument(help="the step's id")],
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
+    step: Annotated[str, typer.Argument(help="the step's id", show_default=False)],
     customer: Annotated[
-        str | None, typer.Option(help="customer id or CRM external_id; omit for sample data")
+        str | None,
+        typer.Option(help=f"{CUSTOMER_HELP}; omit for sample data", show_default=False),
     ] = None,
 ) -> None:
     """Render one step's message as the engine would, for a real customer or sample data."""
-    from db.engine import make_engine, make_sessionmaker
+    from db.engine import database_url, make_engine, make_sessionmaker
+    from siyu.cli.conventions import missing_sqlite_file
     from siyu.cli.journey_arg import resolve_journey
     from siyu.preview.render_preview import (
         has_database,
@@ -31,28 +35,28 @@ def preview_command(
     )
     from siyu.project import Project
 
-    try:
-        project = Project.find()
-        spec = resolve_journey(project, journey)
-        ids = [s.id for s in spec.steps]
-        if step not in ids:
-            raise SiyuError(
-                f"journey '{spec.journey}' has no step '{step}'{did_you_mean(step, ids)} "
-                f"(steps: {', '.join(ids)})"
-            )
-        chosen = spec.step(step)
+    project = Project.find()
+    spec = resolve_journey(project, journey)
+    ids = [s.id for s in spec.steps]
+    if step not in ids:
+        raise SiyuError(
+            f"journey '{spec.journey}' has no step '{step}'{did_you_mean(step, ids)} "
+            f"(steps: {', '.join(ids)})"
+        )
+    chosen = spec.step(step)
+    if customer is None or missing_sqlite_file(database_url()):  # never create one here
+        if customer is not None:
+            console.print("[yellow]no database set up: showing sample data[/yellow]")
+        result = preview_sample(spec, chosen, project.templates_dir)
+    else:
         engine = make_engine()
         with make_sessionmaker(engine)() as session:
-            if customer is not None and has_database(session):
+            if has_database(session):
                 result = preview_customer(session, spec, chosen, project.templates_dir, customer)
             else:
-                if customer is not None:
-                    console.print("[yellow]no database set up: showing sample data[/yellow]")
+                console.print("[yellow]no database set up: showing sample data[/yellow]")
                 result = preview_sample(spec, chosen, project.templates_dir)
         engine.dispose()
-    except SiyuError as error:
-        Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
-        raise typer.Exit(1) from None
     title = f"{spec.journey} / {chosen.id} via {chosen.send} ({chosen.purpose}) — {result.who}"
     if result.body is None:
         console.print(Panel(f"render error: {result.error}", title=title, style="red"))

@@ -9,44 +9,44 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
-from siyu.errors import SiyuError
+from siyu.cli.conventions import JOURNEY_HELP, SiyuTyper, cli_command, output_path
 
-clicks_app = typer.Typer(help="Tracked-link clicks.", no_args_is_help=True)
-
-
-def _fail(error: SiyuError) -> None:
-    Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
-    raise typer.Exit(1)
+clicks_app = SiyuTyper(help="Tracked-link clicks.")
 
 
+@cli_command(database=True, tables=True)
 def report_command(
-    journey: Annotated[str, typer.Argument(help="the journey's name")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="HTML file")] = None,
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "-o", "--output", help="HTML file; default: var/JOURNEY-report.html", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Write a self-contained HTML report: funnel, daily sends by channel, conversion over
-    time, experiment results (treated vs holdout, variants) with intervals and p-values."""
+    """Write a self-contained HTML report of a journey (under var/ unless -o).
+
+    Funnel, daily sends by channel, conversion over time, experiment results (treated vs
+    holdout, variants) with intervals and p-values."""
     from db.engine import make_engine, make_sessionmaker
+    from siyu.cli.journey_arg import project_journey
     from siyu.project import Project
     from siyu.reports.html_report import render_report
 
     started = time.perf_counter()
-    try:
-        spec = Project.find().journey(journey)
-    except SiyuError as error:
-        _fail(error)
-        return
+    spec = project_journey(Project.find(), journey)
     engine = make_engine()
     with make_sessionmaker(engine)() as session:
         page = render_report(session, spec, datetime.now(UTC))
     engine.dispose()
-    target = output or Path(f"{spec.journey}-report.html")
+    target = output_path(output, f"{spec.journey}-report.html")
     target.write_text(page, encoding="utf-8")
     typer.echo(f"wrote {target} ({len(page) // 1024} KiB in {time.perf_counter() - started:.2f} s)")
 
 
 @clicks_app.command("sync")
+@cli_command(database=True, tables=True)
 def clicks_sync(
     source: Annotated[
         str, typer.Option("--from", help="the redirect endpoint's base URL (the sandbox)")
@@ -57,15 +57,11 @@ def clicks_sync(
     from db.engine import make_engine, make_sessionmaker
     from siyu.metrics.clicks import fetch_clicks, record_clicks
 
-    try:
-        clicks = fetch_clicks(source)
-        engine = make_engine()
-        with make_sessionmaker(engine)() as session, session.begin():
-            result = record_clicks(session, clicks)
-        engine.dispose()
-    except SiyuError as error:
-        _fail(error)
-        return
+    clicks = fetch_clicks(source)
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session, session.begin():
+        result = record_clicks(session, clicks)
+    engine.dispose()
     typer.echo(
         f"{result.fetched} clicks: {result.inserted} new, {result.already} already recorded, "
         f"{result.forged} dropped (bad signature or unknown customer)"

@@ -8,52 +8,54 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from siyu.errors import SiyuError
+from siyu.cli.conventions import SiyuTyper, cli_command, parse_moment
 
-segments_app = typer.Typer(help="Customer segments (segments.yaml).", no_args_is_help=True)
-alerts_app = typer.Typer(
-    help="Alert rules and follow-up tasks (alerts.yaml).", no_args_is_help=True
-)
+segments_app = SiyuTyper(help="Customer segments (segments.yaml).")
+alerts_app = SiyuTyper(help="Alert rules and follow-up tasks (alerts.yaml).")
 console = Console(soft_wrap=True)
 
 
-def _fail(error: SiyuError) -> None:
-    Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
-    raise typer.Exit(1)
+# Segments belong to no journey: a time without an offset is read in the zone journeys
+# default to.
+DEFAULT_ZONE = "Asia/Shanghai"
 
 
 @segments_app.command("check")
+@cli_command()
 def segments_check() -> None:
     """Check segments.yaml; list the segment names journeys can use."""
     from siyu.project import Project
     from siyu.segments.config import load_segments
 
-    try:
-        config = load_segments(Project.find().root / "segments.yaml")
-    except SiyuError as error:
-        _fail(error)
-        return
+    config = load_segments(Project.find().root / "segments.yaml")
     console.print("segments: " + ", ".join(config.names()))
 
 
 @segments_app.command("refresh")
+@cli_command(database=True, tables=True)
 def segments_refresh(
-    now: Annotated[str | None, typer.Option(help="ISO time with offset; default: now")] = None,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help=f"the moment to compute at: 2026-10-10, 2026-10-10T09:00 (both in "
+            f"{DEFAULT_ZONE}) or with an offset; default: now",
+            show_default=False,
+            metavar="TIME",
+        ),
+    ] = None,
 ) -> None:
     """Recompute every customer's segments now and record who entered and left."""
     from db.engine import make_engine, make_sessionmaker
-    from flows.journey_flow import parse_now
     from siyu.project import Project
     from siyu.segments.compute import refresh_segments
     from siyu.segments.config import load_segments
 
-    try:
-        config = load_segments(Project.find().root / "segments.yaml")
-    except SiyuError as error:
-        _fail(error)
-        return
-    with make_sessionmaker(make_engine())() as session, session.begin():
-        changes = refresh_segments(session, config, parse_now(now))
+    config = load_segments(Project.find().root / "segments.yaml")
+    moment = parse_moment(now, DEFAULT_ZONE)
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session, session.begin():
+        changes = refresh_segments(session, config, moment)
+    engine.dispose()
     table = Table("segment", "members", "entered", "left")
     for name in config.names():
         table.add_row(
@@ -66,17 +68,14 @@ def segments_refresh(
 
 
 @alerts_app.command("check")
+@cli_command()
 def alerts_check() -> None:
     """Check alerts.yaml (keys, thresholds, the journeys rules start)."""
     from siyu.alerts.config import load_alerts
     from siyu.project import Project
 
     project = Project.find()
-    try:
-        config = load_alerts(project.root / "alerts.yaml", list(project.journeys_by_name()))
-    except SiyuError as error:
-        _fail(error)
-        return
+    config = load_alerts(project.root / "alerts.yaml", list(project.journeys_by_name()))
     b = config.breaker
     console.print(
         f"breaker: open above {b.failure_rate:.0%} failures over {b.window} "
@@ -87,6 +86,7 @@ def alerts_check() -> None:
 
 
 @alerts_app.command("follow-ups")
+@cli_command(database=True, tables=True)
 def alerts_follow_ups() -> None:
     """The open follow-up tasks for staff, oldest first."""
     from sqlalchemy import select
@@ -95,7 +95,8 @@ def alerts_follow_ups() -> None:
     from db.models import Customer, FollowUpTask
 
     table = Table("task", "rule", "customer", "channel", "note", "created")
-    with make_sessionmaker(make_engine())() as session:
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session:
         for task, name in session.execute(
             select(FollowUpTask, Customer.name)
             .join(Customer, Customer.id == FollowUpTask.customer_id)
@@ -110,4 +111,5 @@ def alerts_follow_ups() -> None:
                 task.note,
                 task.created_at.isoformat(timespec="minutes"),
             )
+    engine.dispose()
     console.print(table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
 
@@ -21,6 +21,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from siyu.cli.conventions import JOURNEY_HELP, cli_command, parse_moment
 from siyu.errors import ConfigError
 from siyu.language.durations import parse_duration
 from siyu.simulate.runner import SimulationReport, SimulationSettings
@@ -29,32 +30,43 @@ console = Console()
 OUTCOMES = ("due", "sent", "skipped", "deferred", "failed")
 
 
-def _moment(text: str, zone: str) -> datetime:
-    from zoneinfo import ZoneInfo
-
+def _every(text: str) -> timedelta:
     try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise ConfigError(
-            f"'{text}' is not a date or time; write it like 2026-09-01 or 2026-09-01T08:00+08:00"
-        ) from None
-    return (value if value.tzinfo else value.replace(tzinfo=ZoneInfo(zone))).astimezone(UTC)
+        step = parse_duration(text)
+    except ValueError as error:
+        raise ConfigError(f"--every: {error}") from None
+    if step <= timedelta(0):
+        raise ConfigError(f"--every '{text}' must be longer than 0, e.g. 1h or 15m")
+    return step
 
 
+@cli_command(database=True, tables=True)
 def simulate_command(
-    journey: Annotated[str, typer.Argument(help="journey name or YAML file")],
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
     start: Annotated[
-        str, typer.Option(help="first tick: a date (journey's time zone) or ISO time")
+        str,
+        typer.Option(
+            help="first tick: 2026-09-01 (midnight), 2026-09-01T08:00 (both in the journey's "
+            "time zone) or with an offset, 2026-09-01T08:00+08:00",
+            show_default=False,
+            metavar="TIME",
+        ),
     ],
-    days: Annotated[int, typer.Option(help="how many days of history to replay")] = 90,
+    days: Annotated[
+        int, typer.Option(help="how many days of history to replay", min=1, max=3660)
+    ] = 90,
     every: Annotated[str, typer.Option(help="time between ticks, e.g. 1h, 15m")] = "1h",
     compare: Annotated[
-        str | None, typer.Option(help="a second version (file) to simulate side by side")
+        str | None,
+        typer.Option(
+            help="a second version (name or file) to simulate side by side", show_default=False
+        ),
     ] = None,
     csv_out: Annotated[
-        Path | None, typer.Option("--csv", help="write day × step × outcome counts here")
+        Path | None,
+        typer.Option("--csv", help="write day × step × outcome counts here", show_default=False),
     ] = None,
-    show_days: Annotated[int, typer.Option(help="rows of the per-day table (0: all)")] = 14,
+    show_days: Annotated[int, typer.Option(help="rows of the per-day table (0: all)", min=0)] = 14,
 ) -> None:
     """Backtest a journey on a copy of the database with a simulated clock; sends nothing.
 
@@ -71,8 +83,12 @@ def simulate_command(
     specs = [resolve_journey(project, journey)]
     if compare:
         specs.append(resolve_journey(project, compare))
-    begin = _moment(start, specs[0].timezone)
-    settings = SimulationSettings(begin, begin + timedelta(days=days), parse_duration(every))
+    begin = parse_moment(start, specs[0].timezone, option="--start")
+    try:
+        end = begin + timedelta(days=days)
+    except OverflowError:
+        raise ConfigError(f"--start {start} plus --days {days} runs past the year 9999") from None
+    settings = SimulationSettings(begin, end, _every(every))
     kinds = channel_kinds(project)
     reports: list[SimulationReport] = []
     for label, spec in zip(("A", "B"), specs, strict=False):

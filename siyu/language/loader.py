@@ -25,8 +25,10 @@ from siyu.language.spec import (
     CustomerCondition,
     EventCondition,
     JourneySpec,
+    KeyProblem,
     NotCondition,
     ReachableCondition,
+    ReentryAfter,
     StepCondition,
 )
 
@@ -87,6 +89,8 @@ _TAGS: dict[str, type[BaseModel] | None] = {
     "not": NotCondition,
     "anchor": Anchor,
     "duration": None,
+    "policy": None,
+    "reentry-after": ReentryAfter,
 }
 
 
@@ -99,7 +103,7 @@ def _is_taggedposition(loc: tuple[str | int, ...], index: int) -> bool:
     if index == 0 or not isinstance(loc[index], str) or loc[index] not in _TAGS:
         return False
     before = loc[index - 1]
-    if before in ("if", "not", "at"):
+    if before in ("if", "not", "at", "reentry"):
         return True
     return isinstance(before, int) and index >= 2 and loc[index - 2] in ("all", "any")
 
@@ -172,17 +176,31 @@ def _problem_from_pydantic(file: str, raw: Any, error: Any) -> Problem:
             "unknown-key",
             f"unknown key '{name}' in {parent}{did_you_mean(name, allowed)}",
         )
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, KeyProblem):  # a model check naming the key at fault: caret on it
+        line, col = position(raw, (*loc, *cause.keys), key=True)
+        where = f"{_where(raw, loc)}: " if loc else ""  # a journey-level key names itself
+        return Problem(file, line, col, "bad-value", f"{where}{cause}")
     line, col = position(raw, loc)
     if kind == "missing":
         parent = _where(raw, loc[:-1]) if len(loc) > 1 else "the journey"
         return Problem(file, line, col, "missing-key", f"{parent} needs the key '{loc[-1]}'")
     message = str(error["msg"]).removeprefix("Value error, ")
+    if kind == "reentry":
+        message = f"'{error['input']}' {message}"
     if kind == "condition" and isinstance(error.get("input"), dict) and error["input"]:
         first = str(next(iter(error["input"])))
         message += f"; '{first}' is not one{did_you_mean(first, _CONDITION_KINDS)}"
-    if kind == "string_pattern_mismatch":
+    if kind == "string_pattern_mismatch" and loc[-1] == "from":
+        message = f"'{error['input']}' is not a date column; write event.COLUMN or customer.COLUMN"
+    elif kind == "string_pattern_mismatch":
         message = (
             f"'{error['input']}' is not a valid name; use lower-case letters, digits, '-', '_'"
         )
-    code = "bad-duration" if "duration" in message else "bad-value"
+    if kind == "too_short":
+        least = (error.get("ctx") or {}).get("min_length", 1)
+        noun = "step" if loc[-1] == "steps" else "item"
+        message = f"needs at least {least} {noun}{'s' if least != 1 else ''}"
+    duration = "duration" in message or "write a number and a unit" in message
+    code = "bad-duration" if duration else "bad-value"
     return Problem(file, line, col, code, f"{_where(raw, loc)}: {message}")

@@ -33,12 +33,22 @@ from pydantic import (
     model_validator,
 )
 
-from siyu.language.durations import parse_duration
+from siyu.language.durations import format_duration, parse_duration
+from siyu.language.problems import did_you_mean
 from siyu.timezones import is_time_zone
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 SLUG_HINT = "use lower-case letters, digits, '-' and '_'"
+
+
+class KeyProblem(ValueError):
+    """A model check's complaint about one key of the mapping it checks (`within` of a
+    step): the loader puts the caret on that key instead of on the mapping's first line."""
+
+    def __init__(self, message: str, *keys: str | int) -> None:
+        super().__init__(message)
+        self.keys = keys
 
 
 class _Strict(BaseModel):
@@ -57,7 +67,22 @@ class ReentryAfter(_Strict):
     after: Duration
 
 
-Reentry = Literal["never", "always"] | ReentryAfter
+def _reentry_kind(value: Any) -> str | None:
+    if isinstance(value, dict | ReentryAfter):
+        return "reentry-after"
+    return "policy" if value in ("never", "always") else None
+
+
+# A discriminator keeps a wrong value to one error instead of one per alternative.
+Reentry = Annotated[
+    Annotated[Literal["never", "always"], Tag("policy")]
+    | Annotated[ReentryAfter, Tag("reentry-after")],
+    Discriminator(
+        _reentry_kind,
+        custom_error_type="reentry",
+        custom_error_message="is not a re-entry policy; write never, always or {after: 30d}",
+    ),
+]
 
 
 class Entry(_Strict):
@@ -82,15 +107,23 @@ class Entry(_Strict):
         if [self.event, self.calendar, self.segment].count(None) != 2:
             raise ValueError("entry needs exactly one of `event:`, `calendar:` or `segment:`")
         if self.segment is not None and (self.where is not None or self.audience is not None):
-            raise ValueError("a segment entry takes neither `where:` nor `audience:`")
+            raise KeyProblem(
+                "a segment entry takes neither `where:` nor `audience:`",
+                "where" if self.where is not None else "audience",
+            )
         if self.calendar is not None:
-            _check_cron(self.calendar)
+            try:
+                _check_cron(self.calendar)
+            except ValueError as error:
+                raise KeyProblem(str(error), "calendar") from None
             if self.where is not None:
-                raise ValueError(
-                    "a calendar entry selects customers with `audience:`, not `where:`"
+                raise KeyProblem(
+                    "a calendar entry selects customers with `audience:`, not `where:`", "where"
                 )
         elif self.audience is not None:
-            raise ValueError("`audience:` belongs to calendar entries; use `where:` on the event")
+            raise KeyProblem(
+                "`audience:` belongs to calendar entries; use `where:` on the event", "audience"
+            )
         return self
 
     @property
@@ -265,12 +298,15 @@ class Variant(_Strict):
 
 def parse_share(value: Any) -> Any:
     """`10%` or 0.1."""
+    share = value
     if isinstance(value, str) and value.strip().endswith("%"):
         try:
-            return float(value.strip()[:-1]) / 100
+            share = float(value.strip()[:-1]) / 100
         except ValueError:
             raise ValueError(f"'{value}' is not a percentage; write e.g. 10%") from None
-    return value
+    if isinstance(share, int | float) and not isinstance(share, bool) and not 0 <= share < 1:
+        raise ValueError(f"'{value}' is not a share from 0% to below 100%; write e.g. 10%")
+    return share
 
 
 Share = Annotated[float, BeforeValidator(parse_share), Field(ge=0, lt=1)]
@@ -312,18 +348,18 @@ class Step(_Strict):
     def _window_is_sane(self) -> Step:
         offset = self.at.offset if isinstance(self.at, Anchor) else self.at
         if not isinstance(self.at, Anchor) and self.at < timedelta(0):
-            raise ValueError(
-                f"`at` of step '{self.id}' is negative; an offset before a date "
-                "needs an anchor: `at: {from: event.renews_at, offset: -3d}`"
+            raise KeyProblem(
+                f"`at` ({format_duration(self.at)}) is negative; an offset before a date "
+                "needs an anchor: `at: {from: event.renews_at, offset: -3d}`",
+                "at",
             )
         if self.within is not None and self.within <= offset:
-            raise ValueError(
-                f"step '{self.id}': `within` ({self.within}) must be later than `at` ({offset})"
-            )
+            raise KeyProblem(_deadline_message(self.within, offset, self.at), "within")
         if self.variants is not None:
             ids = [v.id for v in self.variants]
             if len(set(ids)) != len(ids):
-                raise ValueError(f"step '{self.id}': variant ids must be unique")
+                repeated = next(i for i in ids if ids.count(i) > 1)
+                raise KeyProblem(f"variant id '{repeated}' is used twice", "variants")
         return self
 
     @property
@@ -331,6 +367,18 @@ class Step(_Strict):
         if self.consent is not None:
             return list(self.consent)
         return ["marketing"] if self.purpose == "marketing" else []
+
+
+def _deadline_message(within: timedelta, offset: timedelta, at: Any) -> str:
+    """`within` at or before the step's own due time: the step could never be sent. Say it
+    in the file's notation, with the smallest fix (one unit of the `at` past it)."""
+    due = "the anchor's `offset`" if isinstance(at, Anchor) else "`at`"
+    unit = timedelta(days=1) if offset % timedelta(days=1) == timedelta(0) else timedelta(hours=1)
+    return (
+        f"`within` ({format_duration(within)}) must be later than {due} "
+        f"({format_duration(offset)}), or the step is never sent; move `within` to at least "
+        f"{format_duration(offset + unit)}, or remove it"
+    )
 
 
 class Migration(_Strict):
@@ -384,7 +432,13 @@ class JourneySpec(_Strict):
         ids = {step.id for step in self.steps}
         for old, new in self.migrate.steps.items():
             if new not in ids:
-                raise ValueError(f"migrate.steps maps '{old}' to '{new}', which is not a step")
+                raise KeyProblem(
+                    f"migrate.steps maps '{old}' to '{new}', which is not a step"
+                    f"{did_you_mean(new, ids)}",
+                    "migrate",
+                    "steps",
+                    old,
+                )
         return self
 
     def step(self, step_id: str) -> Step:

@@ -10,12 +10,12 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import inspect, or_, select, text
+from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import ChannelIdentity, Customer, Enrollment
 from db.sources import CUSTOMER_COLUMNS, SOURCES, entry_columns
-from siyu.errors import ConfigError
+from siyu.customer_ref import find_customer
 from siyu.language.spec import JourneySpec, Step
 from siyu.language.where_clause import to_dialect
 from siyu.preview.masking import mask_text, mask_value
@@ -55,16 +55,6 @@ class Preview:
     error: str | None
 
 
-def _find_customer(session: Session, ref: str) -> Customer:
-    query = select(Customer).where(
-        or_(Customer.external_id == ref, Customer.id == (int(ref) if ref.isdigit() else -1))
-    )
-    customer = session.scalars(query).first()
-    if customer is None:
-        raise ConfigError(f"no customer with id or external_id '{mask_value('id', ref)}'")
-    return customer
-
-
 def _entry_event(session: Session, spec: JourneySpec, customer_id: int) -> dict[str, Any] | None:
     """The event that enrolled the customer, else their latest event that would enroll them.
     Calendar journeys have no entry event."""
@@ -98,7 +88,7 @@ def has_database(session: Session) -> bool:
 def preview_customer(
     session: Session, spec: JourneySpec, step: Step, templates_dir: Path, ref: str
 ) -> Preview:
-    customer = _find_customer(session, ref)
+    customer = find_customer(session, ref)
     row = {c: getattr(customer, c) for c in CUSTOMER_COLUMNS}
     event = _entry_event(session, spec, customer.id)
     identities = dict(
