@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import State, flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from db.engine import make_engine, make_sessionmaker
-from siyu.errors import SpecError
+from siyu.errors import SiyuError, SpecError
 from siyu.language.check_project import content_problems
 from siyu.language.spec import JourneySpec
 from siyu.project import Project, worker_context
@@ -37,7 +37,15 @@ STEP_TIMEOUT = 1800.0
 PHASE_TIMEOUT = 600.0
 
 
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10])
+def transient(_task: Any, _task_run: Any, state: State[Any]) -> bool:
+    """Whether a failed phase is worth retrying: a lost connection or a provider's hiccup may
+    pass, a user's error (a journey's SQL refused or cancelled, a journey or template that does
+    not validate) fails the same way again, so it fails the run at once with its message."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    return not isinstance(error, SiyuError)
+
+
+@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
 def run_phase(ctx: EngineContext, phase: Phase, spec: Any, now: datetime) -> dict[str, int]:
     result: PhaseResult = phase.run(ctx, spec, now)
     if result:

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from db.engine import read_only_session, write_session
 from db.models import Customer, Event, Order
+from siyu.errors import SpecError
 from siyu.language.loader import Catalog, check_journey_file
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
@@ -608,3 +609,19 @@ def test_preview_runs_the_entry_condition_read_only(
     with sessions() as session, pytest.raises(MarketerSqlError, match="entry.where"):
         preview_customer(session, spec, spec.steps[0], templates, str(buyer))
     _write_succeeds(sessions)
+
+
+def test_a_refused_or_cancelled_journey_sql_is_not_retried_but_a_lost_connection_is() -> None:
+    """The phase task's retry condition (flows/journey_flow.py): a user's error fails the run
+    at once with its one line, instead of costing three statement timeouts per tick."""
+    from prefect.states import Failed
+    from sqlalchemy.exc import OperationalError
+
+    from flows.journey_flow import transient
+
+    refused = MarketerSqlError("journeys/x.yaml: entry.where was cancelled after 30 s")
+    assert not transient(None, None, Failed(data=refused))
+    assert not transient(None, None, Failed(data=SpecError([])))
+    lost = OperationalError("SELECT 1", {}, Exception("server closed the connection"))
+    assert transient(None, None, Failed(data=lost))
+    assert transient(None, None, Failed(data=TimeoutError()))
