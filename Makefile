@@ -1,5 +1,7 @@
 # The two commands of the README: `make demo` and `make test`. Both create .venv on first use.
 PYTHON ?= python3
+# Prefect's client-side telemetry opt-out (server analytics are off in prefect.toml).
+export DO_NOT_TRACK := 1
 VENV   := .venv
 BIN    := $(VENV)/bin
 

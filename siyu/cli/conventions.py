@@ -240,6 +240,17 @@ class _DropUserErrors(logging.Filter):
 
 
 @contextmanager
+def local_prefect() -> Iterator[None]:
+    """Prefect settings for a flow the CLI runs on Prefect's local API: no usage data leaves
+    the machine, wherever the command runs from (prefect.toml applies only when it runs in
+    the repository root). The local API server Prefect starts inherits these settings."""
+    from prefect.settings import PREFECT_SERVER_ANALYTICS_ENABLED, temporary_settings
+
+    with temporary_settings(updates={PREFECT_SERVER_ANALYTICS_ENABLED: False}):
+        yield
+
+
+@contextmanager
 def quiet_user_errors_in_prefect() -> Iterator[None]:
     drop = _DropUserErrors()
     loggers = [logging.getLogger(n) for n in ("prefect", "prefect.flow_runs", "prefect.task_runs")]

@@ -22,9 +22,6 @@ from siyu.cli.conventions import (
 )
 from siyu.errors import SiyuError
 
-# Prefect's server reports usage to the internet by default; nothing here may leave the machine.
-os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-
 app = SiyuTyper(help="siyu: lifecycle journeys for private-domain customer operations, as code.")
 db_app = SiyuTyper(help="Create and fill the database.")
 app.add_typer(db_app, name="db")
@@ -81,7 +78,7 @@ def tick(
 ) -> None:
     """Run one tick of a journey through its Prefect flow."""
     from flows.journey_flow import journey_tick
-    from siyu.cli.conventions import quiet_user_errors_in_prefect, require_schema
+    from siyu.cli.conventions import local_prefect, quiet_user_errors_in_prefect, require_schema
     from siyu.cli.journey_arg import project_journey
     from siyu.errors import SpecError
     from siyu.language.check_project import content_problems
@@ -98,7 +95,7 @@ def tick(
     require_schema()
     for channel in project.build_channels(channel_base_url).values():  # secrets, URLs
         channel.close()
-    with quiet_user_errors_in_prefect():
+    with local_prefect(), quiet_user_errors_in_prefect():
         results = journey_tick(
             journey=spec.journey, now=moment.isoformat(), channel_base_url=channel_base_url
         )
@@ -299,6 +296,9 @@ def sandbox(
 
 
 def main() -> None:  # pragma: no cover - console entry point
+    # The client-side opt-out standard, read by Prefect when it is first imported (no
+    # Prefect setting covers it): no telemetry notice, no usage events from this process.
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     try:
         app()
     except SiyuError as error:
