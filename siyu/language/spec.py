@@ -35,9 +35,17 @@ from pydantic import (
 
 from siyu.language.durations import format_duration, parse_duration
 from siyu.language.problems import did_you_mean
+from siyu.language.schedules import FORMS, to_cron
 from siyu.timezones import is_time_zone
 
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+def _readable_schedule(value: object) -> object:
+    """A readable schedule ("every 15m", "每天 10:00") as the cron expression it means."""
+    return to_cron(value) if isinstance(value, str) else value
+
+
 SLUG = r"^[a-z0-9][a-z0-9_-]*$"
 SLUG_HINT = "use lower-case letters, digits, '-' and '_'"
 
@@ -92,7 +100,8 @@ class Entry(_Strict):
 
     event: str | None = None
     where: str | None = None
-    calendar: str | None = None  # cron, in the journey's time zone
+    # cron or a readable form (siyu/language/schedules.py), in the journey's time zone
+    calendar: Annotated[str | None, BeforeValidator(_readable_schedule)] = None
     segment: str | None = None
     audience: str | None = None  # SQL condition on the customer's columns
     # How far before the journey's first tick entry events still count. 0 means a journey
@@ -394,7 +403,7 @@ def _check_cron(value: str) -> str:
     try:
         CronSim(value, datetime(2026, 1, 1))
     except (CronSimError, ValueError) as error:
-        raise ValueError(f"'{value}' is not a cron expression ({error})") from None
+        raise ValueError(f"'{value}' is not a cron expression ({error}); {FORMS}") from None
     return value
 
 
@@ -403,7 +412,7 @@ class JourneySpec(_Strict):
     description: str = ""
     version: Annotated[int, Field(ge=1, le=2_147_483_647)] = 1  # the database's INTEGER
     migrate: Migration = Field(default_factory=Migration)
-    schedule: str = "*/15 * * * *"
+    schedule: Annotated[str, BeforeValidator(_readable_schedule)] = "*/15 * * * *"
     timezone: str = "Asia/Shanghai"
     quiet_hours: Annotated[QuietHours | None, BeforeValidator(parse_quiet_hours)] = Field(
         default_factory=lambda: QuietHours(start=time(20), end=time(8))
