@@ -3,10 +3,20 @@
 Templates run in Jinja's immutable sandbox (no reaching Python internals) with
 StrictUndefined (a misspelt variable is an error, never an empty string in a customer's
 message). A failure renders one delivery as failed and never stops the batch.
+
+Templates are read only from inside templates/ (ConfinedLoader, siyu.language.project_files),
+and rendering is bounded (siyu.limits): huge numbers and strings are refused before they are
+made, loops and calls watch a time budget, and the output stops at the channel's limit.
 """
 
 from __future__ import annotations
 
+import functools
+import os
+import re
+import time
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -14,9 +24,23 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateError, meta, nodes
+from jinja2 import (
+    BaseLoader,
+    Environment,
+    StrictUndefined,
+    Template,
+    TemplateError,
+    TemplateNotFound,
+    meta,
+    nodes,
+)
+from jinja2.compiler import CodeGenerator, Frame, optimizeconst
+from jinja2.nodes import EvalContext
+from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from siyu.language.project_files import Refused, named_in, read_source
+from siyu.limits import limits
 from siyu.metrics.links import tracked
 
 # The names a template can use. `customer` and `event` are the customer's row and the entry
@@ -38,9 +62,226 @@ def localtime(
     return value.strftime(fmt)
 
 
+class RenderRefused(TemplateError):
+    """A template asked for more than a message may take: time, loops, size, huge numbers."""
+
+
+class TemplateRefused(TemplateError):
+    """A template file the confined reader refused (outside templates/, not a regular file,
+    too large)."""
+
+
+class _Budget:
+    """One render's allowance of time and loop iterations."""
+
+    def __init__(self) -> None:
+        bounds = limits()
+        self.deadline = time.monotonic() + bounds.render_seconds
+        self.loops_left = bounds.render_loops
+        self.seconds = bounds.render_seconds
+        self.loops = bounds.render_loops
+
+    def check(self) -> None:
+        if time.monotonic() > self.deadline:
+            raise RenderRefused(
+                f"rendering took longer than {self.seconds:g} s (SIYU_MAX_RENDER_SECONDS)"
+            )
+
+    def step(self) -> None:
+        self.loops_left -= 1
+        if self.loops_left < 0:
+            raise RenderRefused(
+                f"the template loops more than {self.loops:,} times (SIYU_MAX_RENDER_LOOPS)"
+            )
+        self.check()
+
+
+_budget: ContextVar[_Budget | None] = ContextVar("siyu_render_budget", default=None)
+_MAX_INT_BITS = 1024  # no message needs a number of more than ~300 digits
+
+
+def _too_long(size: int) -> None:
+    cap = limits().message_chars
+    if size > cap:
+        raise RenderRefused(
+            f"a value longer than {cap:,} characters (SIYU_MAX_MESSAGE_CHARS) was asked for"
+        )
+
+
+def _size(value: Any) -> int:
+    return len(value) if isinstance(value, (str, list, tuple)) else 0
+
+
+def _check_binop(operator: str, left: Any, right: Any) -> None:
+    """Refuse an operation whose result would be huge, before it is computed."""
+    if operator == "**" and isinstance(left, int) and isinstance(right, int):
+        if right > 0 and abs(left) > 1 and right * abs(left).bit_length() > _MAX_INT_BITS:
+            raise RenderRefused(f"a power with more than {_MAX_INT_BITS} bits was asked for")
+    elif operator == "*":
+        if isinstance(left, int) and isinstance(right, int):
+            if left.bit_length() + right.bit_length() > _MAX_INT_BITS:
+                raise RenderRefused(f"a product with more than {_MAX_INT_BITS} bits was asked for")
+        elif isinstance(right, int) and _size(left):
+            _too_long(_size(left) * right)
+        elif isinstance(left, int) and _size(right):
+            _too_long(_size(right) * left)
+    elif operator == "+":
+        _too_long(_size(left) + _size(right))
+    elif operator == "%" and isinstance(left, str) and _WIDE_FORMAT.search(left):
+        _refuse_wide_format()
+
+
+_WIDE_FORMAT = re.compile(r"%[-+ #0]*(\d{5,}|\*)|\.\d{5,}|\{[^}]*\d{5,}")
+
+
+# Filters and str methods whose numeric arguments are widths or counts of the result.
+_WIDTHS = frozenset(
+    {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "truncate", "batch"}
+)
+
+
+def _precheck_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """A filter's or method's arguments (the value or object first) that would make a huge
+    string: a large width, or a join / replace whose result would be too long."""
+    budget = _budget.get()
+    if budget is not None:
+        budget.check()
+    cap = limits().message_chars
+    if name in _WIDTHS:
+        for value in (*args[1:], *kwargs.values()):
+            if isinstance(value, int) and not isinstance(value, bool) and value > cap:
+                raise RenderRefused(f"{name}: a width larger than {cap:,} was asked for")
+    if name == "format" and args and isinstance(args[0], str) and _WIDE_FORMAT.search(args[0]):
+        _refuse_wide_format()
+    if name == "join":
+        items = next((a for a in args if isinstance(a, (list, tuple))), None)
+        separator = next((a for a in args if isinstance(a, str)), "")
+        if items is not None:
+            _too_long(sum(len(str(item)) for item in items) + len(separator) * len(items))
+    if name == "replace" and len(args) >= 3 and all(isinstance(a, str) for a in args[:3]):
+        text, old, new = args[:3]
+        count = text.count(old) if old else len(text) + 1
+        _too_long(len(text) + count * max(len(new) - len(old), 0))
+
+
+def _refuse_wide_format(*args: Any, **kwargs: Any) -> str:
+    raise RenderRefused("a format width or precision of 5 digits or more was asked for")
+
+
+def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
+    """A filter with _precheck_call in front (pass_context / pass_environment kept)."""
+
+    @functools.wraps(function)
+    def bounded(*args: Any, **kwargs: Any) -> Any:
+        values = tuple(a for a in args if not isinstance(a, (Context, Environment, EvalContext)))
+        _precheck_call(name, values, kwargs)
+        return function(*args, **kwargs)
+
+    return bounded
+
+
+class _BoundedCodeGenerator(CodeGenerator):
+    """Jinja's code generator, with every loop's iterable passed through
+    `environment.siyu_loop` (counts iterations, watches the clock) and every `~` through
+    `environment.siyu_join` (refuses a string past the message cap)."""
+
+    def visit_For(self, node: nodes.For, frame: Frame) -> None:
+        iterable = node.iter
+        if not (isinstance(iterable, nodes.Call) and _is_guard(iterable.node)):
+            node.iter = nodes.Call(
+                nodes.EnvironmentAttribute("siyu_loop"), [iterable], [], None, None
+            )
+        super().visit_For(node, frame)
+
+    @optimizeconst
+    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
+        self.write("environment.siyu_join((")
+        for arg in node.nodes:
+            self.visit(arg, frame)
+            self.write(", ")
+        self.write("))")
+
+
+def _is_guard(node: nodes.Node) -> bool:
+    return isinstance(node, nodes.EnvironmentAttribute) and node.name == "siyu_loop"
+
+
+class BoundedSandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, bounded: huge arithmetic and strings are refused before they
+    are made, loops and calls watch the render's time budget (siyu.limits)."""
+
+    code_generator_class = _BoundedCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        _check_binop(operator, left, right)
+        return super().call_binop(context, operator, left, right)
+
+    def call(
+        __self,  # noqa: N805 (Jinja's own signature)
+        __context: Context,
+        __obj: Any,
+        *args: Any,
+        **kwargs: Any,
+    ) -> Any:
+        name = getattr(__obj, "__name__", "call")
+        _precheck_call(str(name), (getattr(__obj, "__self__", None), *args), kwargs)
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        wrapped = super().wrap_str_format(value)
+        if wrapped is not None and _WIDE_FORMAT.search(str(value.__self__)):
+            return _refuse_wide_format
+        return wrapped
+
+    @staticmethod
+    def siyu_loop(iterable: Any) -> Iterator[Any]:
+        budget = _budget.get()
+        for item in iterable:
+            if budget is not None:
+                budget.step()
+            yield item
+
+    @staticmethod
+    def siyu_join(parts: tuple[Any, ...]) -> str:
+        _too_long(sum(len(p) if isinstance(p, str) else 0 for p in parts))
+        return "".join(map(str, parts))
+
+
+class ConfinedLoader(BaseLoader):
+    """Templates only from inside the templates folder, through the confined reader
+    (siyu.language.project_files): `{% include '../x' %}` or a link out is refused."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+
+    def get_source(
+        self, environment: Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        try:
+            path = named_in(self.folder, template)
+            source = read_source(self.folder, path)
+            real = path.resolve()
+            mtime = os.stat(real).st_mtime_ns
+        except Refused as refused:
+            if refused.code == "no-such-file":
+                raise TemplateNotFound(template) from None
+            raise TemplateRefused(refused.message) from None
+        except OSError:
+            raise TemplateNotFound(template) from None
+
+        def uptodate() -> bool:
+            try:
+                return os.stat(real).st_mtime_ns == mtime
+            except OSError:
+                return False
+
+        return source, str(path), uptodate
+
+
 def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
-    environment = ImmutableSandboxedEnvironment(
-        loader=FileSystemLoader(str(templates_dir)),
+    environment = BoundedSandbox(
+        loader=ConfinedLoader(templates_dir),
         undefined=StrictUndefined,
         autoescape=False,  # messages are plain text, not HTML
         keep_trailing_newline=False,
@@ -49,6 +290,8 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
     )
     environment.filters["localtime"] = localtime
     environment.filters["tracked"] = tracked  # {{ url | tracked }}: a click-tracked link
+    for name, function in list(environment.filters.items()):
+        environment.filters[name] = _bounded_filter(name, function)
     return environment
 
 
@@ -57,12 +300,43 @@ def _environment(templates_dir: str) -> ImmutableSandboxedEnvironment:
     return make_environment(Path(templates_dir))
 
 
+@dataclass(frozen=True)
+class MessageLimit:
+    """How long one rendered message may be on a channel, and the setting that says so."""
+
+    chars: int
+    setting: str = "SIYU_MAX_MESSAGE_CHARS"
+    utf8_bytes: int | None = None
+
+    def problem(self, body: str) -> str | None:
+        if len(body) > self.chars:
+            return f"the message is longer than {self.chars:,} characters ({self.setting})"
+        if self.utf8_bytes is not None and len(body.encode("utf-8")) > self.utf8_bytes:
+            return f"the message is longer than {self.utf8_bytes:,} UTF-8 bytes ({self.setting})"
+        return None
+
+
+def message_limit(channel: Any = None) -> MessageLimit:
+    """The limit for a channel, by whom it addresses: SMS (mobile) and WeCom texts
+    (external_userid) have the providers' limits, every other channel the global cap."""
+    bounds = limits()
+    kind = getattr(channel, "identity_kind", None)
+    if kind == "mobile":
+        return MessageLimit(min(bounds.sms_chars, bounds.message_chars), "SIYU_MAX_SMS_CHARS")
+    if kind == "wecom_external_userid":
+        cap = min(bounds.wecom_bytes, bounds.message_chars)
+        return MessageLimit(cap, "SIYU_MAX_WECOM_BYTES", utf8_bytes=bounds.wecom_bytes)
+    return MessageLimit(bounds.message_chars)
+
+
 class TemplateCache:
     """Compiled templates for one step run: loaded (and their files checked) once per step,
-    not once per message. A template edited between ticks is picked up by the next step run."""
+    not once per message. A template edited between ticks is picked up by the next step run.
+    `limit` is how long a message may be on the step's channel (message_limit)."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, limit: MessageLimit | None = None) -> None:
         self.environment = _environment(str(templates_dir))
+        self.limit = limit or message_limit()
         self._compiled: dict[str, Template] = {}
         self._names: dict[str, set[str]] = {}
 
@@ -86,13 +360,12 @@ class TemplateCache:
             try:
                 source = self.environment.loader.get_source(self.environment, name)[0]  # type: ignore[union-attr]
                 tree = self.environment.parse(source)
-            except TemplateError:
-                names = {"*"}  # rendering reports the error
-            else:
                 linked = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
                 names = (
                     {"*"} if any(tree.find_all(linked)) else meta.find_undeclared_variables(tree)
                 )
+            except Exception:  # a broken or hostile template: rendering reports the error
+                names = {"*"}
             self._names[name] = names
         return "*" in names or variable in names
 
@@ -100,7 +373,7 @@ class TemplateCache:
 @dataclass(frozen=True)
 class Rendered:
     body: str | None
-    error: str | None  # why rendering failed, in words a marketer can act on
+    error: str | None  # why rendering failed, in words a marketer can act on; no data values
 
 
 def render_message(
@@ -109,16 +382,90 @@ def render_message(
     context: dict[str, Any],
     templates: TemplateCache | None = None,
 ) -> Rendered:
+    """One message, within the bounds of siyu.limits (time, loops, size on the channel). A
+    failure is a reason naming the template's file and line and the kind of error; the
+    values of `context` (a customer's name, phone, ...) are masked out of it."""
+    token = _budget.set(_Budget())
     try:
         cache = templates or TemplateCache(templates_dir)
         template = cache.get(template_name)
-        body = template.render(**context).strip()
-    except TemplateError as error:
-        line = getattr(error, "lineno", None)
-        where = f"{template_name}:{line}" if line else template_name
-        return Rendered(None, f"{where}: {type(error).__name__}: {error}")
-    except Exception as error:  # a filter or value misbehaving must not stop the batch
-        return Rendered(None, f"{template_name}: {type(error).__name__}: {error}")
+        body = _render_bounded(template, context, cache.limit)
+    except Exception as error:  # a template or value misbehaving must not stop the batch
+        return Rendered(None, _reason(template_name, error, context, str(templates_dir)))
+    finally:
+        _budget.reset(token)
     if not body:
         return Rendered(None, f"{template_name}: rendered an empty message")
+    too_long = cache.limit.problem(body)
+    if too_long is not None:
+        return Rendered(None, f"{template_name}: RenderRefused: {too_long}")
     return Rendered(body, None)
+
+
+def _render_bounded(template: Template, context: dict[str, Any], limit: MessageLimit) -> str:
+    """The rendered text, streamed: rendering stops as soon as the output passes the
+    channel's limit, so a huge message is never built."""
+    parts: list[str] = []
+    size = 0
+    for part in template.generate(**context):
+        size += len(part)
+        if size > limit.chars + _SLACK:  # leading/trailing blanks are stripped afterwards
+            raise RenderRefused(
+                f"the message is longer than {limit.chars:,} characters ({limit.setting})"
+            )
+        parts.append(part)
+    return "".join(parts).strip()
+
+
+_SLACK = 1024
+_MASK_VALUES = 2_000  # context values looked at when masking an error message
+_REASON_CHARS = 200
+
+
+def _reason(template_name: str, error: BaseException, context: dict[str, Any], folder: str) -> str:
+    """`day3.j2:4: UndefinedError: ...`: where (from the error, else from the template frames
+    Jinja puts in the traceback) and what, with the customer's values masked."""
+    line = getattr(error, "lineno", None) or _template_line(error, folder)
+    where = f"{template_name}:{line}" if line else template_name
+    if isinstance(error, RecursionError):
+        detail = "the template recurses too deeply"
+    elif isinstance(error, MemoryError):
+        detail = "the template asked for more memory than there is"
+    else:
+        detail = _mask(str(getattr(error, "message", None) or error), context)
+    if len(detail) > _REASON_CHARS:
+        detail = detail[: _REASON_CHARS - 1] + "…"
+    return f"{where}: {type(error).__name__}: {detail}"
+
+
+def _template_line(error: BaseException, folder: str) -> int | None:
+    """The line of the innermost template frame: Jinja rewrites a render's traceback so
+    that its frames carry the template's file name and line."""
+    line = None
+    trace = error.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_code.co_filename.startswith(folder):
+            line = trace.tb_lineno
+        trace = trace.tb_next
+    return line
+
+
+def _mask(message: str, context: dict[str, Any]) -> str:
+    """Every value of the render's context (customer and event fields, nested ones included)
+    that appears in `message`, replaced by the field's name: `<customer.name>`."""
+    found: dict[str, str] = {}
+    stack: list[tuple[str, Any]] = list(context.items())
+    while stack and len(found) < _MASK_VALUES:
+        label, value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend((f"{label}.{k}", v) for k, v in value.items())
+        elif isinstance(value, (list, tuple)):
+            stack.extend((f"{label}[{i}]", v) for i, v in enumerate(value))
+        elif value is not None and not isinstance(value, bool):
+            text = str(value)
+            if len(text) >= (2 if isinstance(value, str) else 3):
+                found.setdefault(text, label)
+    for text in sorted(found, key=len, reverse=True):
+        if text in message:
+            message = message.replace(text, f"<{found[text]}>")
+    return message
