@@ -21,15 +21,20 @@ def all_journeys_tick(
     now: str | None = None, channel_base_url: str | None = None
 ) -> dict[str, dict[str, dict[str, int]]]:
     """Tick every journey in journeys/ at the same `now`, by descending priority. A journey
-    with problems stops the whole run before anything is sent."""
+    with problems (a broken file or template, a name two files use) does not run, and never
+    stops the others: they are ticked, then the run fails with every problem found."""
     moment = parse_now(now).isoformat()
     specs, problems = Project.find().check_all()
+    broken = {p.file for p in problems}
+    ordered = sorted(specs.values(), key=lambda spec: (-spec.priority, spec.journey))
+    results: dict[str, dict[str, dict[str, int]]] = {}
+    for spec in ordered:
+        try:
+            results[spec.journey] = journey_tick(
+                journey=spec.journey, now=moment, channel_base_url=channel_base_url
+            )
+        except SpecError as error:  # its own file's problems, already in `problems` or new
+            problems += [p for p in error.problems if p.file not in broken]
     if problems:
         raise SpecError(problems)
-    ordered = sorted(specs.values(), key=lambda spec: (-spec.priority, spec.journey))
-    return {
-        spec.journey: journey_tick(
-            journey=spec.journey, now=moment, channel_base_url=channel_base_url
-        )
-        for spec in ordered
-    }
+    return results

@@ -14,5 +14,7 @@ from siyu.project import Project
 def resolve_journey(project: Project, name_or_file: str) -> JourneySpec:
     tools = ToolProject.of(project)
     if name_or_file.endswith((".yaml", ".yml")) or Path(name_or_file).is_file():
-        return load_journey(Path(name_or_file), tools.catalog())
+        # A file named on the command line (a draft to compare) is read only from inside the
+        # project, as confined as journeys/ itself.
+        return load_journey(Path(name_or_file), tools.catalog(), project.root)
     return tools.journey(name_or_file)

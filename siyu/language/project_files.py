@@ -24,10 +24,11 @@ _admitted: dict[Path, Path] = {}  # resolved file -> the folder it was admitted 
 class Refused(Exception):
     """A file that may not be read; `code` is a Problem code, str() one line without content."""
 
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
+    def __init__(self, code: str, shown: str, reason: str) -> None:
+        super().__init__(f"{shown} {reason}")
         self.code = code
-        self.message = message
+        self.reason = reason  # "is a link leading outside templates/: refused"
+        self.message = f"{shown} {reason}"
 
 
 def _folder_name(folder: Path) -> str:
@@ -42,10 +43,11 @@ def named_in(folder: Path, name: str) -> Path:
     if not name.strip() or pure.is_absolute() or Path(name).is_absolute():
         raise Refused(
             "outside-folder",
-            f"'{name}' is not a file in {where}: name it by its path inside {where}",
+            f"'{name}'",
+            f"is not a file in {where}: name it by its path inside it",
         )
     if ".." in pure.parts:
-        raise Refused("outside-folder", f"'{name}' leaves {where}: '..' is not allowed")
+        raise Refused("outside-folder", f"'{name}'", f"leaves {where}: '..' is not allowed")
     return folder / pure
 
 
@@ -55,12 +57,12 @@ def confine(folder: Path, path: Path) -> Path:
     try:
         base, real = folder.resolve(), path.resolve()
     except (OSError, RuntimeError):  # a loop of links
-        raise Refused("unreadable", f"{shown} is a loop of links: refused") from None
+        raise Refused("unreadable", shown, "is a loop of links: refused") from None
     if real != base and base not in real.parents:
         kind = "is a link leading" if path.is_symlink() or real != path.absolute() else "is"
-        raise Refused("outside-folder", f"{shown} {kind} outside {where}: refused")
+        raise Refused("outside-folder", shown, f"{kind} outside {where}: refused")
     if any(real == s or s in real.parents for s in _SYSTEM):
-        raise Refused("not-a-file", f"{shown} is a system file, not a project file: refused")
+        raise Refused("not-a-file", shown, "is a system file, not a project file: refused")
     return real
 
 
@@ -71,13 +73,13 @@ def check_file(folder: Path, path: Path) -> Path:
     try:
         info = os.stat(real)
     except FileNotFoundError:
-        raise Refused("no-such-file", f"{shown} not found") from None
+        raise Refused("no-such-file", shown, "not found") from None
     except OSError as error:
-        raise Refused("unreadable", f"{shown} cannot be read ({error.strerror})") from None
+        raise Refused("unreadable", shown, f"cannot be read ({error.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
-        raise Refused("not-a-file", _not_regular(shown))
+        raise Refused("not-a-file", shown, _NOT_REGULAR)
     if info.st_size > limits().file_bytes:
-        raise Refused("too-large", _too_large(shown, limits().file_bytes))
+        raise Refused("too-large", shown, _too_large(limits().file_bytes))
     return real
 
 
@@ -91,36 +93,35 @@ def read_source(folder: Path, path: Path) -> str:
         # path must not have become a link since.
         fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
     except FileNotFoundError:
-        raise Refused("no-such-file", f"{shown} not found") from None
+        raise Refused("no-such-file", shown, "not found") from None
     except OSError as error:
-        raise Refused("unreadable", f"{shown} cannot be read ({error.strerror})") from None
+        raise Refused("unreadable", shown, f"cannot be read ({error.strerror})") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise Refused("not-a-file", _not_regular(shown))
+            raise Refused("not-a-file", shown, _NOT_REGULAR)
         if info.st_size > cap:
-            raise Refused("too-large", _too_large(shown, cap))
+            raise Refused("too-large", shown, _too_large(cap))
         data = _read_at_most(fd, cap + 1)
     finally:
         os.close(fd)
     if len(data) > cap:
-        raise Refused("too-large", _too_large(shown, cap))
+        raise Refused("too-large", shown, _too_large(cap))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
         raise Refused(
-            "not-utf8", f"{shown} is not UTF-8 text (bad byte at offset {error.start})"
+            "not-utf8", shown, f"is not UTF-8 text (bad byte at offset {error.start})"
         ) from None
     _admitted[real] = folder
     return text
 
 
-def _not_regular(shown: str) -> str:
-    return f"{shown} is not a regular file (a folder, device or pipe): refused"
+_NOT_REGULAR = "is not a regular file (a folder, device or pipe): refused"
 
 
-def _too_large(shown: str, cap: int) -> str:
-    return f"{shown} is larger than {cap:,} bytes (SIYU_MAX_FILE_BYTES): refused"
+def _too_large(cap: int) -> str:
+    return f"is larger than {cap:,} bytes (SIYU_MAX_FILE_BYTES): refused"
 
 
 def _read_at_most(fd: int, size: int) -> bytes:

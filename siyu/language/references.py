@@ -104,7 +104,9 @@ class _Checker:
             if exists:  # a link leading out of templates/, a pipe, a huge file: refused here
                 check_file(folder, path)
         except Refused as refused:
-            yield self.problem(loc, refused.code, f"{label}: template {refused.message}")
+            yield self.problem(
+                loc, refused.code, f"{label}: template '{template}' {refused.reason}"
+            )
             return
         if exists:
             yield from check_template(path, folder)

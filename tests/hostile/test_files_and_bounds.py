@@ -71,7 +71,7 @@ def template_column(send: str) -> int:
 
 
 def project(tmp: Path, journeys: dict[str, str], templates: dict[str, str]) -> Project:
-    (tmp / "journeys").mkdir(exist_ok=True)
+    (tmp / "journeys").mkdir(parents=True, exist_ok=True)
     (tmp / "templates").mkdir(exist_ok=True)
     (tmp / "channels.yaml").write_text(
         (ROOT / "channels.yaml").read_text(encoding="utf-8"), encoding="utf-8"
@@ -167,6 +167,25 @@ def test_absolute_and_dotdot_template_names_are_refused_with_the_journeys_positi
     assert code == 1 and SECRET not in output and "root:x" not in output
     rendered = render_message(root.templates_dir, name, {"customer": CUSTOMER})
     assert rendered.body is None and SECRET not in (rendered.error or "")
+
+
+@pytest.mark.parametrize("named", ["/etc/passwd", "/proc/self/environ", "../outside.yaml"])
+def test_a_journey_file_named_on_the_command_line_must_be_inside_the_project(
+    tmp_path: Path, named: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siyu.cli.main import app
+
+    (tmp_path / "outside.yaml").write_text(f"journey: x\n{SECRET}: [\n", encoding="utf-8")
+    root = project(tmp_path / "p", {"j.yaml": journey_text("j")}, {"hello.j2": HELLO})
+    (root.root / "drafts").mkdir()
+    (root.root / "drafts" / "j2.yaml").write_text(journey_text("j2"), encoding="utf-8")
+    monkeypatch.chdir(root.root)
+    monkeypatch.setenv("SIYU_PROJECT_DIR", str(root.root))
+    result = CliRunner().invoke(app, ["graph", named])
+    output = result.output + str(result.exception or "")
+    assert result.exit_code == 1 and "outside" in output
+    assert SECRET not in output and "root:x" not in output and "Traceback" not in output
+    assert CliRunner().invoke(app, ["graph", "drafts/j2.yaml"]).exit_code == 0
 
 
 def test_an_include_of_a_file_outside_templates_is_refused_at_render(tmp_path: Path) -> None:
@@ -482,6 +501,7 @@ def test_a_broken_other_journey_does_not_stop_this_journeys_tick(tmp_path: Path,
 def test_the_flow_ticks_a_journey_while_another_journey_file_is_broken(
     prefect_harness: None,
     project_env: str,
+    sessions: sessionmaker[Session],
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -497,6 +517,33 @@ def test_the_flow_ticks_a_journey_while_another_journey_file_is_broken(
     monkeypatch.setenv("SIYU_CHANNEL_BASE_URL", "http://127.0.0.1:9")
     results = journey_tick(journey="good", now=local(0).isoformat())
     assert "hello" in results
+
+
+def test_all_journeys_tick_runs_the_good_journeys_and_then_reports_the_broken(
+    prefect_harness: None,
+    project_env: str,
+    sessions: sessionmaker[Session],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from flows.all_journeys_flow import all_journeys_tick
+
+    root = project(
+        tmp_path,
+        {"zzz.yaml": journey_text("good"), "aaa.yaml": journey_text("bad", "evil.j2")},
+        {"hello.j2": HELLO},
+    )
+    (root.templates_dir / "evil.j2").symlink_to("/proc/self/environ")
+    monkeypatch.setenv("SIYU_PROJECT_DIR", str(root.root))
+    monkeypatch.setenv("SIYU_CHANNEL_BASE_URL", "http://127.0.0.1:9")
+    with pytest.raises(SpecError) as raised:
+        all_journeys_tick(now=local(0).isoformat())
+    assert "aaa.yaml" in str(raised.value) and "zzz.yaml" not in str(raised.value)
+    assert SECRET not in str(raised.value)
+    with sessions() as session:  # the good journey ran: its version row exists
+        from db.models import Journey
+
+        assert session.scalars(select(Journey.name)).all() == ["good"]
 
 
 # --- render errors: where and what, never the customer's data --------------------------------
