@@ -140,6 +140,15 @@ _WIDTHS = frozenset(
 )
 
 
+# The built-in filters whose result can be much larger than their input.
+_CHECKED_FILTERS = (
+    *sorted(_WIDTHS - {"ljust", "rjust", "zfill", "expandtabs"}),
+    "format",
+    "join",
+    "replace",
+)
+
+
 def _precheck_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
     """A filter's or method's arguments (the value or object first) that would make a huge
     string: a large width, or a join / replace whose result would be too long."""
@@ -290,8 +299,8 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
     )
     environment.filters["localtime"] = localtime
     environment.filters["tracked"] = tracked  # {{ url | tracked }}: a click-tracked link
-    for name, function in list(environment.filters.items()):
-        environment.filters[name] = _bounded_filter(name, function)
+    for name in _CHECKED_FILTERS:
+        environment.filters[name] = _bounded_filter(name, environment.filters[name])
     return environment
 
 
@@ -406,14 +415,17 @@ def _render_bounded(template: Template, context: dict[str, Any], limit: MessageL
     """The rendered text, streamed: rendering stops as soon as the output passes the
     channel's limit, so a huge message is never built."""
     parts: list[str] = []
-    size = 0
-    for part in template.generate(**context):
-        size += len(part)
-        if size > limit.chars + _SLACK:  # leading/trailing blanks are stripped afterwards
-            raise RenderRefused(
-                f"the message is longer than {limit.chars:,} characters ({limit.setting})"
-            )
-        parts.append(part)
+    size, cap = 0, limit.chars + _SLACK  # leading/trailing blanks are stripped afterwards
+    try:
+        for part in template.root_render_func(template.new_context(context)):
+            size += len(part)
+            if size > cap:
+                raise RenderRefused(
+                    f"the message is longer than {limit.chars:,} characters ({limit.setting})"
+                )
+            parts.append(part)
+    except Exception:
+        template.environment.handle_exception()  # as Template.render: template file:line
     return "".join(parts).strip()
 
 
