@@ -279,10 +279,10 @@ class ConfinedLoader(BaseLoader):
         except OSError:
             raise TemplateNotFound(template) from None
 
-        def uptodate() -> bool:
+        def uptodate() -> bool:  # Jinja's cache asks before reusing a compiled template
             try:
-                return os.stat(real).st_mtime_ns == mtime
-            except OSError:
+                return path.resolve() == real and os.stat(real).st_mtime_ns == mtime
+            except (OSError, RuntimeError):
                 return False
 
         return source, str(path), uptodate

@@ -142,6 +142,17 @@ def test_a_template_linked_out_of_templates_is_never_rendered_by_a_tick(
     assert all(SECRET not in (r.content or "") and "root:x" not in (r.content or "") for r in rows)
 
 
+def test_a_template_swapped_for_a_link_after_it_was_cached_is_refused(tmp_path: Path) -> None:
+    root = project(tmp_path, {}, {"hello.j2": HELLO})
+    cache = TemplateCache(root.templates_dir)
+    assert render_message(root.templates_dir, "hello.j2", {"customer": CUSTOMER}, cache).body
+    (root.templates_dir / "hello.j2").unlink()
+    (root.templates_dir / "hello.j2").symlink_to("/proc/self/environ")
+    rendered = render_message(root.templates_dir, "hello.j2", {"customer": CUSTOMER})
+    assert rendered.body is None and "outside templates/" in (rendered.error or "")
+    assert SECRET not in (rendered.error or "")
+
+
 @pytest.mark.parametrize(
     "name", ["/proc/self/environ", "/etc/passwd", "../outside.j2", "sub/../../outside.j2"]
 )
