@@ -1,7 +1,8 @@
 """Bounds on the work a journey file, a template or a customer's data can cause, read in one
 place from the environment (docs/journey-language.md, "Limits").
 
-    SIYU_MAX_FILE_BYTES       a journey or template file's size             (512 KiB)
+    SIYU_MAX_JOURNEY_BYTES    a journey file's size                         (64 KiB)
+    SIYU_MAX_TEMPLATE_BYTES   a template file's size                        (256 KiB)
     SIYU_MAX_YAML_NODES       a journey's YAML nodes, aliases expanded     (20,000)
     SIYU_MAX_YAML_DEPTH       a journey's YAML nesting depth                (40)
     SIYU_MAX_RENDER_SECONDS   rendering one message                         (2 s)
@@ -22,7 +23,8 @@ from siyu.errors import ConfigError
 
 @dataclass(frozen=True)
 class Limits:
-    file_bytes: int = 512 * 1024
+    journey_bytes: int = 64 * 1024  # YAML with positions parses at ~15 KB/s on a busy core
+    template_bytes: int = 256 * 1024
     yaml_nodes: int = 20_000
     yaml_depth: int = 40
     render_seconds: float = 2.0
@@ -33,7 +35,8 @@ class Limits:
 
 
 _ENV = {
-    "file_bytes": "SIYU_MAX_FILE_BYTES",
+    "journey_bytes": "SIYU_MAX_JOURNEY_BYTES",
+    "template_bytes": "SIYU_MAX_TEMPLATE_BYTES",
     "yaml_nodes": "SIYU_MAX_YAML_NODES",
     "yaml_depth": "SIYU_MAX_YAML_DEPTH",
     "render_seconds": "SIYU_MAX_RENDER_SECONDS",

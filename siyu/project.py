@@ -17,7 +17,7 @@ from siyu.channels.base import Channel
 from siyu.errors import ConfigError, SpecError
 from siyu.language.loader import check_journey_file, read_journey_yaml
 from siyu.language.problems import Problem, did_you_mean
-from siyu.language.project_files import admitted_text
+from siyu.language.project_files import Refused, read_source
 from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from siyu.policies import Cap, Policies, load_policies
@@ -138,15 +138,18 @@ class Project:
         return spec
 
     def _journey_name(self, path: Path) -> tuple[str | None, list[Problem]]:
-        """A journey file's `journey:` name without checking the rest of it; when the YAML
-        does not parse, a top-level `journey: name` line still names it."""
+        """A journey file's `journey:` name without checking the rest of it: its top-level
+        `journey: name` line (cheap, and works when the YAML does not parse), else the YAML."""
+        try:
+            text = read_source(self.journeys_dir, path)
+        except Refused as refused:
+            return None, [Problem(str(path), 0, 0, refused.code, refused.message)]
+        found = set(_NAME_LINE.findall(text))
+        if len(found) == 1:
+            return found.pop(), []
         raw, problems = read_journey_yaml(path, self.journeys_dir)
-        if raw is not None:
-            value = raw.get("journey")
-            return (str(value) if isinstance(value, str) else None), problems
-        text = admitted_text(str(path)) if problems and problems[0].code == "bad-yaml" else None
-        found = _NAME_LINE.findall(text or "")
-        return (found[0] if len(set(found)) == 1 else None), problems
+        value = raw.get("journey") if raw is not None else None
+        return (str(value) if isinstance(value, str) else None), problems
 
     def _shown(self, path: Path) -> Path:
         """Paths in messages are relative to the current directory when possible."""

@@ -1,7 +1,8 @@
 """The one way journey and template files are read: confined to their folder.
 
 A name is resolved (symlinks followed) and must stay inside its folder (`journeys/`,
-`templates/`); it must be a regular file no larger than SIYU_MAX_FILE_BYTES (siyu.limits), and
+`templates/`); it must be a regular file no larger than SIYU_MAX_JOURNEY_BYTES (a .yaml/.yml
+file) or SIYU_MAX_TEMPLATE_BYTES (any other; siyu.limits), and
 never under /proc, /sys or /dev. Anything else is refused with a `Refused` that names the file
 as the project wrote it and never carries a byte of its content.
 
@@ -78,8 +79,8 @@ def check_file(folder: Path, path: Path) -> Path:
         raise Refused("unreadable", shown, f"cannot be read ({error.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
         raise Refused("not-a-file", shown, _NOT_REGULAR)
-    if info.st_size > limits().file_bytes:
-        raise Refused("too-large", shown, _too_large(limits().file_bytes))
+    if info.st_size > _cap(path)[0]:
+        raise Refused("too-large", shown, _too_large(path))
     return real
 
 
@@ -87,7 +88,7 @@ def read_source(folder: Path, path: Path) -> str:
     """The UTF-8 text of `path`, a file inside `folder`, or Refused."""
     shown = str(path)
     real = confine(folder, path)
-    cap = limits().file_bytes
+    cap = _cap(path)[0]
     try:
         # O_NONBLOCK: opening a FIFO must not wait for a writer; O_NOFOLLOW: the resolved
         # path must not have become a link since.
@@ -101,12 +102,12 @@ def read_source(folder: Path, path: Path) -> str:
         if not stat.S_ISREG(info.st_mode):
             raise Refused("not-a-file", shown, _NOT_REGULAR)
         if info.st_size > cap:
-            raise Refused("too-large", shown, _too_large(cap))
+            raise Refused("too-large", shown, _too_large(path))
         data = _read_at_most(fd, cap + 1)
     finally:
         os.close(fd)
     if len(data) > cap:
-        raise Refused("too-large", shown, _too_large(cap))
+        raise Refused("too-large", shown, _too_large(path))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -120,8 +121,15 @@ def read_source(folder: Path, path: Path) -> str:
 _NOT_REGULAR = "is not a regular file (a folder, device or pipe): refused"
 
 
-def _too_large(cap: int) -> str:
-    return f"is larger than {cap:,} bytes (SIYU_MAX_FILE_BYTES): refused"
+def _cap(path: Path) -> tuple[int, str]:
+    if path.suffix in (".yaml", ".yml"):
+        return limits().journey_bytes, "SIYU_MAX_JOURNEY_BYTES"
+    return limits().template_bytes, "SIYU_MAX_TEMPLATE_BYTES"
+
+
+def _too_large(path: Path) -> str:
+    cap, setting = _cap(path)
+    return f"is larger than {cap:,} bytes ({setting}): refused"
 
 
 def _read_at_most(fd: int, size: int) -> bytes:

@@ -248,9 +248,8 @@ def test_dev_zero_as_a_journey_file_is_refused(tmp_path: Path) -> None:
 
 
 def test_an_oversize_journey_or_template_is_refused_without_being_read(tmp_path: Path) -> None:
-    cap = limits().file_bytes
-    big_journey = journey_text("big") + "# " + "x" * cap + "\n"
-    big_template = HELLO + "\n" + "x" * (cap + 1)
+    big_journey = journey_text("big") + "# " + "x" * limits().journey_bytes + "\n"
+    big_template = HELLO + "\n" + "x" * (limits().template_bytes + 1)
     root = project(
         tmp_path,
         {"big.yaml": big_journey, "j.yaml": journey_text("j", "big.j2")},
@@ -259,24 +258,30 @@ def test_an_oversize_journey_or_template_is_refused_without_being_read(tmp_path:
     _specs, problems = check_project(root)
     too_large = {Path(p.file).name for p in problems if p.code == "too-large"}
     assert too_large == {"big.yaml", "big.j2", "j.yaml"}  # j.yaml: at its `template:` line
-    assert all("SIYU_MAX_FILE_BYTES" in p.message for p in problems if p.code == "too-large")
+    messages = {Path(p.file).name: p.message for p in problems if p.code == "too-large"}
+    assert "SIYU_MAX_JOURNEY_BYTES" in messages["big.yaml"]
+    assert "SIYU_MAX_TEMPLATE_BYTES" in messages["big.j2"]
     rendered = render_message(root.templates_dir, "big.j2", {"customer": CUSTOMER})
-    assert rendered.body is None and "SIYU_MAX_FILE_BYTES" in (rendered.error or "")
+    assert rendered.body is None and "SIYU_MAX_TEMPLATE_BYTES" in (rendered.error or "")
 
 
-def test_the_file_size_cap_is_a_setting(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_file_size_caps_are_settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = project(tmp_path, {"j.yaml": journey_text("j")}, {"hello.j2": HELLO})
     assert check_project(root)[1] == []
-    set_limit(monkeypatch, "SIYU_MAX_FILE_BYTES", "20")
-    codes = {p.code for p in check_project(root)[1]}
-    assert codes == {"too-large"}
+    set_limit(monkeypatch, "SIYU_MAX_TEMPLATE_BYTES", "20")
+    assert {(Path(p.file).name, p.code) for p in check_project(root)[1]} == {
+        ("j.yaml", "too-large"),  # at its `template:` line
+        ("hello.j2", "too-large"),
+    }
+    set_limit(monkeypatch, "SIYU_MAX_JOURNEY_BYTES", "20")
+    assert {(Path(p.file).name, p.code) for p in root.check_all()[1]} == {("j.yaml", "too-large")}
 
 
 # --- YAML: size, aliases, depth ---------------------------------------------------------------
 
 
-def billion_laughs(levels: int = 9) -> str:
-    lines = ["journey: laughs", "quiet_hours: null", "x0: &a0 {customer: 'order_count > 1'}"]
+def billion_laughs(levels: int = 9, name: str = "laughs") -> str:
+    lines = [f"journey: {name}", "quiet_hours: null", "x0: &a0 {customer: 'order_count > 1'}"]
     for level in range(1, levels + 1):
         refs = ", ".join([f"*a{level - 1}"] * 10)
         lines.append(f"x{level}: &a{level} {{all: [{refs}]}}")
@@ -480,7 +485,7 @@ def test_a_duplicate_in_a_file_that_does_not_parse_still_counts(tmp_path: Path) 
 
 BROKEN_OTHERS = {
     "bad-yaml": ({"aaa.yaml": "journey: other\nsteps: [\n"}, {}),
-    "billion-laughs": ({"aaa.yaml": billion_laughs()}, {}),
+    "billion-laughs": ({"aaa.yaml": billion_laughs(name="other")}, {}),
     "dev-zero": ({}, {}),
     "hostile-template": (
         {"aaa.yaml": journey_text("other", "power.j2")},
