@@ -85,19 +85,20 @@ class Project:
         return specs, problems
 
     def journeys_by_name(self) -> dict[str, tuple[JourneySpec, str]]:
-        """Every loadable journey with its file, relative to the project root; ConfigError if
-        two files use one journey name (which one is meant is not for the file order to say)."""
+        """Every loadable journey with its file, relative to the project root. A name two
+        files use is left out (which one is meant is not for the file order to say;
+        check_all reports it)."""
         catalog = self.catalog()
         found: dict[str, tuple[JourneySpec, str]] = {}
+        duplicated: set[str] = set()
         for path in self.journey_files():
             spec, _ = check_journey_file(self._shown(path), catalog, self.journeys_dir)
             if spec is None:
                 continue
-            file = str(path.relative_to(self.root))
             if spec.journey in found:
-                raise ConfigError(_duplicate(spec.journey, [found[spec.journey][1], file]))
-            found[spec.journey] = (spec, file)
-        return found
+                duplicated.add(spec.journey)
+            found[spec.journey] = (spec, str(path.relative_to(self.root)))
+        return {name: entry for name, entry in found.items() if name not in duplicated}
 
     def journey_file(self, name: str) -> Path:
         """The one file of journey `name`. Only each file's `journey:` key is read, so a broken

@@ -468,9 +468,26 @@ def test_two_files_with_one_journey_name_refuse_to_run_naming_both(tmp_path: Pat
         "a.yaml",
         "b.yaml",
     ]
-    with pytest.raises(ConfigError, match="b.yaml"):
-        root.journeys_by_name()
+    assert list(root.journeys_by_name()) == ["c"]
     assert root.journey("c").journey == "c"  # other journeys still run
+
+
+@pytest.mark.parametrize("command", [["summary", "same"], ["explain", "same", "1"]])
+def test_commands_that_load_a_journey_by_name_refuse_a_duplicate(
+    tmp_path: Path, command: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from siyu.cli.main import app
+
+    root = project(
+        tmp_path,
+        {"a.yaml": journey_text("same"), "b.yaml": journey_text("same")},
+        {"hello.j2": HELLO},
+    )
+    monkeypatch.chdir(root.root)
+    monkeypatch.setenv("SIYU_PROJECT_DIR", str(root.root))
+    result = CliRunner().invoke(app, command)
+    assert result.exit_code == 1
+    assert "a.yaml" in result.output and "b.yaml" in result.output
 
 
 def test_a_duplicate_in_a_file_that_does_not_parse_still_counts(tmp_path: Path) -> None:
