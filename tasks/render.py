@@ -11,12 +11,8 @@ made, loops and calls watch a time budget, and the output stops at the channel's
 
 from __future__ import annotations
 
-import functools
 import os
-import re
-import time
-from collections.abc import Callable, Iterator
-from contextvars import ContextVar
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from functools import lru_cache
@@ -34,14 +30,19 @@ from jinja2 import (
     meta,
     nodes,
 )
-from jinja2.compiler import CodeGenerator, Frame, optimizeconst
-from jinja2.nodes import EvalContext
-from jinja2.runtime import Context
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from siyu.language.project_files import Refused, named_in, read_source
 from siyu.limits import limits
 from siyu.metrics.links import tracked
+from tasks.render_bounds import (
+    CHECKED_FILTERS,
+    BoundedSandbox,
+    RenderRefused,
+    bounded_filter,
+    end_budget,
+    start_budget,
+)
 
 # The names a template can use. `customer` and `event` are the customer's row and the entry
 # event's row; `journey` and `step` are their ids; `variant` the experiment variant (or None);
@@ -62,199 +63,9 @@ def localtime(
     return value.strftime(fmt)
 
 
-class RenderRefused(TemplateError):
-    """A template asked for more than a message may take: time, loops, size, huge numbers."""
-
-
 class TemplateRefused(TemplateError):
     """A template file the confined reader refused (outside templates/, not a regular file,
     too large)."""
-
-
-class _Budget:
-    """One render's allowance of time and loop iterations."""
-
-    def __init__(self) -> None:
-        bounds = limits()
-        self.deadline = time.monotonic() + bounds.render_seconds
-        self.loops_left = bounds.render_loops
-        self.seconds = bounds.render_seconds
-        self.loops = bounds.render_loops
-
-    def check(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise RenderRefused(
-                f"rendering took longer than {self.seconds:g} s (SIYU_MAX_RENDER_SECONDS)"
-            )
-
-    def step(self) -> None:
-        self.loops_left -= 1
-        if self.loops_left < 0:
-            raise RenderRefused(
-                f"the template loops more than {self.loops:,} times (SIYU_MAX_RENDER_LOOPS)"
-            )
-        self.check()
-
-
-_budget: ContextVar[_Budget | None] = ContextVar("siyu_render_budget", default=None)
-_MAX_INT_BITS = 1024  # no message needs a number of more than ~300 digits
-
-
-def _too_long(size: int) -> None:
-    cap = limits().message_chars
-    if size > cap:
-        raise RenderRefused(
-            f"a value longer than {cap:,} characters (SIYU_MAX_MESSAGE_CHARS) was asked for"
-        )
-
-
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, list, tuple)) else 0
-
-
-def _check_binop(operator: str, left: Any, right: Any) -> None:
-    """Refuse an operation whose result would be huge, before it is computed."""
-    if operator == "**" and isinstance(left, int) and isinstance(right, int):
-        if right > 0 and abs(left) > 1 and right * abs(left).bit_length() > _MAX_INT_BITS:
-            raise RenderRefused(f"a power with more than {_MAX_INT_BITS} bits was asked for")
-    elif operator == "*":
-        if isinstance(left, int) and isinstance(right, int):
-            if left.bit_length() + right.bit_length() > _MAX_INT_BITS:
-                raise RenderRefused(f"a product with more than {_MAX_INT_BITS} bits was asked for")
-        elif isinstance(right, int) and _size(left):
-            _too_long(_size(left) * right)
-        elif isinstance(left, int) and _size(right):
-            _too_long(_size(right) * left)
-    elif operator == "+":
-        _too_long(_size(left) + _size(right))
-    elif operator == "%" and isinstance(left, str) and _WIDE_FORMAT.search(left):
-        _refuse_wide_format()
-
-
-_WIDE_FORMAT = re.compile(r"%[-+ #0]*(\d{5,}|\*)|\.\d{5,}|\{[^}]*\d{5,}")
-
-
-# Filters and str methods whose numeric arguments are widths or counts of the result.
-_WIDTHS = frozenset(
-    {"center", "ljust", "rjust", "zfill", "expandtabs", "indent", "wordwrap", "truncate", "batch"}
-)
-
-
-# The built-in filters whose result can be much larger than their input.
-_CHECKED_FILTERS = (
-    *sorted(_WIDTHS - {"ljust", "rjust", "zfill", "expandtabs"}),
-    "format",
-    "join",
-    "replace",
-)
-
-
-def _precheck_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-    """A filter's or method's arguments (the value or object first) that would make a huge
-    string: a large width, or a join / replace whose result would be too long."""
-    budget = _budget.get()
-    if budget is not None:
-        budget.check()
-    cap = limits().message_chars
-    if name in _WIDTHS:
-        for value in (*args[1:], *kwargs.values()):
-            if isinstance(value, int) and not isinstance(value, bool) and value > cap:
-                raise RenderRefused(f"{name}: a width larger than {cap:,} was asked for")
-    if name == "format" and args and isinstance(args[0], str) and _WIDE_FORMAT.search(args[0]):
-        _refuse_wide_format()
-    if name == "join":
-        items = next((a for a in args if isinstance(a, (list, tuple))), None)
-        separator = next((a for a in args if isinstance(a, str)), "")
-        if items is not None:
-            _too_long(sum(len(str(item)) for item in items) + len(separator) * len(items))
-    if name == "replace" and len(args) >= 3 and all(isinstance(a, str) for a in args[:3]):
-        text, old, new = args[:3]
-        count = text.count(old) if old else len(text) + 1
-        _too_long(len(text) + count * max(len(new) - len(old), 0))
-
-
-def _refuse_wide_format(*args: Any, **kwargs: Any) -> str:
-    raise RenderRefused("a format width or precision of 5 digits or more was asked for")
-
-
-def _bounded_filter(name: str, function: Callable[..., Any]) -> Callable[..., Any]:
-    """A filter with _precheck_call in front (pass_context / pass_environment kept)."""
-
-    @functools.wraps(function)
-    def bounded(*args: Any, **kwargs: Any) -> Any:
-        values = tuple(a for a in args if not isinstance(a, (Context, Environment, EvalContext)))
-        _precheck_call(name, values, kwargs)
-        return function(*args, **kwargs)
-
-    return bounded
-
-
-class _BoundedCodeGenerator(CodeGenerator):
-    """Jinja's code generator, with every loop's iterable passed through
-    `environment.siyu_loop` (counts iterations, watches the clock) and every `~` through
-    `environment.siyu_join` (refuses a string past the message cap)."""
-
-    def visit_For(self, node: nodes.For, frame: Frame) -> None:
-        iterable = node.iter
-        if not (isinstance(iterable, nodes.Call) and _is_guard(iterable.node)):
-            node.iter = nodes.Call(
-                nodes.EnvironmentAttribute("siyu_loop"), [iterable], [], None, None
-            )
-        super().visit_For(node, frame)
-
-    @optimizeconst
-    def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
-        self.write("environment.siyu_join((")
-        for arg in node.nodes:
-            self.visit(arg, frame)
-            self.write(", ")
-        self.write("))")
-
-
-def _is_guard(node: nodes.Node) -> bool:
-    return isinstance(node, nodes.EnvironmentAttribute) and node.name == "siyu_loop"
-
-
-class BoundedSandbox(ImmutableSandboxedEnvironment):
-    """The immutable sandbox, bounded: huge arithmetic and strings are refused before they
-    are made, loops and calls watch the render's time budget (siyu.limits)."""
-
-    code_generator_class = _BoundedCodeGenerator
-    intercepted_binops = frozenset({"*", "**", "+", "%"})
-
-    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
-        _check_binop(operator, left, right)
-        return super().call_binop(context, operator, left, right)
-
-    def call(
-        __self,  # noqa: N805 (Jinja's own signature)
-        __context: Context,
-        __obj: Any,
-        *args: Any,
-        **kwargs: Any,
-    ) -> Any:
-        name = getattr(__obj, "__name__", "call")
-        _precheck_call(str(name), (getattr(__obj, "__self__", None), *args), kwargs)
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
-        wrapped = super().wrap_str_format(value)
-        if wrapped is not None and _WIDE_FORMAT.search(str(value.__self__)):
-            return _refuse_wide_format
-        return wrapped
-
-    @staticmethod
-    def siyu_loop(iterable: Any) -> Iterator[Any]:
-        budget = _budget.get()
-        for item in iterable:
-            if budget is not None:
-                budget.step()
-            yield item
-
-    @staticmethod
-    def siyu_join(parts: tuple[Any, ...]) -> str:
-        _too_long(sum(len(p) if isinstance(p, str) else 0 for p in parts))
-        return "".join(map(str, parts))
 
 
 class ConfinedLoader(BaseLoader):
@@ -299,8 +110,8 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
     )
     environment.filters["localtime"] = localtime
     environment.filters["tracked"] = tracked  # {{ url | tracked }}: a click-tracked link
-    for name in _CHECKED_FILTERS:
-        environment.filters[name] = _bounded_filter(name, environment.filters[name])
+    for name in CHECKED_FILTERS:
+        environment.filters[name] = bounded_filter(name, environment.filters[name])
     return environment
 
 
@@ -394,7 +205,7 @@ def render_message(
     """One message, within the bounds of siyu.limits (time, loops, size on the channel). A
     failure is a reason naming the template's file and line and the kind of error; the
     values of `context` (a customer's name, phone, ...) are masked out of it."""
-    token = _budget.set(_Budget())
+    token = start_budget()
     try:
         cache = templates or TemplateCache(templates_dir)
         template = cache.get(template_name)
@@ -402,7 +213,7 @@ def render_message(
     except Exception as error:  # a template or value misbehaving must not stop the batch
         return Rendered(None, _reason(template_name, error, context, str(templates_dir)))
     finally:
-        _budget.reset(token)
+        end_budget(token)
     if not body:
         return Rendered(None, f"{template_name}: rendered an empty message")
     too_long = cache.limit.problem(body)
