@@ -24,6 +24,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+import flows.journey_flow  # noqa: F401  (Prefect's log handler must not be set up inside CliRunner)
 from db.models import Delivery
 from siyu.errors import ConfigError, SpecError
 from siyu.language.check_project import check_project, content_problems
