@@ -107,6 +107,7 @@ def make_environment(templates_dir: Path) -> ImmutableSandboxedEnvironment:
         keep_trailing_newline=False,
         trim_blocks=True,
         lstrip_blocks=True,
+        finalize=BoundedSandbox.siyu_finalize,
     )
     environment.filters["localtime"] = localtime
     environment.filters["tracked"] = tracked  # {{ url | tracked }}: a click-tracked link

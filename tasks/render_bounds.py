@@ -70,8 +70,27 @@ def _too_long(size: int) -> None:
         )
 
 
-def _size(value: Any) -> int:
-    return len(value) if isinstance(value, (str, list, tuple)) else 0
+def weight(value: Any, cap: int | None = None) -> int:
+    """About how many characters `value` becomes as text, counted only until `cap` is
+    passed: a list of 60,000 references to one 60,000-character string is tiny in memory
+    but 3.6 GB once printed."""
+    cap = limits().message_chars if cap is None else cap
+    total = 0
+    stack = [value]
+    while stack and total <= cap:
+        item = stack.pop()
+        if isinstance(item, str):
+            total += len(item)
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            total += 2 + len(item)
+            stack.extend(item)
+        elif isinstance(item, dict):
+            total += 2 + len(item)
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        else:
+            total += 8
+    return total
 
 
 def _check_binop(operator: str, left: Any, right: Any) -> None:
@@ -83,14 +102,16 @@ def _check_binop(operator: str, left: Any, right: Any) -> None:
         if isinstance(left, int) and isinstance(right, int):
             if left.bit_length() + right.bit_length() > _MAX_INT_BITS:
                 raise RenderRefused(f"a product with more than {_MAX_INT_BITS} bits was asked for")
-        elif isinstance(right, int) and _size(left):
-            _too_long(_size(left) * right)
-        elif isinstance(left, int) and _size(right):
-            _too_long(_size(right) * left)
-    elif operator == "+":
-        _too_long(_size(left) + _size(right))
-    elif operator == "%" and isinstance(left, str) and _WIDE_FORMAT.search(left):
-        _refuse_wide_format()
+        elif isinstance(right, int) and isinstance(left, (str, list, tuple)):
+            _too_long(weight(left) * right)
+        elif isinstance(left, int) and isinstance(right, (str, list, tuple)):
+            _too_long(weight(right) * left)
+    elif operator == "+" and isinstance(left, (str, list, tuple)):
+        _too_long(weight(left) + weight(right))
+    elif operator == "%" and isinstance(left, str):
+        if _WIDE_FORMAT.search(left):
+            _refuse_wide_format()
+        _too_long(len(left) + weight(right))
 
 
 _WIDE_FORMAT = re.compile(r"%[-+ #0]*(\d{5,}|\*)|\.\d{5,}|\{[^}]*\d{5,}")
@@ -108,7 +129,13 @@ CHECKED_FILTERS = (
     "format",
     "join",
     "replace",
+    "string",
+    "pprint",
+    "tojson",
+    "list",
 )
+# Calls whose result is about as long as all of their arguments printed.
+_PRINTING = frozenset({"format", "format_map", "join", "string", "pprint", "tojson", "list"})
 
 
 def _precheck_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
@@ -124,11 +151,13 @@ def _precheck_call(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> 
                 raise RenderRefused(f"{name}: a width larger than {cap:,} was asked for")
     if name == "format" and args and isinstance(args[0], str) and _WIDE_FORMAT.search(args[0]):
         _refuse_wide_format()
+    if name in _PRINTING:
+        _too_long(weight((args, list(kwargs.values()))))
     if name == "join":
         items = next((a for a in args if isinstance(a, (list, tuple))), None)
         separator = next((a for a in args if isinstance(a, str)), "")
         if items is not None:
-            _too_long(sum(len(str(item)) for item in items) + len(separator) * len(items))
+            _too_long(weight(items) + len(separator) * len(items))
     if name == "replace" and len(args) >= 3 and all(isinstance(a, str) for a in args[:3]):
         text, old, new = args[:3]
         count = text.count(old) if old else len(text) + 1
@@ -215,8 +244,16 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
     @staticmethod
     def siyu_join(parts: tuple[Any, ...]) -> str:
-        _too_long(sum(len(p) if isinstance(p, str) else 0 for p in parts))
+        _too_long(weight(parts))
         return "".join(map(str, parts))
+
+    @staticmethod
+    def siyu_finalize(value: Any) -> Any:
+        """Every `{{ ... }}` before it becomes text (Jinja's `finalize`): a value that would
+        print past the message cap is refused before it is printed."""
+        if isinstance(value, (list, tuple, set, frozenset, dict)):
+            _too_long(weight(value))
+        return value
 
 
 def start_budget() -> object:

@@ -349,6 +349,13 @@ HOSTILE_TEMPLATES = {
     "percent": "{{ '%1000000000s' % 'x' }}",
     "join": "{% set a = 'x' * 60000 %}{{ [a, a, a, a, a, a]|join }}",
     "replace": "{% set a = 'x' * 60000 %}{{ a|replace('x', a) }}",
+    "printed-list": "{% set a = 'x' * 60000 %}{{ [a] * 60000 }}",
+    "printed-literal": "{% set a = 'x' * 60000 %}{{ [" + "a, " * 2000 + "] }}",
+    "string-filter": "{% set a = 'x' * 60000 %}{{ ([a] * 60000)|string|length }}",
+    "tojson": "{% set a = 'x' * 60000 %}{{ [a, a, a]|tojson|length }}",
+    "format-list": "{% set a = 'x' * 60000 %}{{ '%s' % ([a, a],) }}",
+    "str-format-list": "{% set a = 'x' * 60000 %}{{ '{}'.format([a, a]) }}",
+    "concat-list": "{% set a = 'x' * 60000 %}{{ 'x' ~ [a, a] }}",
     "recursive-macro": "{% macro f(n) %}{{ f(n) }}{{ f(n) }}{% endmacro %}{{ f(1) }}",
 }
 
