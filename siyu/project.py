@@ -7,6 +7,7 @@ directory (a Prefect process worker runs flows from the repository's root).
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,8 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
 from siyu.errors import ConfigError, SpecError
-from siyu.language.loader import check_journey_file
+from siyu.language.loader import check_journey_file, read_journey_yaml
 from siyu.language.problems import Problem, did_you_mean
+from siyu.language.project_files import Refused, read_source
 from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from siyu.policies import Cap, Policies, load_policies
@@ -60,59 +62,95 @@ class Project:
         return Catalog(channels=self.channel_names(), templates_dir=self.templates_dir)
 
     def check_all(self) -> tuple[dict[str, JourneySpec], list[Problem]]:
-        """Every journey file, checked: specs by journey name, and all problems found."""
+        """Every journey file, checked: specs by journey name, and all problems found. A name
+        two files use is a problem in both files, and neither file's journey is returned."""
         catalog = self.catalog()
-        specs: dict[str, JourneySpec] = {}
+        by_name: dict[str, list[tuple[Path, JourneySpec]]] = {}
         problems: list[Problem] = []
         for path in self.journey_files():
-            spec, found = check_journey_file(self._shown(path), catalog)
+            shown = self._shown(path)
+            spec, found = check_journey_file(shown, catalog, self.journeys_dir)
             problems += found
-            if spec is not None and spec.journey in specs:
-                problems.append(
-                    Problem(
-                        str(self._shown(path)),
-                        1,
-                        1,
-                        "duplicate-journey",
-                        f"journey name '{spec.journey}' is used by two files",
-                    )
-                )
-            elif spec is not None:
-                specs[spec.journey] = spec
+            if spec is not None:
+                by_name.setdefault(spec.journey, []).append((shown, spec))
+        specs: dict[str, JourneySpec] = {}
+        for name, entries in by_name.items():
+            if len(entries) == 1:
+                specs[name] = entries[0][1]
+                continue
+            files = [str(shown) for shown, _ in entries]
+            problems += [
+                Problem(file, 1, 1, "duplicate-journey", _duplicate(name, files)) for file in files
+            ]
         return specs, problems
 
     def journeys_by_name(self) -> dict[str, tuple[JourneySpec, str]]:
-        """Every loadable journey with its file, relative to the project root."""
+        """Every loadable journey with its file, relative to the project root. A name two
+        files use is left out (which one is meant is not for the file order to say;
+        check_all reports it)."""
         catalog = self.catalog()
         found: dict[str, tuple[JourneySpec, str]] = {}
+        duplicated: set[str] = set()
         for path in self.journey_files():
-            spec, _ = check_journey_file(path, catalog)
-            if spec is not None:
-                found[spec.journey] = (spec, str(path.relative_to(self.root)))
-        return found
+            spec, _ = check_journey_file(self._shown(path), catalog, self.journeys_dir)
+            if spec is None:
+                continue
+            if spec.journey in found:
+                duplicated.add(spec.journey)
+            found[spec.journey] = (spec, str(path.relative_to(self.root)))
+        return {name: entry for name, entry in found.items() if name not in duplicated}
+
+    def journey_file(self, name: str) -> Path:
+        """The one file of journey `name`. Only each file's `journey:` key is read, so a broken
+        file, or a broken template, of another journey never stops this one. Two files with
+        the name: ConfigError naming both, until one is renamed."""
+        files: list[Path] = []
+        names: list[str] = []
+        unreadable: list[Problem] = []
+        for path in self.journey_files():
+            shown = self._shown(path)
+            found, problems = self._journey_name(shown)
+            if found == name:
+                files.append(shown)
+            elif found is not None:
+                names.append(found)
+            else:
+                unreadable += problems
+        if len(files) > 1:
+            raise ConfigError(_duplicate(name, [str(f) for f in files]))
+        if files:
+            return files[0]
+        if unreadable:  # the journey may be in a file that cannot be read
+            raise SpecError(unreadable)
+        raise ConfigError(
+            f"no journey named '{name}' in {self.journeys_dir}"
+            f"{did_you_mean(name, names)} (journeys: {', '.join(sorted(names)) or 'none'})"
+        )
 
     def journey(self, name: str) -> JourneySpec:
         """The named journey, or SpecError with its file's problems (a journey with any
         problem never runs)."""
-        catalog = self.catalog()
-        unreadable: list[Problem] = []
-        names: list[str] = []
-        for path in self.journey_files():
-            spec, problems = check_journey_file(self._shown(path), catalog)
-            if spec is None:
-                unreadable += problems
-            elif spec.journey == name:
-                if problems:
-                    raise SpecError(problems)
-                return spec
-            else:
-                names.append(spec.journey)
-        if unreadable:
-            raise SpecError(unreadable)
-        raise ConfigError(
-            f"no journey named '{name}' in {self.journeys_dir}"
-            f"{did_you_mean(name, names)} (journeys: {', '.join(names) or 'none'})"
-        )
+        path = self.journey_file(name)
+        spec, problems = check_journey_file(path, self.catalog(), self.journeys_dir)
+        if problems or spec is None:
+            raise SpecError(problems)
+        if spec.journey != name:  # the file changed since it was looked at
+            raise ConfigError(f"{path} no longer holds journey '{name}'; run again")
+        return spec
+
+    def _journey_name(self, path: Path) -> tuple[str | None, list[Problem]]:
+        """A journey file's `journey:` name without checking the rest of it: its top-level
+        `journey: name` line (cheap, and works when the YAML does not parse), else the YAML."""
+        try:
+            text = read_source(self.journeys_dir, path)
+        except Refused as refused:
+            return None, [Problem(str(path), 0, 0, refused.code, refused.message)]
+        found = set(_NAME_LINE.findall(text))
+        if len(found) == 1:
+            return found.pop(), []
+        raw, problems = read_journey_yaml(path, self.journeys_dir)
+        value = raw.get("journey") if raw is not None else None
+        return (str(value) if isinstance(value, str) else None), problems
 
     def _shown(self, path: Path) -> Path:
         """Paths in messages are relative to the current directory when possible."""
@@ -154,6 +192,16 @@ class Project:
             load_channel_config(self.channels_file), base_url=url
         )
         return channels
+
+
+_NAME_LINE = re.compile(r"""^journey:[ \t]*['"]?([A-Za-z0-9_-]+)['"]?[ \t]*(?:#.*)?$""", re.M)
+
+
+def _duplicate(name: str, files: list[str]) -> str:
+    return (
+        f"journey name '{name}' is used by {len(files)} files: {', '.join(files)}; "
+        "rename one (its `journey:` key) — nothing runs under this name until then"
+    )
 
 
 def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:

@@ -56,7 +56,7 @@ from tasks.ledger import idempotency_key
 from tasks.pressure import cap_hold, fatigue_hold
 from tasks.quiet_hours import next_allowed
 from tasks.receipts import Outgoing, StepCounts, poll_pending, send_chunk
-from tasks.render import TemplateCache, render_message
+from tasks.render import TemplateCache, message_limit, render_message
 from tasks.scans import due_rows
 from tasks.step_facts import BatchFacts, Due, load_batch_facts
 from tasks.timing import step_base, step_offset
@@ -90,7 +90,7 @@ def run_step(
     counts: StepCounts = Counter()
     if isinstance(channel, PollingChannel) and partition.index == 0:
         counts += poll_pending(ctx, spec, step, channel, now)
-    templates = TemplateCache(ctx.templates_dir)
+    templates = TemplateCache(ctx.templates_dir, message_limit(channel))
     last_id = 0
     while True:
         with ctx.sessions() as session:

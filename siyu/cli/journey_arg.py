@@ -34,7 +34,9 @@ def resolve_journey(project: Project, name_or_file: str) -> JourneySpec:
     journey file (an edited copy to compare with)."""
     tools = ToolProject.of(project)
     if _is_file_ref(name_or_file):
-        return load_journey(_journey_file(name_or_file), tools.catalog())
+        # A file named on the command line (a draft to compare) is read only from inside the
+        # project, as confined as journeys/ itself.
+        return load_journey(_journey_file(name_or_file), tools.catalog(), project.root)
     return tools.journey(name_or_file)
 
 
@@ -52,4 +54,4 @@ def project_journey(project: Project, name_or_file: str) -> JourneySpec:
             "project's journeys (name one, or its file there); preview, graph and simulate "
             "also take a copy elsewhere"
         )
-    return project.journey(load_journey(path, project.catalog()).journey)
+    return project.journey(load_journey(path, project.catalog(), project.journeys_dir).journey)

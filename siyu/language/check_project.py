@@ -11,13 +11,10 @@ from __future__ import annotations
 from functools import partial
 from pathlib import Path
 
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
-
 from siyu.language.channel_kinds import ToolProject
 from siyu.language.lint import lint_journey
 from siyu.language.lint_config import load_lint_config
-from siyu.language.loader import check_journey_file
+from siyu.language.loader import check_journey_file, read_journey_yaml
 from siyu.language.positions import position
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
@@ -31,18 +28,17 @@ def check_project(project: Project) -> tuple[dict[str, JourneySpec], list[Proble
     catalog, config = tools.catalog(), load_lint_config(project.root)
     for path in project.journey_files():
         shown = _shown(path)
-        spec, found = check_journey_file(shown, catalog)
+        spec, found = check_journey_file(shown, catalog, project.journeys_dir)
         if spec is None or found:
             continue  # fix the structure first; its problems are already listed
-        try:
-            raw = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
-        except (OSError, YAMLError):
+        raw, _ = read_journey_yaml(shown, project.journeys_dir)
+        if raw is None:
             continue
         problems += lint_journey(
             str(shown), spec, project.templates_dir, partial(position, raw), config
         )
     for template in sorted(project.templates_dir.glob("*.j2")):
-        problems += check_template(template)
+        problems += check_template(_shown(template), project.templates_dir)
     return specs, sorted(set(problems))
 
 
@@ -50,10 +46,10 @@ def content_problems(project: Project, spec: JourneySpec) -> list[Problem]:
     """The content rules (广告法 terms, SMS signature and 回T退订, template fields) for one
     journey: what the flow checks before a tick, so an edit made after `siyu deploy` cannot
     reach a customer either."""
-    path = next((p for p, (s, _) in _files(project).items() if s.journey == spec.journey), None)
-    if path is None:
-        return []
-    raw = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
+    path = project.journey_file(spec.journey)  # this journey's file only, not every file
+    raw, problems = read_journey_yaml(path, project.journeys_dir)
+    if raw is None:
+        return problems
     config = load_lint_config(project.root)
     return sorted(
         set(
@@ -62,10 +58,6 @@ def content_problems(project: Project, spec: JourneySpec) -> list[Problem]:
             )
         )
     )
-
-
-def _files(project: Project) -> dict[Path, tuple[JourneySpec, str]]:
-    return {project.root / file: (spec, file) for spec, file in project.journeys_by_name().values()}
 
 
 def _shown(path: Path) -> Path:

@@ -22,6 +22,7 @@ from db.sources import entry_columns as entry_columns_of
 from siyu.graph.model import build_graph, unreachable
 from siyu.language.lint_config import LintConfig
 from siyu.language.problems import Problem
+from siyu.language.project_files import Refused, named_in, read_source
 from siyu.language.spec import JourneySpec, Step
 from siyu.language.templates_check import check_template_fields
 
@@ -63,12 +64,12 @@ def lint_journey(
     available = {"event": entry_columns, "customer": CUSTOMER_COLUMNS}
     why = f"(journey '{spec.journey}' enters on '{spec.entry.event or spec.entry.calendar}')"
     for index, step in enumerate(spec.steps):
-        path = templates_dir / step.template
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError):
-            continue  # the loader reports a missing or unreadable template
-        yield from check_template_fields(path, available, why)
+            path = named_in(templates_dir, step.template)
+            text = read_source(templates_dir, path)
+        except Refused:
+            continue  # the loader reports a missing, unreadable or refused template
+        yield from check_template_fields(path, available, why, templates_dir)
         yield from _consent(file, step, index, path, text, locate, config)
         if step.send in config.sms_channels:
             yield from _sms(step, path, text, config)

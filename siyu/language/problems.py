@@ -6,7 +6,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
+
+from siyu.language.project_files import admitted_text
 
 
 @dataclass(frozen=True, order=True)
@@ -34,9 +35,12 @@ def did_you_mean(word: str, choices: Iterable[str]) -> str:
 def _excerpt(problem: Problem, context: int = 2) -> str:
     if not problem.line:
         return ""
-    try:
-        lines = Path(problem.file).read_text(encoding="utf-8").splitlines()
-    except OSError:
+    # Only a file the confined reader admitted (never a file outside journeys/ or templates/).
+    text = admitted_text(problem.file)
+    if text is None:
+        return ""
+    lines = text.splitlines()
+    if problem.line > len(lines):
         return ""
     first = max(1, problem.line - context)
     last = min(len(lines), problem.line + context)

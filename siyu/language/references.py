@@ -14,6 +14,7 @@ from ruamel.yaml.comments import CommentedMap
 from db.sources import CUSTOMER_COLUMNS, SOURCES
 from siyu.language.positions import position
 from siyu.language.problems import Problem, did_you_mean
+from siyu.language.project_files import Refused, check_file, named_in
 from siyu.language.templates_check import check_template
 from siyu.language.where_clause import check_where, dialect_of
 
@@ -106,16 +107,25 @@ class _Checker:
     def template(self, loc: Loc, label: str, template: Any) -> Iterator[Problem]:
         if not isinstance(template, str):
             return
-        path = self.catalog.templates_dir / template
-        if path.is_file():
-            yield from check_template(path)
+        folder = self.catalog.templates_dir
+        try:
+            path = named_in(folder, template)
+            exists = path.exists() or path.is_symlink()
+            if exists:  # a link leading out of templates/, a pipe, a huge file: refused here
+                check_file(folder, path)
+        except Refused as refused:
+            yield self.problem(
+                loc, refused.code, f"{label}: template '{template}' {refused.reason}"
+            )
             return
-        known = sorted(p.name for p in self.catalog.templates_dir.glob("*.j2"))
+        if exists:
+            yield from check_template(path, folder)
+            return
+        known = sorted(p.name for p in folder.glob("*.j2"))
         yield self.problem(
             loc,
             "unknown-template",
-            f"{label}: template '{template}' not found in "
-            f"{self.catalog.templates_dir}/{did_you_mean(template, known)}",
+            f"{label}: template '{template}' not found in {folder}/{did_you_mean(template, known)}",
         )
 
 

@@ -10,23 +10,31 @@ from pathlib import Path
 from jinja2 import TemplateSyntaxError, meta, nodes
 
 from siyu.language.problems import Problem, did_you_mean
+from siyu.language.project_files import Refused, read_source
 from tasks.render import CONTEXT_NAMES, make_environment
 
 
-def check_template(path: Path) -> Iterator[Problem]:
+def check_template(path: Path, folder: Path | None = None) -> Iterator[Problem]:
+    """Problems of the template `path`, read only from inside `folder` (default: its own
+    folder; the project's templates/)."""
     file = str(path)
+    folder = folder or path.parent
     try:
-        source = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        yield Problem(file, 0, 0, "not-utf8", f"the template is not UTF-8 text ({error})")
+        source = read_source(folder, path)
+    except Refused as refused:
+        yield Problem(file, 0, 0, refused.code, refused.message)
         return
-    environment = make_environment(path.parent)
+    environment = make_environment(folder)
     try:
         parsed = environment.parse(source)
+        names = meta.find_undeclared_variables(parsed)
     except TemplateSyntaxError as error:
         yield Problem(file, error.lineno or 1, 1, "template-syntax", error.message or str(error))
         return
-    for name in sorted(meta.find_undeclared_variables(parsed)):
+    except (RecursionError, MemoryError):
+        yield Problem(file, 0, 0, "too-deep", "the template is nested too deeply to read")
+        return
+    for name in sorted(names):
         if name not in CONTEXT_NAMES:
             line = next((n for n, text in enumerate(source.splitlines(), 1) if name in text), 1)
             yield Problem(
@@ -45,14 +53,15 @@ def _column_of(line_text: str, needle: str) -> int:
 
 
 def check_template_fields(
-    path: Path, available: Mapping[str, tuple[str, ...]], why: str
+    path: Path, available: Mapping[str, tuple[str, ...]], why: str, folder: Path | None = None
 ) -> Iterator[Problem]:
     """`event.<column>` / `customer.<column>` a template uses that the data does not provide
     (the entry event's source and the customer row); `why` says where the columns come from."""
+    folder = folder or path.parent
     try:
-        source = path.read_text(encoding="utf-8")
-        parsed = make_environment(path.parent).parse(source)
-    except (UnicodeDecodeError, TemplateSyntaxError):
+        source = read_source(folder, path)
+        parsed = make_environment(folder).parse(source)
+    except (Refused, TemplateSyntaxError, RecursionError, MemoryError):
         return  # check_template reports these
     lines = source.splitlines()
     for node in parsed.find_all((nodes.Getattr, nodes.Getitem)):
