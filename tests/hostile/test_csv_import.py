@@ -502,7 +502,8 @@ def test_importing_into_a_database_that_does_not_exist_creates_nothing(tmp_path:
     target = tmp_path / "var" / "siyu.db"
     result = invoke(f"sqlite:///{target}", tmp_path, "customers", HEADER + GOOD[0])
     assert result.exit_code == 1
-    assert result.output.strip() == f"no database at {target}: run `siyu db upgrade` first"
+    [line] = result.output.strip().splitlines()  # the CLI's convention (siyu/cli/conventions.py)
+    assert line.startswith(f"no database at {target}: run `siyu db upgrade`")
     assert not (tmp_path / "var").exists()
     assert not list(tmp_path.glob("*rejects*"))
 
@@ -515,9 +516,7 @@ def test_importing_into_a_database_that_is_not_migrated_says_so(
     result = invoke(database_url, tmp_path, "customers", HEADER + GOOD[0])
     assert result.exit_code == 1, result.output
     [line] = result.output.strip().splitlines()
-    assert line.startswith("the database ") and line.endswith(
-        "is not migrated: run `siyu db upgrade` first"
-    )
+    assert line.startswith("the database ") and "run `siyu db upgrade` first" in line
     assert "Traceback" not in result.output
 
 
