@@ -153,7 +153,8 @@ def prefect_harness() -> Iterator[None]:
     """One Prefect test API for the whole session (it costs ~15 s to start)."""
     from prefect.testing.utilities import prefect_test_harness
 
-    with prefect_test_harness():
+    # 30 s by default; a loaded 2-core machine running tests in parallel can need longer
+    with prefect_test_harness(server_startup_timeout=120):
         yield
 
 
