@@ -10,8 +10,10 @@ BIN    := $(VENV)/bin
 demo: $(VENV)/installed
 	$(BIN)/siyu demo
 
+# Three workers on two cores: much of the suite waits on subprocesses and servers (measured:
+# docs/scale.md is for speed; the README's Tests section has the suite's time).
 test: $(VENV)/installed
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 3 --dist loadgroup
 
 lint: $(VENV)/installed
 	$(BIN)/ruff check .

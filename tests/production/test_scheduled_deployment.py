@@ -39,7 +39,8 @@ from tests.production.prefect_server import (
     wait_until,
 )
 
-pytestmark = pytest.mark.timeout(900)
+# one worker runs the whole module, in order, against its one server (pytest -n ... --dist loadgroup)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("prefect-server")]
 
 JOURNEY = "first-purchase-care"
 STEPS = {"join-group", "day3-care", "day7-content", "day14-repurchase"}
