@@ -1,7 +1,7 @@
 """Bounds on the work a journey file, a template or a customer's data can cause, read in one
 place from the environment (docs/journey-language.md, "Limits").
 
-    SIYU_MAX_JOURNEY_BYTES    a journey file's size                         (64 KiB)
+    SIYU_MAX_JOURNEY_BYTES    a journey's (or a settings YAML file's) size  (64 KiB)
     SIYU_MAX_TEMPLATE_BYTES   a template file's size                        (256 KiB)
     SIYU_MAX_YAML_NODES       a journey's YAML nodes, aliases expanded     (20,000)
     SIYU_MAX_YAML_DEPTH       a journey's YAML nesting depth                (40)

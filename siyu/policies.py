@@ -15,10 +15,9 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
 from siyu.errors import SpecError
+from siyu.language.bounded_yaml import load_settings_yaml
 from siyu.language.positions import position
 from siyu.language.problems import Problem
 from siyu.language.spec import Duration
@@ -63,23 +62,9 @@ class Policies(_Strict):
 
 def load_policies(path: Path) -> Policies:
     """The policies file, or no policies when it does not exist."""
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         return Policies()
-    try:
-        raw = YAML(typ="rt").load(path.read_text(encoding="utf-8")) or {}
-    except MarkedYAMLError as error:
-        mark = error.problem_mark
-        raise SpecError(
-            [
-                Problem(
-                    str(path),
-                    mark.line + 1 if mark else 0,
-                    mark.column + 1 if mark else 0,
-                    "bad-yaml",
-                    str(error.problem),
-                )
-            ]
-        ) from None
+    raw = load_settings_yaml(path)  # bounded; a device or a link out is refused, not skipped
     try:
         return Policies.model_validate(raw)
     except ValidationError as error:

@@ -80,7 +80,7 @@ class AlertsConfig(_Strict):
 def load_alerts(path: Path, journeys: list[str] | None = None) -> AlertsConfig:
     """alerts.yaml (defaults without it). With `journeys`, a rule's `start_journey` must name
     one of them (did-you-mean otherwise)."""
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():  # a device or a link out is refused
         return AlertsConfig()
     raw = load_yaml(path)
     try:

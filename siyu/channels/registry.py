@@ -19,8 +19,6 @@ from urllib.parse import urlsplit
 
 import httpx
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import YAMLError
 
 from siyu.channels.adapter import BatchChannel, Runtime
 from siyu.channels.backoff import RetryPolicy
@@ -56,9 +54,10 @@ from siyu.channels.wechat import MiniprogramChannel, ServiceAccountChannel, WeCh
 from siyu.channels.wecom import WecomChannel, WecomGroupInviteChannel
 from siyu.channels.wecom_api import WeComApi
 from siyu.channels.wecom_staff import WecomStaffChannel
-from siyu.errors import ConfigError
+from siyu.errors import ConfigError, SpecError
+from siyu.language.bounded_yaml import load_settings_yaml
 from siyu.language.positions import position
-from siyu.language.problems import did_you_mean
+from siyu.language.problems import did_you_mean, format_problem
 
 
 class ChannelConfigError(ConfigError, ValueError):
@@ -76,10 +75,10 @@ class ChannelConfigError(ConfigError, ValueError):
 def load_channel_config(path: str | Path) -> ChannelsConfig:
     path = Path(path)
     try:
-        raw = YAML(typ="rt").load(path.read_text(encoding="utf-8"))
-    except (OSError, YAMLError) as exc:
-        raise ChannelConfigError([f"{path}: {exc}"]) from None
-    return parse_channel_config(raw if raw is not None else {}, source=str(path))
+        raw = load_settings_yaml(path)  # bounded: size, aliases, depth; a device is refused
+    except SpecError as error:
+        raise ChannelConfigError([format_problem(p) for p in error.problems]) from None
+    return parse_channel_config(raw, source=str(path))
 
 
 def parse_channel_config(raw: Any, source: str = "<channels>") -> ChannelsConfig:

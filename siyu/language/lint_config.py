@@ -15,9 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ruamel.yaml import YAML
-
 from siyu.errors import ConfigError
+from siyu.language.bounded_yaml import load_settings_yaml
 from siyu.language.problems import did_you_mean
 
 LINT_FILE = "lint.yaml"
@@ -71,7 +70,7 @@ def _as_words(file: Path, key: str, value: Any) -> tuple[str, ...]:
 @lru_cache(maxsize=8)
 def _load(path: str, _mtime: float) -> LintConfig:
     file = Path(path)
-    raw = YAML(typ="rt").load(file.read_text(encoding="utf-8")) or {}
+    raw = load_settings_yaml(file)
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected keys such as banned_words: [...]")
     known = [f.name for f in fields(LintConfig)]

@@ -10,14 +10,12 @@ from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap
-from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
 from siyu.errors import SpecError
+from siyu.language.bounded_yaml import read_yaml
 from siyu.language.positions import position
 from siyu.language.problems import Problem, did_you_mean
-from siyu.language.project_files import Refused, read_source
 from siyu.language.references import Catalog, check_references
 from siyu.language.spec import (
     AllCondition,
@@ -32,7 +30,6 @@ from siyu.language.spec import (
     ReentryAfter,
     StepCondition,
 )
-from siyu.limits import limits
 
 
 def load_journey(path: Path, catalog: Catalog, folder: Path | None = None) -> JourneySpec:
@@ -63,32 +60,15 @@ def check_journey_file(
 def read_journey_yaml(
     path: Path, folder: Path | None = None
 ) -> tuple[CommentedMap | None, list[Problem]]:
-    """A journey file's YAML (with positions), within the bounds of siyu.limits: file size,
-    nesting depth and nodes with aliases expanded (a "billion laughs" file is refused, not
-    walked). Problems instead of exceptions, including RecursionError and MemoryError."""
-    file = str(path)
-    try:
-        text = read_source(folder or path.parent, path)
-    except Refused as refused:
-        return None, [Problem(file, 0, 0, refused.code, refused.message)]
-    try:
-        raw = YAML(typ="rt").load(text)
-    except MarkedYAMLError as error:
-        mark = error.problem_mark or error.context_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        detail = " ".join(str(p) for p in (error.context, error.problem) if p)
-        return None, [Problem(file, line, col, "bad-yaml", detail or "not valid YAML")]
-    except (RecursionError, MemoryError):
-        return None, [Problem(file, 0, 0, "too-deep", "the YAML is nested too deeply to read")]
-    except YAMLError as error:
-        return None, [Problem(file, 0, 0, "bad-yaml", type(error).__name__)]
-    bound = _exceeds_bounds(raw)
-    if bound is not None:
-        return None, [Problem(file, 0, 0, "too-large", bound)]
+    """A journey file's YAML (with positions), within the bounds of siyu.limits
+    (siyu/language/bounded_yaml.py); problems instead of exceptions."""
+    raw, problems = read_yaml(path, folder)
+    if problems:
+        return None, problems
     if not isinstance(raw, CommentedMap):
         return None, [
             Problem(
-                file,
+                str(path),
                 1,
                 1,
                 "bad-yaml",
@@ -96,32 +76,6 @@ def read_journey_yaml(
             )
         ]
     return raw, []
-
-
-def _exceeds_bounds(raw: Any) -> str | None:
-    """Why `raw` is too big to walk, or None. Aliases are counted every time they are used
-    (that is how everything after this walks them), so the walk stops after at most
-    SIYU_MAX_YAML_NODES nodes whatever the aliases multiply to; it is iterative, so depth
-    costs no recursion."""
-    bounds = limits()
-    stack: list[tuple[Any, int]] = [(raw, 1)]
-    nodes = 0
-    while stack:
-        value, depth = stack.pop()
-        nodes += 1
-        if nodes > bounds.yaml_nodes:
-            return (
-                f"the journey has more than {bounds.yaml_nodes:,} YAML values once aliases "
-                "are expanded (SIYU_MAX_YAML_NODES)"
-            )
-        if depth > bounds.yaml_depth:
-            return f"the journey nests deeper than {bounds.yaml_depth} levels (SIYU_MAX_YAML_DEPTH)"
-        if isinstance(value, dict):
-            stack.extend((v, depth + 1) for v in value.values())
-            stack.extend((k, depth + 1) for k in value if isinstance(k, (dict, list, tuple)))
-        elif isinstance(value, (list, tuple)):
-            stack.extend((v, depth + 1) for v in value)
-    return None
 
 
 # --- pydantic errors --------------------------------------------------------------------------

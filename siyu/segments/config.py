@@ -146,7 +146,7 @@ class SegmentsConfig(_Strict):
 def load_segments(path: Path) -> SegmentsConfig:
     """segments.yaml, or the defaults when the file does not exist; problems as SpecError
     with file:line:col and a did-you-mean for misspelt keys."""
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():  # a device or a link out is refused
         return SegmentsConfig()
     raw = load_yaml(path)
     try:

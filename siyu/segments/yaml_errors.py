@@ -9,21 +9,15 @@ from pathlib import Path
 from typing import Any, Union, get_args, get_origin
 
 from pydantic import BaseModel, ValidationError
-from ruamel.yaml import YAML
-from ruamel.yaml.error import MarkedYAMLError
 
-from siyu.errors import SpecError
+from siyu.language.bounded_yaml import load_settings_yaml
 from siyu.language.positions import position
 from siyu.language.problems import Problem, did_you_mean
 
 
 def load_yaml(path: Path) -> Any:
-    try:
-        return YAML(typ="rt").load(path.read_text(encoding="utf-8")) or {}
-    except MarkedYAMLError as error:
-        mark = error.problem_mark
-        line, col = (mark.line + 1, mark.column + 1) if mark else (0, 0)
-        raise SpecError([Problem(str(path), line, col, "bad-yaml", str(error.problem))]) from None
+    """segments.yaml or alerts.yaml, within the bounds of siyu/language/bounded_yaml.py."""
+    return load_settings_yaml(path)
 
 
 def validation_problems(

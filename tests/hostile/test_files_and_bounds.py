@@ -276,7 +276,11 @@ def test_the_file_size_caps_are_settings(tmp_path: Path, monkeypatch: pytest.Mon
         ("j.yaml", "too-large"),  # at its `template:` line
         ("hello.j2", "too-large"),
     }
-    set_limit(monkeypatch, "SIYU_MAX_JOURNEY_BYTES", "20")
+    # the cap holds for every YAML file of the project: channels.yaml must fit under it
+    cap = len((root.root / "channels.yaml").read_bytes()) + 100
+    padded = journey_text("j").replace("quiet_hours", f"description: {'x' * cap}\nquiet_hours")
+    (root.journeys_dir / "j.yaml").write_text(padded, encoding="utf-8")
+    set_limit(monkeypatch, "SIYU_MAX_JOURNEY_BYTES", str(cap))
     assert {(Path(p.file).name, p.code) for p in root.check_all()[1]} == {("j.yaml", "too-large")}
 
 
