@@ -39,7 +39,7 @@ from tests.production.prefect_server import (
     wait_until,
 )
 
-# one worker runs the whole module, in order, against its one server (pytest -n ... --dist loadgroup)
+# one worker runs the whole module, in order, against its one server (--dist loadgroup)
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("prefect-server")]
 
 JOURNEY = "first-purchase-care"
