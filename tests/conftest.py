@@ -36,12 +36,13 @@ def local(day: float, hour: float = 0) -> datetime:
 
 
 @contextmanager
-def fresh_database_url(directory: Path) -> Iterator[str]:
-    """An empty database: a SQLite file in `directory`, or, when SIYU_TEST_POSTGRES_URL is
-    set (`.ci/run` starts a server), a fresh schema on that PostgreSQL server."""
+def fresh_database_url(directory: Path, name: str = "test") -> Iterator[str]:
+    """An empty database: a SQLite file `name`.db in `directory`, or, when
+    SIYU_TEST_POSTGRES_URL is set (`.ci/run` starts a server), a fresh schema on that
+    PostgreSQL server (dropped afterwards)."""
     server = os.environ.get("SIYU_TEST_POSTGRES_URL")
     if not server:
-        yield f"sqlite:///{directory / 'test.db'}"
+        yield f"sqlite:///{directory / f'{name}.db'}"
         return
     schema = f"t_{uuid.uuid4().hex[:12]}"
     admin = create_engine(server)

@@ -20,22 +20,22 @@ import re
 import shutil
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import typer
-from sqlalchemy import create_engine, delete, text
+from sqlalchemy import delete
 from typer.testing import CliRunner, Result
 
 from db.engine import make_engine, make_sessionmaker
 from db.migrate import upgrade
 from db.models import Customer
 from siyu.cli.main import app
+from tests.conftest import fresh_database_url
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = (
@@ -125,24 +125,8 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@contextmanager
-def _fresh_database(where: Path, name: str) -> Iterator[str]:
-    """An empty database: a SQLite file under `where`, or, when SIYU_TEST_POSTGRES_URL is
-    set, a fresh schema on that server (dropped afterwards)."""
-    server = os.environ.get("SIYU_TEST_POSTGRES_URL")
-    if not server:
-        yield f"sqlite:///{where / f'{name}.db'}"
-        return
-    schema = f"cli_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{server}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+def _fresh_database(where: Path, name: str) -> AbstractContextManager[str]:
+    return fresh_database_url(where, name)
 
 
 @pytest.fixture(scope="module")
