@@ -154,13 +154,15 @@ def explain(
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(help="customers to generate")] = 5000,
-    days: Annotated[int, typer.Option(help="days of simulated time")] = 21,
-    every_hours: Annotated[int, typer.Option(help="hours between ticks")] = 6,
+    customers: Annotated[int, typer.Option(help="customers to generate", min=1)] = 5000,
+    days: Annotated[int, typer.Option(help="days of simulated time", min=1)] = 21,
+    every_hours: Annotated[
+        int, typer.Option(help="hours between ticks (10:00 and 22:00 with 12)", min=1)
+    ] = 12,
     database: Annotated[Path, typer.Option(help="SQLite file (recreated)")] = Path("var/demo.db"),
 ) -> None:
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
-    from siyu.cli.tables import summary_table
+    from siyu.cli.demo_output import print_demo_result, tick_progress
     from siyu.demo import DemoSettings, run_demo
     from siyu.project import Project
 
@@ -176,42 +178,12 @@ def demo(
         "(each tick is one Prefect flow run)"
     )
     try:
-        with console.status("starting") as status:
-            result = run_demo(
-                Project.find(),
-                settings,
-                lambda i, n, now: status.update(
-                    f"tick {i}/{n}: {now.astimezone().isoformat(timespec='minutes')}"
-                ),
-            )
+        with tick_progress(console) as progress:
+            result = run_demo(Project.find(), settings, progress)
     except SiyuError as error:
         _fail(error)
         return
-    data = result.data
-    console.print(
-        f"demo data: {data.customers} customers, {data.orders} orders; "
-        f"{data.repurchased_within_14d} repurchase within 14 days, "
-        f"{data.never_repurchased} never come back"
-    )
-    console.print(summary_table(result.summary))
-    received = ", ".join(
-        f"{name} {counts.get('messages', 0)} messages ({counts.get('duplicates', 0)} duplicates)"
-        for name, counts in result.sandbox_stats.get("channels", {}).items()
-    )
-    console.print(f"sandbox received over HTTP: {received or 'nothing'}")
-    console.print(
-        f"{result.ticks} ticks, {result.seconds_per_tick:.2f} s per tick (Prefect flow "
-        "run included)"
-    )
-    console.print(
-        "\n[bold]Where to look next[/bold]\n"
-        f'  ledger:    sqlite3 {settings.database} "select step_id, status, reason, count(*) '
-        'from deliveries group by 1, 2, 3"\n'
-        f"  summary:   SIYU_DATABASE_URL={result.database_url} siyu summary {settings.journey}\n"
-        f"  messages:  {result.messages_file} (what the sandbox received); "
-        "`siyu sandbox` serves its inbox at http://127.0.0.1:8765/_sandbox/inbox\n"
-        "  Prefect:   prefect server start  → http://127.0.0.1:4200 shows the demo's flow runs"
-    )
+    print_demo_result(console, settings, result)
 
 
 @app.command()
@@ -291,11 +263,19 @@ def db_seed(
 def sandbox(
     host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 8765,
+    state: Annotated[
+        Path,
+        typer.Option(
+            help="messages, WeCom tasks and join ways to start with, loaded when the file "
+            "exists (`siyu demo` writes it)",
+            metavar="FILE",
+        ),
+    ] = Path("var/sandbox-state.json"),
 ) -> None:
     """Serve the local channel sandbox (WeCom, WeChat, SMS, e-mail, webhook APIs)."""
     from siyu.sandbox.cli import run
 
-    run(host, port)
+    run(host, port, state)
 
 
 def main() -> None:  # pragma: no cover - console entry point
