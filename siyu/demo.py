@@ -43,6 +43,7 @@ class DemoSettings:
     # (20:00-08:00), so it enrolls and defers, and the next morning sends.
     every: timedelta = timedelta(hours=12)
     first_tick_hour: int = 10  # local hour (Asia/Shanghai) of the first tick
+    sandbox_port: int = SANDBOX_PORT  # used when free, else any free port; 0: any free port
 
 
 @dataclass(frozen=True)
@@ -85,12 +86,13 @@ def _fresh_database(path: Path) -> str:
     return url
 
 
-def _start_sandbox() -> Any:
-    """The sandbox on 127.0.0.1:8765 when that port is free, else on a free port."""
+def _start_sandbox(port: int) -> Any:
+    """The sandbox on 127.0.0.1:`port` when that port is free, else on a free port."""
     from siyu.sandbox.server import start_sandbox
 
-    with suppress(OSError):
-        return start_sandbox(port=SANDBOX_PORT)
+    if port:
+        with suppress(OSError):
+            return start_sandbox(port=port)
     return start_sandbox()
 
 
@@ -122,7 +124,7 @@ def run_demo(
     spec: JourneySpec = project.journey(settings.journey)
     times = list(tick_times(settings, demo_spec))
 
-    with _start_sandbox() as sandbox:
+    with _start_sandbox(settings.sandbox_port) as sandbox:
         client = SandboxClient(sandbox.url)
         # Staff confirm WeCom mass messages as soon as they appear, as a busy team would.
         client.set_faults(auto_confirm=True)

@@ -34,9 +34,10 @@ def tick_progress(console: Console) -> Iterator[Callable[[TickProgress], None]]:
     progress = Progress(
         TextColumn("tick"),
         MofNCompleteColumn(),
-        BarColumn(bar_width=12),
+        BarColumn(bar_width=6),  # the whole line fits 80 columns with 5,000 customers
         TextColumn("{task.fields[when]}"),
-        TextColumn("enrolled {task.fields[enrolled]:,}  sent {task.fields[sent]:,}"),
+        TextColumn("enrolled {task.fields[enrolled]:,}"),
+        TextColumn("sent {task.fields[sent]:,}"),
         TimeRemainingColumn(compact=True),
         TextColumn("left"),
         console=console,

@@ -160,6 +160,12 @@ def demo(
         int, typer.Option(help="hours between ticks (10:00 and 22:00 with 12)", min=1)
     ] = 12,
     database: Annotated[Path, typer.Option(help="SQLite file (recreated)")] = Path("var/demo.db"),
+    sandbox_port: Annotated[
+        int,
+        typer.Option(
+            help="the sandbox's port when free, else any free one (0: any)", min=0, max=65535
+        ),
+    ] = 8765,
 ) -> None:
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
     from siyu.cli.demo_output import print_demo_result, tick_progress
@@ -170,7 +176,11 @@ def demo(
     # and their logs are in the Prefect UI).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     settings = DemoSettings(
-        customers=customers, days=days, database=database, every=timedelta(hours=every_hours)
+        customers=customers,
+        days=days,
+        database=database,
+        every=timedelta(hours=every_hours),
+        sandbox_port=sandbox_port,
     )
     console.print(
         f"[bold]siyu demo[/bold]: {customers} customers, journey "

@@ -16,7 +16,8 @@ _COUNTS = ("sent", "pending", "deferred", "failed", "skipped")
 
 def summary_table(summary: JourneySummary) -> RenderableType:
     """Per-step counts, then why messages were skipped or failed, each reason on its own
-    line: at 80 columns no step name, channel or reason is cut."""
+    line: at 80 columns no step name, channel or reason is cut (the widest row is about 60
+    columns)."""
     table = Table(
         title=f"{summary.journey}: {summary.enrolled:,} enrolled, {summary.exited:,} left "
         f"on repurchase/exit, {summary.completed:,} completed, "
@@ -24,16 +25,14 @@ def summary_table(summary: JourneySummary) -> RenderableType:
         box=box.SIMPLE_HEAD,
         title_justify="left",
     )
-    table.add_column("step", no_wrap=True)
-    table.add_column("channel", no_wrap=True)
+    # The channel goes under its step: side by side they would not fit 80 columns.
+    table.add_column("step\n  channel", no_wrap=True)
     for column in _COUNTS:
         table.add_column(column, justify="right", no_wrap=True)
     for step in summary.steps:
-        table.add_row(
-            step.step_id,
-            step.channel,
-            *(f"{step.statuses.get(status, 0):,}" for status in _COUNTS),
-        )
+        name = Text(step.step_id)
+        name.append(f"\n  {step.channel}", style="dim")
+        table.add_row(name, *(f"{step.statuses.get(status, 0):,}" for status in _COUNTS))
     return Group(table, *_reasons(summary))
 
 
