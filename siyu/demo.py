@@ -67,6 +67,8 @@ class DemoResult:
     sandbox_url: str
     state_file: Path
     database_url: str
+    example_customer: int | None  # one who received the most messages: `siyu explain` them
+    ended: datetime  # the last tick's simulated time
 
 
 def tick_times(settings: DemoSettings, spec: DemoSpec) -> Iterator[datetime]:
@@ -108,6 +110,17 @@ def _counts(session: Any, journey: str) -> tuple[int, int]:
     return int(enrolled or 0), int(sent or 0)
 
 
+def _example_customer(session: Any, journey: str) -> int | None:
+    sent = func.count()
+    return session.scalar(
+        select(Delivery.customer_id)
+        .where(Delivery.journey_name == journey, Delivery.status == "sent")
+        .group_by(Delivery.customer_id)
+        .order_by(sent.desc(), Delivery.customer_id)
+        .limit(1)
+    )
+
+
 def run_demo(
     project: Project, settings: DemoSettings, progress: Callable[[TickProgress], None]
 ) -> DemoResult:
@@ -147,7 +160,17 @@ def run_demo(
         sandbox.state.save(settings.state_file)
     with sessions() as session:
         summary = summarize(session, spec)
+        example = _example_customer(session, settings.journey)
     engine.dispose()
     return DemoResult(
-        data, summary, len(times), seconds, stats, sandbox.url, settings.state_file, url
+        data,
+        summary,
+        len(times),
+        seconds,
+        stats,
+        sandbox.url,
+        settings.state_file,
+        url,
+        example,
+        times[-1],
     )

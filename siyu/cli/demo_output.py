@@ -82,10 +82,18 @@ def pointers(settings: DemoSettings, result: DemoResult) -> list[tuple[str, str]
     sandbox = [siyu, "sandbox", "--state", str(result.state_file)]
     if port != "8765":  # the join links in the saved messages name the demo's port
         sandbox += ["--port", port]
-    query = "select step_id, status, reason, count(*) from deliveries group by 1, 2, 3"
+    database = ["--database", result.database_url]
+    found = [
+        ("summary", _command(siyu, "summary", settings.journey, *database)),
+    ]
+    if result.example_customer is not None:  # every decision about one customer, with why
+        customer = str(result.example_customer)
+        at = ["--now", result.ended.astimezone(ZONE).isoformat(timespec="minutes")]
+        found.append(
+            ("explain", _command(siyu, "explain", settings.journey, customer, *at, *database))
+        )
     return [
-        ("summary", _command(siyu, "summary", settings.journey, "--database", result.database_url)),
-        ("ledger", _command("sqlite3", str(settings.database), query)),
+        *found,
         ("sandbox", _command(*sandbox)),
         ("inbox", f"http://127.0.0.1:{port}/_sandbox/inbox (while the sandbox runs)"),
         ("Prefect", _command(_venv_bin("prefect"), "server", "start")),

@@ -187,12 +187,21 @@ def test_times_are_shown_in_the_journeys_zone(demo_screen: str) -> None:
     assert "+00:00" not in demo_screen and "UTC" not in demo_screen
 
 
-def test_the_summary_command_runs_as_printed(terminal: Terminal, pointers: dict[str, str]) -> None:
+def test_the_summary_and_explain_commands_run_as_printed(
+    terminal: Terminal, pointers: dict[str, str]
+) -> None:
     command = pointers["summary"]
     assert command.startswith(f"{SIYU} summary first-purchase-care --database sqlite:///")
     status, screen = terminal.run(command, timeout=120)
     assert status == 0, screen
     assert screen.count("first-purchase-care: ") == 2, screen  # the demo's and the command's
+    command = pointers["explain"]
+    assert re.match(
+        rf"{SIYU} explain first-purchase-care \d+ --now 2026-10-05T10:00\+08:00 ", command
+    )
+    status, screen = terminal.run(command, timeout=120)
+    assert status == 0, screen
+    assert "join-group" in terminal.screen(joined=True).split(command)[-1]
 
 
 def test_the_sandbox_serves_the_demos_messages_as_printed(
