@@ -8,14 +8,14 @@ import inspect
 import json
 from pathlib import Path
 
+import httpx
 import pytest
-from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
 from siyu.channels.ratelimit import TokenBucket
 from siyu.channels.registry import ChannelConfigError, build_channels
-from siyu.sandbox.app import create_app
 from siyu.sandbox.cli import load_state
+from siyu.sandbox.server import start_sandbox
 from siyu.sandbox.state import SandboxState, WeComTask
 from tests.channels.conftest import fast_config
 
@@ -93,14 +93,17 @@ def test_the_inbox_shows_loaded_messages_and_their_join_links_resolve(tmp_path: 
     path = tmp_path / "state.json"
     _recorded().save(path)
     state, _ = load_state(path)
-    client = TestClient(create_app(state))
-    page = client.get("/_sandbox/inbox").text
-    assert "<p>2 messages." in page
-    assert "欢迎&lt;b&gt;入群&lt;/b&gt;" in page  # escaped, as every content
-    assert f'<a href="{JOIN}">加入会员群</a>' in page
-    joined = client.get("/_sandbox/join/cafe01")
-    assert joined.status_code == 200 and "wrOg-group" in joined.text
-    assert client.get("/_sandbox/join/nope").status_code == 404
+    with (
+        start_sandbox(state=state) as sandbox,
+        httpx.Client(base_url=sandbox.url, trust_env=False) as client,
+    ):
+        page = client.get("/_sandbox/inbox").text
+        assert "<p>2 messages." in page
+        assert "欢迎&lt;b&gt;入群&lt;/b&gt;" in page  # escaped, as every content
+        assert f'<a href="{JOIN}">加入会员群</a>' in page
+        joined = client.get("/_sandbox/join/cafe01")
+        assert joined.status_code == 200 and "wrOg-group" in joined.text
+        assert client.get("/_sandbox/join/nope").status_code == 404
 
 
 def test_no_state_file_is_a_fresh_sandbox(tmp_path: Path) -> None:
