@@ -10,7 +10,7 @@ from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
@@ -21,6 +21,11 @@ from db.models import Delivery, Enrollment
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.step_summary import JourneySummary, summarize
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from siyu.sandbox.server import RunningSandbox
 
 # The sandbox's usual port (channels.yaml's default base_url, `siyu sandbox`): the demo uses
 # it when free, so the join links in its messages resolve when `siyu sandbox` serves the
@@ -88,7 +93,7 @@ def _fresh_database(path: Path) -> str:
     return url
 
 
-def _start_sandbox(port: int) -> Any:
+def _start_sandbox(port: int) -> RunningSandbox:
     """The sandbox on 127.0.0.1:`port` when that port is free, else on a free port."""
     from siyu.sandbox.server import start_sandbox
 
@@ -98,7 +103,7 @@ def _start_sandbox(port: int) -> Any:
     return start_sandbox()
 
 
-def _counts(session: Any, journey: str) -> tuple[int, int]:
+def _counts(session: Session, journey: str) -> tuple[int, int]:
     enrolled = session.scalar(
         select(func.count()).select_from(Enrollment).where(Enrollment.journey_name == journey)
     )
@@ -110,7 +115,7 @@ def _counts(session: Any, journey: str) -> tuple[int, int]:
     return int(enrolled or 0), int(sent or 0)
 
 
-def _example_customer(session: Any, journey: str) -> int | None:
+def _example_customer(session: Session, journey: str) -> int | None:
     sent = func.count()
     return session.scalar(
         select(Delivery.customer_id)
