@@ -8,6 +8,7 @@ import shlex
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -59,8 +60,25 @@ def tick_progress(console: Console) -> Iterator[Callable[[TickProgress], None]]:
         yield report
 
 
-def _command(*words: str) -> str:
-    return " ".join(shlex.quote(w) for w in words)
+def shell_lines(words: list[str], width: int) -> list[str]:
+    """A command as lines of at most `width` characters, broken between words with ` \\`
+    (the shell's line continuation): pasted as shown, it runs as one command."""
+    chunks: list[str] = []  # an option stays on one line with its value
+    for word in (shlex.quote(w) for w in words):
+        if chunks and chunks[-1].startswith("--") and " " not in chunks[-1]:
+            if not word.startswith("--"):
+                chunks[-1] += f" {word}"
+                continue
+        chunks.append(word)
+    lines: list[str] = []
+    current = ""
+    for word in chunks:
+        if current and len(current) + 1 + len(word) + 2 > width:
+            lines.append(current + " \\")
+            current = "  " + word
+        else:
+            current = f"{current} {word}" if current else word
+    return [*lines, current]
 
 
 def _venv_bin(name: str) -> str:
@@ -75,29 +93,37 @@ def _venv_bin(name: str) -> str:
         return str(script)
 
 
-def pointers(settings: DemoSettings, result: DemoResult) -> list[tuple[str, str]]:
-    """(label, command or address) to look at next; each runs as printed from the root."""
+@dataclass(frozen=True)
+class Pointer:
+    label: str
+    command: list[str]  # runs as printed from the project's folder
+
+
+def pointers(settings: DemoSettings, result: DemoResult) -> list[Pointer]:
+    """Where to look next: each a command that runs as printed from the project's folder."""
     siyu = _venv_bin("siyu")
     port = result.sandbox_url.rsplit(":", 1)[-1]
     sandbox = [siyu, "sandbox", "--state", str(result.state_file)]
     if port != "8765":  # the join links in the saved messages name the demo's port
         sandbox += ["--port", port]
     database = ["--database", result.database_url]
-    found = [
-        ("summary", _command(siyu, "summary", settings.journey, *database)),
-    ]
+    found = [Pointer("the summary above, again:", [siyu, "summary", settings.journey, *database])]
     if result.example_customer is not None:  # every decision about one customer, with why
         customer = str(result.example_customer)
         at = ["--now", result.ended.astimezone(ZONE).isoformat(timespec="minutes")]
         found.append(
-            ("explain", _command(siyu, "explain", settings.journey, customer, *at, *database))
+            Pointer(
+                "every decision about the customer who received the most:",
+                [siyu, "explain", settings.journey, customer, *at, *database],
+            )
         )
     return [
         *found,
-        ("sandbox", _command(*sandbox)),
-        ("inbox", f"http://127.0.0.1:{port}/_sandbox/inbox (while the sandbox runs)"),
-        ("Prefect", _command(_venv_bin("prefect"), "server", "start")),
-        ("", "then http://127.0.0.1:4200 shows the demo's flow runs"),
+        Pointer(f"the messages: http://127.0.0.1:{port}/_sandbox/inbox once served by", sandbox),
+        Pointer(
+            "the flow runs: http://127.0.0.1:4200 once served by",
+            [_venv_bin("prefect"), "server", "start"],
+        ),
     ]
 
 
@@ -118,8 +144,9 @@ def print_demo_result(console: Console, settings: DemoSettings, result: DemoResu
         f"{result.ticks} ticks, {result.seconds_per_tick:.2f} s per tick (each one Prefect "
         "flow run)"
     )
-    console.print("\n[bold]Where to look next[/bold] (from this folder)")
-    width = max(len(label) for label, _ in pointers(settings, result))
-    for label, where in pointers(settings, result):
-        # soft_wrap: a command is never broken into two lines by the console
-        console.print(f"  {label:<{width}}  {where}", markup=False, highlight=False, soft_wrap=True)
+    console.print("\n[bold]Where to look next[/bold] (commands to run from this folder)")
+    width = min(console.width, 80) - 4
+    for pointer in pointers(settings, result):
+        console.print(f"  {pointer.label}", markup=False, highlight=False)
+        for line in shell_lines(pointer.command, width):
+            console.print(f"    {line}", markup=False, highlight=False, soft_wrap=True)

@@ -24,6 +24,8 @@ from siyu.errors import SiyuError
 
 # Prefect's server reports usage to the internet by default; nothing here may leave the machine.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+# ...nor its client's usage data (whose first-run notice would also break the demo's output).
+os.environ.setdefault("DO_NOT_TRACK", "1")
 
 app = SiyuTyper(help="siyu: lifecycle journeys for private-domain customer operations, as code.")
 db_app = SiyuTyper(help="Create and fill the database.")

@@ -70,7 +70,7 @@ class Terminal:
         return done.stdout
 
     def type(self, line: str) -> None:
-        self._run("send-keys", "-t", "demo", "-l", line)
+        self._run("send-keys", "-t", "demo", "-l", "--", line)
         self._run("send-keys", "-t", "demo", "Enter")
 
     def screen(self, joined: bool = False) -> str:
@@ -78,10 +78,14 @@ class Terminal:
         `joined` the lines the terminal wrapped joined again (what a copy-paste gives)."""
         return self._run("capture-pane", "-p", *(["-J"] if joined else []), "-t", "demo", "-S", "-")
 
-    def run(self, command: str, timeout: float) -> tuple[int, str]:
-        """Type `command`, wait for it to finish; its exit status and the screen."""
+    def run(self, command: str | list[str], timeout: float) -> tuple[int, str]:
+        """Type `command` (its lines as printed, each followed by Enter), wait for it to
+        finish; its exit status and the screen."""
+        lines = [command] if isinstance(command, str) else command
         marker = f"{DONE}-{uuid.uuid4().hex[:6]}"
-        self.type(f"{command}; echo {marker}=$?")
+        for line in lines[:-1]:
+            self.type(line)
+        self.type(f"{lines[-1]}; echo {marker}=$?")
         deadline = time.monotonic() + timeout
         pattern = re.compile(rf"^{marker}=(\d+)$", re.MULTILINE)
         while time.monotonic() < deadline:
@@ -89,7 +93,7 @@ class Terminal:
             if found:
                 return int(found.group(1)), self.screen()
             time.sleep(0.5)
-        raise AssertionError(f"{command!r} did not finish in {timeout} s:\n{self.screen()}")
+        raise AssertionError(f"{lines!r} did not finish in {timeout} s:\n{self.screen()}")
 
     def close(self) -> None:
         subprocess.run(
@@ -136,14 +140,31 @@ def demo_screen(terminal: Terminal) -> str:
 
 
 @pytest.fixture(scope="module")
-def pointers(terminal: Terminal, demo_screen: str) -> dict[str, str]:
-    """The "where to look next" lines, as copied from the terminal (wrapped lines joined)."""
-    found = {}
+def pointers(terminal: Terminal, demo_screen: str) -> dict[str, tuple[str, list[str]]]:
+    """The "where to look next" entries by command (summary, explain, sandbox, server): the
+    label above, and the command's lines exactly as printed."""
+    found: dict[str, tuple[str, list[str]]] = {}
+    label = ""
     for line in _after(terminal.screen(joined=True), "Where to look next")[1:]:
-        if line.startswith("  ") and not line.startswith("   "):
-            label, _, rest = line.strip().partition(" ")
-            found[label] = rest.strip()
-    return found
+        if line.startswith("    "):
+            found.setdefault(label, (label, []))[1].append(line.strip())
+        elif line.startswith("  "):
+            label = line.strip()
+        else:
+            break
+    return {lines[0].split()[1]: (text, lines) for text, lines in found.values()}
+
+
+def _one_line(lines: list[str]) -> str:
+    """What the shell runs: the continuation lines joined."""
+    return " ".join(line.removesuffix("\\").strip() for line in lines)
+
+
+def test_pointers_fit_80_columns(pointers: dict[str, tuple[str, list[str]]]) -> None:
+    assert set(pointers) == {"summary", "explain", "sandbox", "server"}
+    for _, lines in pointers.values():
+        assert all(len(line) + 4 <= WIDTH for line in lines), lines
+        assert all(line.endswith(" \\") for line in lines[:-1]), lines
 
 
 def _after(screen: str, heading: str) -> list[str]:
@@ -154,6 +175,7 @@ def _after(screen: str, heading: str) -> list[str]:
 
 def test_the_summary_cuts_no_word_at_80_columns(demo_screen: str) -> None:
     assert "…" not in demo_screen  # rich's mark of a cut cell
+    assert "anonymous usage data" not in demo_screen  # Prefect's notice (a fresh PREFECT_HOME)
     assert all(len(line) <= WIDTH for line in demo_screen.splitlines())
     table = _after(demo_screen, "  channel ")
     lines = table[: next(n for n, line in enumerate(table) if line.startswith("Why:"))]
@@ -173,7 +195,9 @@ def test_the_summary_cuts_no_word_at_80_columns(demo_screen: str) -> None:
     for counts, _ in rows.values():
         assert len(counts) == 6 and all(c.replace(",", "").isdigit() for c in counts[1:])
     # Each reason whole, on its own line, with its count.
-    reasons = [line.split() for line in _after(demo_screen, "Why:") if re.match(r"^ +\d", line)]
+    why = _after(demo_screen, "Why:")
+    why = why[: next(n for n, line in enumerate(why) if line.startswith("The sandbox received"))]
+    reasons = [line.split() for line in why if re.match(r"^ +\d", line)]
     assert reasons and all(len(r) == 2 for r in reasons)
     assert "no_address:wecom_external_userid" in {r[1] for r in reasons}
 
@@ -188,29 +212,33 @@ def test_times_are_shown_in_the_journeys_zone(demo_screen: str) -> None:
 
 
 def test_the_summary_and_explain_commands_run_as_printed(
-    terminal: Terminal, pointers: dict[str, str]
+    terminal: Terminal, pointers: dict[str, tuple[str, list[str]]]
 ) -> None:
-    command = pointers["summary"]
-    assert command.startswith(f"{SIYU} summary first-purchase-care --database sqlite:///")
-    status, screen = terminal.run(command, timeout=120)
+    _, lines = pointers["summary"]
+    assert _one_line(lines).startswith(f"{SIYU} summary first-purchase-care --database sqlite:")
+    status, screen = terminal.run(lines, timeout=120)
     assert status == 0, screen
     assert screen.count("first-purchase-care: ") == 2, screen  # the demo's and the command's
-    command = pointers["explain"]
+    _, lines = pointers["explain"]
+    command = _one_line(lines)
     assert re.match(
         rf"{SIYU} explain first-purchase-care \d+ --now 2026-10-05T10:00\+08:00 ", command
     )
-    status, screen = terminal.run(command, timeout=120)
+    status, screen = terminal.run(lines, timeout=120)
     assert status == 0, screen
-    assert "join-group" in terminal.screen(joined=True).split(command)[-1]
+    assert "join-group" in terminal.screen(joined=True).split(lines[-1])[-1]
 
 
 def test_the_sandbox_serves_the_demos_messages_as_printed(
-    terminal: Terminal, pointers: dict[str, str]
+    terminal: Terminal, pointers: dict[str, tuple[str, list[str]]]
 ) -> None:
-    command = pointers["sandbox"]
+    label, lines = pointers["sandbox"]
+    command = _one_line(lines)
     assert command.startswith(f"{SIYU} sandbox --state var/sandbox-state.json --port ")
-    inbox = pointers["inbox"].split()[0]
-    terminal.type(command)  # runs in the foreground until the session is killed
+    inbox = re.search(r"http://127\.0\.0\.1:\d+/_sandbox/inbox", label).group(0)  # type: ignore[union-attr]
+    assert inbox.split(":")[2].split("/")[0] == command.split("--port ")[1].split()[0]
+    for line in lines:  # runs in the foreground until the session is killed
+        terminal.type(line)
     page = _wait_for(inbox)
     count = int(re.search(r"<p>(\d+) messages", page).group(1))  # type: ignore[union-attr]
     assert count > 0
