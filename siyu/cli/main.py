@@ -24,8 +24,6 @@ from siyu.errors import SiyuError
 
 # Prefect's server reports usage to the internet by default; nothing here may leave the machine.
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-# ...nor its client's usage data (whose first-run notice would also break the demo's output).
-os.environ.setdefault("DO_NOT_TRACK", "1")
 
 app = SiyuTyper(help="siyu: lifecycle journeys for private-domain customer operations, as code.")
 db_app = SiyuTyper(help="Create and fill the database.")
@@ -177,6 +175,9 @@ def demo(
     # The demo prints its own summary; Prefect's per-task INFO lines would drown it (the runs
     # and their logs are in the Prefect UI).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # No client usage data either: its first-run notice would also break the progress bar.
+    # (Read when Prefect is first imported: siyu.demo imports it only when it runs.)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     settings = DemoSettings(
         customers=customers,
         days=days,
