@@ -122,6 +122,9 @@ def terminal(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
         "TERM": "xterm-256color",
         "LANG": "C.UTF-8",
         "PREFECT_HOME": str(tmp_path_factory.mktemp("prefect")),
+        # A fresh PREFECT_HOME: Prefect's local API creates its database first, which takes
+        # long on a busy machine (its default wait is 20 s; the test harness waits 120 s).
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
         "PS1": "$ ",
     }
     term = Terminal(tmux, project, env)
