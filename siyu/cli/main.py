@@ -170,6 +170,7 @@ def demo(
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
     from siyu.cli.demo_output import print_demo_result, tick_progress
     from siyu.demo import DemoSettings, run_demo
+    from siyu.errors import ConfigError
     from siyu.project import Project
 
     # The demo prints its own summary; Prefect's per-task INFO lines would drown it (the runs
@@ -195,6 +196,16 @@ def demo(
             result = run_demo(Project.find(), settings, progress)
     except SiyuError as error:
         _fail(error)
+        return
+    except RuntimeError as error:  # Prefect's own words for a local API that never came up
+        if "ephemeral Prefect API" not in str(error):
+            raise
+        _fail(
+            ConfigError(
+                "Prefect's local API did not start in time (a busy machine?): run the demo "
+                "again, or give it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+            )
+        )
         return
     print_demo_result(console, settings, result)
 

@@ -140,3 +140,22 @@ def test_message_ids_must_be_dense(tmp_path: Path) -> None:
     path.write_text(json.dumps(saved), encoding="utf-8")
     with pytest.raises(ValueError, match="message ids are not 1..n"):
         SandboxState().load(path)
+
+
+def test_a_local_prefect_api_that_never_starts_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import siyu.demo
+    from siyu.cli.main import app
+
+    def timed_out(*_: object) -> None:
+        raise RuntimeError("Timed out while attempting to connect to ephemeral Prefect API server.")
+
+    monkeypatch.setattr(siyu.demo, "run_demo", timed_out)
+    result = CliRunner().invoke(app, ["demo", "--database", str(tmp_path / "d.db")])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines()[-1] == (
+        "Prefect's local API did not start in time (a busy machine?): run the demo again, or "
+        "give it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+    )
+    assert "Traceback" not in result.output
