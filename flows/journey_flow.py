@@ -81,6 +81,7 @@ def journey_tick(
     channel_base_url: str | None = None,
     partitions: int | None = None,
     processes: bool | None = None,
+    throttle: bool = True,
 ) -> dict[str, dict[str, int]]:
     """Run one tick of `journey` at `now` (ISO 8601 with offset; default: the current time).
 
@@ -89,7 +90,8 @@ def journey_tick(
     at one gateway, e.g. the local sandbox. `partitions` (or SIYU_STEP_PARTITIONS) splits
     every step into that many parallel tasks; with `processes` (or
     SIYU_PARTITION_PROCESSES=1) each partition runs in its own worker process, so a large
-    step uses every core (tasks/partition_workers.py).
+    step uses every core (tasks/partition_workers.py). `throttle=False` drops the channels'
+    client-side rate limits: only for the local sandbox (refused for a non-loopback URL).
     """
     moment = parse_now(now)
     project = Project.find()
@@ -100,7 +102,9 @@ def journey_tick(
     engine = make_engine()
     count = partitions or int(os.environ.get("SIYU_STEP_PARTITIONS", "1"))
     contexts = [
-        project.engine_context(make_sessionmaker(engine), project.build_channels(channel_base_url))
+        project.engine_context(
+            make_sessionmaker(engine), project.build_channels(channel_base_url, throttle=throttle)
+        )
         for _ in range(max(count, 1))
     ]
     if processes is None:

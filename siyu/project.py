@@ -184,12 +184,15 @@ class Project:
     ) -> EngineContext:
         return EngineContext(sessions, self.templates_dir, channels, policies=self.policies())
 
-    def build_channels(self, base_url: str | None = None) -> dict[str, Channel]:
+    def build_channels(
+        self, base_url: str | None = None, *, throttle: bool = True
+    ) -> dict[str, Channel]:
+        """``throttle=False``: no client-side rate limits, only for the local sandbox."""
         from siyu.channels.registry import build_channels, load_channel_config
 
         url = base_url or os.environ.get("SIYU_CHANNEL_BASE_URL")
         channels: dict[str, Channel] = build_channels(
-            load_channel_config(self.channels_file), base_url=url
+            load_channel_config(self.channels_file), base_url=url, throttle=throttle
         )
         return channels
 

@@ -225,9 +225,12 @@ def build_channels(
     sleep: Callable[[float], None] = time.sleep,
     seed: int | None = None,
     token_caches: TokenCaches | None = None,
+    throttle: bool = True,
 ) -> dict[str, Channel]:
     """One adapter per configured channel. ``transport`` (an httpx.MockTransport) and ``sleep``
-    exist for tests; ``seed`` makes backoff jitter deterministic."""
+    exist for tests; ``seed`` makes backoff jitter deterministic. ``throttle=False`` drops the
+    client-side rate limits, only for the local sandbox (which has none): it is refused for
+    any channel whose base_url is not loopback, where the limits protect a real provider."""
     caches = token_caches or TokenCaches()
     problems: list[str] = []
     resolved: list[tuple[str, AnyChannel, str]] = []
@@ -239,6 +242,11 @@ def build_channels(
             problems.append(
                 f"channels.{name}.base_url: {url!r} is not a loopback address; "
                 "set `allow_remote: true` to send to a real provider"
+            )
+        elif not throttle and not is_loopback(url):
+            problems.append(
+                f"channels.{name}.base_url: {url!r}: rate limits can be dropped only for "
+                "the local sandbox (a loopback address)"
             )
         resolved.append((name, ch, url))
     if problems:
@@ -252,7 +260,7 @@ def build_channels(
         http = ProviderHttp(
             url,
             timeout=ch.timeout or config.defaults.timeout,
-            limiter=TokenBucket(rl.per_second, rl.burst),
+            limiter=TokenBucket(rl.per_second, rl.burst) if throttle else None,
             transport=transport,
         )
         runtime = Runtime(

@@ -151,21 +151,37 @@ def explain(
 
 @app.command()
 def demo(
-    customers: Annotated[int, typer.Option(help="customers to generate")] = 5000,
-    days: Annotated[int, typer.Option(help="days of simulated time")] = 21,
-    every_hours: Annotated[int, typer.Option(help="hours between ticks")] = 6,
+    customers: Annotated[int, typer.Option(help="customers to generate", min=1)] = 5000,
+    days: Annotated[int, typer.Option(help="days of simulated time", min=1)] = 21,
+    every_hours: Annotated[
+        int, typer.Option(help="hours between ticks (10:00 and 22:00 with 12)", min=1)
+    ] = 12,
     database: Annotated[Path, typer.Option(help="SQLite file (recreated)")] = Path("var/demo.db"),
+    sandbox_port: Annotated[
+        int,
+        typer.Option(
+            help="the sandbox's port when free, else any free one (0: any)", min=0, max=65535
+        ),
+    ] = 8765,
 ) -> None:
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
-    from siyu.cli.tables import summary_table
+    from siyu.cli.demo_output import print_demo_result, tick_progress
     from siyu.demo import DemoSettings, run_demo
+    from siyu.errors import ConfigError
     from siyu.project import Project
 
     # The demo prints its own summary; Prefect's per-task INFO lines would drown it (the runs
     # and their logs are in the Prefect UI).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    # No client usage data either: its first-run notice would also break the progress bar.
+    # (Read when Prefect is first imported: siyu.demo imports it only when it runs.)
+    os.environ.setdefault("DO_NOT_TRACK", "1")
     settings = DemoSettings(
-        customers=customers, days=days, database=database, every=timedelta(hours=every_hours)
+        customers=customers,
+        days=days,
+        database=database,
+        every=timedelta(hours=every_hours),
+        sandbox_port=sandbox_port,
     )
     console.print(
         f"[bold]siyu demo[/bold]: {customers} customers, journey "
@@ -173,42 +189,22 @@ def demo(
         "(each tick is one Prefect flow run)"
     )
     try:
-        with console.status("starting") as status:
-            result = run_demo(
-                Project.find(),
-                settings,
-                lambda i, n, now: status.update(
-                    f"tick {i}/{n}: {now.astimezone().isoformat(timespec='minutes')}"
-                ),
-            )
+        with tick_progress(console) as progress:
+            result = run_demo(Project.find(), settings, progress)
     except SiyuError as error:
         _fail(error)
         return
-    data = result.data
-    console.print(
-        f"demo data: {data.customers} customers, {data.orders} orders; "
-        f"{data.repurchased_within_14d} repurchase within 14 days, "
-        f"{data.never_repurchased} never come back"
-    )
-    console.print(summary_table(result.summary))
-    received = ", ".join(
-        f"{name} {counts.get('messages', 0)} messages ({counts.get('duplicates', 0)} duplicates)"
-        for name, counts in result.sandbox_stats.get("channels", {}).items()
-    )
-    console.print(f"sandbox received over HTTP: {received or 'nothing'}")
-    console.print(
-        f"{result.ticks} ticks, {result.seconds_per_tick:.2f} s per tick (Prefect flow "
-        "run included)"
-    )
-    console.print(
-        "\n[bold]Where to look next[/bold]\n"
-        f'  ledger:    sqlite3 {settings.database} "select step_id, status, reason, count(*) '
-        'from deliveries group by 1, 2, 3"\n'
-        f"  summary:   SIYU_DATABASE_URL={result.database_url} siyu summary {settings.journey}\n"
-        f"  messages:  {result.messages_file} (what the sandbox received); "
-        "`siyu sandbox` serves its inbox at http://127.0.0.1:8765/_sandbox/inbox\n"
-        "  Prefect:   prefect server start  → http://127.0.0.1:4200 shows the demo's flow runs"
-    )
+    except RuntimeError as error:  # Prefect's own words for a local API that never came up
+        if "ephemeral Prefect API" not in str(error):
+            raise
+        _fail(
+            ConfigError(
+                "Prefect's local API did not start in time (a busy machine?): run the demo "
+                "again, or give it longer with PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS"
+            )
+        )
+        return
+    print_demo_result(console, settings, result)
 
 
 @app.command()
@@ -288,11 +284,19 @@ def db_seed(
 def sandbox(
     host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 8765,
+    state: Annotated[
+        Path,
+        typer.Option(
+            help="messages, WeCom tasks and join ways to start with, loaded when the file "
+            "exists (`siyu demo` writes it)",
+            metavar="FILE",
+        ),
+    ] = Path("var/sandbox-state.json"),
 ) -> None:
     """Serve the local channel sandbox (WeCom, WeChat, SMS, e-mail, webhook APIs)."""
     from siyu.sandbox.cli import run
 
-    run(host, port)
+    run(host, port, state)
 
 
 def main() -> None:  # pragma: no cover - console entry point

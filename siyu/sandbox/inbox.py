@@ -13,9 +13,10 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from siyu.sandbox.state import SandboxState
+from siyu.sandbox.state import SHANGHAI, Message, SandboxState
 
 INBOX_PATH = "/_sandbox/inbox"
+JOIN_PATH = "/_sandbox/join/{config_id}"  # the join ways' qr_code URLs (wecom_api.py)
 
 _CSS = """
 body{font-family:-apple-system,"PingFang SC","Microsoft YaHei",sans-serif;margin:24px;color:#222}
@@ -35,10 +36,10 @@ def routes(state: SandboxState) -> list[Route]:
         by_channel: dict[str, list[str]] = {}
         for m in sorted(messages, key=lambda m: m.id, reverse=True):
             dup = m.duplicate  # a second (third...) delivery of the same key
-            when = dt.datetime.fromtimestamp(m.created_at).strftime("%m-%d %H:%M:%S")
+            when = dt.datetime.fromtimestamp(m.created_at, SHANGHAI).strftime("%m-%d %H:%M:%S")
             by_channel.setdefault(m.channel, []).append(
                 f'<tr class="{"dup" if dup else ""}"><td>{m.id}</td><td>{escape(when)}</td>'
-                f"<td>{escape(m.customer)}</td><td><pre>{escape(m.content)}</pre></td>"
+                f"<td>{escape(m.customer)}</td><td><pre>{escape(m.content)}</pre>{_links(m)}</td>"
                 f'<td><span class="badge {escape(m.status)}">{escape(m.status)}</span>'
                 f"{' <b>duplicate</b>' if dup else ''}</td><td>{escape(m.key[:40])}</td></tr>"
             )
@@ -58,4 +59,40 @@ def routes(state: SandboxState) -> list[Route]:
         )
         return HTMLResponse(page)
 
-    return [Route(INBOX_PATH, inbox, methods=["GET"])]
+    async def join(request: Request) -> Response:
+        """What a customer sees after opening a join-group link: the group they join."""
+        with state.lock:
+            way = state.join_ways.get(request.path_params["config_id"])
+        if way is None:
+            return HTMLResponse(_page("unknown join link", "<p>No such join way.</p>"), 404)
+        chats = ", ".join(escape(str(c)) for c in way.get("chat_id_list") or [])
+        body = (
+            f"<p>Joined the customer group <b>{chats}</b> (join way "
+            f"{escape(str(way.get('config_id')))}, state {escape(str(way.get('state', '')))}).</p>"
+            f'<p><a href="{INBOX_PATH}">inbox</a></p>'
+        )
+        return HTMLResponse(_page("siyu sandbox: join group", body))
+
+    return [
+        Route(INBOX_PATH, inbox, methods=["GET"]),
+        Route(JOIN_PATH, join, methods=["GET"]),
+    ]
+
+
+def _page(title: str, body: str) -> str:
+    return (
+        f"<!doctype html><html lang=zh><head><meta charset=utf-8><title>{escape(title)}"
+        f"</title><style>{_CSS}</style></head><body><h1>{escape(title)}</h1>{body}</body></html>"
+    )
+
+
+def _links(message: Message) -> str:
+    """A WeCom message's link attachments (the join-group link), as links."""
+    links = []
+    for attachment in message.meta.get("attachments") or []:
+        link = attachment.get("link") if isinstance(attachment, dict) else None
+        url = str((link or {}).get("url") or "")
+        if url.startswith(("http://", "https://")):
+            title = str(link.get("title") or url)
+            links.append(f'<a href="{escape(url)}">{escape(title)}</a>')
+    return f"<div>{' '.join(links)}</div>" if links else ""

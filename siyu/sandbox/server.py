@@ -54,10 +54,15 @@ class RunningSandbox:
 
 
 def start_sandbox(
-    host: str = "127.0.0.1", port: int = 0, *, database_url: str | None = None
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    database_url: str | None = None,
+    state: SandboxState | None = None,
 ) -> RunningSandbox:
     """Start the sandbox in a background thread; ``port=0`` picks a free port.
-    ``database_url``: where unsubscribe links (``/u/<token>``) are applied."""
+    ``database_url``: where unsubscribe links (``/u/<token>``) are applied. ``state``: what it
+    starts with (e.g. loaded from a saved state file); default: nothing."""
     check_loopback(host)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
@@ -66,7 +71,7 @@ def start_sandbox(
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     sock.bind((host, port))
     real_port = sock.getsockname()[1]
-    state = SandboxState()
+    state = state or SandboxState()
     config = uvicorn.Config(
         create_app(state, database_url=database_url),
         log_level="warning",

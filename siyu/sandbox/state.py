@@ -12,8 +12,11 @@ import threading
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
+
+from pydantic import TypeAdapter, ValidationError
 
 from siyu.sandbox.faults import FaultInjector
 
@@ -57,6 +60,18 @@ class WeComTask:
     send_time: int = 0
     results: dict[str, int] = field(default_factory=dict)  # external_userid -> status
     message_ids: dict[str, int] = field(default_factory=dict)  # external_userid -> Message.id
+
+
+@dataclass
+class SavedState:
+    """The part of the sandbox's memory kept in a state file (tokens and keys are not)."""
+
+    messages: list[Message]
+    tasks: list[WeComTask]
+    join_ways: dict[str, dict[str, Any]]
+
+
+_SAVED = TypeAdapter(SavedState)
 
 
 class SandboxState:
@@ -179,6 +194,46 @@ class SandboxState:
                 msg.status = {1: "sent", 2: "refused", 3: "failed"}[status]
                 if status != 1:  # not delivered: it must not count as a delivery
                     self.delivered[(msg.channel, msg.key)] -= 1
+
+    # --- saved state --------------------------------------------------------------------------
+    def save(self, path: Path) -> None:
+        """Messages, WeCom tasks and join ways as JSON (never pickle), so that `siyu sandbox
+        --state` shows them after the process that recorded them has gone."""
+        with self.lock:
+            saved = SavedState(
+                messages=list(self.messages),
+                tasks=list(self.tasks.values()),
+                join_ways=dict(self.join_ways),
+            )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(_SAVED.dump_json(saved, indent=1))
+        tmp.replace(path)  # a reader never sees half a file
+
+    def load(self, path: Path) -> None:
+        """Replace what the sandbox remembers with a file written by `save`. A file that is
+        not one raises ValueError naming it."""
+        try:
+            saved = _SAVED.validate_json(path.read_bytes())
+        except ValidationError as error:
+            first = error.errors(include_url=False, include_input=False)[0]
+            where = ".".join(str(p) for p in first["loc"])
+            raise ValueError(
+                f"{path}: not a sandbox state file ({where}: {first['msg']})"
+            ) from None
+        ids = sorted(m.id for m in saved.messages)
+        if ids != list(range(1, len(ids) + 1)):  # confirm_task finds a message by its id
+            raise ValueError(f"{path}: not a sandbox state file (message ids are not 1..n)")
+        with self.lock:
+            self._reset_locked()
+            self.messages = sorted(saved.messages, key=lambda m: m.id)
+            self.tasks = {t.msgid: t for t in saved.tasks}
+            self.join_ways = dict(saved.join_ways)
+            for m in self.messages:
+                if m.status in ("sent", "pending"):
+                    self.delivered[(m.channel, m.key)] += 1
+            last = max((m.id for m in self.messages), default=0)
+            self._ids = itertools.count(last + 1)
 
     # --- reports -------------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:
