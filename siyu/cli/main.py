@@ -165,6 +165,7 @@ def demo(
     ] = 8765,
 ) -> None:
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
+    from siyu.cli.conventions import local_prefect
     from siyu.cli.demo_output import print_demo_result, tick_progress
     from siyu.demo import DemoSettings, run_demo
     from siyu.errors import ConfigError
@@ -173,9 +174,6 @@ def demo(
     # The demo prints its own summary; Prefect's per-task INFO lines would drown it (the runs
     # and their logs are in the Prefect UI).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    # No client usage data either: its first-run notice would also break the progress bar.
-    # (Read when Prefect is first imported: siyu.demo imports it only when it runs.)
-    os.environ.setdefault("DO_NOT_TRACK", "1")
     settings = DemoSettings(
         customers=customers,
         days=days,
@@ -189,7 +187,7 @@ def demo(
         "(each tick is one Prefect flow run)"
     )
     try:
-        with tick_progress(console) as progress:
+        with local_prefect(), tick_progress(console) as progress:
             result = run_demo(Project.find(), settings, progress)
     except SiyuError as error:
         _fail(error)

@@ -205,6 +205,13 @@ def test_the_scheduler_creates_a_tick_that_the_worker_runs_and_the_sandbox_recei
 
     pause(deployed)
     wait_until(settled, 180, "the ledger and the sandbox to agree", deployed.worker_log)
+    by_channel: dict[str, int] = {}
+    for message in SandboxClient(deployed.sandbox.url).messages():
+        by_channel[message["channel"]] = by_channel.get(message["channel"], 0) + 1
+    print(  # shown with `pytest -s`: what the closing notes quote
+        f"\nscheduled run {run['name']!r} ({run['created_by']['type']}): "
+        f"task runs {sorted(names)}; sandbox received {by_channel}"
+    )
 
 
 def pause(deployed: Deployed) -> None:
