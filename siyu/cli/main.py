@@ -283,13 +283,14 @@ def sandbox(
     host: Annotated[str, typer.Option(help="loopback address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port", min=1, max=65535)] = 8765,
     state: Annotated[
-        Path,
+        Path | None,
         typer.Option(
-            help="messages, WeCom tasks and join ways to start with, loaded when the file "
-            "exists (`siyu demo` writes it)",
+            help="messages, WeCom tasks and join ways to start with (`siyu demo` writes "
+            "var/sandbox-state.json); without it the sandbox starts empty, so a live "
+            "journey's messages are never counted as duplicates of the demo's",
             metavar="FILE",
         ),
-    ] = Path("var/sandbox-state.json"),
+    ] = None,
 ) -> None:
     """Serve the local channel sandbox (WeCom, WeChat, SMS, e-mail, webhook APIs)."""
     from siyu.sandbox.cli import run

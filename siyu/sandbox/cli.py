@@ -16,11 +16,13 @@ DEFAULT_STATE_FILE = Path("var/sandbox-state.json")
 
 
 def load_state(state_file: Path | None) -> tuple[SandboxState, int]:
-    """A sandbox state holding `state_file`'s messages, WeCom tasks and join ways when the
-    file exists; a fresh one otherwise. Also the number of messages loaded."""
+    """A sandbox state holding `state_file`'s messages, WeCom tasks and join ways; a fresh
+    one without a file. Also the number of messages loaded."""
     state = SandboxState()
-    if state_file is None or not state_file.exists():
+    if state_file is None:
         return state, 0
+    if not state_file.exists():
+        raise ConfigError(f"no sandbox state at {state_file} (`siyu demo` writes one)")
     try:
         state.load(state_file)
     except (OSError, ValueError) as error:
@@ -31,7 +33,7 @@ def load_state(state_file: Path | None) -> tuple[SandboxState, int]:
 def run(host: str = "127.0.0.1", port: int = 8765, state_file: Path | None = None) -> None:
     """Serve the sandbox gateway until interrupted (Ctrl-C). Unsubscribe links are applied
     to the project's database (SIYU_DATABASE_URL), as `siyu unsubscribe TOKEN` would.
-    `state_file` (written by `siyu demo`) is loaded when it exists, so the inbox shows it."""
+    `state_file` (written by `siyu demo`), when given, is loaded, so the inbox shows it."""
     from db.engine import database_url
 
     check_loopback(host)

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from siyu.channels.ratelimit import TokenBucket
 from siyu.channels.registry import ChannelConfigError, build_channels
+from siyu.errors import ConfigError
 from siyu.sandbox.cli import load_state
 from siyu.sandbox.server import start_sandbox
 from siyu.sandbox.state import SandboxState, WeComTask
@@ -106,9 +107,11 @@ def test_the_inbox_shows_loaded_messages_and_their_join_links_resolve(tmp_path: 
         assert client.get("/_sandbox/join/nope").status_code == 404
 
 
-def test_no_state_file_is_a_fresh_sandbox(tmp_path: Path) -> None:
-    state, loaded = load_state(tmp_path / "missing.json")
-    assert loaded == 0 and state.messages == []
+def test_no_state_file_is_a_fresh_sandbox_and_a_missing_one_is_one_line(tmp_path: Path) -> None:
+    state, loaded = load_state(None)  # `siyu sandbox` without --state: live journeys' keys
+    assert loaded == 0 and state.messages == []  # never collide with the demo's
+    with pytest.raises(ConfigError, match="no sandbox state at .*missing.json"):
+        load_state(tmp_path / "missing.json")
 
 
 @pytest.mark.parametrize(
