@@ -15,10 +15,14 @@ place from the environment (docs/journey-language.md, "Limits").
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from functools import lru_cache
+from typing import TypeVar
 
 from siyu.errors import ConfigError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,21 +51,29 @@ _ENV = {
 }
 
 
+def from_environment(defaults: type[T], variables: Mapping[str, str]) -> T:
+    """`defaults` (a dataclass of positive numbers) with each field overridden by its
+    environment variable in `variables` when set; a bad value is one line naming it."""
+    values: dict[str, float | int] = {}
+    for spec in fields(defaults):  # type: ignore[arg-type]
+        variable = variables[spec.name]
+        raw = os.environ.get(variable)
+        if raw is None or not raw.strip():
+            continue
+        kind = float if isinstance(spec.default, float) else int
+        try:
+            value = kind(raw)
+        except ValueError:
+            what = "a number" if kind is float else "a whole number"
+            raise ConfigError(f"{variable}={raw[:40]!r} is not {what}") from None
+        if value <= 0:
+            raise ConfigError(f"{variable} must be greater than 0 (got {raw})")
+        values[spec.name] = value
+    return defaults(**values)
+
+
 @lru_cache(maxsize=1)
 def limits() -> Limits:
     """The bounds in force: the defaults above, each overridable by its variable. Cached;
     tests that change a variable call `limits.cache_clear()`."""
-    values: dict[str, float | int] = {}
-    for field, variable in _ENV.items():
-        raw = os.environ.get(variable)
-        if raw is None or not raw.strip():
-            continue
-        kind = float if field == "render_seconds" else int
-        try:
-            value = kind(raw)
-        except ValueError:
-            raise ConfigError(f"{variable}={raw!r} is not a number") from None
-        if value <= 0:
-            raise ConfigError(f"{variable} must be greater than 0 (got {raw})")
-        values[field] = value
-    return Limits(**values)  # type: ignore[arg-type]
+    return from_environment(Limits, _ENV)

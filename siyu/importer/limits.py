@@ -13,10 +13,10 @@ SIYU_IMPORT_MAX_MAPPING_BYTES 65536       the mapping YAML file
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, fields
 
 from siyu.errors import ConfigError
+from siyu.limits import from_environment
 
 
 @dataclass(frozen=True)
@@ -34,19 +34,8 @@ class ImportLimits:
 
 def import_limits() -> ImportLimits:
     """The defaults, overridden by SIYU_IMPORT_<NAME> variables (positive integers)."""
-    values: dict[str, int] = {}
-    for spec in fields(ImportLimits):
-        name = f"SIYU_IMPORT_{spec.name.upper()}"
-        raw = os.environ.get(name)
-        if raw is None or not raw.strip():
-            continue
-        try:
-            values[spec.name] = int(raw)
-        except ValueError:
-            raise ConfigError(f"{name}={raw[:40]!r} is not a whole number") from None
-        if values[spec.name] <= 0:
-            raise ConfigError(f"{name} must be positive (got {values[spec.name]})")
-    limits = ImportLimits(**values)
+    variables = {spec.name: f"SIYU_IMPORT_{spec.name.upper()}" for spec in fields(ImportLimits)}
+    limits = from_environment(ImportLimits, variables)
     if limits.min_year > limits.max_year:
         raise ConfigError("SIYU_IMPORT_MIN_YEAR is after SIYU_IMPORT_MAX_YEAR")
     return limits
