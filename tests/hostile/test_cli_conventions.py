@@ -36,6 +36,7 @@ from db.migrate import upgrade
 from db.models import Customer
 from siyu.cli.main import app
 from tests.conftest import fresh_database_url
+from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 PROJECT_FILES = (
@@ -115,14 +116,7 @@ def test_every_command_is_classified() -> None:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name)
-        elif source.exists():
-            shutil.copy(source, root / name)
-    return root
+    return copy_project(tmp_path_factory.mktemp("project"), PROJECT_FILES)
 
 
 def _fresh_database(where: Path, name: str) -> AbstractContextManager[str]:

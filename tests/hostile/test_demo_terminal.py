@@ -24,6 +24,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.project_copy import copy_project
+
 ROOT = Path(__file__).resolve().parents[2]
 SIYU = Path(sys.executable).parent / "siyu"
 PROJECT_FILES = (
@@ -103,14 +105,7 @@ class Terminal:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("project")
-    for name in PROJECT_FILES:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, root / name)
-        elif source.exists():
-            shutil.copy(source, root / name)
-    return root
+    return copy_project(tmp_path_factory.mktemp("project"), PROJECT_FILES)
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ server's scheduler, the worker running them, the UI showing them."""
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -152,13 +151,3 @@ def wait_until(check: Any, seconds: float, what: str, log: Path | None = None) -
             tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
             raise AssertionError(f"waited {seconds:g} s for {what}\n{tail}")
         time.sleep(1)
-
-
-def copy_project(root: Path, target: Path) -> Path:
-    """The files a brand's repository holds (journeys, templates, settings, flows, tasks,
-    prefect.yaml, prefect.toml), without tests, local state or virtual environments."""
-    ignore = shutil.ignore_patterns(
-        ".git", ".venv", "var", "__pycache__", "*.db", "tests", "bench", "docs", "*.egg-info"
-    )
-    shutil.copytree(root, target, ignore=ignore)
-    return target

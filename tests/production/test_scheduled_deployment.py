@@ -29,15 +29,14 @@ from db.models import Delivery
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox, start_sandbox
 from tests.browser import run_chromium
-from tests.conftest import ROOT
 from tests.production.prefect_server import (
     BIN,
     PrefectServer,
-    copy_project,
     running_server,
     running_worker,
     wait_until,
 )
+from tests.project_copy import copy_project
 
 # one worker runs the whole module, in order, against its one server (--dist loadgroup)
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("prefect-server")]
@@ -132,7 +131,7 @@ def deployed(
     tmp_path_factory: pytest.TempPathFactory, module_database_url: str
 ) -> Iterator[Deployed]:
     base = tmp_path_factory.mktemp("production")
-    project = copy_project(ROOT, base / "brand")
+    project = copy_project(base / "brand")
     shape_for_test(project)
     with start_sandbox() as sandbox, running_server(base / "prefect") as server:
         SandboxClient(sandbox.url).set_faults(auto_confirm=True)  # staff confirm WeCom tasks

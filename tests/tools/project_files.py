@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
+
+from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -34,6 +35,4 @@ def make_project(tmp: Path, templates: dict[str, str], steps: list[str], name: s
 
 def copy_repo_project(tmp: Path) -> Path:
     """The repository's own journeys and templates, in a folder a test may change."""
-    for folder in ("journeys", "templates"):
-        shutil.copytree(ROOT / folder, tmp / folder)
-    return tmp
+    return copy_project(tmp, ("journeys", "templates"))
