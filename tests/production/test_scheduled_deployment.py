@@ -38,7 +38,8 @@ from tests.production.prefect_server import (
 )
 from tests.project_copy import copy_project
 
-# one worker runs the whole module, in order, against its one server (--dist loadgroup)
+# one worker runs the whole module against its one server (--dist loadgroup); tests that need
+# the scheduler's first run wait for it through the `scheduled_run` fixture, in any order
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("prefect-server")]
 
 JOURNEY = "first-purchase-care"
@@ -151,16 +152,24 @@ def deployed(
             yield Deployed(server, project, sandbox, module_database_url, env, worker_log)
 
 
-def test_the_scheduler_creates_a_tick_that_the_worker_runs_and_the_sandbox_receives(
-    deployed: Deployed,
-) -> None:
+@pytest.fixture(scope="module")
+def scheduled_run(deployed: Deployed) -> dict[str, Any]:
+    """The first run the scheduler created that the worker completed. A fixture, so that every
+    test needing it waits for it whatever order the tests run in."""
+
     def completed_scheduled_run() -> dict[str, Any] | None:
         runs = deployed.flow_runs(state={"type": {"any_": ["COMPLETED"]}})
         return next((run for run in runs if run["auto_scheduled"]), None)
 
-    run = wait_until(
+    return wait_until(
         completed_scheduled_run, 420, "a scheduled run to complete", deployed.worker_log
     )
+
+
+def test_the_scheduler_creates_a_tick_that_the_worker_runs_and_the_sandbox_receives(
+    deployed: Deployed, scheduled_run: dict[str, Any]
+) -> None:
+    run = scheduled_run
     assert run["created_by"]["type"] == "SCHEDULE"
     assert run["name"].startswith(f"{JOURNEY} @ ")
 
@@ -223,15 +232,17 @@ def pause(deployed: Deployed) -> None:
 
 
 def test_the_ui_draws_the_journeys_picture_not_its_source(
-    deployed: Deployed, tmp_path: Path
+    deployed: Deployed, scheduled_run: dict[str, Any], tmp_path: Path
 ) -> None:
     from PIL import Image
 
     artifacts = deployed.server.api(
-        "POST", "/artifacts/filter", json={"artifacts": {"key": {"any_": [f"{JOURNEY}-graph"]}}}
+        "POST",
+        "/artifacts/filter",
+        json={"artifacts": {"flow_run_id": {"any_": [scheduled_run["id"]]}}},
     )
-    assert artifacts, "no graph artifact yet (the scheduled tick test runs first)"
-    page = f"{deployed.server.ui}/artifacts/artifact/{artifacts[0]['id']}"
+    (graph,) = [artifact for artifact in artifacts if artifact["key"] == f"{JOURNEY}-graph"]
+    page = f"{deployed.server.ui}/artifacts/artifact/{graph['id']}"
     profile = tmp_path / "profile"
     wait = "--virtual-time-budget=20000"  # the UI is a single-page app: let it fetch and draw
     dom = run_chromium(profile, wait, "--dump-dom", page)
@@ -253,8 +264,9 @@ def test_the_ui_draws_the_journeys_picture_not_its_source(
 
 
 def test_a_journey_broken_after_deploy_fails_its_run_with_the_problem_and_sends_nothing(
-    deployed: Deployed,
+    deployed: Deployed, scheduled_run: dict[str, Any]
 ) -> None:
+    # after the scheduler's run (the fixture waits for it): this test pauses the schedule
     pause(deployed)
     wait_until(
         lambda: not deployed.flow_runs(state={"type": {"any_": ["RUNNING", "PENDING"]}}),
