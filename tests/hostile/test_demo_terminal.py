@@ -28,6 +28,10 @@ from tests.project_copy import copy_project
 
 ROOT = Path(__file__).resolve().parents[2]
 SIYU = Path(sys.executable).parent / "siyu"
+
+# One demo for the module, on one xdist worker (--dist loadgroup); session-scoped fixtures, so
+# that another module's test run in between never makes the worker run the demo again.
+pytestmark = pytest.mark.xdist_group("demo-terminal")
 PROJECT_FILES = (
     "journeys",
     "templates",
@@ -103,12 +107,12 @@ class Terminal:
         )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return copy_project(tmp_path_factory.mktemp("project"), PROJECT_FILES)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def terminal(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Terminal]:
     tmux = tmux_binary()
     env = {
@@ -127,7 +131,7 @@ def terminal(project: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     term.close()
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def demo_screen(terminal: Terminal) -> str:
     # A short demo: few customers and days; port 0 so parallel tests never share a port.
     status, screen = terminal.run(
@@ -137,7 +141,7 @@ def demo_screen(terminal: Terminal) -> str:
     return screen
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def pointers(terminal: Terminal, demo_screen: str) -> dict[str, tuple[str, list[str]]]:
     """The "where to look next" entries by command (summary, explain, sandbox, server): the
     label above, and the command's lines exactly as printed."""

@@ -38,8 +38,10 @@ from tests.production.prefect_server import (
 )
 from tests.project_copy import copy_project
 
-# one worker runs the whole module against its one server (--dist loadgroup); tests that need
-# the scheduler's first run wait for it through the `scheduled_run` fixture, in any order
+# One worker runs the whole module against its one server (--dist loadgroup). The fixtures are
+# session-scoped: xdist may run another module's test between two of these, which would tear a
+# module-scoped server down and start another. Tests that need the scheduler's first run wait
+# for it through the `scheduled_run` fixture, in any order.
 pytestmark = [pytest.mark.timeout(900), pytest.mark.xdist_group("prefect-server")]
 
 JOURNEY = "first-purchase-care"
@@ -119,17 +121,17 @@ def every_seconds(prefect_yaml: Path, deployment: str, seconds: int) -> None:
         yaml.dump(doc, out)
 
 
-@pytest.fixture(scope="module")
-def module_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+@pytest.fixture(scope="session")
+def brand_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from tests.conftest import fresh_database_url
 
     with fresh_database_url(tmp_path_factory.mktemp("brand-db")) as url:
         yield url
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def deployed(
-    tmp_path_factory: pytest.TempPathFactory, module_database_url: str
+    tmp_path_factory: pytest.TempPathFactory, brand_database_url: str
 ) -> Iterator[Deployed]:
     base = tmp_path_factory.mktemp("production")
     project = copy_project(base / "brand")
@@ -137,7 +139,7 @@ def deployed(
     with start_sandbox() as sandbox, running_server(base / "prefect") as server:
         SandboxClient(sandbox.url).set_faults(auto_confirm=True)  # staff confirm WeCom tasks
         env = server.env(
-            SIYU_DATABASE_URL=module_database_url,
+            SIYU_DATABASE_URL=brand_database_url,
             SIYU_CHANNEL_BASE_URL=sandbox.url,
             PWD=str(project),  # what `{{ $PWD }}` in prefect.yaml resolves to, as in a shell
         )
@@ -149,10 +151,10 @@ def deployed(
         every_seconds(project / "prefect.yaml", JOURNEY, 15)
         server.prefect(project, "deploy", "--all", env=env)
         with running_worker(server, "siyu", project, env) as worker_log:
-            yield Deployed(server, project, sandbox, module_database_url, env, worker_log)
+            yield Deployed(server, project, sandbox, brand_database_url, env, worker_log)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def scheduled_run(deployed: Deployed) -> dict[str, Any]:
     """The first run the scheduler created that the worker completed. A fixture, so that every
     test needing it waits for it whatever order the tests run in."""
