@@ -43,7 +43,24 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.execute(f"PRAGMA synchronous={sqlite_synchronous()}")
     cursor.close()
+
+
+SQLITE_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
+
+
+def sqlite_synchronous() -> str:
+    """SQLite's fsync level, `SIYU_SQLITE_SYNCHRONOUS` (default FULL). FULL makes every commit
+    durable across a power cut: a `sent` receipt must never be lost after the provider took the
+    message, or the next tick sends it again. OFF is for throwaway databases (the test suite):
+    each commit then costs no disk flush."""
+    raw = os.environ.get("SIYU_SQLITE_SYNCHRONOUS", "FULL")
+    value = raw.strip().upper()
+    if value not in SQLITE_SYNCHRONOUS_LEVELS:
+        levels = ", ".join(SQLITE_SYNCHRONOUS_LEVELS)
+        raise ConfigError(f"SIYU_SQLITE_SYNCHRONOUS={raw!r}: expected one of {levels}")
+    return value
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
