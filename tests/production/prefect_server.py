@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,9 +68,12 @@ class PrefectServer:
 
 
 @contextmanager
-def running_server(home: Path, scheduler_seconds: float = 2) -> Iterator[PrefectServer]:
+def running_server(
+    home: Path, scheduler_seconds: float = 2, while_starting: Callable[[], None] | None = None
+) -> Iterator[PrefectServer]:
     """`prefect server start` on a free loopback port, with its own database under `home`;
-    the scheduler looks for due schedules every `scheduler_seconds` (60 s by default)."""
+    the scheduler looks for due schedules every `scheduler_seconds` (60 s by default).
+    `while_starting` runs while the server boots (it takes 10-20 s): work that needs no server."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -92,6 +95,8 @@ def running_server(home: Path, scheduler_seconds: float = 2) -> Iterator[Prefect
             stderr=subprocess.STDOUT,
         )
     try:
+        if while_starting is not None:
+            while_starting()
         wait_until(lambda: _healthy(url), 180, f"the Prefect server to answer at {url}", log)
         yield PrefectServer(url, url.removesuffix("/api"), home, log)
     finally:
