@@ -1,7 +1,10 @@
 """One journey step at one moment: select who is due, apply the rules right before the send,
 render, write the ledger row, send in batches, record what the channel said.
 
-The decisions for each due enrollment, in order (the first that applies wins):
+The decisions for each due enrollment, in order (the first that applies wins), as status and
+reason (`code:detail`: the ledger's reason_code and reason_detail). `send_rules` decides
+(the audience's rules, then the channel's: a Skip, a Defer or a Send), `compose_message`
+renders the message of a Send and builds the channel's payload:
 
     (not due)      an anchored step whose date is still ahead: nothing is written
     skipped        exited         the exit event happened (checked again here)
@@ -46,7 +49,7 @@ from db.engine import read_only_session, write_session
 from db.models import DeliveryStatus, ReasonCode
 from siyu.alerts.breaker import breaker_settings, circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
-from siyu.language.spec import Anchor, JourneySpec, Step
+from siyu.language.spec import Anchor, JourneySpec, Step, Variant
 from siyu.unsubscribe import unsubscribe_url
 from tasks.assignment import pick_variant
 from tasks.bad_data import BadCustomerData, customer_zone
@@ -294,6 +297,11 @@ def decide(scope: StepBatch, due: Due) -> Decision:
             return compose_message(scope, due, verdict.address, timezone, due_at)
     except BadCustomerData as error:
         return _bad_data(error)
+    return _held_back(verdict, due_at)
+
+
+def _held_back(verdict: Skip | Defer | None, due_at: datetime | None) -> Decision:
+    """The ledger row of a verdict other than Send (None: not due, nothing is written)."""
     if isinstance(verdict, Skip):
         # no_date has no due date to record (the anchor's column is empty)
         recorded = None if verdict.code == ReasonCode.NO_DATE else due_at
@@ -306,7 +314,7 @@ def decide(scope: StepBatch, due: Due) -> Decision:
             next_attempt_at=verdict.until,
             due_at=due_at,
         )
-    return Decision(None)  # not due yet
+    return Decision(None)
 
 
 def _bad_data(error: BadCustomerData) -> Decision:
@@ -385,7 +393,7 @@ def compose_message(
     """The message for a customer the rules let through: its variant, the template
     rendered in the customer's context, and the channel's payload (`sending`); or the
     template's failure for this customer (`failed render_error`)."""
-    ctx, spec, step = scope.ctx, scope.spec, scope.step
+    spec, step = scope.spec, scope.step
     # Templates show times in the customer's zone (`localtime`): a zone that does not exist
     # fails this message here, with a reason that does not repeat the value.
     customer_zone(timezone)
@@ -397,7 +405,7 @@ def compose_message(
     variant_id = variant.id if variant else None
     template = (variant.template if variant and variant.template else None) or step.template
     context = _render_context(scope, due, template, variant_id)
-    rendered = render_message(ctx.templates_dir, template, context, scope.templates)
+    rendered = render_message(scope.ctx.templates_dir, template, context, scope.templates)
     if rendered.body is None:
         return Decision(
             DeliveryStatus.FAILED,
@@ -406,13 +414,21 @@ def compose_message(
             due_at=due_at,
             variant=variant_id,
         )
+    message = channel_payload(scope, due, address, rendered.body, variant)
+    return Decision(DeliveryStatus.SENDING, due_at=due_at, message=message, variant=variant_id)
+
+
+def channel_payload(
+    scope: StepBatch, due: Due, address: str, body: str, variant: Variant | None
+) -> OutboundMessage:
+    """The message as the channel adapter takes it: the channel's parameters from
+    channels.yaml, overridden by the step's, then by the variant's."""
     params = {
-        **ctx.channel_params.get(step.send, {}),
-        **step.params,
+        **scope.ctx.channel_params.get(scope.step.send, {}),
+        **scope.step.params,
         **(variant.params if variant else {}),
     }
-    message = OutboundMessage(due.key, due.customer_id, address, rendered.body, params)
-    return Decision(DeliveryStatus.SENDING, due_at=due_at, message=message, variant=variant_id)
+    return OutboundMessage(due.key, due.customer_id, address, body, params)
 
 
 def _render_context(
