@@ -5,16 +5,23 @@ parses a reason string any more."""
 from __future__ import annotations
 
 import ast
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from db.engine import make_engine
 from db.migrate import alembic_config, upgrade
-from db.models import DeliveryStatus, ReasonCode, reason_text
+from db.models import Delivery, DeliveryStatus, ReasonCode, reason_text
+from tasks.context import EngineContext
+from tasks.receipts import Outcome, outcome_labels
+from tasks.send_step import run_step
+from tasks.tick import run_tick
+from tests.conftest import Shop, canonical_journey, local
+from tests.recording_channel import RecordingChannel
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -107,10 +114,10 @@ def test_upgrade_converts_old_reasons_and_downgrade_restores_them(database_url: 
     assert rows == {key: OLD_REASONS[reason] for key, reason in keys.items()}
     # what reports show is the old string
     assert {key: reason_text(*rows[key]) for key in keys} == keys
-    with pytest.raises(IntegrityError), engine.begin() as connection:
-        connection.execute(text("UPDATE deliveries SET status = 'delivered'"))
-    with pytest.raises(IntegrityError), engine.begin() as connection:
-        connection.execute(text("UPDATE deliveries SET reason_code = 'whatever'"))
+    with pytest.raises(IntegrityError, match="ck_deliveries_status"), engine.begin() as c:
+        c.execute(text("UPDATE deliveries SET status = 'delivered'"))
+    with pytest.raises(IntegrityError, match="ck_deliveries_reason_code"), engine.begin() as c:
+        c.execute(text("UPDATE deliveries SET reason_code = 'whatever'"))
     engine.dispose()
 
     command.downgrade(alembic_config(database_url), "0004")
@@ -130,7 +137,7 @@ def test_the_models_check_status_and_reason_code(sessions: object) -> None:
     from sqlalchemy.orm import sessionmaker
 
     assert isinstance(sessions, sessionmaker)
-    with sessions() as session, pytest.raises(IntegrityError):
+    with sessions() as session, pytest.raises(IntegrityError, match="ck_deliveries_status"):
         session.execute(
             text(
                 "INSERT INTO deliveries (enrollment_id, journey_name, step_id, customer_id, "
@@ -198,3 +205,41 @@ def test_no_module_parses_a_reason_string() -> None:
                 if isinstance(node, ast.Call) and _parses_a_reason(node):
                     found.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert found == []
+
+
+def test_a_ticks_step_counts_are_typed_and_shown_as_labels(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
+    """run_step counts (status, code) pairs; the tick shows them as `skipped:no_consent`."""
+    spec = canonical_journey(channels)
+    buyer, refuser = shop.customer(), shop.customer(consent=False)
+    run_tick(ctx, spec, local(0))
+    shop.order(buyer, local(0, 10), seq=1)
+    shop.order(refuser, local(0, 10), seq=1)
+    run_tick(ctx, spec, local(0, 10.25))  # join-group (not marketing consent) is sent to both
+    step = next(s for s in spec.steps if s.id == "day3-care")
+    counts = run_step(ctx, spec, step, local(1, 11))
+    assert counts == Counter(
+        {
+            Outcome(DeliveryStatus.SENT): 1,
+            Outcome(DeliveryStatus.SKIPPED, ReasonCode.NO_CONSENT): 1,
+        }
+    )
+    assert outcome_labels(counts) == Counter({"sent": 1, "skipped:no_consent": 1})
+    with ctx.sessions() as session:
+        row = session.scalars(select(Delivery).where(Delivery.customer_id == refuser)).all()
+    skipped = next(r for r in row if r.step_id == "day3-care")
+    assert (skipped.status, skipped.reason_code, skipped.reason_detail) == (
+        DeliveryStatus.SKIPPED,
+        ReasonCode.NO_CONSENT,
+        "marketing",
+    )
+    assert skipped.reason == "no_consent:marketing"
+
+
+def test_outcome_labels_keep_the_shown_shape() -> None:
+    assert Outcome(DeliveryStatus.DEFERRED, ReasonCode.QUIET_HOURS).label == "deferred:quiet_hours"
+    failed = Outcome(DeliveryStatus.FAILED, ReasonCode.PROVIDER_FAILED, note="isv.X")
+    assert failed.label == "failed:isv.X"
+    assert Outcome(DeliveryStatus.SENDING, note="no_receipt").label == "sending:no_receipt"
+    assert Outcome("claimed_elsewhere").label == "claimed_elsewhere"
