@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from datetime import date, datetime
 from decimal import Decimal
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     Date,
+    Enum,
     ForeignKey,
     Index,
     Integer,
@@ -25,8 +27,14 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    case,
+    cast,
+    func,
+    literal,
 )
+from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.elements import ColumnElement
 
 from db.types import UTCDateTime
 
@@ -233,10 +241,70 @@ class Enrollment(Base):
     holdout: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
-# Ledger statuses. `sending` is written before the channel call; a row left in `sending` by
-# a crash is sent again with the same idempotency key.
-DELIVERY_STATUSES = ("sending", "pending", "sent", "failed", "skipped", "deferred")
-TERMINAL_STATUSES = ("sent", "failed", "skipped")
+class DeliveryStatus(StrEnum):
+    """A ledger row's status. `sending` is written before the channel call; a row left in
+    `sending` by a crash is sent again with the same idempotency key."""
+
+    SENDING = "sending"
+    PENDING = "pending"  # handed to the channel, awaiting a staff member's confirmation
+    SENT = "sent"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+    DEFERRED = "deferred"
+
+
+DELIVERY_STATUSES = tuple(DeliveryStatus)
+TERMINAL_STATUSES = (DeliveryStatus.SENT, DeliveryStatus.FAILED, DeliveryStatus.SKIPPED)
+
+
+class ReasonCode(StrEnum):
+    """Why a ledger row has its status (deliveries.reason_code); the free-text part (a
+    consent purpose, a provider's code, a template's error) is deliveries.reason_detail."""
+
+    EXITED = "exited"
+    HOLDOUT = "holdout"
+    NO_DATE = "no_date"  # detail: the anchor's date column
+    EXPIRED = "expired"
+    CONDITION_FALSE = "condition_false"
+    NO_CONSENT = "no_consent"  # detail: the purpose
+    SUPPRESSED = "suppressed"
+    NO_ADDRESS = "no_address"  # detail: the identity kind
+    CIRCUIT_OPEN = "circuit_open"  # detail: the channel
+    QUIET_HOURS = "quiet_hours"
+    FATIGUE = "fatigue"
+    CAP = "cap"  # detail: the cap's name
+    BAD_CUSTOMER_DATA = "bad_customer_data"  # detail: the field, never the value
+    RENDER_ERROR = "render_error"  # detail: template:line: error, values masked
+    AWAITING_CONFIRMATION = "awaiting_confirmation"
+    NOT_CONFIRMED = "not_confirmed"
+    RETRY = "retry"  # detail: the provider's code
+    REFUSED = "refused"  # detail: the provider's code
+    CHANNEL_AUTH = "channel_auth"  # detail: the provider's code
+    CHANNEL_CONFIG = "channel_config"  # detail: the provider's code
+    PROVIDER_FAILED = "provider_failed"  # detail: "<provider code>[ after retries]: <text>"
+    OTHER = "other"  # a reason written before reason codes whose code was not known
+
+
+# Reasons shown to people as "code: detail" rather than "code:detail" (free text follows).
+_SPACED = (ReasonCode.RENDER_ERROR, ReasonCode.NOT_CONFIRMED)
+# Reasons whose detail is the whole text shown (it starts with the provider's own code).
+_DETAIL_ONLY = (ReasonCode.PROVIDER_FAILED, ReasonCode.OTHER)
+
+
+def reason_text(code: ReasonCode | str | None, detail: str | None) -> str | None:
+    """The reason as one line for people and reports (`no_consent:marketing`,
+    `render_error: day3.j2:2: ...`): the one place a code and its detail are joined."""
+    if code is None:
+        return None
+    if code in _DETAIL_ONLY:
+        return detail or str(code)
+    if detail is None:
+        return str(code)
+    return f"{code}: {detail}" if code in _SPACED else f"{code}:{detail}"
+
+
+def _values(enum: type[StrEnum]) -> list[str]:
+    return [member.value for member in enum]
 
 
 class Delivery(Base):
@@ -257,8 +325,30 @@ class Delivery(Base):
     channel: Mapped[str] = mapped_column(String(32))
     purpose: Mapped[str] = mapped_column(String(16), default="marketing")
     variant: Mapped[str | None] = mapped_column(String(32))
-    status: Mapped[str] = mapped_column(String(16))
-    reason: Mapped[str | None] = mapped_column(String(255))
+    # Stored as the value's string, with a CHECK listing the allowed values.
+    status: Mapped[DeliveryStatus] = mapped_column(
+        Enum(
+            DeliveryStatus,
+            name="status",
+            length=16,
+            native_enum=False,
+            create_constraint=True,
+            validate_strings=True,
+            values_callable=_values,
+        )
+    )
+    reason_code: Mapped[ReasonCode | None] = mapped_column(
+        Enum(
+            ReasonCode,
+            name="reason_code",
+            length=32,
+            native_enum=False,
+            create_constraint=True,
+            validate_strings=True,
+            values_callable=_values,
+        )
+    )
+    reason_detail: Mapped[str | None] = mapped_column(String(255))
     provider_code: Mapped[str | None] = mapped_column(String(64))
     provider_message_id: Mapped[str | None] = mapped_column(String(128))
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
@@ -270,6 +360,23 @@ class Delivery(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    @hybrid_property
+    def reason(self) -> str | None:
+        """The reason as one line (reason_text), for people: read-only."""
+        return reason_text(self.reason_code, self.reason_detail)
+
+    @reason.inplace.expression
+    @classmethod
+    def _reason_expression(cls) -> ColumnElement[str | None]:
+        """The same line in SQL, to select or group by (mirrors reason_text)."""
+        code = cast(cls.reason_code, String)
+        return case(
+            (cls.reason_code.in_(_DETAIL_ONLY), func.coalesce(cls.reason_detail, code)),
+            (cls.reason_detail.is_(None), code),
+            (cls.reason_code.in_(_SPACED), code + literal(": ") + cls.reason_detail),
+            else_=code + literal(":") + cls.reason_detail,
+        )
 
 
 # --- measure and react (segments, circuit breakers, alerts, the data timetable) -----------

@@ -17,19 +17,14 @@ from zoneinfo import ZoneInfo
 
 from siyu.timezones import UnknownTimeZone, zone
 
-REASON = "bad_customer_data"
-
 
 class BadCustomerData(Exception):
-    """A value of one customer's data that the engine cannot use."""
+    """A value of one customer's data that the engine cannot use (the reason's detail is
+    `field`)."""
 
     def __init__(self, field: str) -> None:
-        super().__init__(f"{REASON}:{field}")
-        self.field = field
-
-    @property
-    def reason(self) -> str:
-        return f"{REASON}:{self.field}"[:255]
+        super().__init__(f"bad_customer_data:{field}")
+        self.field = field[:255]
 
 
 def customer_zone(name: str) -> ZoneInfo:

@@ -78,7 +78,15 @@ def claim_existing(session: Session, delivery_ids: Sequence[int], now: datetime)
 _UPDATE_CLAIMED = executemany_update(
     DELIVERIES,
     DELIVERIES.c.id == bindparam("row_id"),
-    ("status", "reason", "updated_at", "attempts", "next_attempt_at", "variant"),
+    (
+        "status",
+        "reason_code",
+        "reason_detail",
+        "updated_at",
+        "attempts",
+        "next_attempt_at",
+        "variant",
+    ),
     content=func.coalesce(bindparam("content"), DELIVERIES.c.content),
     address=func.coalesce(bindparam("address"), DELIVERIES.c.address),
 )

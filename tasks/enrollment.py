@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Subquery
 
 from db.engine import write_session
-from db.models import TERMINAL_STATUSES, Customer, Delivery, Enrollment, Journey
+from db.models import TERMINAL_STATUSES, Customer, Delivery, Enrollment, Journey, ReasonCode
 from db.sources import SOURCES
 from db.types import UTCDateTime
 from siyu.errors import ConfigError
@@ -448,7 +448,7 @@ def close_exits(
         rows = [r for r in rows if r[0] in active]
         # status exited, exit_reason exit_when: one executemany (the send step's own marking)
         mark_exited(session, [{"enrollment_id": eid, "exited_at": at} for eid, _e, at in rows])
-        skip_open_deliveries(session, [r[0] for r in rows], "exited", now)
+        skip_open_deliveries(session, [r[0] for r in rows], ReasonCode.EXITED, now)
     return len(rows)
 
 

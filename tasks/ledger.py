@@ -1,6 +1,6 @@
 """The send ledger's keys and transitions. One `deliveries` row per (enrollment, step):
 written as `sending` before the channel call, then `sent` / `pending` / `failed` /
-`skipped` / `deferred` with a reason."""
+`skipped` / `deferred` with a reason (code and detail: db.models.ReasonCode)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from db.models import Delivery
+from db.models import Delivery, DeliveryStatus, ReasonCode
 
 _NAMESPACE = uuid.UUID("6f1c8a5e-3c1e-4a53-9d2b-5a3e2f0c9b11")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
@@ -34,7 +34,7 @@ def idempotency_key(journey: str, enrollment_id: int, step_id: str) -> str:
 
 
 def skip_open_deliveries(
-    session: Session, enrollment_ids: Iterable[int], reason: str, now: datetime
+    session: Session, enrollment_ids: Iterable[int], code: ReasonCode, now: datetime
 ) -> None:
     """Deferred messages of enrollments that left the journey will never be sent."""
     ids = list(enrollment_ids)
@@ -42,7 +42,14 @@ def skip_open_deliveries(
         session.execute(
             update(Delivery)
             .where(
-                Delivery.enrollment_id.in_(ids[start : start + 500]), Delivery.status == "deferred"
+                Delivery.enrollment_id.in_(ids[start : start + 500]),
+                Delivery.status == DeliveryStatus.DEFERRED,
             )
-            .values(status="skipped", reason=reason, next_attempt_at=None, updated_at=now)
+            .values(
+                status=DeliveryStatus.SKIPPED,
+                reason_code=code,
+                reason_detail=None,
+                next_attempt_at=None,
+                updated_at=now,
+            )
         )

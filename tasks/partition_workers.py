@@ -23,7 +23,6 @@ import multiprocessing
 import os
 import pickle
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
@@ -34,6 +33,7 @@ from siyu.language.spec import JourneySpec, Step
 
 if TYPE_CHECKING:
     from tasks.context import EngineContext
+    from tasks.receipts import StepCounts
     from tasks.send_step import Partition
 
 ContextFactory = Callable[[], "EngineContext"]
@@ -90,7 +90,7 @@ def _run_partition(
     now: datetime,
     journey_id: int | None,
     partition: Partition,
-) -> Counter[str]:
+) -> StepCounts:
     from tasks.send_step import run_step
 
     step = next(s for s in spec.steps if s.id == step_id)
@@ -118,7 +118,7 @@ class PartitionWorkers:
         now: datetime,
         journey_id: int | None,
         partition: Partition,
-    ) -> Counter[str]:
+    ) -> StepCounts:
         """run_step() for one partition, in a worker process; returns its counts. An error
         in the worker is raised here, so the partition's task fails and Prefect retries it."""
         future = self._pool.submit(

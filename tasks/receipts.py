@@ -7,13 +7,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from db.engine import write_session
-from db.models import Delivery
+from db.models import Delivery, DeliveryStatus, ReasonCode
 from siyu.alerts.breaker import config_refused, hold_channel
 from siyu.channels.base import (
     Channel,
@@ -28,8 +28,43 @@ from tasks.claims import DELIVERIES, executemany_update
 from tasks.context import EngineContext
 from tasks.optouts import suppress
 
-StepCounts = Counter[str]
 log = logging.getLogger("siyu.engine")
+
+
+class Outcome(NamedTuple):
+    """What became of one due message in a tick: the status its ledger row took and why.
+    `note` stands in for the code in the label: a failing provider's own code, or
+    `no_receipt` (an adapter that answered nothing for the message)."""
+
+    status: DeliveryStatus | Literal["claimed_elsewhere"]
+    code: ReasonCode | None = None
+    note: str | None = None
+
+    @property
+    def label(self) -> str:
+        """`skipped:holdout`, `failed:isv.MOBILE_NUMBER_ILLEGAL`, `sent`: how a tick's
+        counts are shown (siyu tick, the flow run's artifact)."""
+        why = self.note or self.code
+        return f"{self.status}:{why}" if why else str(self.status)
+
+
+StepCounts = Counter[Outcome]
+CLAIMED_ELSEWHERE = Outcome("claimed_elsewhere")  # another worker claimed the row first
+
+
+def outcome_labels(counts: StepCounts) -> Counter[str]:
+    """A step's typed counts as labelled counts, the one place they are formatted."""
+    labels: Counter[str] = Counter()
+    for outcome, n in counts.items():
+        labels[outcome.label] += n
+    return labels
+
+
+class Hold(NamedTuple):
+    """Messages the provider refused because of the channel's own settings: held, and why."""
+
+    code: ReasonCode  # channel_auth (a secret or key) or channel_config (another setting)
+    provider_code: str
 
 
 class Outgoing(NamedTuple):
@@ -56,17 +91,18 @@ def send_chunk(
     by_key = {r.idempotency_key: r for r in receipts}
     # Receipts with the same values (a batch call's: one status, one BizId) share one UPDATE.
     same: dict[tuple[tuple[str, Any], ...], list[int]] = {}
-    held: dict[tuple[str, str], list[int]] = {}  # (reason, code) -> delivery ids
+    held: dict[Hold, list[int]] = {}  # -> delivery ids
     refusals: list[tuple[int, Receipt]] = []
     for out in chunk:
         receipt = by_key.get(out.message.idempotency_key)
         if receipt is None:  # adapter bug: the row stays `sending` and is sent again
-            counts["sending:no_receipt"] += 1
+            counts[Outcome(DeliveryStatus.SENDING, note="no_receipt")] += 1
             continue
-        values, label = receipt_values(ctx, receipt, out.attempts + 1, now)
-        counts[label] += 1
+        values, outcome = receipt_values(ctx, receipt, out.attempts + 1, now)
+        counts[outcome] += 1
         if receipt.outcome == "held":
-            held.setdefault((values["reason"], receipt.code or ""), []).append(out.delivery_id)
+            hold = Hold(values["reason_code"], receipt.code or "")
+            held.setdefault(hold, []).append(out.delivery_id)
             continue
         same.setdefault(tuple(values.items()), []).append(out.delivery_id)
         if receipt.outcome == "refused":
@@ -76,30 +112,31 @@ def send_chunk(
         for customer_id, receipt in refusals:
             reason = f"refused:{receipt.code or receipt.outcome} {receipt.detail or ''}"
             suppress(session, customer_id, channel.name, reason, now)
-        for (reason, code), ids in held.items():
-            record_holds(session, ids, reason, code, _hold(ctx, session, channel, reason, now), now)
-    for (reason, _code), ids in held.items():
+        for hold, ids in held.items():
+            record_holds(session, ids, hold, _hold(ctx, session, channel, hold, now), now)
+    for hold, ids in held.items():
+        auth = hold.code == ReasonCode.CHANNEL_AUTH
         run_logger().warning(
             "channel %s: the provider refused its %s (%s); %d message(s) held, not failed%s: "
             "fix it in the environment / channels.yaml / the journey, the held messages are "
             "sent on a tick after that",
             channel.name,
-            "credentials" if reason.startswith("channel_auth") else "configuration",
-            reason,
+            "credentials" if auth else "configuration",
+            f"{hold.code}:{hold.provider_code or HELD}",
             len(ids),
-            ", and the channel's breaker opened" if reason.startswith("channel_auth") else "",
+            ", and the channel's breaker opened" if auth else "",
         )
     return counts
 
 
 def _hold(
-    ctx: EngineContext, session: Session, channel: Channel, reason: str, now: datetime
+    ctx: EngineContext, session: Session, channel: Channel, hold: Hold, now: datetime
 ) -> datetime:
-    """Until when messages refused with `reason` are held: a refused credential opens the
+    """Until when messages refused with `hold` are held: a refused credential opens the
     channel's breaker (its next probe); another refused setting is tried again after the
     retry back-off. Both raise an alert event."""
-    kind, _, code = reason.partition(":")
-    if kind == "channel_auth":
+    code = hold.provider_code or HELD
+    if hold.code == ReasonCode.CHANNEL_AUTH:
         return hold_channel(ctx, session, channel.name, code, now)
     config_refused(session, channel.name, code, now)
     return now + ctx.retry_backoff
@@ -129,8 +166,9 @@ _HOLD = (
     update(DELIVERIES)
     .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status == "sending")
     .values(
-        status="deferred",
-        reason=bindparam("hold_reason"),
+        status=DeliveryStatus.DEFERRED,
+        reason_code=bindparam("hold_reason"),
+        reason_detail=bindparam("hold_detail"),
         provider_code=bindparam("hold_code"),
         next_attempt_at=bindparam("until"),
         updated_at=bindparam("at"),
@@ -142,12 +180,19 @@ _HOLD = (
 
 
 def record_holds(
-    session: Session, ids: list[int], reason: str, code: str, until: datetime, now: datetime
+    session: Session, ids: list[int], hold: Hold, until: datetime, now: datetime
 ) -> None:
     """Hold rows `deferred` until `until` (the channel's breaker lets a probe through)."""
     session.connection().execute(
         _HOLD,
-        {"ids": ids, "hold_reason": reason, "hold_code": code or None, "until": until, "at": now},
+        {
+            "ids": ids,
+            "hold_reason": hold.code,
+            "hold_detail": (hold.provider_code or HELD)[:DETAIL_CHARS],
+            "hold_code": hold.provider_code or None,
+            "until": until,
+            "at": now,
+        },
     )
 
 
@@ -155,7 +200,8 @@ def record_holds(
 # re-sent after the lease and already recorded changes nothing.
 _RECEIPT_COLUMNS = (
     "status",
-    "reason",
+    "reason_code",
+    "reason_detail",
     "updated_at",
     "sent_at",
     "next_attempt_at",
@@ -188,9 +234,9 @@ def record_receipts(session: Session, same: dict[tuple[tuple[str, Any], ...], li
 
 def receipt_values(
     ctx: EngineContext, receipt: Receipt, attempts: int, now: datetime
-) -> tuple[dict[str, Any], str]:
-    """The ledger columns one receipt sets, and the outcome label for the counts."""
-    code = receipt.code or receipt.outcome
+) -> tuple[dict[str, Any], Outcome]:
+    """The ledger columns one receipt sets, and its outcome for the counts."""
+    code = (receipt.code or receipt.outcome)[:DETAIL_CHARS]
     values: dict[str, Any] = dict(
         provider_code=receipt.code,
         provider_message_id=receipt.provider_message_id,
@@ -199,28 +245,46 @@ def receipt_values(
         next_attempt_at=None,
     )
     if receipt.outcome == "sent":
-        values.update(status="sent", reason=None, sent_at=now)
-        return values, "sent"
+        values.update(_status(DeliveryStatus.SENT), sent_at=now)
+        return values, Outcome(DeliveryStatus.SENT)
     if receipt.outcome == "pending":
-        values.update(status="pending", reason="awaiting_confirmation")
-        return values, "pending"
+        values.update(_status(DeliveryStatus.PENDING, ReasonCode.AWAITING_CONFIRMATION))
+        return values, Outcome(DeliveryStatus.PENDING)
     if receipt.outcome == "retry" and attempts < ctx.max_attempts:
         wait = ctx.retry_backoff * (2 ** (attempts - 1))
         if receipt.retry_after:
             wait = max(wait, timedelta(seconds=receipt.retry_after))
-        values.update(status="deferred", reason=f"retry:{code}", next_attempt_at=now + wait)
-        return values, "deferred:retry"
+        values.update(_status(DeliveryStatus.DEFERRED, ReasonCode.RETRY, code))
+        values.update(next_attempt_at=now + wait)
+        return values, Outcome(DeliveryStatus.DEFERRED, ReasonCode.RETRY)
     if receipt.outcome == "refused":
-        values.update(status="skipped", reason=f"refused:{code}")
-        return values, "skipped:refused"
+        values.update(_status(DeliveryStatus.SKIPPED, ReasonCode.REFUSED, code))
+        return values, Outcome(DeliveryStatus.SKIPPED, ReasonCode.REFUSED)
     if receipt.outcome == "held":  # send_chunk: not counted; held until _hold says
-        kind = "channel_auth" if receipt.auth else "channel_config"
-        wait = now + ctx.retry_backoff
-        values.update(status="deferred", reason=f"{kind}:{code}"[:255], next_attempt_at=wait)
-        return values, f"deferred:{kind}"
+        kind = ReasonCode.CHANNEL_AUTH if receipt.auth else ReasonCode.CHANNEL_CONFIG
+        values.update(_status(DeliveryStatus.DEFERRED, kind, code))
+        values.update(next_attempt_at=now + ctx.retry_backoff)
+        return values, Outcome(DeliveryStatus.DEFERRED, kind)
     gave_up = " after retries" if receipt.outcome == "retry" else ""
-    values.update(status="failed", reason=f"{code}{gave_up}: {receipt.detail or ''}"[:255])
-    return values, f"failed:{code}"
+    # The provider's own code leads the detail, as the provider's words follow it.
+    detail = f"{code}{gave_up}: {receipt.detail or ''}"
+    values.update(_status(DeliveryStatus.FAILED, ReasonCode.PROVIDER_FAILED, detail))
+    return values, Outcome(DeliveryStatus.FAILED, ReasonCode.PROVIDER_FAILED, note=code)
+
+
+DETAIL_CHARS = 255  # deliveries.reason_detail
+HELD = "held"  # the code of a held receipt without the provider's own
+
+
+def _status(
+    status: DeliveryStatus, code: ReasonCode | None = None, detail: str | None = None
+) -> dict[str, Any]:
+    """The status columns of a ledger row: status, reason code, reason detail."""
+    return dict(
+        status=status,
+        reason_code=code,
+        reason_detail=detail[:DETAIL_CHARS] if detail is not None else None,
+    )
 
 
 def record(
@@ -231,16 +295,16 @@ def record(
     receipt: Receipt,
     attempts: int,
     now: datetime,
-) -> str:
-    """Write one receipt into its ledger row; returns the outcome label for the counts."""
-    values, label = receipt_values(ctx, receipt, attempts, now)
+) -> Outcome:
+    """Write one receipt into its ledger row; returns its outcome for the counts."""
+    values, outcome = receipt_values(ctx, receipt, attempts, now)
     if receipt.outcome == "refused":
         code = receipt.code or receipt.outcome
         suppress(session, customer_id, channel_name, f"refused:{code} {receipt.detail or ''}", now)
     session.execute(
         update(Delivery).where(Delivery.idempotency_key == receipt.idempotency_key).values(**values)
     )
-    return label
+    return outcome
 
 
 def poll_pending(
@@ -260,7 +324,7 @@ def poll_pending(
             ).where(
                 Delivery.journey_name == spec.journey,
                 Delivery.step_id == step.id,
-                Delivery.status == "pending",
+                Delivery.status == DeliveryStatus.PENDING,
             )
         ).all()
     if not rows:
@@ -269,7 +333,7 @@ def poll_pending(
     try:
         receipts = channel.check_pending(pending)
     except ChannelError:
-        return Counter({"pending": len(rows)})
+        return Counter({Outcome(DeliveryStatus.PENDING): len(rows)})
     by_key = {r.idempotency_key: r for r in receipts}
     with ctx.sessions() as session, session.begin():
         for key, customer_id, _address, _message_id, since in rows:
@@ -283,12 +347,15 @@ def poll_pending(
                     update(Delivery)
                     .where(Delivery.idempotency_key == key)
                     .values(
-                        status="failed",
-                        reason="not_confirmed: no staff confirmation in time",
+                        **_status(
+                            DeliveryStatus.FAILED,
+                            ReasonCode.NOT_CONFIRMED,
+                            "no staff confirmation in time",
+                        ),
                         updated_at=now,
                     )
                 )
-                counts["failed:not_confirmed"] += 1
+                counts[Outcome(DeliveryStatus.FAILED, ReasonCode.NOT_CONFIRMED)] += 1
             else:
-                counts["pending"] += 1
+                counts[Outcome(DeliveryStatus.PENDING)] += 1
     return counts

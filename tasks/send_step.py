@@ -1,7 +1,10 @@
 """One journey step at one moment: select who is due, apply the rules right before the send,
 render, write the ledger row, send in batches, record what the channel said.
 
-The decisions for each due enrollment, in order (the first that applies wins):
+The decisions for each due enrollment, in order (the first that applies wins), as status and
+reason (`code:detail`: the ledger's reason_code and reason_detail). `send_rules` decides
+(the audience's rules, then the channel's: a Skip, a Defer or a Send), `compose_message`
+renders the message of a Send and builds the channel's payload:
 
     (not due)      an anchored step whose date is still ahead: nothing is written
     skipped        exited         the exit event happened (checked again here)
@@ -43,9 +46,10 @@ from sqlalchemy.orm import Session
 
 from db.bulk import Statements
 from db.engine import read_only_session, write_session
+from db.models import DeliveryStatus, ReasonCode
 from siyu.alerts.breaker import breaker_settings, circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
-from siyu.language.spec import Anchor, JourneySpec, Step
+from siyu.language.spec import Anchor, JourneySpec, Step, Variant
 from siyu.unsubscribe import unsubscribe_url
 from tasks.assignment import pick_variant
 from tasks.bad_data import BadCustomerData, customer_zone
@@ -55,7 +59,14 @@ from tasks.context import EngineContext
 from tasks.ledger import idempotency_key
 from tasks.pressure import cap_hold, fatigue_hold
 from tasks.quiet_hours import next_allowed
-from tasks.receipts import Outgoing, StepCounts, poll_pending, send_chunk
+from tasks.receipts import (
+    CLAIMED_ELSEWHERE,
+    Outcome,
+    Outgoing,
+    StepCounts,
+    poll_pending,
+    send_chunk,
+)
 from tasks.render import TemplateCache, message_limit, render_message
 from tasks.scans import due_rows
 from tasks.step_facts import BatchFacts, Due, load_batch_facts
@@ -157,14 +168,63 @@ def due_from_row(spec: JourneySpec, step: Step, r: Sequence[Any]) -> Due:
     )
 
 
+@dataclass(frozen=True)
+class Skip:
+    """The rules say: do not send, and never try again (a `skipped` row)."""
+
+    code: ReasonCode
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Defer:
+    """The rules say: not now; try again at `until` (a `deferred` row)."""
+
+    until: datetime
+    code: ReasonCode
+    detail: str | None = None
+
+
+@dataclass(frozen=True)
+class Send:
+    """The rules say: send now, to `address` (the customer's identity on the channel)."""
+
+    address: str
+
+
+NOT_DUE = None  # an anchored step whose date is still ahead: nothing is written
+Verdict = Skip | Defer | Send | None
+
+
 @dataclass
 class Decision:
-    status: str | None  # None: not due yet, write nothing
-    reason: str | None = None
+    """What is written into the ledger row for one due enrollment (status None: nothing)."""
+
+    status: DeliveryStatus | None
+    code: ReasonCode | None = None
+    detail: str | None = None
     next_attempt_at: datetime | None = None
     due_at: datetime | None = None
     message: OutboundMessage | None = None
     variant: str | None = None
+
+    @property
+    def outcome(self) -> Outcome:
+        return Outcome(self.status or DeliveryStatus.SENDING, self.code)
+
+
+@dataclass(frozen=True)
+class StepBatch:
+    """What every decision of one batch shares: the step, its channel, the batch's facts."""
+
+    ctx: EngineContext
+    spec: JourneySpec
+    step: Step
+    channel: Channel
+    facts: BatchFacts
+    now: datetime
+    templates: TemplateCache | None = None
+    probe: int | None = None  # the breaker's half-open probe size, read once per batch
 
 
 def process_batch(
@@ -181,9 +241,10 @@ def process_batch(
     with read_only_session(ctx.sessions) as session:  # the journey's own SQL runs in here
         facts = load_batch_facts(session, ctx, spec, step, channel.identity_kind, batch, now)
     probe = breaker_settings(ctx.templates_dir.parent).probe  # alerts.yaml, once per batch
+    scope = StepBatch(ctx, spec, step, channel, facts, now, templates, probe)
     decided: list[tuple[Due, Decision]] = []
     for due in batch:
-        decision = decide(ctx, spec, step, channel, due, facts, now, templates, probe=probe)
+        decision = decide(scope, due)
         if decision.status is None:
             continue
         if decision.message is not None:
@@ -203,17 +264,17 @@ def process_batch(
             [
                 {"enrollment_id": due.enrollment_id, "exited_at": facts.exits[due.customer_id]}
                 for due, decision in decided
-                if decision.reason == "exited" and due.enrollment_id in claimed
+                if decision.code == ReasonCode.EXITED and due.enrollment_id in claimed
             ],
         )
     for due, decision in decided:
         if due.enrollment_id not in claimed:
-            counts["claimed_elsewhere"] += 1
+            counts[CLAIMED_ELSEWHERE] += 1
         elif decision.message is not None:
             delivery_id, attempts = claimed[due.enrollment_id]
             to_send.append(Outgoing(due.customer_id, delivery_id, attempts, decision.message))
         else:
-            counts[f"{decision.status}:{(decision.reason or '').split(':')[0]}"] += 1
+            counts[decision.outcome] += 1
     # The `sending` rows are committed before the channel is called: a crash from here on
     # leaves them to be sent again, with the same idempotency key, after their lease.
     size = max(channel.max_batch, 1)
@@ -222,58 +283,71 @@ def process_batch(
     return counts
 
 
-def decide(
-    ctx: EngineContext,
-    spec: JourneySpec,
-    step: Step,
-    channel: Channel,
-    due: Due,
-    facts: BatchFacts,
-    now: datetime,
-    templates: TemplateCache | None = None,
-    *,
-    probe: int | None = None,
-) -> Decision:
-    """The decision for one due enrollment. A value of this customer's data the rules
-    cannot use fails this row only (`bad_customer_data:<field>`), never the batch."""
+def decide(scope: StepBatch, due: Due) -> Decision:
+    """The decision for one due enrollment: the rules, then (to send) the message. A value
+    of this customer's data the rules cannot use fails this row only
+    (`bad_customer_data:<field>`), never the batch."""
+    facts = scope.facts
     bad = facts.bad.get(due.customer_id) or facts.bad_events.get(due.entry_key)
     if bad is not None:  # a column that could not even be read (tasks/step_facts.py)
-        return Decision("failed", BadCustomerData(bad).reason)
+        return _bad_data(BadCustomerData(bad))
     try:
-        return _decide(ctx, spec, step, channel, due, facts, now, templates, probe=probe)
+        due_at, timezone, verdict = send_rules(scope, due)
+        if isinstance(verdict, Send):
+            return compose_message(scope, due, verdict.address, timezone, due_at)
     except BadCustomerData as error:
-        return Decision("failed", error.reason)
+        return _bad_data(error)
+    return _held_back(verdict, due_at)
 
 
-def _decide(
-    ctx: EngineContext,
-    spec: JourneySpec,
-    step: Step,
-    channel: Channel,
-    due: Due,
-    facts: BatchFacts,
-    now: datetime,
-    templates: TemplateCache | None,
-    *,
-    probe: int | None,
-) -> Decision:
+def _held_back(verdict: Skip | Defer | None, due_at: datetime | None) -> Decision:
+    """The ledger row of a verdict other than Send (None: not due, nothing is written)."""
+    if isinstance(verdict, Skip):
+        # no_date has no due date to record (the anchor's column is empty)
+        recorded = None if verdict.code == ReasonCode.NO_DATE else due_at
+        return Decision(DeliveryStatus.SKIPPED, verdict.code, verdict.detail, due_at=recorded)
+    if isinstance(verdict, Defer):
+        return Decision(
+            DeliveryStatus.DEFERRED,
+            verdict.code,
+            verdict.detail,
+            next_attempt_at=verdict.until,
+            due_at=due_at,
+        )
+    return Decision(None)
+
+
+def _bad_data(error: BadCustomerData) -> Decision:
+    return Decision(DeliveryStatus.FAILED, ReasonCode.BAD_CUSTOMER_DATA, error.field)
+
+
+def send_rules(scope: StepBatch, due: Due) -> tuple[datetime | None, str, Verdict]:
+    """The rules right before the send, in order, the first that applies wins (see the
+    module's docstring): (the due date, the customer's time zone, the verdict)."""
+    step, facts, now = scope.step, scope.facts, scope.now
     customer = facts.customers.get(due.customer_id, {})
-    event = facts.events.get(due.entry_key, {})
-    timezone = customer.get("timezone") or spec.timezone
-    base = step_base(step, due.entered_at, event, customer, timezone)
+    timezone = customer.get("timezone") or scope.spec.timezone
+    base = step_base(step, due.entered_at, facts.events.get(due.entry_key, {}), customer, timezone)
     due_at = base + step_offset(step) if base is not None else None
     if due_at is not None and due_at > now:
-        return Decision(None)
+        return due_at, timezone, NOT_DUE
+    verdict = _audience_rules(scope, due, base) or _channel_rules(scope, due, timezone)
+    return due_at, timezone, verdict
+
+
+def _audience_rules(scope: StepBatch, due: Due, base: datetime | None) -> Skip | None:
+    """Whether this customer is still meant to get this step: exit, holdout, date, deadline,
+    condition, consent."""
+    step, facts, now = scope.step, scope.facts, scope.now
     exit_at = facts.exits.get(due.customer_id)
     if exit_at is not None and exit_at > due.entered_at:
-        return Decision("skipped", "exited", due_at=due_at)
+        return Skip(ReasonCode.EXITED)
     if due.holdout:
-        return Decision("skipped", "holdout", due_at=due_at)
+        return Skip(ReasonCode.HOLDOUT)
     if base is None:
-        column = step.at.from_ if isinstance(step.at, Anchor) else "?"
-        return Decision("skipped", f"no_date:{column}")
+        return Skip(ReasonCode.NO_DATE, step.at.from_ if isinstance(step.at, Anchor) else "?")
     if step.within is not None and now > base + step.within:
-        return Decision("skipped", "expired", due_at=due_at)
+        return Skip(ReasonCode.EXPIRED)
     if (
         step.if_ is not None
         and facts.conditions is not None
@@ -286,24 +360,40 @@ def _decide(
             now=now,
         )
     ):
-        return Decision("skipped", "condition_false", due_at=due_at)
-    missing = [
-        p for p in step.consent_purposes if p not in facts.consents.get(due.customer_id, set())
-    ]
+        return Skip(ReasonCode.CONDITION_FALSE)
+    granted = facts.consents.get(due.customer_id, set())
+    missing = [p for p in step.consent_purposes if p not in granted]
     if missing:
-        return Decision("skipped", f"no_consent:{missing[0]}", due_at=due_at)
+        return Skip(ReasonCode.NO_CONSENT, missing[0])
+    return None
+
+
+def _channel_rules(scope: StepBatch, due: Due, timezone: str) -> Skip | Defer | Send:
+    """Whether the channel can take the message now: opt-out, address, breaker, quiet
+    hours, fatigue, caps."""
+    ctx, step, facts, now = scope.ctx, scope.step, scope.facts, scope.now
     if due.customer_id in facts.suppressed:
-        return Decision("skipped", "suppressed", due_at=due_at)
+        return Skip(ReasonCode.SUPPRESSED)
     address = facts.addresses.get(due.customer_id)
     if not address:
-        return Decision("skipped", f"no_address:{channel.identity_kind}", due_at=due_at)
-    circuit = circuit_hold(ctx, step.send, now, probe)  # the channel's breaker is open
+        return Skip(ReasonCode.NO_ADDRESS, scope.channel.identity_kind)
+    circuit = circuit_hold(ctx, step.send, now, scope.probe)  # the channel's breaker is open
     if circuit is not None:
-        return Decision("deferred", circuit[0], next_attempt_at=circuit[1], due_at=due_at)
+        return Defer(circuit, ReasonCode.CIRCUIT_OPEN, step.send)
     if step.purpose == "marketing":
-        hold = _pressure_hold(ctx, spec, step, due, facts, now, timezone)
+        hold = _pressure_hold(ctx, scope.spec, step, due, facts, now, timezone)
         if hold is not None:
-            return Decision("deferred", hold[0], next_attempt_at=hold[1], due_at=due_at)
+            return hold
+    return Send(address)
+
+
+def compose_message(
+    scope: StepBatch, due: Due, address: str, timezone: str, due_at: datetime | None
+) -> Decision:
+    """The message for a customer the rules let through: its variant, the template
+    rendered in the customer's context, and the channel's payload (`sending`); or the
+    template's failure for this customer (`failed render_error`)."""
+    spec, step = scope.spec, scope.step
     # Templates show times in the customer's zone (`localtime`): a zone that does not exist
     # fails this message here, with a reason that does not repeat the value.
     customer_zone(timezone)
@@ -312,32 +402,53 @@ def _decide(
         if step.variants
         else None
     )
+    variant_id = variant.id if variant else None
     template = (variant.template if variant and variant.template else None) or step.template
-    context = {
-        "customer": customer,
-        "event": event,
-        "journey": spec.journey,
+    context = _render_context(scope, due, template, variant_id)
+    rendered = render_message(scope.ctx.templates_dir, template, context, scope.templates)
+    if rendered.body is None:
+        return Decision(
+            DeliveryStatus.FAILED,
+            ReasonCode.RENDER_ERROR,
+            rendered.error,
+            due_at=due_at,
+            variant=variant_id,
+        )
+    message = channel_payload(scope, due, address, rendered.body, variant)
+    return Decision(DeliveryStatus.SENDING, due_at=due_at, message=message, variant=variant_id)
+
+
+def channel_payload(
+    scope: StepBatch, due: Due, address: str, body: str, variant: Variant | None
+) -> OutboundMessage:
+    """The message as the channel adapter takes it: the channel's parameters from
+    channels.yaml, overridden by the step's, then by the variant's."""
+    params = {
+        **scope.ctx.channel_params.get(scope.step.send, {}),
+        **scope.step.params,
+        **(variant.params if variant else {}),
+    }
+    return OutboundMessage(due.key, due.customer_id, address, body, params)
+
+
+def _render_context(
+    scope: StepBatch, due: Due, template: str, variant_id: str | None
+) -> dict[str, Any]:
+    """What a template sees: the customer, the entry event, where it is sent from, and the
+    signed unsubscribe link when the template uses it."""
+    step, templates = scope.step, scope.templates
+    return {
+        "customer": scope.facts.customers.get(due.customer_id, {}),
+        "event": scope.facts.events.get(due.entry_key, {}),
+        "journey": scope.spec.journey,
         "step": step.id,
-        "variant": variant.id if variant else None,
+        "variant": variant_id,
         "unsubscribe_url": (
             _unsubscribe_link(due.customer_id, step.send)
             if templates is None or templates.reads(template, "unsubscribe_url")
             else ""
         ),
     }
-    rendered = render_message(ctx.templates_dir, template, context, templates)
-    variant_id = variant.id if variant else None
-    if rendered.body is None:
-        return Decision(
-            "failed", f"render_error: {rendered.error}"[:255], due_at=due_at, variant=variant_id
-        )
-    params = {
-        **ctx.channel_params.get(step.send, {}),
-        **step.params,
-        **(variant.params if variant else {}),
-    }
-    message = OutboundMessage(due.key, due.customer_id, address, rendered.body, params)
-    return Decision("sending", due_at=due_at, message=message, variant=variant_id)
 
 
 def _pressure_hold(
@@ -348,17 +459,17 @@ def _pressure_hold(
     facts: BatchFacts,
     now: datetime,
     timezone: str,
-) -> tuple[str, datetime] | None:
-    """Quiet hours, then fatigue, then frequency caps: (reason, when allowed) or None."""
+) -> Defer | None:
+    """Quiet hours, then fatigue, then frequency caps: until when the message waits."""
     until = next_allowed(now, spec.quiet_hours, timezone)
     if until is not None:
-        return "quiet_hours", until
+        return Defer(until, ReasonCode.QUIET_HOURS)
     resume = fatigue_hold(ctx.policies, facts.history, due.customer_id, now)
     if resume is not None:
-        return "fatigue", resume
+        return Defer(resume, ReasonCode.FATIGUE)
     capped = cap_hold(ctx.policies.caps, facts.history, due.customer_id, step.send, now, timezone)
     if capped is not None:
-        return f"cap:{capped[0]}", capped[1]
+        return Defer(capped[1], ReasonCode.CAP, capped[0])
     return None
 
 
@@ -406,11 +517,12 @@ def _ledger_values(
     decision: Decision, attempts: int, now: datetime, lease_ends: datetime
 ) -> dict[str, Any]:
     """The columns a decision sets; `attempts` is the row's count before this decision."""
-    sending = decision.status == "sending"
+    sending = decision.status == DeliveryStatus.SENDING
     message = decision.message
     return dict(
         status=decision.status,
-        reason=decision.reason,
+        reason_code=decision.code,
+        reason_detail=decision.detail[:255] if decision.detail is not None else None,
         updated_at=now,
         attempts=attempts + (1 if sending else 0),
         next_attempt_at=lease_ends if sending else decision.next_attempt_at,

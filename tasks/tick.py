@@ -36,6 +36,7 @@ from tasks.enrollment import (
 )
 from tasks.marketer_sql import journeys_dir_of
 from tasks.optouts import apply_sms_replies
+from tasks.receipts import outcome_labels
 from tasks.send_step import WHOLE, Partition, run_step
 
 PhaseResult = Counter[str]
@@ -105,7 +106,8 @@ def _current_version_id(ctx: EngineContext, spec: JourneySpec) -> int:
 
 def _step_runner(step: Step, partition: Partition = WHOLE) -> PhaseRun:
     def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-        return run_step(ctx, spec, step, now, _current_version_id(ctx, spec), partition)
+        counts = run_step(ctx, spec, step, now, _current_version_id(ctx, spec), partition)
+        return outcome_labels(counts)
 
     return run
 
@@ -132,8 +134,9 @@ def _older_versions(ctx: EngineContext, spec: JourneySpec, now: datetime) -> Pha
         versions = kept_versions(session, spec)
     for journey_id, old_spec in versions:
         for step in old_spec.steps:
-            for outcome, n in run_step(ctx, old_spec, step, now, journey_id).items():
-                counts[f"v{old_spec.version}:{step.id}:{outcome}"] += n
+            labels = outcome_labels(run_step(ctx, old_spec, step, now, journey_id))
+            for label, n in labels.items():
+                counts[f"v{old_spec.version}:{step.id}:{label}"] += n
     return counts
 
 

@@ -61,7 +61,8 @@ def _delivery(enrollment_id: int, customer_id: int, **values: Any) -> dict[str, 
         due_at=NOW - timedelta(hours=1),
         created_at=NOW,
         status="sending",
-        reason=None,
+        reason_code=None,
+        reason_detail=None,
         updated_at=NOW,
         attempts=1,
         next_attempt_at=NOW + timedelta(minutes=10),
@@ -176,11 +177,13 @@ def test_receipts_with_the_same_values_share_one_update_and_skip_rows_not_sendin
     ids.sort()
     with sessions() as session, session.begin():  # another worker recorded this one already
         session.execute(DELIVERIES.update().where(DELIVERIES.c.id == ids[0]).values(status="sent"))
-    sent = dict(status="sent", reason=None, updated_at=NOW, sent_at=NOW, next_attempt_at=None)
+    sent = dict(status="sent", reason_code=None, reason_detail=None, updated_at=NOW)
+    sent.update(sent_at=NOW, next_attempt_at=None)
     batch = {**sent, "provider_code": None, "provider_message_id": "biz-1"}
     later = NOW + timedelta(minutes=5)
     retry = {
-        **dict(status="deferred", reason="retry:Throttling", updated_at=NOW, sent_at=None),
+        **dict(status="deferred", reason_code="retry", reason_detail="Throttling"),
+        **dict(updated_at=NOW, sent_at=None),
         **dict(next_attempt_at=later, provider_code="Throttling", provider_message_id=None),
     }
     with sessions() as session, session.begin():

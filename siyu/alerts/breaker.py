@@ -7,8 +7,8 @@
 
 `evaluate_breakers` runs once per tick (the tick's `breakers` phase) and is the only writer;
 the send decision asks `channel_hold`, which reads the state once per (channel, tick) and
-hands out the half-open probe places. Held messages are `deferred` with reason
-`circuit_open:<channel>`, never lost. Opening and closing emit Prefect events
+hands out the half-open probe places. Held messages are `deferred` with reason code
+`circuit_open` (detail: the channel), never lost. Opening and closing emit Prefect events
 (`siyu.channel.circuit.opened` / `.closed`) and are recorded as alert events.
 
 A provider refusing the channel's credentials (a wrong secret, a revoked key) opens the
@@ -33,7 +33,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, case, func, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AlertEvent, ChannelBreaker, Delivery
+from db.models import AlertEvent, ChannelBreaker, Delivery, DeliveryStatus, ReasonCode
 from siyu.alerts.config import Breaker, load_alerts
 from siyu.errors import SiyuError
 from tasks.context import EngineContext
@@ -61,15 +61,21 @@ def breaker_settings(project_root: Path) -> Breaker:
     return settings
 
 
+# Failures that are not the channel's: the template's, a staff member's, the data's.
+NOT_THE_CHANNELS = (
+    ReasonCode.RENDER_ERROR,
+    ReasonCode.NOT_CONFIRMED,
+    ReasonCode.BAD_CUSTOMER_DATA,
+)
+
+
 def _failed() -> ColumnElement[bool]:
     return or_(
         and_(
-            Delivery.status == "failed",
-            not_(Delivery.reason.like("render_error%")),
-            not_(Delivery.reason.like("not_confirmed%")),
-            not_(Delivery.reason.like("bad_customer_data%")),  # the data's fault, not the channel's
+            Delivery.status == DeliveryStatus.FAILED,
+            Delivery.reason_code.not_in(NOT_THE_CHANNELS),
         ),
-        and_(Delivery.status == "deferred", Delivery.reason.like("retry:%")),
+        and_(Delivery.status == DeliveryStatus.DEFERRED, Delivery.reason_code == ReasonCode.RETRY),
     )
 
 
@@ -311,14 +317,14 @@ def config_refused(session: Session, channel: str, code: str, now: datetime) -> 
 
 def circuit_hold(
     ctx: EngineContext, channel: str, now: datetime, probe: int | None = None
-) -> tuple[str, datetime] | None:
-    """The send decision's question: ("circuit_open:<channel>", until when) or None.
+) -> datetime | None:
+    """The send decision's question: until when the channel's breaker holds its messages,
+    or None.
     `probe`: the half-open probe size when the caller has already read alerts.yaml (once per
     batch, instead of a file check per due row)."""
     if probe is None:
         probe = breaker_settings(ctx.templates_dir.parent).probe
-    until = channel_hold(ctx.sessions, channel, now, probe)
-    return (f"circuit_open:{channel}", until) if until is not None else None
+    return channel_hold(ctx.sessions, channel, now, probe)
 
 
 def breakers_phase(ctx: EngineContext, channels: list[str], now: datetime) -> Counter[str]:

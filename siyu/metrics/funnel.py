@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, Enrollment, Event
+from db.models import Delivery, DeliveryStatus, Enrollment, Event, ReasonCode
 from siyu.language.spec import JourneySpec
-from siyu.reports.step_summary import _reason_group
+from siyu.reports.step_summary import reason_group
 
 ATTEMPTED = ("sent", "pending")
 
@@ -112,22 +112,28 @@ def build_funnel(session: Session, spec: JourneySpec, *, by_day: bool = True) ->
         return [funnel.total] + ([funnel.variants.setdefault(variant, Stage())] if variant else [])
 
     mine = Delivery.journey_name == spec.journey
-    for step_id, channel, variant, status, reason, n in session.execute(
+    for step_id, channel, variant, status, code, detail, n in session.execute(
         select(
             Delivery.step_id,
             Delivery.channel,
             Delivery.variant,
             Delivery.status,
-            Delivery.reason,
+            Delivery.reason_code,
+            Delivery.reason_detail,
             func.count(),
         )
         .where(mine)
         .group_by(
-            Delivery.step_id, Delivery.channel, Delivery.variant, Delivery.status, Delivery.reason
+            Delivery.step_id,
+            Delivery.channel,
+            Delivery.variant,
+            Delivery.status,
+            Delivery.reason_code,
+            Delivery.reason_detail,
         )
     ):
         for stage in stages(step_id, channel, variant):
-            _count(stage, status, reason, int(n))
+            _count(stage, status, code, detail, int(n))
     # goal after delivery: the goal was reached at or after this step's send
     for step_id, channel, variant, n in session.execute(
         select(Delivery.step_id, Delivery.channel, Delivery.variant, func.count())
@@ -207,18 +213,21 @@ def _days(session: Session, spec: JourneySpec) -> list[DayRow]:
     return [days[d] for d in sorted(days)]
 
 
-def _count(stage: Stage, status: str, reason: str | None, n: int) -> None:
+def _count(
+    stage: Stage, status: DeliveryStatus, code: ReasonCode | None, detail: str | None, n: int
+) -> None:
     stage.due += n
-    if status in ATTEMPTED or (status == "failed" and not (reason or "").startswith("render")):
+    # a render error never reached the channel; any other failure was an attempt
+    if status in ATTEMPTED or (status == DeliveryStatus.FAILED and code != ReasonCode.RENDER_ERROR):
         stage.sent += n
-    if status == "sent":
+    if status == DeliveryStatus.SENT:
         stage.delivered += n
-    elif status == "failed":
-        stage.failed[_reason_group(reason)] += n
-    elif status == "skipped":
-        stage.skipped[_reason_group(reason)] += n
-    elif status == "deferred":
-        stage.deferred[(reason or "unknown").split(":")[0]] += n
+    elif status == DeliveryStatus.FAILED:
+        stage.failed[reason_group(code, detail)] += n
+    elif status == DeliveryStatus.SKIPPED:
+        stage.skipped[reason_group(code, detail)] += n
+    elif status == DeliveryStatus.DEFERRED:
+        stage.deferred[str(code) if code is not None else "unknown"] += n
 
 
 def _clicks(session: Session, journey: str) -> dict[str, set[int]]:

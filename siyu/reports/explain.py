@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Customer, Delivery, Enrollment, Journey
+from db.models import Customer, Delivery, Enrollment, Journey, ReasonCode, reason_text
 from siyu.language.durations import format_duration
 from siyu.language.spec import Anchor, JourneySpec
 from siyu.timezones import is_time_zone
@@ -17,9 +17,11 @@ from siyu.timezones import zone as time_zone
 from tasks.enrollment import spec_of
 
 
-def _reason_words(reason: str | None, channel: str) -> str:
-    reason = reason or ""
-    kind, _, detail = reason.partition(":")
+def _reason_words(code: ReasonCode | None, detail: str | None, channel: str) -> str:
+    """A ledger row's reason in words; a reason without words of its own as written."""
+    if code is None:
+        return ""
+    detail = detail or ""
     words = {
         "exited": "the customer did the exit event (e.g. repurchased) before it was sent",
         "holdout": "the customer is in the holdout group: measured, never messaged",
@@ -37,7 +39,7 @@ def _reason_words(reason: str | None, channel: str) -> str:
         "retry": f"the channel failed transiently ({detail})",
         "circuit_open": f"{detail}'s circuit breaker is open (too many failures); held, "
         "sent once it closes",
-        "render_error": f"the template failed: {detail.strip()}",
+        "render_error": f"the template failed: {detail}",
         "bad_customer_data": f"the customer's {detail} cannot be used (fix it in the CRM "
         "data); not sent",
         "channel_auth": f"{channel}'s provider refused its credentials ({detail}); held, "
@@ -45,7 +47,7 @@ def _reason_words(reason: str | None, channel: str) -> str:
         "channel_config": f"{channel}'s provider refused its configuration ({detail}); held, "
         "sent once it is fixed",
     }
-    return words.get(kind, reason)
+    return words.get(code) or reason_text(code, detail or None) or ""
 
 
 def _when(moment: datetime | None, zone: ZoneInfo) -> str:
@@ -136,7 +138,7 @@ def _step_line(
         )
     if row.status == "deferred":
         return (
-            f"deferred: {_reason_words(row.reason, channel)} until "
+            f"deferred: {_reason_words(row.reason_code, row.reason_detail, channel)} until "
             f"{_when(row.next_attempt_at, zone)}"
         )
     if row.status == "sending":
@@ -145,4 +147,5 @@ def _step_line(
             "idempotency key, never twice"
         )
     verb = "skipped" if row.status == "skipped" else "failed"
-    return f"{verb} {_when(row.updated_at, zone)}: {_reason_words(row.reason, channel)}"
+    words = _reason_words(row.reason_code, row.reason_detail, channel)
+    return f"{verb} {_when(row.updated_at, zone)}: {words}"

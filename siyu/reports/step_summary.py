@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, Enrollment
+from db.models import Delivery, DeliveryStatus, Enrollment, ReasonCode, reason_text
 from siyu.language.spec import JourneySpec
 
 
@@ -32,13 +32,17 @@ class JourneySummary:
     steps: list[StepSummary]
 
 
-def _reason_group(reason: str | None) -> str:
-    """Collapse free-text parts: 'render_error: day3.j2:2: ...' → 'render_error'."""
-    return (
-        (reason or "unknown").split(":")[0]
-        if (reason or "").startswith(("render_error", "retry"))
-        else (reason or "unknown")
-    )
+# Reasons counted by their code alone: their detail is free text (a template's error, a
+# provider's code) that would split one cause into many lines.
+_BY_CODE = (ReasonCode.RENDER_ERROR, ReasonCode.RETRY)
+
+
+def reason_group(code: ReasonCode | None, detail: str | None) -> str:
+    """The line a reason is counted under: 'render_error' for every render error, else the
+    reason itself ('no_consent:marketing')."""
+    if code in _BY_CODE:
+        return str(code)
+    return reason_text(code, detail) or "unknown"
 
 
 def summarize(session: Session, spec: JourneySpec) -> JourneySummary:
@@ -57,19 +61,25 @@ def summarize(session: Session, spec: JourneySpec) -> JourneySummary:
         )
     )
     steps = {s.id: StepSummary(s.id, s.send) for s in spec.steps}
-    for step_id, status, reason, n in session.execute(
-        select(Delivery.step_id, Delivery.status, Delivery.reason, func.count())
+    for step_id, status, code, detail, n in session.execute(
+        select(
+            Delivery.step_id,
+            Delivery.status,
+            Delivery.reason_code,
+            Delivery.reason_detail,
+            func.count(),
+        )
         .where(Delivery.journey_name == spec.journey)
-        .group_by(Delivery.step_id, Delivery.status, Delivery.reason)
+        .group_by(Delivery.step_id, Delivery.status, Delivery.reason_code, Delivery.reason_detail)
     ):
         summary = steps.get(step_id)
         if summary is None:  # a step removed from the file since
             summary = steps[step_id] = StepSummary(step_id, "?")
-        summary.statuses[status] += n
-        if status == "skipped":
-            summary.skipped[_reason_group(reason)] += n
-        elif status == "failed":
-            summary.failed[_reason_group(reason)] += n
+        summary.statuses[str(status)] += n
+        if status == DeliveryStatus.SKIPPED:
+            summary.skipped[reason_group(code, detail)] += n
+        elif status == DeliveryStatus.FAILED:
+            summary.failed[reason_group(code, detail)] += n
     return JourneySummary(
         journey=spec.journey,
         enrolled=sum(statuses.values()),

@@ -20,7 +20,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import event, func, select
 
 from db.engine import make_engine, make_sessionmaker
-from db.models import Customer, Delivery, Enrollment
+from db.models import Customer, Delivery, DeliveryStatus, Enrollment, ReasonCode, reason_text
 from siyu.language.spec import JourneySpec
 from siyu.simulate.dry_run import dry_run_channels
 from siyu.simulate.scratch import add_missing_indexes, copy_database, forget_journey
@@ -28,8 +28,9 @@ from tasks.context import EngineContext
 from tasks.tick import run_tick
 
 Progress = Callable[[int, int, datetime], None]
-# Reasons that mean a cap or a provider quota stopped the message (language v2 caps).
-QUOTA_PREFIXES = ("cap", "quota", "rate_limit", "retry:quota", "retry:rate")
+# Provider codes of a retry that mean a provider quota stopped the message; a frequency cap
+# (reason code `cap`) is a quota hit too (language v2 caps).
+QUOTA_PROVIDER_CODES = ("quota", "rate")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class SimulationReport:
     days: dict[date, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
     volume: dict[str, Counter[date]] = field(default_factory=dict)  # channel → day → messages
     steps: dict[str, Counter[str]] = field(default_factory=dict)  # from the ledger: status[:why]
+    quota: Counter[str] = field(default_factory=Counter)  # step → rows held by a cap or quota
     enrollments: Counter[str] = field(default_factory=Counter)  # status, goal_reached
 
     def day_total(self, day: date, outcome: str) -> int:
@@ -66,11 +68,7 @@ class SimulationReport:
         return sum(n for k, n in counts.items() if k.split(":")[1:2] == [outcome])
 
     def quota_hits(self, step: str) -> int:
-        return sum(
-            n
-            for k, n in self.steps.get(step, Counter()).items()
-            if k.split(":", 1)[-1].startswith(QUOTA_PREFIXES)
-        )
+        return self.quota[step]
 
 
 def _fast_sqlite(dbapi_connection: Any, _record: Any) -> None:
@@ -146,14 +144,26 @@ def _run(
 
 def _read_ledger(session: Any, spec: JourneySpec, report: SimulationReport) -> None:
     report.steps = {step.id: Counter() for step in spec.steps}
-    rows = session.execute(
-        select(Delivery.step_id, Delivery.status, Delivery.reason, func.count())
-        .where(Delivery.journey_name == spec.journey)
-        .group_by(Delivery.step_id, Delivery.status, Delivery.reason)
+    columns = (
+        Delivery.step_id,
+        Delivery.status,
+        Delivery.reason_code,
+        Delivery.reason_detail,
+        Delivery.provider_code,
     )
-    for step_id, status, reason, n in rows:
-        why = (reason or "").split(":")[0] if status == "failed" else reason
+    rows = session.execute(
+        select(*columns, func.count())
+        .where(Delivery.journey_name == spec.journey)
+        .group_by(*columns)
+    )
+    for step_id, status, code, detail, provider_code, n in rows:
+        # failures by their code alone (the detail is a template's or a provider's words)
+        why = str(code) if status == DeliveryStatus.FAILED else reason_text(code, detail)
         report.steps.setdefault(step_id, Counter())[f"{status}:{why}" if why else status] += n
+        if code == ReasonCode.CAP or (
+            code == ReasonCode.RETRY and (provider_code or "").startswith(QUOTA_PROVIDER_CODES)
+        ):
+            report.quota[step_id] += n
     for status, n in session.execute(
         select(Enrollment.status, func.count())
         .where(Enrollment.journey_name == spec.journey)

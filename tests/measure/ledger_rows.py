@@ -9,7 +9,7 @@ from itertools import count
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment, Journey
+from db.models import Delivery, Enrollment, Journey, ReasonCode
 
 _keys = count(1)
 
@@ -20,7 +20,8 @@ class Row:
     channel: str
     status: str
     at: datetime  # updated_at, and sent_at for sent rows
-    reason: str | None = None
+    reason_code: ReasonCode | None = None
+    reason_detail: str | None = None
     step_id: str = "s"
 
 
@@ -53,7 +54,8 @@ def write_rows(sessions: sessionmaker[Session], rows: list[Row]) -> None:
                     customer_id=row.customer_id,
                     channel=row.channel,
                     status=row.status,
-                    reason=row.reason,
+                    reason_code=row.reason_code,
+                    reason_detail=row.reason_detail,
                     idempotency_key=f"key{key}",
                     due_at=row.at,
                     created_at=row.at,

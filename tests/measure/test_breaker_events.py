@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from db.models import ReasonCode
 from siyu.alerts.breaker import evaluate_breakers
 from siyu.alerts.config import Breaker
 from tests.conftest import Shop, local
@@ -20,7 +21,8 @@ NOW = local(3, 12)
 def seed_failures(sessions: sessionmaker[Session], customer: int) -> None:
     """5 provider failures among 20 SMS attempts in the last hour."""
     at = NOW - timedelta(minutes=5)
-    failed = Row(customer, "sms", "failed", at, reason="isp.SYSTEM_ERROR: down")
+    down = "isp.SYSTEM_ERROR: down"
+    failed = Row(customer, "sms", "failed", at, ReasonCode.PROVIDER_FAILED, down)
     write_rows(sessions, [failed] * 5 + [Row(customer, "sms", "sent", at)] * 15)
 
 
