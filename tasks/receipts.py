@@ -122,7 +122,7 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return log
     from prefect import get_run_logger
 
-    return get_run_logger()  # type: ignore[return-value]
+    return get_run_logger()
 
 
 _HOLD = (

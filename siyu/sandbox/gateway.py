@@ -65,8 +65,9 @@ def provider_error(path: str, status: int, message: str) -> Response:
     """An error in the shape of the provider that owns ``path`` (for requests that never
     reach a handler: too large, or a handler bug)."""
     if path.startswith("/cgi-bin/"):
-        code = 45002 if status == 413 else -1  # content size out of limit / system busy
-        return json_response({"errcode": code, "errmsg": f"{message}, hint: [sandbox]"}, status)
+        errcode = 45002 if status == 413 else -1  # content size out of limit / system busy
+        body = {"errcode": errcode, "errmsg": f"{message}, hint: [sandbox]"}
+        return json_response(body, status)
     if path.startswith("/v3/"):
         return json_response({"errors": [{"field": None, "message": message}]}, status)
     if path == "/":
