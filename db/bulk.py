@@ -35,7 +35,7 @@ def insert_returning(
     table: Table,
     rows: Sequence[dict[str, Any]],
     returning: Sequence[str],
-) -> list[Row[*tuple[Any, ...]]]:
+) -> list[Row[tuple[Any, ...]]]:
     """Insert `rows` (dicts with the same keys), skipping any that conflict with a row already
     there; returns the `returning` columns of the rows this call inserted."""
     return run_prepared(connection, prepare_insert(connection.dialect, table, rows, returning))
@@ -76,8 +76,8 @@ def prepare_insert(
     return statements
 
 
-def run_prepared(connection: Connection, statements: Statements) -> list[Row[*tuple[Any, ...]]]:
-    inserted: list[Row[*tuple[Any, ...]]] = []
+def run_prepared(connection: Connection, statements: Statements) -> list[Row[tuple[Any, ...]]]:
+    inserted: list[Row[tuple[Any, ...]]] = []
     for sql, params in statements:
         inserted.extend(connection.exec_driver_sql(sql, params).all())
     return inserted

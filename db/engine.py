@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 import time
@@ -15,14 +14,12 @@ from typing import Any
 from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.errors import ConfigError
-
-DEFAULT_DATABASE_URL = "sqlite:///var/siyu.db"
+from siyu.settings import settings
 
 
 def database_url() -> str:
     """The database URL: `SIYU_DATABASE_URL`, else a SQLite file under ./var/."""
-    return os.environ.get("SIYU_DATABASE_URL", DEFAULT_DATABASE_URL)
+    return settings().database_url
 
 
 def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
@@ -43,24 +40,9 @@ def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA busy_timeout=30000")
-    cursor.execute(f"PRAGMA synchronous={sqlite_synchronous()}")
+    # durability per commit: siyu/settings.py sqlite_synchronous
+    cursor.execute(f"PRAGMA synchronous={settings().sqlite_synchronous}")
     cursor.close()
-
-
-SQLITE_SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
-
-
-def sqlite_synchronous() -> str:
-    """SQLite's fsync level, `SIYU_SQLITE_SYNCHRONOUS` (default FULL). FULL makes every commit
-    durable across a power cut: a `sent` receipt must never be lost after the provider took the
-    message, or the next tick sends it again. OFF is for throwaway databases (the test suite):
-    each commit then costs no disk flush."""
-    raw = os.environ.get("SIYU_SQLITE_SYNCHRONOUS", "FULL")
-    value = raw.strip().upper()
-    if value not in SQLITE_SYNCHRONOUS_LEVELS:
-        levels = ", ".join(SQLITE_SYNCHRONOUS_LEVELS)
-        raise ConfigError(f"SIYU_SQLITE_SYNCHRONOUS={raw!r}: expected one of {levels}")
-    return value
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -101,7 +83,6 @@ def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
 # The journeys' own SQL (marketer-written `where:`, `audience:`, `if: {customer:}`) runs in
 # read_only_session under this many seconds per statement: SIYU_MARKETER_SQL_TIMEOUT.
 MARKETER_SQL_TIMEOUT_ENV = "SIYU_MARKETER_SQL_TIMEOUT"
-DEFAULT_MARKETER_SQL_TIMEOUT = 30.0
 
 # The SQLite functions a read-only session may call: the engine's own aggregates and the
 # harmless scalar functions journeys may use (siyu/language/where_clause.py lists them per
@@ -121,19 +102,8 @@ SQLITE_READ_ONLY_FUNCTIONS = frozenset(
 
 def marketer_sql_timeout() -> float:
     """Seconds one statement of a journey's own SQL may run: SIYU_MARKETER_SQL_TIMEOUT
-    (default 30). Read here only."""
-    raw = os.environ.get(MARKETER_SQL_TIMEOUT_ENV, "").strip()
-    if not raw:
-        return DEFAULT_MARKETER_SQL_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = 0.0
-    if not 0 < value <= 86400:
-        raise ConfigError(
-            f"{MARKETER_SQL_TIMEOUT_ENV}={raw!r} is not a number of seconds between 0 and 86400"
-        )
-    return value
+    (default 30, at most 86400; siyu/settings.py)."""
+    return settings().marketer_sql_timeout
 
 
 class _Deadline:

@@ -19,7 +19,7 @@ from sqlalchemy.sql import ColumnElement
 
 from db.models import Customer, Event, Order, Subscription
 
-AnySelect = Select[*tuple[Any, ...]]
+AnySelect = Select[tuple[Any, ...]]
 
 
 @dataclass(frozen=True)

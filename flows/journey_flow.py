@@ -10,7 +10,6 @@ Step tasks retry: the send ledger makes a retry or a rerun send nothing twice.
 
 from __future__ import annotations
 
-import os
 import re
 from collections import Counter
 from datetime import UTC, datetime
@@ -26,6 +25,7 @@ from siyu.errors import SiyuError, SpecError
 from siyu.language.check_project import content_problems
 from siyu.language.spec import JourneySpec
 from siyu.project import Project, worker_context
+from siyu.settings import settings
 from tasks.context import EngineContext
 from tasks.partition_workers import PartitionWorkers
 from tasks.tick import Phase, PhaseResult, partitions_of, tick_phases
@@ -100,7 +100,7 @@ def journey_tick(
     if problems:  # e.g. a template edited after deploy now carries a banned claim
         raise SpecError(problems)
     engine = make_engine()
-    count = partitions or int(os.environ.get("SIYU_STEP_PARTITIONS", "1"))
+    count = partitions or settings().step_partitions
     contexts = [
         project.engine_context(
             make_sessionmaker(engine), project.build_channels(channel_base_url, throttle=throttle)
@@ -108,7 +108,7 @@ def journey_tick(
         for _ in range(max(count, 1))
     ]
     if processes is None:
-        processes = os.environ.get("SIYU_PARTITION_PROCESSES", "") in ("1", "true", "yes")
+        processes = settings().partition_processes
     workers = None
     if processes and count > 1:
         factory = partial(

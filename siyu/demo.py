@@ -3,7 +3,6 @@ and the canonical journey run through its real Prefect flow over weeks of simula
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
@@ -21,6 +20,7 @@ from db.models import Delivery, Enrollment
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.step_summary import JourneySummary, summarize
+from siyu.settings import export
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -133,7 +133,7 @@ def run_demo(
     from siyu.sandbox.client import SandboxClient
 
     url = _fresh_database(settings.database)
-    os.environ["SIYU_DATABASE_URL"] = url  # the flow reads the database from the environment
+    export(database_url=url)  # the flow (and its worker processes) read it from the settings
     engine = make_engine(url)
     sessions = make_sessionmaker(engine)
     demo_spec = DemoSpec(customers=settings.customers)

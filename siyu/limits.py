@@ -1,5 +1,6 @@
 """Bounds on the work a journey file, a template or a customer's data can cause, read in one
-place from the environment (docs/journey-language.md, "Limits").
+place from the environment by siyu.settings.from_environment (docs/journey-language.md,
+"Limits").
 
     SIYU_MAX_JOURNEY_BYTES    a journey's (or a settings YAML file's) size  (64 KiB)
     SIYU_MAX_TEMPLATE_BYTES   a template file's size                        (256 KiB)
@@ -14,15 +15,10 @@ place from the environment (docs/journey-language.md, "Limits").
 
 from __future__ import annotations
 
-import os
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from functools import lru_cache
-from typing import TypeVar
 
-from siyu.errors import ConfigError
-
-T = TypeVar("T")
+from siyu.settings import from_environment
 
 
 @dataclass(frozen=True)
@@ -49,27 +45,6 @@ _ENV = {
     "sms_chars": "SIYU_MAX_SMS_CHARS",
     "wecom_bytes": "SIYU_MAX_WECOM_BYTES",
 }
-
-
-def from_environment(defaults: type[T], variables: Mapping[str, str]) -> T:
-    """`defaults` (a dataclass of positive numbers) with each field overridden by its
-    environment variable in `variables` when set; a bad value is one line naming it."""
-    values: dict[str, float | int] = {}
-    for spec in fields(defaults):  # type: ignore[arg-type]
-        variable = variables[spec.name]
-        raw = os.environ.get(variable)
-        if raw is None or not raw.strip():
-            continue
-        kind = float if isinstance(spec.default, float) else int
-        try:
-            value = kind(raw)
-        except ValueError:
-            what = "a number" if kind is float else "a whole number"
-            raise ConfigError(f"{variable}={raw[:40]!r} is not {what}") from None
-        if value <= 0:
-            raise ConfigError(f"{variable} must be greater than 0 (got {raw})")
-        values[spec.name] = value
-    return defaults(**values)
 
 
 @lru_cache(maxsize=1)

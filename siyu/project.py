@@ -6,7 +6,6 @@ directory (a Prefect process worker runs flows from the repository's root).
 
 from __future__ import annotations
 
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from siyu.language.project_files import Refused, read_source
 from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from siyu.policies import Cap, Policies, load_policies
+from siyu.settings import settings
 from tasks.context import EngineContext
 
 
@@ -30,7 +30,7 @@ class Project:
 
     @classmethod
     def find(cls, root: Path | None = None) -> Project:
-        base = root or Path(os.environ.get("SIYU_PROJECT_DIR", Path.cwd()))
+        base = root or settings().project_dir or Path.cwd()
         if not (base / "journeys").is_dir():
             raise ConfigError(
                 f"{base} is not a siyu project: it has no journeys/ folder "
@@ -190,7 +190,7 @@ class Project:
         """``throttle=False``: no client-side rate limits, only for the local sandbox."""
         from siyu.channels.registry import build_channels, load_channel_config
 
-        url = base_url or os.environ.get("SIYU_CHANNEL_BASE_URL")
+        url = base_url or settings().channel_base_url
         channels: dict[str, Channel] = build_channels(
             load_channel_config(self.channels_file), base_url=url, throttle=throttle
         )

@@ -37,7 +37,7 @@ def zone(name: str) -> ZoneInfo:
 def is_time_zone(name: object) -> bool:
     """True when `name` is a usable IANA time zone name."""
     try:
-        zone(name)  # type: ignore[arg-type]
+        zone(name)
     except (UnknownTimeZone, TypeError):
         return False
     return True

@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import os
 
 from siyu.errors import ConfigError, SiyuError
+from siyu.settings import settings
 
 
 class BadToken(SiyuError):
@@ -19,7 +19,8 @@ class BadToken(SiyuError):
 
 
 def _secret() -> bytes:
-    secret = os.environ.get("SIYU_UNSUBSCRIBE_SECRET", "")
+    given = settings().unsubscribe_secret
+    secret = given.get_secret_value() if given else ""
     if len(secret) < 16:
         raise ConfigError(
             "SIYU_UNSUBSCRIBE_SECRET must be set (16+ characters) to sign unsubscribe links"
@@ -49,5 +50,5 @@ def read_token(token: str) -> tuple[int, str]:
 
 
 def unsubscribe_url(customer_id: int, channel: str = "*") -> str:
-    base = os.environ.get("SIYU_LINK_BASE_URL", "http://127.0.0.1:8765").rstrip("/")
+    base = settings().link_base_url.rstrip("/")
     return f"{base}/u/{make_token(customer_id, channel)}"

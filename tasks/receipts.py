@@ -23,6 +23,7 @@ from siyu.channels.base import (
     PollingChannel,
     Receipt,
 )
+from siyu.channels.errors import ProviderFault
 from siyu.language.spec import JourneySpec, Step
 from tasks.claims import DELIVERIES, executemany_update
 from tasks.context import EngineContext
@@ -86,6 +87,8 @@ def send_chunk(
     counts: StepCounts = Counter()
     try:
         receipts = channel.send_batch([out.message for out in chunk])
+    except ProviderFault:  # an adapter's bug (it turns a call's fault into receipts): the rows
+        raise  # stay `sending`, and nothing guesses whether the call was applied
     except ChannelError as error:
         receipts = [channel_error_receipt(out.message.idempotency_key, error) for out in chunk]
     by_key = {r.idempotency_key: r for r in receipts}
@@ -159,7 +162,7 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
         return log
     from prefect import get_run_logger
 
-    return get_run_logger()  # type: ignore[return-value]
+    return get_run_logger()
 
 
 _HOLD = (
@@ -332,6 +335,8 @@ def poll_pending(
     pending = [PendingMessage(r[0], r[1], r[2] or "", r[3] or "") for r in rows]
     try:
         receipts = channel.check_pending(pending)
+    except ProviderFault:  # an adapter's bug, as in send_chunk
+        raise
     except ChannelError:
         return Counter({Outcome(DeliveryStatus.PENDING): len(rows)})
     by_key = {r.idempotency_key: r for r in receipts}

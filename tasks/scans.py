@@ -60,10 +60,10 @@ _ENROLLMENT = (
     Enrollment.entry_key,
     Enrollment.holdout,
 )
-_due_statements: dict[tuple[bool, bool, bool], Select[*tuple[Any, ...]]] = {}
+_due_statements: dict[tuple[bool, bool, bool], Select[tuple[Any, ...]]] = {}
 
 
-def _due_statement(timed: bool, one_version: bool, partitioned: bool) -> Select[*tuple[Any, ...]]:
+def _due_statement(timed: bool, one_version: bool, partitioned: bool) -> Select[tuple[Any, ...]]:
     """Enrollments that can be due for a step, in two disjoint parts merged by id:
 
     missing  active enrollments without a ledger row for the step: an anti-join that reads
@@ -142,7 +142,7 @@ def due_rows(
     limit: int,
     part: int = 0,
     parts: int = 1,
-) -> Sequence[Row[*tuple[Any, ...]]]:
+) -> Sequence[Row[tuple[Any, ...]]]:
     """(enrollment id, customer id, entered_at, entry_key, holdout, delivery id, attempts,
     idempotency key) of the next `limit` enrollments after `after` that can be due for the
     step: `cutoff` bounds entered_at (None: anchored steps, timed per row by the caller);

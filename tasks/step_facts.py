@@ -237,8 +237,11 @@ def _tolerant(
 def _unreadable_column(run: Run, query: Select[Any], param: str, value: Any) -> str:
     """The name of the first column of `query` that cannot be read for `value`."""
     for column in query.selected_columns:
+        probe = select(column)
+        if query.whereclause is not None:
+            probe = probe.where(query.whereclause)
         try:
-            run(select(column).where(query.whereclause), {param: [value]}).all()
+            run(probe, {param: [value]}).all()
         except _UNREADABLE:
             return str(column.name)
     return "row"

@@ -21,6 +21,7 @@ from db.models import Base, ChannelIdentity, Consent, Customer, Order
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.server import RunningSandbox, start_sandbox
+from siyu.settings import settings
 from tasks.context import EngineContext
 from tests.recording_channel import RecordingChannel, recording_channels
 
@@ -60,6 +61,39 @@ def fresh_database_url(directory: Path, name: str = "test") -> Iterator[str]:
         with admin.begin() as connection:
             connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
         admin.dispose()
+
+
+class _SettingsMonkeyPatch(pytest.MonkeyPatch):
+    """siyu.settings.settings() reads the environment once: a test that sets or removes a
+    variable sees it at once, and the next test sees the environment it restored."""
+
+    def setenv(self, name: str, value: str, prepend: str | None = None) -> None:
+        super().setenv(name, value, prepend)
+        settings.cache_clear()
+
+    def delenv(self, name: str, raising: bool = True) -> None:
+        super().delenv(name, raising)
+        settings.cache_clear()
+
+    def undo(self) -> None:
+        super().undo()
+        settings.cache_clear()
+
+
+@pytest.fixture
+def monkeypatch() -> Iterator[pytest.MonkeyPatch]:
+    patch = _SettingsMonkeyPatch()
+    yield patch
+    patch.undo()
+
+
+@pytest.fixture(autouse=True)
+def _settings_of_this_test() -> Iterator[None]:
+    """Each test starts from the settings of its environment, whatever the last one changed
+    (CliRunner's env=, a command's --database)."""
+    settings.cache_clear()
+    yield
+    settings.cache_clear()
 
 
 @pytest.fixture

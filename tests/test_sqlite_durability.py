@@ -10,9 +10,11 @@ from sqlalchemy import text
 
 from db.engine import make_engine
 from siyu.errors import ConfigError
+from siyu.settings import settings
 
 
 def synchronous_of(path: Path) -> int:
+    settings.cache_clear()
     engine = make_engine(f"sqlite:///{path}")
     try:
         with engine.connect() as connection:
@@ -37,5 +39,5 @@ def test_a_throwaway_database_may_skip_the_flush(
 
 def test_a_wrong_level_is_one_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SIYU_SQLITE_SYNCHRONOUS", "sometimes")
-    with pytest.raises(ConfigError, match="SIYU_SQLITE_SYNCHRONOUS='sometimes'.*OFF, NORMAL"):
+    with pytest.raises(ConfigError, match="SIYU_SQLITE_SYNCHRONOUS='sometimes'.*'OFF', 'NORMAL'"):
         synchronous_of(tmp_path / "a.db")

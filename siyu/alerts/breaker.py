@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, bindparam, case, func, not_, or_, select
+from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from db.models import AlertEvent, ChannelBreaker, Delivery, DeliveryStatus, ReasonCode

@@ -9,9 +9,9 @@ final fault into receipts, so the outcome rules live in one place:
     PERM                                   -> `failed`, the provider's code verbatim
     REFUSE                                 -> `refused`
     DONE                                   -> `sent`
-    provider unreachable                   -> ChannelError (retryable) if nothing was sent
-                                              yet in this batch, else the rest -> `retry`
-    CONFIG (a wrong secret, a refused key)  -> ChannelError (not retryable, `auth` when the
+    provider unreachable                   -> ChannelUnavailable if nothing was sent yet in
+                                              this batch, else the rest -> `retry`
+    CONFIG (a wrong secret, a refused key)  -> ChannelMisconfigured (`auth` when the
                                               credentials were refused) if nothing was sent
                                               yet, else the rest of the batch -> `held`
 """
@@ -25,7 +25,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from siyu.channels.backoff import RetryPolicy, retrying
-from siyu.channels.base import ChannelError, OutboundMessage, Outcome, Receipt
+from siyu.channels.base import (
+    ChannelMisconfigured,
+    ChannelUnavailable,
+    OutboundMessage,
+    Outcome,
+    Receipt,
+)
 from siyu.channels.errors import Action, NotSentFault, ProviderFault
 from siyu.channels.http_client import ProviderHttp
 from siyu.channels.secrets import redact
@@ -33,6 +39,14 @@ from siyu.channels.secrets import redact
 log = logging.getLogger("siyu.channels")
 
 Unit = list[OutboundMessage]  # the messages one API call carries
+# A call's fault as its messages' outcome (CONFIG and REFRESH stop the channel: channel_down).
+_OUTCOMES: dict[Action, Outcome] = {
+    Action.RETRY: "retry",
+    Action.RATE: "retry",
+    Action.PERM: "failed",
+    Action.REFUSE: "refused",
+    Action.DONE: "sent",
+}
 
 
 @dataclass
@@ -54,11 +68,17 @@ def held_receipts(messages: Sequence[OutboundMessage], fault: ProviderFault) -> 
     ]
 
 
-class _ChannelDown(Exception):
-    def __init__(self, fault: ProviderFault, retryable: bool) -> None:
-        super().__init__(fault.code)
-        self.fault = fault
-        self.retryable = retryable
+def channel_down(
+    channel: str, fault: ProviderFault
+) -> ChannelUnavailable | ChannelMisconfigured | None:
+    """The error that stops the whole channel when `fault` says the channel cannot be used
+    (unreachable; configuration or credentials refused); None for a fault of this call only."""
+    detail = redact(str(fault))
+    if isinstance(fault, NotSentFault):
+        return ChannelUnavailable(channel, detail, code=fault.code)
+    if fault.action in (Action.CONFIG, Action.REFRESH):  # REFRESH here: replay did not help
+        return ChannelMisconfigured(channel, detail, auth=fault.auth, code=fault.code)
+    return None
 
 
 class ReconcileFailed(ProviderFault):
@@ -100,32 +120,31 @@ class BatchChannel:
         receipts: list[Receipt] = []
         units = self.plan(messages)
         for i, unit in enumerate(units):
-            try:
-                receipts.extend(self._run(unit))
-            except _ChannelDown as down:
-                detail = redact(str(down.fault))
-                if i == 0:
-                    raise ChannelError(
-                        self.name,
-                        detail,
-                        retryable=down.retryable,
-                        auth=down.fault.auth,
-                        code=down.fault.code,
-                    ) from None
-                # Earlier units were sent: report them, defer the rest (never raise them away).
-                log.warning("%s: channel down mid-batch, deferring the rest: %s", self.name, detail)
-                rest = [m for unit in units[i:] for m in unit]
-                if not down.retryable:
-                    receipts.extend(held_receipts(rest, down.fault))
-                    break
-                receipts.extend(
-                    Receipt(m.idempotency_key, "retry", code=down.fault.code, detail=detail)
-                    for m in rest
-                )
+            result = self._run(unit)
+            if isinstance(result, list):
+                receipts.extend(result)
+                continue
+            fault, down = result
+            if i == 0:
+                raise down
+            # Earlier units were sent: report them, defer the rest (never raise them away).
+            detail = redact(str(fault))
+            log.warning("%s: channel down mid-batch, deferring the rest: %s", self.name, detail)
+            rest = [m for unit in units[i:] for m in unit]
+            if isinstance(down, ChannelMisconfigured):
+                receipts.extend(held_receipts(rest, fault))
                 break
+            receipts.extend(
+                Receipt(m.idempotency_key, "retry", code=fault.code, detail=detail) for m in rest
+            )
+            break
         return receipts
 
-    def _run(self, unit: Unit) -> list[Receipt]:
+    def _run(
+        self, unit: Unit
+    ) -> list[Receipt] | tuple[ProviderFault, ChannelUnavailable | ChannelMisconfigured]:
+        """The unit's receipts; or, when its fault makes the whole channel unusable (nothing
+        of the unit was sent), that fault and the channel's error."""
         reconcile = None if self.idempotent else (lambda: self._reconcile_or_fault(unit))
         try:
             return retrying(
@@ -136,7 +155,8 @@ class BatchChannel:
                 rng=self.rt.rng,
             )
         except ProviderFault as fault:
-            return self.fault_receipts(unit, fault)
+            down = channel_down(self.name, fault)
+            return self.fault_receipts(unit, fault) if down is None else (fault, down)
 
     def _reconcile_or_fault(self, unit: Unit) -> list[Receipt] | None:
         try:
@@ -145,18 +165,9 @@ class BatchChannel:
             raise ReconcileFailed(fault) from None
 
     def fault_receipts(self, unit: Unit, fault: ProviderFault) -> list[Receipt]:
+        """The unit's receipts for a fault of this call only (not one of channel_down's)."""
         detail = redact(fault.detail)[:300] or None
-        if isinstance(fault, NotSentFault):
-            raise _ChannelDown(fault, retryable=True)
-        if fault.action in (Action.CONFIG, Action.REFRESH):  # REFRESH here: replay did not help
-            raise _ChannelDown(fault, retryable=False)
-        outcome: Outcome = {  # type: ignore[assignment]
-            Action.RETRY: "retry",
-            Action.RATE: "retry",
-            Action.PERM: "failed",
-            Action.REFUSE: "refused",
-            Action.DONE: "sent",
-        }[fault.action]
+        outcome = _OUTCOMES[fault.action]
         retry_after = fault.retry_after if outcome == "retry" else None
         return [
             Receipt(

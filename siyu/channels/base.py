@@ -70,28 +70,55 @@ class Channel(Protocol):
 
 
 class ChannelError(Exception):
-    """The channel as a whole cannot be used right now (unreachable, misconfigured).
+    """The root of every error of siyu.channels; each subclass says what the engine does:
 
-    Raised by `send_batch` instead of returning receipts; the engine defers the whole batch:
-    `retryable` (unreachable, busy) as a counted retry; otherwise (misconfigured: `auth` when
-    the credentials were refused) held without counting, until the configuration is fixed.
-    `code` is the provider's code, verbatim, when there is one.
+        ChannelError                  the channel as a whole cannot be used right now
+        ├── ChannelUnavailable        transient (unreachable, busy): the batch is retried later
+        ├── ChannelMisconfigured      config or credentials refused: the batch is held
+        └── ProviderFault (errors.py) one provider call failed, inside an adapter, which turns
+                                      it into receipts by its Action: retry later, fail (or
+                                      refuse) that message, hold, or reconcile when ambiguous
+
+    `send_batch` raises a ChannelUnavailable or a ChannelMisconfigured (or a plain ChannelError
+    saying `retryable`) instead of returning receipts, and the engine defers the whole batch:
+    `retryable` as a counted retry; otherwise (`auth` when the credentials were refused) held
+    without counting, until the configuration is fixed. A ProviderFault never leaves an
+    adapter. `code` is the provider's code, verbatim, when there is one.
     """
 
     def __init__(
         self,
-        channel: str,
+        channel: str | None,
         message: str,
         *,
         retryable: bool = True,
         auth: bool = False,
         code: str | None = None,
     ) -> None:
-        super().__init__(f"channel {channel!r}: {message}")
-        self.channel = channel
+        super().__init__(f"channel {channel!r}: {message}" if channel is not None else message)
+        self.channel = channel  # None for a ProviderFault: its adapter knows the channel
         self.retryable = retryable
         self.auth = auth
         self.code = code
+
+
+class ChannelUnavailable(ChannelError):
+    """Transient: the provider is unreachable or busy and nothing of the batch was sent. The
+    engine retries the batch later, counting the attempt."""
+
+    def __init__(self, channel: str, message: str, *, code: str | None = None) -> None:
+        super().__init__(channel, message, retryable=True, code=code)
+
+
+class ChannelMisconfigured(ChannelError):
+    """The provider refused the channel's configuration (a template, a permission) or, with
+    `auth`, its credentials. The engine holds the batch, without counting an attempt, until an
+    operator fixes it."""
+
+    def __init__(
+        self, channel: str, message: str, *, auth: bool = False, code: str | None = None
+    ) -> None:
+        super().__init__(channel, message, retryable=False, auth=auth, code=code)
 
 
 @dataclass(frozen=True)

@@ -6,15 +6,21 @@ interpret codes themselves: they hand the raw signal to ``classify_*`` here, the
 provider, and act on the resulting :class:`Action` (channels.md §7). A test fails if a code that
 §7 lists is missing from these tables.
 
-Exception tree (internal to the adapters; the engine only ever sees ``ChannelError`` or receipts)::
+One exception tree for the channels (the engine sees receipts, ChannelUnavailable or
+ChannelMisconfigured; a ProviderFault stays inside the adapters)::
 
-    Exception
-    ├── ChannelError (base.py)        the whole channel is unusable now; the engine defers the batch
-    └── ProviderFault                 one provider call failed; carries the Action to take
+    ChannelError (base.py)            the whole channel is unusable now; the engine defers the batch
+    ├── ChannelUnavailable (base.py)  transient: the batch is retried later (counted)
+    ├── ChannelMisconfigured (base.py) config or credentials refused: the batch is held (uncounted)
+    └── ProviderFault                 one provider call failed; its Action says what to do
         ├── TransportFault            no usable HTTP answer (httpx errors, see http_client)
-        │   ├── NotSentFault          surely not applied: connection refused, connect/pool timeout
-        │   └── AmbiguousFault        maybe applied: read timeout, dropped connection after sending
-        └── ApiFault                  the provider answered with an error code / status
+        │   ├── NotSentFault          surely not applied (refused, connect/pool timeout): retry
+        │   └── AmbiguousFault        maybe applied (read timeout, dropped after sending):
+        │                             reconcile (look it up) before any retry
+        ├── ApiFault                  the provider answered with an error code / status: RETRY
+        │                             or RATE (retry later), PERM (fail that message), REFUSE,
+        │                             CONFIG (hold), ...
+        └── ReconcileFailed (adapter.py) the lookup after an ambiguous fault failed: retry later
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ import datetime as dt
 import enum
 import re
 from email.utils import parsedate_to_datetime
+
+from siyu.channels.base import ChannelError
 
 
 class Action(enum.Enum):
@@ -35,7 +43,7 @@ class Action(enum.Enum):
     DONE = "done"  # already handled (duplicate id): treat as sent
 
 
-class ProviderFault(Exception):
+class ProviderFault(ChannelError):
     """One failed provider call. ``code`` is the provider's own code, verbatim."""
 
     def __init__(
@@ -48,16 +56,21 @@ class ProviderFault(Exception):
         ambiguous: bool = False,
         auth: bool = False,
     ) -> None:
-        super().__init__(f"{code}: {detail}" if detail else code)
+        # True when the provider refused our credentials (secret, token, key, signature):
+        # with action CONFIG the engine holds the messages until an operator fixes them.
+        super().__init__(
+            None,
+            f"{code}: {detail}" if detail else code,
+            retryable=action in (Action.RETRY, Action.RATE),
+            auth=auth,
+            code=code,
+        )
         self.action = action
-        self.code = code
+        self.code: str = code
         self.detail = detail
         self.retry_after = retry_after
         # True when the request may have been applied although we got no success answer.
         self.ambiguous = ambiguous
-        # True when the provider refused our credentials (secret, token, key, signature):
-        # with action CONFIG the engine holds the messages until an operator fixes them.
-        self.auth = auth
 
 
 class TransportFault(ProviderFault):

@@ -25,7 +25,14 @@ from typing import Any
 
 from siyu.channels.adapter import BatchChannel, Runtime, Unit, group_by
 from siyu.channels.backoff import retrying
-from siyu.channels.base import ChannelError, OutboundMessage, PendingMessage, Receipt
+from siyu.channels.base import (
+    ChannelError,
+    ChannelMisconfigured,
+    ChannelUnavailable,
+    OutboundMessage,
+    PendingMessage,
+    Receipt,
+)
 from siyu.channels.config import WecomConfig, WecomGroupInviteConfig
 from siyu.channels.errors import Action, ProviderFault
 from siyu.channels.secrets import redact
@@ -197,7 +204,7 @@ class WecomChannel(BatchChannel):
                 statuses = self._send_results(msgid)
             except ProviderFault as fault:
                 if fault.action in (Action.CONFIG, Action.REFRESH):
-                    raise ChannelError(self.name, redact(str(fault)), retryable=False) from None
+                    raise ChannelMisconfigured(self.name, redact(str(fault))) from None
                 receipts.extend(
                     Receipt(
                         p.idempotency_key,
@@ -296,12 +303,10 @@ class WecomGroupInviteChannel(WecomChannel):
             for chat_id in dict.fromkeys(self._chat_id(m) for m in messages):
                 self.join_way(chat_id)
         except ProviderFault as fault:
-            retryable = fault.action not in (Action.CONFIG, Action.REFRESH, Action.PERM)
-            raise ChannelError(  # not retryable: channels.yaml or the secret must be fixed
-                self.name,
-                f"join way: {redact(str(fault))}",
-                retryable=retryable,
-                auth=fault.auth,
-                code=fault.code,
-            ) from None
+            message = f"join way: {redact(str(fault))}"
+            error: ChannelError = ChannelUnavailable(self.name, message, code=fault.code)
+            if fault.action in (Action.CONFIG, Action.REFRESH, Action.PERM):
+                # channels.yaml or the secret must be fixed: hold, do not count attempts
+                error = ChannelMisconfigured(self.name, message, auth=fault.auth, code=fault.code)
+            raise error from None
         return super().send_batch(messages)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,8 +25,8 @@ import typer
 from rich.console import Console
 from typer.core import TyperArgument, TyperCommand, TyperGroup
 
-from db.engine import DEFAULT_DATABASE_URL
 from siyu.errors import ConfigError, SiyuError
+from siyu.settings import DEFAULT_DATABASE_URL, overridden, settings
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -81,19 +80,13 @@ def _database_error(error: Exception) -> str:
 
 @contextmanager
 def _database_env(database: str | None) -> Iterator[None]:
-    """Point this command (and the Prefect flow it runs in-process) at `database`."""
+    """Point this command (and the Prefect flow it runs in-process, and the processes it
+    starts) at `database`: the flag overrides the setting SIYU_DATABASE_URL."""
     if database is None:
         yield
         return
-    before = os.environ.get("SIYU_DATABASE_URL")
-    os.environ["SIYU_DATABASE_URL"] = database
-    try:
+    with overridden(database_url=database):
         yield
-    finally:
-        if before is None:
-            os.environ.pop("SIYU_DATABASE_URL", None)
-        else:
-            os.environ["SIYU_DATABASE_URL"] = before
 
 
 def check_database_url(url: str) -> None:
@@ -124,8 +117,12 @@ def cli_command(*, database: bool = False, tables: bool = False) -> Callable[[F]
             url = kwargs.pop("database", None) if adds else None
             if url is not None and not url.strip():
                 fail("--database is empty: give a URL, e.g. sqlite:///var/demo.db")
-            with _database_env(url):
-                return _guarded(_prepared(function, database, tables), *args, **kwargs)
+            settings.cache_clear()  # a command reads the settings of its own environment
+            try:
+                with _database_env(url):
+                    return _guarded(_prepared(function, database, tables), *args, **kwargs)
+            finally:
+                settings.cache_clear()
 
         if adds:
             option = inspect.Parameter(
@@ -359,6 +356,6 @@ class SiyuTyper(typer.Typer):
         kwargs.setdefault("add_completion", False)
         super().__init__(**kwargs)
 
-    def command(self, name: str | None = None, **kwargs: Any) -> Any:  # type: ignore[override]
+    def command(self, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
         kwargs.setdefault("cls", SiyuCommand)
         return super().command(name, **kwargs)

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, BinaryIO, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
@@ -48,6 +48,14 @@ from siyu.preview.masking import mask_text, mask_value
 
 Progress = Callable[[int], None]  # called with the bytes read so far
 PROGRESS_EVERY = 1000  # rows between progress calls
+
+
+class RejectsOut(Protocol):
+    """Where rejected records go: a binary file, or the CLI's staged temporary file."""
+
+    def write(self, data: bytes, /) -> int: ...
+
+    def writelines(self, lines: list[bytes], /) -> None: ...
 
 
 class ImportAborted(SiyuError):
@@ -85,7 +93,7 @@ def import_csv(
     path: Path,
     mapping: Mapping,
     progress: Progress | None = None,
-    rejects: BinaryIO | None = None,
+    rejects: RejectsOut | None = None,
     limits: ImportLimits | None = None,
 ) -> ImportResult:
     limits = limits or import_limits()
@@ -182,7 +190,7 @@ def _index(path: Path, mapping: Mapping, header: Record) -> dict[str, int]:
 class _Rejects:
     """The rejected records, byte for byte, after the header: fix them and import that file."""
 
-    def __init__(self, out: BinaryIO | None, header: list[bytes]) -> None:
+    def __init__(self, out: RejectsOut | None, header: list[bytes]) -> None:
         self.out = out
         self.header = header
         self.started = False

@@ -16,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from siyu.errors import ConfigError
-from siyu.limits import from_environment
+from siyu.settings import from_environment
 
 
 @dataclass(frozen=True)

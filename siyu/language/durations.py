@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-import os
 import re
 from datetime import timedelta
+
+from siyu.settings import settings
 
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
 _PART = re.compile(r"(\d+)([smhdw])")
@@ -14,14 +15,11 @@ DURATION_HINT = "write a number and a unit: 90s, 15m, 12h, 3d, 2w (or combined, 
 
 # A duration is added to dates at every tick; one beyond this (either sign) is refused when
 # the file is checked instead of overflowing a date at run time. SIYU_MAX_DURATION_DAYS.
-MAX_DURATION_ENV = "SIYU_MAX_DURATION_DAYS"
-DEFAULT_MAX_DURATION_DAYS = 3660  # ten years
+MAX_DURATION_ENV = "SIYU_MAX_DURATION_DAYS"  # default ten years (siyu/settings.py)
 
 
 def max_duration() -> timedelta:
-    raw = os.environ.get(MAX_DURATION_ENV, "").strip()
-    days = int(raw) if raw.isdigit() and 0 < int(raw) <= 36600 else DEFAULT_MAX_DURATION_DAYS
-    return timedelta(days=days)
+    return timedelta(days=settings().max_duration_days)
 
 
 def parse_duration(text: str | int | timedelta) -> timedelta:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any
 
 import sqlglot
 from sqlglot import exp
@@ -134,8 +135,8 @@ def check_where(where: str, columns: tuple[str, ...], dialect: str = SQLITE) -> 
     except (ParseError, SqlglotError) as error:
         if _BIND_MARKER.search(where):
             return [WhereError("bad-sql", _BIND_HINT)]
-        errors = getattr(error, "errors", None)
-        detail = errors[0]["description"] if errors else str(error).splitlines()[0]
+        parsed: list[dict[str, Any]] | None = getattr(error, "errors", None)
+        detail = parsed[0]["description"] if parsed else str(error).splitlines()[0]
         return [WhereError("bad-sql", f'cannot parse the condition "{where}": {detail}')]
     if len(statements) != 1 or statements[0] is None:
         return [
@@ -163,9 +164,9 @@ def check_where(where: str, columns: tuple[str, ...], dialect: str = SQLITE) -> 
         ]
     errors: list[WhereError] = []
     for node in condition.this.walk(bfs=False):  # in reading order
-        error = _check_node(node, columns, dialect)
-        if error is not None and error not in errors:
-            errors.append(error)
+        problem = _check_node(node, columns, dialect)
+        if problem is not None and problem not in errors:
+            errors.append(problem)
     return errors
 
 

@@ -15,7 +15,6 @@ import base64
 import hashlib
 import hmac
 import json
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,6 +22,7 @@ from jinja2 import pass_context
 from jinja2.runtime import Context
 
 from siyu.errors import ConfigError, SiyuError
+from siyu.settings import settings
 
 
 class BadLink(SiyuError):
@@ -39,7 +39,8 @@ class TrackedLink:
 
 
 def _secret() -> bytes:
-    secret = os.environ.get("SIYU_LINK_SECRET") or os.environ.get("SIYU_UNSUBSCRIBE_SECRET", "")
+    given = settings().link_secret or settings().unsubscribe_secret
+    secret = given.get_secret_value() if given else ""
     if len(secret) < 16:
         raise ConfigError("SIYU_LINK_SECRET (16+ characters) must be set to sign tracked links")
     return secret.encode()
@@ -78,7 +79,7 @@ def read_link_token(token: str) -> TrackedLink:
 
 
 def link_base_url() -> str:
-    return os.environ.get("SIYU_LINK_BASE_URL", "http://127.0.0.1:8765").rstrip("/")
+    return settings().link_base_url.rstrip("/")
 
 
 @pass_context

@@ -12,7 +12,6 @@ fails when more than `max_bad_share` of all rows are bad, or a file cannot be re
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -22,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.errors import SiyuError
 from siyu.importer.csv_import import import_csv
 from siyu.importer.mapping import load_mapping
+from siyu.settings import settings
 
 KINDS = ("customers", "orders", "events")
 
@@ -40,7 +40,7 @@ class SyncReport:
 
 
 def inbox_dir(project_root: Path) -> Path:
-    return Path(os.environ.get("SIYU_INBOX_DIR") or project_root / "inbox")
+    return settings().inbox_dir or project_root / "inbox"
 
 
 def sync_inbox(sessions: sessionmaker[Session], inbox: Path, day: date) -> SyncReport:

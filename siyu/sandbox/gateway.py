@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from siyu.sandbox.faults import FaultRule
 from siyu.sandbox.state import SandboxState
+from siyu.settings import settings
 
 ErrorRenderer = Callable[[FaultRule], Response]
 Handler = Callable[[Request], Awaitable[Response]]
@@ -27,8 +27,7 @@ InvalidRenderer = Callable[[str], Response]
 
 log = logging.getLogger("siyu.sandbox")
 
-MAX_BODY_ENV = "SIYU_SANDBOX_MAX_BODY_BYTES"
-DEFAULT_MAX_BODY_BYTES = 1024 * 1024  # a 10,000-id add_msg_template is ~400 kB
+# SIYU_SANDBOX_MAX_BODY_BYTES, default 1 MiB: a 10,000-id add_msg_template is ~400 kB
 
 
 def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -50,23 +49,18 @@ async def read_json(request: Request) -> dict[str, Any] | None:
 
 
 def max_body_bytes() -> int:
-    """The request size limit: SIYU_SANDBOX_MAX_BODY_BYTES, default 1 MiB."""
-    raw = os.environ.get(MAX_BODY_ENV, "")
-    try:
-        value = int(raw) if raw else DEFAULT_MAX_BODY_BYTES
-    except ValueError:
-        raise ValueError(f"{MAX_BODY_ENV} must be a number of bytes, not {raw!r}") from None
-    if value < 1024:
-        raise ValueError(f"{MAX_BODY_ENV} must be at least 1024 bytes, not {value}")
-    return value
+    """The request size limit: SIYU_SANDBOX_MAX_BODY_BYTES (siyu/settings.py), default 1 MiB;
+    a bad value is a ValueError naming it."""
+    return settings().sandbox_max_body_bytes
 
 
 def provider_error(path: str, status: int, message: str) -> Response:
     """An error in the shape of the provider that owns ``path`` (for requests that never
     reach a handler: too large, or a handler bug)."""
     if path.startswith("/cgi-bin/"):
-        code = 45002 if status == 413 else -1  # content size out of limit / system busy
-        return json_response({"errcode": code, "errmsg": f"{message}, hint: [sandbox]"}, status)
+        errcode = 45002 if status == 413 else -1  # content size out of limit / system busy
+        body = {"errcode": errcode, "errmsg": f"{message}, hint: [sandbox]"}
+        return json_response(body, status)
     if path.startswith("/v3/"):
         return json_response({"errors": [{"field": None, "message": message}]}, status)
     if path == "/":

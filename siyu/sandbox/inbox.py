@@ -91,7 +91,9 @@ def _links(message: Message) -> str:
     links = []
     for attachment in message.meta.get("attachments") or []:
         link = attachment.get("link") if isinstance(attachment, dict) else None
-        url = str((link or {}).get("url") or "")
+        if not isinstance(link, dict):
+            continue
+        url = str(link.get("url") or "")
         if url.startswith(("http://", "https://")):
             title = str(link.get("title") or url)
             links.append(f'<a href="{escape(url)}">{escape(title)}</a>')

@@ -39,9 +39,9 @@ def read_attachments(body: dict[str, Any]) -> list[dict[str, Any]] | str:
     attachments = body.get("attachments")
     if attachments is None:
         attachments = []
-        for kind in _LEGACY_TYPES:
-            if body.get(kind):
-                attachments = [{"msgtype": kind, kind: body[kind]}]
+        for legacy in _LEGACY_TYPES:
+            if body.get(legacy):
+                attachments = [{"msgtype": legacy, legacy: body[legacy]}]
                 break
     if not isinstance(attachments, list):
         return "attachments must be a list"
