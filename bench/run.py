@@ -47,6 +47,7 @@ from db.engine import make_engine, make_sessionmaker, write_session
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.client import SandboxClient
 from tasks.context import EngineContext
+from tasks.receipts import outcome_labels
 from tasks.enrollment import ensure_journey
 from tasks.partition_workers import PartitionWorkers
 from tasks.send_step import Partition, process_batch, run_step, select_due
@@ -241,7 +242,7 @@ def _run_partitioned(
         )
         total: Counter[str] = Counter()
         for counts in results:
-            total.update(counts)
+            total.update(outcome_labels(counts))
     return total
 
 
@@ -261,7 +262,7 @@ def _exactly_once(sandbox: SandboxClient, channel: str, expected: int) -> str:
 @task(cache_policy=NO_CACHE)
 def one_message(ctx: EngineContext, spec: JourneySpec, due: Any, now: datetime) -> dict[str, int]:
     step = spec.steps[0]
-    return dict(process_batch(ctx, spec, step, ctx.channels[step.send], [due], now))
+    return dict(outcome_labels(process_batch(ctx, spec, step, ctx.channels[step.send], [due], now)))
 
 
 @flow(name="bench-naive")
