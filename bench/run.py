@@ -47,9 +47,9 @@ from db.engine import make_engine, make_sessionmaker, write_session
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.client import SandboxClient
 from tasks.context import EngineContext
-from tasks.receipts import outcome_labels
 from tasks.enrollment import ensure_journey
 from tasks.partition_workers import PartitionWorkers
+from tasks.receipts import outcome_labels
 from tasks.send_step import Partition, process_batch, run_step, select_due
 from tasks.tick import tick_phases
 
