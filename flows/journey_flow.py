@@ -1,6 +1,6 @@
 """The compiled journey: one Prefect flow run is one tick of one journey at time `now`.
 
-Each phase of the tick (tasks/tick.py) is one Prefect task named after it — `enroll`,
+Each phase of the tick (siyu/engine/tick.py) is one Prefect task named after it — `enroll`,
 `goals`, `exits`, then one task per step id (`join-group`, `day3-care`, ...), then
 `complete` — so the Prefect UI shows a run as the journey's own steps. A step's task works
 on batches of recipients, never one task run per recipient.
@@ -21,14 +21,14 @@ from prefect import State, flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from db.engine import make_engine, make_sessionmaker
+from siyu.engine.context import EngineContext
+from siyu.engine.partition_workers import PartitionWorkers
+from siyu.engine.tick import Phase, PhaseResult, partitions_of, tick_phases
 from siyu.errors import SiyuError, SpecError
 from siyu.language.check_project import content_problems
 from siyu.language.spec import JourneySpec
 from siyu.project import Project, worker_context
-from tasks.context import EngineContext
-from tasks.partition_workers import PartitionWorkers
-from tasks.tick import Phase, PhaseResult, partitions_of, tick_phases
+from siyu.storage.engine import make_engine, make_sessionmaker
 
 # A phase that runs longer has hung (a lost connection, a stuck provider): Prefect fails the
 # attempt and retries it; the ledger makes the retry send nothing twice. A step of 100,000
@@ -90,7 +90,7 @@ def journey_tick(
     at one gateway, e.g. the local sandbox. `partitions` (or SIYU_STEP_PARTITIONS) splits
     every step into that many parallel tasks; with `processes` (or
     SIYU_PARTITION_PROCESSES=1) each partition runs in its own worker process, so a large
-    step uses every core (tasks/partition_workers.py). `throttle=False` drops the channels'
+    step uses every core (siyu/engine/partition_workers.py). `throttle=False` drops the channels'
     client-side rate limits: only for the local sandbox (refused for a non-loopback URL).
     """
     moment = parse_now(now)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from db.demo_data import DemoSpec, DemoSummary, generate
-from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
-from db.models import Delivery, Enrollment
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.step_summary import JourneySummary, summarize
+from siyu.storage.demo_data import DemoSpec, DemoSummary, generate
+from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.migrate import upgrade
+from siyu.storage.models import Delivery, Enrollment
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

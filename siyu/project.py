@@ -14,6 +14,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
+from siyu.engine.context import EngineContext
 from siyu.errors import ConfigError, SpecError
 from siyu.language.loader import check_journey_file, read_journey_yaml
 from siyu.language.problems import Problem, did_you_mean
@@ -21,7 +22,6 @@ from siyu.language.project_files import Refused, read_source
 from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from siyu.policies import Cap, Policies, load_policies
-from tasks.context import EngineContext
 
 
 @dataclass(frozen=True)
@@ -209,8 +209,9 @@ def _duplicate(name: str, files: list[str]) -> str:
 
 def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
     """The engine context a partition worker process builds for itself
-    (tasks/partition_workers.py): the project at `root`, its own engine and channel clients."""
-    from db.engine import make_engine, make_sessionmaker
+    (siyu/engine/partition_workers.py): the project at `root`, its own engine and channel
+    clients."""
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     project = Project(Path(root))
     return project.engine_context(

@@ -196,7 +196,7 @@ def test_every_example_journey_validates() -> None:
 def test_localtime_filter_shows_the_customers_date() -> None:
     from datetime import UTC, datetime
 
-    from tasks.render import render_message
+    from siyu.engine.render import render_message
 
     (ROOT / "templates").is_dir()
     rendered = render_message(

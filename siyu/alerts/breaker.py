@@ -33,10 +33,10 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, bindparam, case, func, not_, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AlertEvent, ChannelBreaker, Delivery
 from siyu.alerts.config import Breaker, load_alerts
+from siyu.engine.context import EngineContext
 from siyu.errors import SiyuError
-from tasks.context import EngineContext
+from siyu.storage.models import AlertEvent, ChannelBreaker, Delivery
 
 log = logging.getLogger(__name__)
 PROBE_RECHECK = timedelta(minutes=1)

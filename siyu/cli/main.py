@@ -110,11 +110,11 @@ def summary(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
 ) -> None:
     """Per-step counts from the send ledger: sent, pending, failed, skipped by reason."""
-    from db.engine import make_engine, make_sessionmaker
     from siyu.cli.journey_arg import project_journey
     from siyu.cli.tables import summary_table
     from siyu.project import Project
     from siyu.reports.step_summary import summarize
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     spec = project_journey(Project.find(), journey)
     engine = make_engine()
@@ -133,11 +133,11 @@ def explain(
     ] = None,
 ) -> None:
     """Every decision about one customer in one journey, with its reason."""
-    from db.engine import make_engine, make_sessionmaker
     from siyu.cli.journey_arg import project_journey
     from siyu.customer_ref import find_customer
     from siyu.project import Project
     from siyu.reports.explain import explain as explain_customer
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     spec = project_journey(Project.find(), journey)
     moment = parse_moment(now, spec.timezone)
@@ -217,8 +217,8 @@ def unsubscribe(
     The customer is suppressed on that channel, or on all, before the next send."""
     from datetime import UTC, datetime
 
-    from db.engine import make_engine, make_sessionmaker
-    from tasks.optouts import apply_unsubscribe
+    from siyu.engine.optouts import apply_unsubscribe
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():
@@ -232,9 +232,9 @@ def unsubscribe(
 @cli_command(database=True)
 def db_upgrade() -> None:
     """Create the database's tables, or apply the migrations it lacks (Alembic)."""
-    from db.engine import database_url
-    from db.migrate import upgrade
     from siyu.cli.conventions import shown_url
+    from siyu.storage.engine import database_url
+    from siyu.storage.migrate import upgrade
 
     upgrade()
     console.print(f"database {shown_url(database_url())} is up to date")
@@ -254,9 +254,9 @@ def db_seed(
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from db.demo_data import around_now, generate
-    from db.engine import database_url, make_engine, make_sessionmaker
     from siyu.cli.conventions import shown_url
+    from siyu.storage.demo_data import around_now, generate
+    from siyu.storage.engine import database_url, make_engine, make_sessionmaker
 
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():

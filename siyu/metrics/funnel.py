@@ -25,9 +25,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, Enrollment, Event
 from siyu.language.spec import JourneySpec
 from siyu.reports.step_summary import _reason_group
+from siyu.storage.models import Delivery, Enrollment, Event
 
 ATTEMPTED = ("sent", "pending")
 

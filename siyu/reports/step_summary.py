@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, Enrollment
 from siyu.language.spec import JourneySpec
+from siyu.storage.models import Delivery, Enrollment
 
 
 @dataclass

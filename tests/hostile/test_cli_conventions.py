@@ -31,10 +31,10 @@ import typer
 from sqlalchemy import delete
 from typer.testing import CliRunner, Result
 
-from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
-from db.models import Customer
 from siyu.cli.main import app
+from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.migrate import upgrade
+from siyu.storage.models import Customer
 from tests.conftest import fresh_database_url
 from tests.project_copy import copy_project
 

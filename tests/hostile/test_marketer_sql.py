@@ -24,16 +24,16 @@ from sqlalchemy import Engine, event, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import read_only_session, write_session
-from db.models import Customer, Event, Order
+from siyu.engine.context import EngineContext
+from siyu.engine.marketer_sql import MarketerSqlError
+from siyu.engine.tick import run_tick, tick_phases
 from siyu.errors import SpecError
 from siyu.language.loader import Catalog, check_journey_file
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.language.where_clause import HARMLESS_FUNCTIONS, HARMLESS_NATIVE, dialect_of, to_dialect
-from tasks.context import EngineContext
-from tasks.marketer_sql import MarketerSqlError
-from tasks.tick import run_tick, tick_phases
+from siyu.storage.engine import read_only_session, write_session
+from siyu.storage.models import Customer, Event, Order
 from tests.conftest import DAY0, Shop, local
 from tests.recording_channel import recording_channels
 

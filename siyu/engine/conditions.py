@@ -10,7 +10,6 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from db.models import ChannelIdentity, Customer, Delivery, Suppression
 from siyu.language.spec import (
     AllCondition,
     AnyCondition,
@@ -24,6 +23,7 @@ from siyu.language.spec import (
     StepCondition,
 )
 from siyu.language.where_clause import to_dialect
+from siyu.storage.models import ChannelIdentity, Customer, Delivery, Suppression
 
 
 @dataclass
@@ -73,7 +73,7 @@ def load_condition_facts(
     now: datetime,
     identity_kinds: dict[str, str],
 ) -> ConditionFacts:
-    from tasks.enrollment import as_utc, filtered_source
+    from siyu.engine.enrollment import as_utc, filtered_source
 
     facts = ConditionFacts()
     dialect = session.get_bind().dialect.name

@@ -12,8 +12,6 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from db.engine import write_session
-from db.models import Delivery
 from siyu.alerts.breaker import config_refused, hold_channel
 from siyu.channels.base import (
     Channel,
@@ -23,10 +21,12 @@ from siyu.channels.base import (
     PollingChannel,
     Receipt,
 )
+from siyu.engine.claims import DELIVERIES, executemany_update
+from siyu.engine.context import EngineContext
+from siyu.engine.optouts import suppress
 from siyu.language.spec import JourneySpec, Step
-from tasks.claims import DELIVERIES, executemany_update
-from tasks.context import EngineContext
-from tasks.optouts import suppress
+from siyu.storage.engine import write_session
+from siyu.storage.models import Delivery
 
 StepCounts = Counter[str]
 log = logging.getLogger("siyu.engine")

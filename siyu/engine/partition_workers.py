@@ -9,7 +9,7 @@ Each worker process builds its own EngineContext once, on first use, from a pick
 factory: a module-level function with its arguments, e.g.
 `functools.partial(siyu.project.worker_context, root, database_url, channel_base_url)`. It
 keeps that context (its database connections, its channel clients and their tokens) for the
-pool's life. Claiming (tasks/claims.py) makes processes exactly as safe as threads: a row is
+pool's life. Claiming (siyu/engine/claims.py) makes processes exactly as safe as threads: a row is
 sent by the worker that claimed it, whichever process that is.
 
 Workers are started with `spawn` (a fresh interpreter), never `fork`: forking a process whose
@@ -33,8 +33,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from siyu.language.spec import JourneySpec, Step
 
 if TYPE_CHECKING:
-    from tasks.context import EngineContext
-    from tasks.send_step import Partition
+    from siyu.engine.context import EngineContext
+    from siyu.engine.send_step import Partition
 
 ContextFactory = Callable[[], "EngineContext"]
 
@@ -91,7 +91,7 @@ def _run_partition(
     journey_id: int | None,
     partition: Partition,
 ) -> Counter[str]:
-    from tasks.send_step import run_step
+    from siyu.engine.send_step import run_step
 
     step = next(s for s in spec.steps if s.id == step_id)
     try:

@@ -28,7 +28,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from db.types import UTCDateTime
+from siyu.storage.types import UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -207,7 +207,7 @@ class Enrollment(Base):
         ),
         # The goals phase looks at the enrollments of the goal window still without a goal:
         # found by this range (customer_id included for the join), not by scanning the
-        # journey's whole enrollment history (tasks/enrollment.py record_goals).
+        # journey's whole enrollment history (siyu/engine/enrollment.py record_goals).
         Index(
             "ix_enrollments_journey_goal_entered",
             "journey_name",

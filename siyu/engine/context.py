@@ -13,7 +13,7 @@ from siyu.channels.base import Channel
 from siyu.policies import Policies
 
 if TYPE_CHECKING:
-    from tasks.partition_workers import PartitionWorkers
+    from siyu.engine.partition_workers import PartitionWorkers
 
 
 @dataclass
@@ -26,7 +26,7 @@ class EngineContext:
     # Prefect flow (flows/journey_flow.py; docs/scale.md). 1: one task per step.
     partitions: int = 1
     # When set, each partition of a step runs in one of these worker processes instead of
-    # the calling thread (tasks/partition_workers.py): every core, not one interpreter lock.
+    # the calling thread (siyu/engine/partition_workers.py): every core, not one interpreter lock.
     workers: PartitionWorkers | None = None
     # A message whose channel keeps failing is tried this many times (across ticks), then
     # recorded as failed; never dropped silently.
