@@ -8,7 +8,7 @@ from prefect import flow, get_run_logger
 
 from flows.journey_flow import journey_tick, parse_now
 from siyu.engine.marketer_sql import MarketerSqlError
-from siyu.errors import SpecError
+from siyu.language.problems import SpecError
 from siyu.project import Project
 
 

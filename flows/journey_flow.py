@@ -21,11 +21,13 @@ from prefect import State, flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+import tasks  # noqa: F401  (plugs Prefect into the library: tasks/prefect_hooks.py)
 from siyu.engine.context import EngineContext
 from siyu.engine.partition_workers import PartitionWorkers
 from siyu.engine.tick import Phase, PhaseResult, partitions_of, tick_phases
-from siyu.errors import SiyuError, SpecError
+from siyu.errors import SiyuError
 from siyu.language.check_project import content_problems
+from siyu.language.problems import SpecError
 from siyu.language.spec import JourneySpec
 from siyu.project import Project, worker_context
 from siyu.storage.engine import make_engine, make_sessionmaker

@@ -15,9 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
 from siyu.engine.context import EngineContext
-from siyu.errors import ConfigError, SpecError
+from siyu.errors import ConfigError
 from siyu.language.loader import check_journey_file, read_journey_yaml
-from siyu.language.problems import Problem, did_you_mean
+from siyu.language.problems import Problem, SpecError, did_you_mean
 from siyu.language.project_files import Refused, read_source
 from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec

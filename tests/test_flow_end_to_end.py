@@ -165,7 +165,7 @@ def test_a_template_breaking_the_content_rules_stops_the_tick_before_any_send(
     import shutil
 
     from flows.journey_flow import journey_tick
-    from siyu.errors import SpecError
+    from siyu.language.problems import SpecError
 
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     shutil.copy(ROOT / "channels.yaml", tmp_path / "channels.yaml")

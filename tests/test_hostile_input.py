@@ -12,8 +12,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.engine.render import render_message
-from siyu.errors import SpecError
 from siyu.language.loader import Catalog, load_journey
+from siyu.language.problems import SpecError
 from siyu.storage.engine import read_only_session
 from tests.recording_channel import recording_channels
 

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from siyu.errors import SpecError
 from siyu.language.loader import Catalog, check_journey_file, load_journey
-from siyu.language.problems import Problem
+from siyu.language.problems import Problem, SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = {"wecom", "wecom_group_invite", "service_account", "sms", "email", "webhook"}

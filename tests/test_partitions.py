@@ -84,8 +84,7 @@ def test_a_worker_error_reaches_the_flow_as_itself(tmp_path: Any) -> None:
 
 
 def _bad_journey_context() -> Any:
-    from siyu.errors import SpecError
-    from siyu.language.problems import Problem
+    from siyu.language.problems import Problem, SpecError
 
     raise SpecError([Problem("journeys/j.yaml", 3, 9, "unknown-channel", "no channel 'wecon'")])
 
@@ -102,7 +101,7 @@ def test_worker_errors_that_pickling_cannot_rebuild_do_not_break_the_pool(tmp_pa
     pool still runs the next partition (before, both broke the pool: BrokenProcessPool)."""
     from siyu.engine.partition_workers import PartitionWorkerError, PartitionWorkers
     from siyu.engine.send_step import Partition
-    from siyu.errors import SpecError
+    from siyu.language.problems import SpecError
     from tests.conftest import canonical_journey
     from tests.recording_channel import recording_channels
 

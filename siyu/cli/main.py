@@ -80,8 +80,8 @@ def tick(
     from flows.journey_flow import journey_tick
     from siyu.cli.conventions import local_prefect, quiet_user_errors_in_prefect, require_schema
     from siyu.cli.journey_arg import project_journey
-    from siyu.errors import SpecError
     from siyu.language.check_project import content_problems
+    from siyu.language.problems import SpecError
     from siyu.project import Project
 
     # Everything a user can get wrong is checked here, before the flow starts: inside it,

@@ -2,18 +2,43 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
+from siyu.language.spec import JourneySpec, Step
 from siyu.policies import Policies
 
-if TYPE_CHECKING:
-    from siyu.engine.partition_workers import PartitionWorkers
+
+@dataclass(frozen=True)
+class Partition:
+    """One of `count` disjoint slices of a step's enrollments (by id modulo `count`). The
+    slices of a step run in parallel; claiming makes an overlap harmless anyway."""
+
+    index: int = 0
+    count: int = 1
+
+
+WHOLE = Partition()
+
+
+class StepRunner(Protocol):
+    """Runs one partition of a step elsewhere (siyu.engine.partition_workers.PartitionWorkers:
+    in a worker process) and returns its counts."""
+
+    def run_step(
+        self,
+        spec: JourneySpec,
+        step: Step,
+        now: datetime,
+        journey_id: int | None,
+        partition: Partition,
+    ) -> Counter[str]: ...
 
 
 @dataclass
@@ -27,7 +52,7 @@ class EngineContext:
     partitions: int = 1
     # When set, each partition of a step runs in one of these worker processes instead of
     # the calling thread (siyu/engine/partition_workers.py): every core, not one interpreter lock.
-    workers: PartitionWorkers | None = None
+    workers: StepRunner | None = None
     # A message whose channel keeps failing is tried this many times (across ticks), then
     # recorded as failed; never dropped silently.
     max_attempts: int = 5

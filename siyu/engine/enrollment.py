@@ -24,15 +24,14 @@ from siyu.engine.marketer_sql import marketer_read
 from siyu.errors import ConfigError
 from siyu.language.spec import EventFilter, JourneySpec, ReentryAfter
 from siyu.language.where_clause import to_dialect
+from siyu.segments.compute import segment_entries
 from siyu.storage.engine import write_session
 from siyu.storage.models import TERMINAL_STATUSES, Customer, Delivery, Enrollment, Journey
 from siyu.storage.sources import SOURCES
-from siyu.storage.types import UTCDateTime
+from siyu.storage.types import as_utc
 
 CHUNK = 1000
 LATE_EVENTS = timedelta(days=7)  # the default of EngineContext.late_events
-_UTC = UTCDateTime()
-_DIALECT_UNUSED: Any = None
 
 
 def spec_hash(spec: JourneySpec) -> str:
@@ -238,8 +237,6 @@ def _entered_meanwhile(session: Session, spec: JourneySpec, customer_ids: list[i
 def _entry_source(session: Session, spec: JourneySpec) -> Subquery:
     """The entry event's rows, or the stays of an `entry.segment` (siyu.segments)."""
     if spec.entry.segment is not None:
-        from siyu.segments.compute import segment_entries
-
         return segment_entries(spec.entry.segment)
     return filtered_source(session, spec.entry.as_filter())
 
@@ -369,14 +366,6 @@ def _first_matching_event(
         .group_by(Enrollment.id, Enrollment.entered_at)
     )
     return [(row[0], row[1], as_utc(row[2])) for row in session.execute(query)]
-
-
-def as_utc(value: Any) -> datetime:
-    """A timestamp from an untyped result column (MIN() or a sub-query on SQLite)."""
-    result = _UTC.process_result_value(value, _DIALECT_UNUSED)
-    if result is None:
-        raise ValueError("expected a timestamp, got NULL")
-    return result
 
 
 def record_goals(

@@ -28,15 +28,13 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
+from siyu.engine.context import EngineContext, Partition
+from siyu.engine.send_step import run_step
 from siyu.language.spec import JourneySpec, Step
 
-if TYPE_CHECKING:
-    from siyu.engine.context import EngineContext
-    from siyu.engine.send_step import Partition
-
-ContextFactory = Callable[[], "EngineContext"]
+ContextFactory = Callable[[], EngineContext]
 
 # In a worker process: the contexts it has built, by the token of the pool that asked. Built
 # on first use rather than in a pool initializer, so that a failure (a missing secret, an
@@ -91,8 +89,6 @@ def _run_partition(
     journey_id: int | None,
     partition: Partition,
 ) -> Counter[str]:
-    from siyu.engine.send_step import run_step
-
     step = next(s for s in spec.steps if s.id == step_id)
     try:
         return run_step(_context(token, factory), spec, step, now, journey_id, partition)

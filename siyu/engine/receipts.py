@@ -24,6 +24,7 @@ from siyu.channels.base import (
 from siyu.engine.claims import DELIVERIES, executemany_update
 from siyu.engine.context import EngineContext
 from siyu.engine.optouts import suppress
+from siyu.hooks import run_logger
 from siyu.language.spec import JourneySpec, Step
 from siyu.storage.engine import write_session
 from siyu.storage.models import Delivery
@@ -79,7 +80,7 @@ def send_chunk(
         for (reason, code), ids in held.items():
             record_holds(session, ids, reason, code, _hold(ctx, session, channel, reason, now), now)
     for (reason, _code), ids in held.items():
-        run_logger().warning(
+        run_logger(log).warning(
             "channel %s: the provider refused its %s (%s); %d message(s) held, not failed%s: "
             "fix it in the environment / channels.yaml / the journey, the held messages are "
             "sent on a tick after that",
@@ -112,17 +113,6 @@ def channel_error_receipt(key: str, error: ChannelError) -> Receipt:
         return Receipt(key, "retry", code="channel_unavailable", detail=str(error))
     code = error.code or "misconfigured"
     return Receipt(key, "held", code=code, detail=str(error), auth=error.auth)
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The Prefect run's logger inside a flow or task run (its log in the UI), else ours."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return log
-    from prefect import get_run_logger
-
-    return get_run_logger()  # type: ignore[return-value]
 
 
 _HOLD = (

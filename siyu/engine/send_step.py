@@ -47,7 +47,7 @@ from siyu.engine.assignment import pick_variant
 from siyu.engine.bad_data import BadCustomerData, customer_zone
 from siyu.engine.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
 from siyu.engine.conditions import holds
-from siyu.engine.context import EngineContext
+from siyu.engine.context import WHOLE, EngineContext, Partition
 from siyu.engine.ledger import idempotency_key
 from siyu.engine.pressure import cap_hold, fatigue_hold
 from siyu.engine.quiet_hours import next_allowed
@@ -56,22 +56,11 @@ from siyu.engine.render import TemplateCache, message_limit, render_message
 from siyu.engine.scans import due_rows
 from siyu.engine.step_facts import BatchFacts, Due, load_batch_facts
 from siyu.engine.timing import step_base, step_offset
+from siyu.errors import ConfigError
 from siyu.language.spec import Anchor, JourneySpec, Step
 from siyu.storage.bulk import Statements
 from siyu.storage.engine import read_only_session, write_session
 from siyu.unsubscribe import unsubscribe_url
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One of `count` disjoint slices of a step's enrollments (by id modulo `count`). The
-    slices of a step run in parallel; claiming makes an overlap harmless anyway."""
-
-    index: int = 0
-    count: int = 1
-
-
-WHOLE = Partition()
 
 
 def run_step(
@@ -365,8 +354,6 @@ def _pressure_hold(
 def _unsubscribe_link(customer_id: int, channel: str) -> str:
     """The signed link, or an empty string when no signing key is configured (a template
     that uses it then renders without it; `siyu validate` warns about such templates)."""
-    from siyu.errors import ConfigError
-
     try:
         return unsubscribe_url(customer_id, channel)
     except ConfigError:

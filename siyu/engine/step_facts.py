@@ -14,12 +14,13 @@ from sqlalchemy.orm import Session
 
 from siyu.engine.conditions import ConditionFacts, load_condition_facts, merge_conditions
 from siyu.engine.context import EngineContext
-from siyu.engine.enrollment import as_utc, filtered_source
+from siyu.engine.enrollment import filtered_source
 from siyu.engine.marketer_sql import journey_sql, journeys_dir_of
 from siyu.engine.pressure import ContactHistory, load_history
 from siyu.language.spec import EventFilter, JourneySpec, Step
 from siyu.storage.models import ChannelIdentity, Consent, Customer, Suppression
 from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES
+from siyu.storage.types import as_utc
 
 
 @dataclass

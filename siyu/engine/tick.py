@@ -23,6 +23,7 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, select
 
+from siyu.alerts.breaker import breakers_phase
 from siyu.engine.context import EngineContext
 from siyu.engine.enrollment import (
     close_exits,
@@ -85,8 +86,6 @@ def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
 
 def _breakers(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     """Channel circuit breakers (siyu.alerts.breaker): open, probe or close before sending."""
-    from siyu.alerts.breaker import breakers_phase
-
     return breakers_phase(ctx, [step.send for step in spec.steps], now)
 
 

@@ -44,7 +44,7 @@ class Catalog:
         """None when segments.yaml itself is broken (`siyu segments check` reports it)."""
         if self.segments is not None:
             return self.segments
-        from siyu.errors import SpecError
+        from siyu.language.problems import SpecError
         from siyu.segments.config import load_segments
 
         try:

@@ -662,7 +662,8 @@ def test_prefect_logs_of_a_user_error_are_dropped_during_a_tick() -> None:
     import logging
 
     from siyu.cli.conventions import quiet_user_errors_in_prefect
-    from siyu.errors import ConfigError, SpecError
+    from siyu.errors import ConfigError
+    from siyu.language.problems import SpecError
 
     seen: list[str] = []
 

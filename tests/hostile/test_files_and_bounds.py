@@ -28,10 +28,10 @@ import flows.journey_flow  # noqa: F401  (Prefect's log handler must not be set 
 from siyu.engine.context import EngineContext
 from siyu.engine.render import TemplateCache, message_limit, render_message
 from siyu.engine.tick import run_tick
-from siyu.errors import ConfigError, SpecError
+from siyu.errors import ConfigError
 from siyu.language.check_project import check_project, content_problems
 from siyu.language.loader import Catalog, check_journey_file, load_journey
-from siyu.language.problems import Problem, format_problems
+from siyu.language.problems import Problem, SpecError, format_problems
 from siyu.limits import limits
 from siyu.project import Project
 from siyu.storage.migrate import upgrade

@@ -27,9 +27,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.engine.context import EngineContext
 from siyu.engine.marketer_sql import MarketerSqlError
 from siyu.engine.tick import run_tick, tick_phases
-from siyu.errors import SpecError
 from siyu.language.loader import Catalog, check_journey_file
-from siyu.language.problems import Problem
+from siyu.language.problems import Problem, SpecError
 from siyu.language.spec import JourneySpec
 from siyu.language.where_clause import HARMLESS_FUNCTIONS, HARMLESS_NATIVE, dialect_of, to_dialect
 from siyu.storage.engine import read_only_session, write_session

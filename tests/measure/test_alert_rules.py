@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.alerts.config import AlertsConfig, Rule, load_alerts
 from siyu.alerts.rules import evaluate_rules
-from siyu.errors import SpecError
+from siyu.language.problems import SpecError
 from siyu.storage.models import (
     AlertEvent,
     Event,

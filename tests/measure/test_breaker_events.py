@@ -9,6 +9,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+import tasks  # noqa: F401  (the Prefect layer plugs its event emission into the breaker)
 from siyu.alerts.breaker import evaluate_breakers
 from siyu.alerts.config import Breaker
 from tests.conftest import Shop, local

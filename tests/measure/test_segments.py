@@ -14,8 +14,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.engine.context import EngineContext
 from siyu.engine.tick import run_tick
-from siyu.errors import SpecError
 from siyu.language.loader import check_journey_file
+from siyu.language.problems import SpecError
 from siyu.language.references import Catalog
 from siyu.segments.compute import Purchases, lifecycle_stage, refresh_segments, rfm_tier
 from siyu.segments.config import SegmentsConfig, load_segments
