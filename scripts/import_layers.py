@@ -5,8 +5,8 @@ Usage: python scripts/import_layers.py [--verbose]   (standard library only)
 An arrow is "file A imports file B" for the project's own Python files outside tests/ (every
 import statement counts: module level, in function bodies and under TYPE_CHECKING, as
 import-linter counts them). A package's __init__ imported only on the way to a submodule is not
-an arrow. LAYERS below, top to bottom, is the same order as the import-linter contract in
-pyproject.toml: an arrow from a lower layer to a higher one is reported as upward. Circles are
+an arrow. LAYERS, top to bottom, is read from the import-linter contract in pyproject.toml: an
+arrow from a lower layer to a higher one is reported as upward. Circles are
 the strongly connected components of two or more files.
 """
 
@@ -15,26 +15,27 @@ from __future__ import annotations
 import argparse
 import ast
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SKIP_DIRS = {"tests", ".venv", "var", "scripts", "build", "node_modules"}
 
-# Top to bottom; modules named in one entry (separated by "|") are independent siblings of one
-# layer. A module belongs to the first (longest) prefix that names it.
-LAYERS: list[str] = [
-    "siyu.cli | siyu.demo | bench | db.migrations",
-    "flows",
-    "tasks",
-    "siyu.simulate | siyu.reports | siyu.preview | siyu.pipeline | siyu.importer | siyu.deploy",
-    "siyu.metrics | siyu.alerts | siyu.segments | siyu.graph | siyu.sandbox",
-    "siyu.engine",
-    "siyu.channels | siyu.project",
-    "siyu.language | siyu.policies",
-    "siyu.limits | siyu.errors | siyu.timezones | siyu.unsubscribe | siyu.customer_ref",
-    "siyu.storage",
-]
+# Top to bottom, as the import-linter layers contract in pyproject.toml names them ("|" and ":"
+# separate the siblings of one layer), under the project's code that is no package: the
+# benchmark and Alembic's scripts. A module belongs to the layer of its longest named prefix.
+EXTRA_TOP = ["bench | db.migrations"]
+
+
+def contract_layers() -> list[str]:
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    contracts = config["tool"]["importlinter"]["contracts"]
+    layers = next(c["layers"] for c in contracts if c["type"] == "layers")
+    return [*EXTRA_TOP, *layers]
+
+
+LAYERS = contract_layers()
 
 
 def module_files(root: Path) -> dict[str, Path]:
@@ -92,7 +93,7 @@ def arrows(modules: dict[str, Path]) -> set[tuple[str, str]]:
 def layer_of(module: str) -> int | None:
     best: tuple[int, int] | None = None
     for index, entry in enumerate(LAYERS):
-        for prefix in (p.strip() for p in entry.split("|")):
+        for prefix in (p.strip() for p in entry.replace(":", "|").split("|")):
             if module == prefix or module.startswith(f"{prefix}."):
                 if best is None or len(prefix) > best[1]:
                     best = (index, len(prefix))
