@@ -616,7 +616,7 @@ def test_a_refused_or_cancelled_journey_sql_is_not_retried_but_a_lost_connection
     from prefect.states import Failed
     from sqlalchemy.exc import OperationalError
 
-    from flows.journey_flow import transient
+    from tasks.phases import transient
 
     refused = MarketerSqlError("journeys/x.yaml: entry.where was cancelled after 30 s")
     assert not transient(None, None, Failed(data=refused))
