@@ -127,9 +127,12 @@ def _example_customer(session: Session, journey: str) -> int | None:
 
 
 def run_demo(
-    project: Project, settings: DemoSettings, progress: Callable[[TickProgress], None]
+    project: Project,
+    settings: DemoSettings,
+    progress: Callable[[TickProgress], None],
+    journey_tick: Callable[..., Any],
 ) -> DemoResult:
-    from flows.journey_flow import journey_tick
+    """`journey_tick`: the project's journey flow (the CLI loads it by its entrypoint)."""
     from siyu.sandbox.client import SandboxClient
 
     url = _fresh_database(settings.database)

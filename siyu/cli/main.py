@@ -77,9 +77,9 @@ def tick(
     ] = None,
 ) -> None:
     """Run one tick of a journey through its Prefect flow."""
-    from flows.journey_flow import journey_tick
     from siyu.cli.conventions import local_prefect, quiet_user_errors_in_prefect, require_schema
     from siyu.cli.journey_arg import project_journey
+    from siyu.cli.project_flows import project_flow
     from siyu.language.check_project import content_problems
     from siyu.language.problems import SpecError
     from siyu.project import Project
@@ -93,6 +93,7 @@ def tick(
         raise SpecError(problems)
     moment = parse_moment(now, spec.timezone)
     require_schema()
+    journey_tick = project_flow(project)  # plugs Prefect in (Secret blocks) before the check
     for channel in project.build_channels(channel_base_url).values():  # secrets, URLs
         channel.close()
     with local_prefect(), quiet_user_errors_in_prefect():
@@ -167,6 +168,7 @@ def demo(
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
     from siyu.cli.conventions import local_prefect
     from siyu.cli.demo_output import print_demo_result, tick_progress
+    from siyu.cli.project_flows import project_flow
     from siyu.demo import DemoSettings, run_demo
     from siyu.errors import ConfigError
     from siyu.project import Project
@@ -188,7 +190,8 @@ def demo(
     )
     try:
         with local_prefect(), tick_progress(console) as progress:
-            result = run_demo(Project.find(), settings, progress)
+            project = Project.find()
+            result = run_demo(project, settings, progress, project_flow(project))
     except SiyuError as error:
         _fail(error)
         return
