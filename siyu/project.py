@@ -54,6 +54,7 @@ class Project:
         return sorted([*self.journeys_dir.glob("*.yaml"), *self.journeys_dir.glob("*.yml")])
 
     def channel_names(self) -> set[str]:
+        # deferred: the adapters and httpx cost ~0.1 s of every CLI start
         from siyu.channels.registry import load_channel_config
 
         return set(load_channel_config(self.channels_file).channels)
@@ -165,6 +166,7 @@ class Project:
 
     def policies(self) -> Policies:
         """policies.yaml, plus each channel's platform quota (channels.yaml) as a cap."""
+        # deferred: the adapters and httpx cost ~0.1 s of every CLI start
         from siyu.channels.registry import load_channel_config
 
         policies = load_policies(self.policies_file)
@@ -188,6 +190,7 @@ class Project:
         self, base_url: str | None = None, *, throttle: bool = True
     ) -> dict[str, Channel]:
         """``throttle=False``: no client-side rate limits, only for the local sandbox."""
+        # deferred: the adapters and httpx cost ~0.1 s of every CLI start
         from siyu.channels.registry import build_channels, load_channel_config
 
         url = base_url or os.environ.get("SIYU_CHANNEL_BASE_URL")
