@@ -26,7 +26,7 @@ from siyu.language.problems import SpecError
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.storage.engine import database_url
-from tasks.context import TickSettings, engine_context, journey_spec, release
+from tasks.context import TickSettings, engine_context, journey_spec, tick_resources
 from tasks.phases import PHASE_TASKS, step_task
 
 
@@ -81,7 +81,7 @@ def journey_tick(
         partitions=count,
         processes=bool(processes),
     )
-    try:
+    with tick_resources(settings):  # channel clients, workers, the engine: closed after
         spec = journey_spec(settings, journey)
         problems = content_problems(project, spec)
         if problems:  # e.g. a template edited after deploy now carries a banned claim
@@ -90,8 +90,6 @@ def journey_tick(
             engine_context(settings, slot)
         results = run_tick_tasks(settings, spec, moment)
         summary = _tick_summary(engine_context(settings), spec, moment, results)
-    finally:
-        release(settings)
     _publish_summary(journey, moment, results)
     _publish_graph(spec, summary)
     return results

@@ -13,6 +13,8 @@ the contexts the flow's process built.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -46,6 +48,7 @@ _engines: dict[TickSettings, Engine] = {}
 _contexts: dict[tuple[TickSettings, int], EngineContext] = {}
 _workers: dict[TickSettings, PartitionWorkers] = {}
 _specs: dict[tuple[TickSettings, str, int], JourneySpec] = {}
+_runs: dict[TickSettings, int] = {}  # flow runs of this process using these settings now
 
 
 def project_of(settings: TickSettings) -> Project:
@@ -104,6 +107,24 @@ def journey_spec(settings: TickSettings, journey: str, version: int | None = Non
     with _lock:
         _specs[(settings, journey, spec.version)] = spec
     return spec
+
+
+@contextmanager
+def tick_resources(settings: TickSettings) -> Iterator[None]:
+    """For the length of a flow run: afterwards, when no other run of this process uses the
+    same settings, what was built for them is released."""
+    with _lock:
+        _runs[settings] = _runs.get(settings, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _runs[settings] -= 1
+            last = _runs[settings] == 0
+            if last:
+                del _runs[settings]
+        if last:
+            release(settings)
 
 
 def release(settings: TickSettings) -> None:
