@@ -15,10 +15,12 @@ demo: $(VENV)/installed
 test: $(VENV)/installed
 	$(BIN)/python -m pytest -n 3 --dist loadgroup
 
+# lint-imports runs from the repository's root: flows/ and tasks/ are imported from there.
 lint: $(VENV)/installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 validate: $(VENV)/installed
 	$(BIN)/siyu validate

@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from db.models import Base
+from siyu.engine.enrollment import spec_hash, stored_spec
 from siyu.language.spec import JourneySpec
-from tasks.enrollment import spec_hash, stored_spec
+from siyu.storage.models import Base
 
 CHUNK = 20_000
 CITIES = ("上海", "北京", "杭州", "广州", "深圳", "成都", "武汉", "南京")
@@ -48,7 +48,8 @@ class Shape:
 
 
 def _stamp(value: datetime) -> str:
-    return value.strftime("%Y-%m-%d %H:%M:%S.%f")  # db.types.UTCDateTime's storage on SQLite
+    # siyu.storage.types.UTCDateTime's storage on SQLite
+    return value.strftime("%Y-%m-%d %H:%M:%S.%f")
 
 
 def _rows(shape: Shape, table: str, start: int, stop: int) -> Iterator[tuple[Any, ...]]:

@@ -13,8 +13,8 @@ from datetime import datetime
 from pathlib import Path
 
 from bench.scenario import engine_context, write_project
-from db.engine import make_engine, make_sessionmaker
-from tasks.tick import run_tick
+from siyu.engine.tick import run_tick
+from siyu.storage.engine import make_engine, make_sessionmaker
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -43,15 +43,15 @@ from sqlalchemy import text
 from bench.data import Shape, build
 from bench.sandbox_process import cpu_seconds, sandbox_process
 from bench.scenario import engine_context, worker_context, write_project
-from db.engine import make_engine, make_sessionmaker, write_session
+from siyu.engine.context import EngineContext, Partition
+from siyu.engine.enrollment import ensure_journey
+from siyu.engine.partition_workers import PartitionWorkers
+from siyu.engine.receipts import outcome_labels
+from siyu.engine.send_step import process_batch, run_step, select_due
+from siyu.engine.tick import tick_phases
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.client import SandboxClient
-from tasks.context import EngineContext
-from tasks.enrollment import ensure_journey
-from tasks.partition_workers import PartitionWorkers
-from tasks.receipts import outcome_labels
-from tasks.send_step import Partition, process_batch, run_step, select_due
-from tasks.tick import tick_phases
+from siyu.storage.engine import make_engine, make_sessionmaker, write_session
 
 NOW = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)  # 10:00 in Shanghai
 

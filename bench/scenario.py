@@ -12,10 +12,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.channels.base import Channel
 from siyu.channels.config import ChannelsConfig
 from siyu.channels.registry import build_channels, load_channel_config
+from siyu.engine.context import EngineContext
 from siyu.language.loader import load_journey
 from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
-from tasks.context import EngineContext
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = (
@@ -88,8 +88,9 @@ def engine_context(
 def worker_context(
     database_url: str, workdir: str, sandbox_url: str, batch_size: int = 1000
 ) -> EngineContext:
-    """engine_context() built inside a partition worker process (tasks/partition_workers.py)."""
-    from db.engine import make_engine, make_sessionmaker
+    """engine_context() built inside a partition worker process
+    (siyu/engine/partition_workers.py)."""
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     sessions = make_sessionmaker(make_engine(database_url))
     return engine_context(sessions, Path(workdir), sandbox_url, batch_size=batch_size)

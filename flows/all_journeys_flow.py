@@ -7,9 +7,9 @@ from __future__ import annotations
 from prefect import flow, get_run_logger
 
 from flows.journey_flow import journey_tick, parse_now
-from siyu.errors import SpecError
+from siyu.engine.marketer_sql import MarketerSqlError
+from siyu.language.problems import SpecError
 from siyu.project import Project
-from tasks.marketer_sql import MarketerSqlError
 
 
 @flow(name="all-journeys-tick", log_prints=True)

@@ -24,7 +24,6 @@ from prefect.artifacts import create_table_artifact
 from prefect.states import Completed
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_sessionmaker
 from flows.all_journeys_flow import all_journeys_tick
 from flows.journey_flow import parse_now
 from flows.segments_flow import segments_and_alerts
@@ -40,6 +39,7 @@ from siyu.pipeline.stages import (
     status_of,
 )
 from siyu.project import Project
+from siyu.storage.engine import make_engine, make_sessionmaker
 
 
 class StageFailed(SiyuError):

@@ -1,7 +1,7 @@
 """The compiled journey: one Prefect flow run is one tick of one journey at time `now`.
 
-Each phase of the tick (tasks/tick.py) is one Prefect task named after it — `enroll`,
-`goals`, `exits`, then one task per step id (`join-group`, `day3-care`, ...), then
+Each phase of the tick (siyu/engine/tick.py) is one Prefect task named after it (tasks/phases.py)
+— `enroll`, `goals`, `exits`, then one task per step id (`join-group`, `day3-care`, ...), then
 `complete` — so the Prefect UI shows a run as the journey's own steps. A step's task works
 on batches of recipients, never one task run per recipient.
 
@@ -13,46 +13,21 @@ from __future__ import annotations
 import re
 from collections import Counter
 from datetime import UTC, datetime
-from functools import partial
 from typing import Any
 
-from prefect import State, flow, get_run_logger, task, unmapped
+from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
-from prefect.cache_policies import NO_CACHE
 
-from db.engine import make_engine, make_sessionmaker
-from siyu.errors import SiyuError, SpecError
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import partitions_of, tick_phases
 from siyu.language.check_project import content_problems
+from siyu.language.problems import SpecError
 from siyu.language.spec import JourneySpec
-from siyu.project import Project, worker_context
-from siyu.settings import settings
-from tasks.context import EngineContext
-from tasks.partition_workers import PartitionWorkers
-from tasks.tick import Phase, PhaseResult, partitions_of, tick_phases
-
-# A phase that runs longer has hung (a lost connection, a stuck provider): Prefect fails the
-# attempt and retries it; the ledger makes the retry send nothing twice. A step of 100,000
-# messages takes about a minute on 2 cores (docs/scale.md), so these leave ample room.
-STEP_TIMEOUT = 1800.0
-PHASE_TIMEOUT = 600.0
-
-
-def transient(_task: Any, _task_run: Any, state: State[Any]) -> bool:
-    """Whether a failed phase is worth retrying: a lost connection or a provider's hiccup may
-    pass, a user's error (a journey's SQL refused or cancelled, a journey or template that does
-    not validate) fails the same way again, so it fails the run at once with its message."""
-    error = state.data if isinstance(state.data, BaseException) else None
-    return not isinstance(error, SiyuError)
-
-
-@task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
-def run_phase(ctx: EngineContext, phase: Phase, spec: Any, now: datetime) -> dict[str, int]:
-    result: PhaseResult = phase.run(ctx, spec, now)
-    if result:
-        get_run_logger().info(
-            "%s: %s", phase.name, ", ".join(f"{k}={v}" for k, v in sorted(result.items()))
-        )
-    return dict(result)
+from siyu.project import Project
+from siyu.settings import settings as siyu_settings
+from siyu.storage.engine import database_url
+from tasks.context import TickSettings, engine_context, journey_spec, tick_resources
+from tasks.phases import PHASE_TASKS, step_task
 
 
 def parse_now(now: str | None) -> datetime:
@@ -90,77 +65,59 @@ def journey_tick(
     at one gateway, e.g. the local sandbox. `partitions` (or SIYU_STEP_PARTITIONS) splits
     every step into that many parallel tasks; with `processes` (or
     SIYU_PARTITION_PROCESSES=1) each partition runs in its own worker process, so a large
-    step uses every core (tasks/partition_workers.py). `throttle=False` drops the channels'
+    step uses every core (siyu/engine/partition_workers.py). `throttle=False` drops the channels'
     client-side rate limits: only for the local sandbox (refused for a non-loopback URL).
     """
     moment = parse_now(now)
     project = Project.find()
-    spec = project.journey(journey)
-    problems = content_problems(project, spec)
-    if problems:  # e.g. a template edited after deploy now carries a banned claim
-        raise SpecError(problems)
-    engine = make_engine()
-    count = partitions or settings().step_partitions
-    contexts = [
-        project.engine_context(
-            make_sessionmaker(engine), project.build_channels(channel_base_url, throttle=throttle)
-        )
-        for _ in range(max(count, 1))
-    ]
+    count = max(partitions or siyu_settings().step_partitions, 1)
     if processes is None:
-        processes = settings().partition_processes
-    workers = None
-    if processes and count > 1:
-        factory = partial(
-            worker_context,
-            str(project.root),
-            str(engine.url.render_as_string(False)),
-            channel_base_url,
-        )
-        workers = PartitionWorkers(factory, count)
-        for ctx in contexts:
-            ctx.workers = workers
-    try:
-        results = run_tick_tasks(contexts, spec, moment)
-        summary = _tick_summary(contexts[0], spec, moment, results)
-    finally:
-        if workers is not None:
-            workers.close()
-        for ctx in contexts:
-            for channel in ctx.channels.values():
-                channel.close()
-        engine.dispose()
+        processes = siyu_settings().partition_processes
+    settings = TickSettings(
+        project_dir=str(project.root),
+        database_url=database_url(),
+        channel_base_url=channel_base_url or siyu_settings().channel_base_url,
+        throttle=throttle,
+        partitions=count,
+        processes=bool(processes),
+    )
+    with tick_resources(settings):  # channel clients, workers, the engine: closed after
+        spec = journey_spec(settings, journey)
+        problems = content_problems(project, spec)
+        if problems:  # e.g. a template edited after deploy now carries a banned claim
+            raise SpecError(problems)
+        for slot in range(count):  # the channels' settings are refused here, before any task
+            engine_context(settings, slot)
+        results = run_tick_tasks(settings, spec, moment)
+        summary = _tick_summary(engine_context(settings), spec, moment, results)
     _publish_summary(journey, moment, results)
     _publish_graph(spec, summary)
     return results
 
 
 def run_tick_tasks(
-    contexts: list[EngineContext], spec: JourneySpec, moment: datetime
+    settings: TickSettings, spec: JourneySpec, moment: datetime
 ) -> dict[str, dict[str, int]]:
-    """The tick's phases as Prefect tasks, inside the calling flow. With more than one
-    context, each step's due enrollments are split into that many partitions, mapped over
-    the flow's task runner (threads by default; prefect-dask spreads them over machines: see
-    docs/scale.md). Each partition has its own context, so its own channel clients."""
+    """The tick's phases as Prefect tasks (tasks/phases.py), inside the calling flow. With
+    more than one partition, each step's due enrollments are split into that many tasks,
+    mapped over the flow's task runner (threads by default; their inputs are serialisable, so
+    a process pool or prefect-dask can run them: see docs/scale.md). Each partition has its
+    own context, so its own channel clients."""
     results: dict[str, dict[str, int]] = {}
+    inputs = (settings, spec.journey, spec.version, moment)
     for phase in tick_phases(spec):
-        retries = 3 if phase.kind == "step" else 2
-        phase_task = run_phase.with_options(
-            name=phase.name,
-            task_run_name=phase.name,
-            retries=retries,
-            retry_delay_seconds=[2.0, 5.0, 15.0][:retries],
-            timeout_seconds=STEP_TIMEOUT if phase.kind == "step" else PHASE_TIMEOUT,
-        )
-        parts = partitions_of(phase, len(contexts))
-        if len(parts) == 1:
-            results[phase.name] = phase_task(contexts[0], phase, spec, moment)
+        if phase.step is None:
+            results[phase.name] = PHASE_TASKS[phase.kind](*inputs)
             continue
-        mapped = phase_task.with_options(task_run_name="{phase.name}")
-        futures = mapped.map(contexts, parts, unmapped(spec), unmapped(moment))
+        count = len(partitions_of(phase, settings.partitions))
+        send = step_task(phase.step.id, phase.step.send, count)
+        if count == 1:
+            results[phase.name] = send(*inputs, phase.step.id)
+            continue
+        futures = [send.submit(*inputs, phase.step.id, index, count) for index in range(count)]
         total: Counter[str] = Counter()
-        for counts in futures.result():
-            total.update(counts)
+        for future in futures:
+            total.update(future.result())
         results[phase.name] = dict(total)
     return results
 

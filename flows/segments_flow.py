@@ -14,13 +14,13 @@ from prefect import flow, get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from db.engine import make_engine, make_sessionmaker
 from flows.journey_flow import journey_tick, parse_now
 from siyu.alerts.config import load_alerts
 from siyu.alerts.rules import evaluate_rules
 from siyu.project import Project
 from siyu.segments.compute import refresh_segments
 from siyu.segments.config import load_segments
+from siyu.storage.engine import make_engine, make_sessionmaker
 
 
 @task(cache_policy=NO_CACHE)

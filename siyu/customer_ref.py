@@ -6,8 +6,8 @@ from __future__ import annotations
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Customer
 from siyu.errors import ConfigError
+from siyu.storage.models import Customer
 
 
 def find_customer(session: Session, ref: str | int) -> Customer:

@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select
 
-from db.demo_data import DemoSpec, DemoSummary, generate
-from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
-from db.models import Delivery, Enrollment
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.step_summary import JourneySummary, summarize
 from siyu.settings import export
+from siyu.storage.demo_data import DemoSpec, DemoSummary, generate
+from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.migrate import upgrade
+from siyu.storage.models import Delivery, Enrollment
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -127,9 +127,12 @@ def _example_customer(session: Session, journey: str) -> int | None:
 
 
 def run_demo(
-    project: Project, settings: DemoSettings, progress: Callable[[TickProgress], None]
+    project: Project,
+    settings: DemoSettings,
+    progress: Callable[[TickProgress], None],
+    journey_tick: Callable[..., Any],
 ) -> DemoResult:
-    from flows.journey_flow import journey_tick
+    """`journey_tick`: the project's journey flow (the CLI loads it by its entrypoint)."""
     from siyu.sandbox.client import SandboxClient
 
     url = _fresh_database(settings.database)

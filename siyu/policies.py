@@ -16,10 +16,9 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from siyu.errors import SpecError
 from siyu.language.bounded_yaml import load_settings_yaml
 from siyu.language.positions import position
-from siyu.language.problems import Problem
+from siyu.language.problems import Problem, SpecError
 from siyu.language.spec import Duration
 
 CalendarPeriod = Literal["day", "week", "month"]

@@ -13,15 +13,15 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
-from siyu.errors import ConfigError, SpecError
+from siyu.engine.context import EngineContext
+from siyu.errors import ConfigError
 from siyu.language.loader import check_journey_file, read_journey_yaml
-from siyu.language.problems import Problem, did_you_mean
+from siyu.language.problems import Problem, SpecError, did_you_mean
 from siyu.language.project_files import Refused, read_source
 from siyu.language.references import Catalog
 from siyu.language.spec import JourneySpec
 from siyu.policies import Cap, Policies, load_policies
 from siyu.settings import settings
-from tasks.context import EngineContext
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class Project:
         return sorted([*self.journeys_dir.glob("*.yaml"), *self.journeys_dir.glob("*.yml")])
 
     def channel_names(self) -> set[str]:
+        # deferred: the adapters and httpx cost ~0.1 s of every CLI start
         from siyu.channels.registry import load_channel_config
 
         return set(load_channel_config(self.channels_file).channels)
@@ -165,6 +166,7 @@ class Project:
 
     def policies(self) -> Policies:
         """policies.yaml, plus each channel's platform quota (channels.yaml) as a cap."""
+        # deferred: the adapters and httpx cost ~0.1 s of every CLI start
         from siyu.channels.registry import load_channel_config
 
         policies = load_policies(self.policies_file)
@@ -188,6 +190,7 @@ class Project:
         self, base_url: str | None = None, *, throttle: bool = True
     ) -> dict[str, Channel]:
         """``throttle=False``: no client-side rate limits, only for the local sandbox."""
+        # deferred: the adapters and httpx cost ~0.1 s of every CLI start
         from siyu.channels.registry import build_channels, load_channel_config
 
         url = base_url or settings().channel_base_url
@@ -209,8 +212,9 @@ def _duplicate(name: str, files: list[str]) -> str:
 
 def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
     """The engine context a partition worker process builds for itself
-    (tasks/partition_workers.py): the project at `root`, its own engine and channel clients."""
-    from db.engine import make_engine, make_sessionmaker
+    (siyu/engine/partition_workers.py): the project at `root`, its own engine and channel
+    clients."""
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     project = Project(Path(root))
     return project.engine_context(

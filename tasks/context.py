@@ -1,47 +1,147 @@
-"""What a tick needs besides the database and the clock, gathered in one object."""
+"""What a task receives (settings and ids, all serialisable) and the engine context each
+process builds once from them.
+
+A task never receives an EngineContext or a session: it gets a `TickSettings` (database URL,
+project directory, channel gateway, throttle flag, partitions), the journey's name and version
+and `now`. `engine_context` builds the context on first use in the process that runs the task
+(the flow's own, or a worker of a process or Dask task runner) and keeps it, keyed by those
+settings, until the flow releases it at the end of its run. So Prefect's ProcessPoolTaskRunner
+and prefect-dask can run the tasks; with the default thread runner every task of a run shares
+the contexts the flow's process built.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from datetime import timedelta
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Engine
 
-from siyu.channels.base import Channel
-from siyu.policies import Policies
+from siyu.engine.context import EngineContext
+from siyu.engine.partition_workers import PartitionWorkers
+from siyu.errors import ConfigError
+from siyu.language.spec import JourneySpec
+from siyu.project import Project
+from siyu.project import worker_context as project_worker_context
+from siyu.storage.engine import make_engine, make_sessionmaker
+from tasks.prefect_hooks import install
 
-if TYPE_CHECKING:
-    from tasks.partition_workers import PartitionWorkers
+
+@dataclass(frozen=True)
+class TickSettings:
+    """Where a tick runs: everything a task needs to rebuild its engine context."""
+
+    project_dir: str
+    database_url: str
+    channel_base_url: str | None = None
+    throttle: bool = True
+    partitions: int = 1  # a step's due enrollments split into this many tasks
+    processes: bool = False  # each partition in its own worker process (siyu.engine)
 
 
-@dataclass
-class EngineContext:
-    sessions: sessionmaker[Session]
-    templates_dir: Path
-    channels: dict[str, Channel]
-    batch_size: int = 500  # enrollments handled per transaction inside one step
-    # A step's due enrollments are split into this many partitions, run in parallel by the
-    # Prefect flow (flows/journey_flow.py; docs/scale.md). 1: one task per step.
-    partitions: int = 1
-    # When set, each partition of a step runs in one of these worker processes instead of
-    # the calling thread (tasks/partition_workers.py): every core, not one interpreter lock.
-    workers: PartitionWorkers | None = None
-    # A message whose channel keeps failing is tried this many times (across ticks), then
-    # recorded as failed; never dropped silently.
-    max_attempts: int = 5
-    retry_backoff: timedelta = timedelta(minutes=15)
-    # A claimed `sending` row is left alone by other workers this long (in the tick's clock);
-    # after it, a crashed worker's messages are sent again with the same idempotency key.
-    # Keep it longer than one batch takes to send and shorter than the tick interval.
-    send_lease: timedelta = timedelta(minutes=10)
-    # A WeCom mass message a staff member has not confirmed after this long is failed.
-    pending_timeout: timedelta = timedelta(hours=48)
-    # Goals are looked for in enrollments younger than the goal window plus this margin.
-    goal_grace: timedelta = timedelta(days=7)
-    # Entry and exit events are scanned from the previous tick minus this window, so an event
-    # imported late (with an older timestamp) still counts if it is at most this old at import.
-    late_events: timedelta = timedelta(days=7)
-    channel_params: dict[str, dict[str, str]] = field(default_factory=dict)
-    policies: Policies = field(default_factory=Policies)  # caps, fatigue, opt-out words
+_lock = threading.Lock()
+_engines: dict[TickSettings, Engine] = {}
+_contexts: dict[tuple[TickSettings, int], EngineContext] = {}
+_workers: dict[TickSettings, PartitionWorkers] = {}
+_specs: dict[tuple[TickSettings, str, int], JourneySpec] = {}
+_runs: dict[TickSettings, int] = {}  # flow runs of this process using these settings now
+
+
+def project_of(settings: TickSettings) -> Project:
+    return Project(Path(settings.project_dir))
+
+
+def engine_context(settings: TickSettings, slot: int = 0) -> EngineContext:
+    """The context of partition `slot` (each partition its own channel clients), built once
+    per process."""
+    with _lock:
+        ctx = _contexts.get((settings, slot))
+        if ctx is not None:
+            return ctx
+        engine = _engines.get(settings)
+        if engine is None:
+            engine = _engines[settings] = make_engine(settings.database_url)
+        project = project_of(settings)
+        channels = project.build_channels(settings.channel_base_url, throttle=settings.throttle)
+        ctx = project.engine_context(make_sessionmaker(engine), channels)
+        if settings.processes and settings.partitions > 1:
+            ctx.workers = _partition_workers(settings)
+        _contexts[(settings, slot)] = ctx
+        return ctx
+
+
+def _partition_workers(settings: TickSettings) -> PartitionWorkers:
+    workers = _workers.get(settings)
+    if workers is None:
+        factory = partial(
+            worker_context, settings.project_dir, settings.database_url, settings.channel_base_url
+        )
+        workers = _workers[settings] = PartitionWorkers(factory, settings.partitions)
+    return workers
+
+
+def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
+    """The context a partition worker process builds for itself, with Prefect plugged in
+    there too (a channel's Secret block is read in the worker)."""
+    install()
+    return project_worker_context(root, database_url, channel_base_url)
+
+
+def journey_spec(settings: TickSettings, journey: str, version: int | None = None) -> JourneySpec:
+    """The journey as the flow checked it at the start of its run (read once per process);
+    refused when its file now holds another version."""
+    with _lock:
+        for (known, name, _), spec in _specs.items():
+            if known == settings and name == journey and version in (None, spec.version):
+                return spec
+    spec = project_of(settings).journey(journey)
+    if version is not None and spec.version != version:
+        raise ConfigError(
+            f"journey '{journey}' changed from version {version} to {spec.version} during the "
+            "tick; run again"
+        )
+    with _lock:
+        _specs[(settings, journey, spec.version)] = spec
+    return spec
+
+
+@contextmanager
+def tick_resources(settings: TickSettings) -> Iterator[None]:
+    """For the length of a flow run: afterwards, when no other run of this process uses the
+    same settings, what was built for them is released."""
+    with _lock:
+        _runs[settings] = _runs.get(settings, 0) + 1
+    try:
+        yield
+    finally:
+        with _lock:
+            _runs[settings] -= 1
+            last = _runs[settings] == 0
+            if last:
+                del _runs[settings]
+        if last:
+            release(settings)
+
+
+def release(settings: TickSettings) -> None:
+    """Close what this process built for `settings`: channel clients, worker processes, the
+    database engine; forget the journeys read (a later run reads the files again)."""
+    with _lock:
+        contexts = [ctx for (known, _), ctx in _contexts.items() if known == settings]
+        for slot_key in [key for key in _contexts if key[0] == settings]:
+            del _contexts[slot_key]
+        for spec_key in [key for key in _specs if key[0] == settings]:
+            del _specs[spec_key]
+        workers = _workers.pop(settings, None)
+        engine = _engines.pop(settings, None)
+    if workers is not None:
+        workers.close()
+    for ctx in contexts:
+        for channel in ctx.channels.values():
+            channel.close()
+    if engine is not None:
+        engine.dispose()

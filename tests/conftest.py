@@ -16,13 +16,13 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import make_engine, make_sessionmaker
-from db.models import Base, ChannelIdentity, Consent, Customer, Order
+from siyu.engine.context import EngineContext
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.server import RunningSandbox, start_sandbox
 from siyu.settings import settings
-from tasks.context import EngineContext
+from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.models import Base, ChannelIdentity, Consent, Customer, Order
 from tests.recording_channel import RecordingChannel, recording_channels
 
 ROOT = Path(__file__).resolve().parent.parent

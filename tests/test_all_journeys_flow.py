@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
+from siyu.storage.models import Delivery
 from tests.conftest import ROOT, Shop, local
 
 JOURNEY = (

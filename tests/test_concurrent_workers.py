@@ -14,12 +14,12 @@ from pathlib import Path
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment
 from siyu.channels.base import OutboundMessage, Receipt
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
-from tasks.context import EngineContext
-from tasks.tick import run_tick
+from siyu.storage.models import Delivery, Enrollment
 from tests.conftest import Shop, local
 from tests.recording_channel import RecordingChannel, recording_channels
 

@@ -10,10 +10,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Event
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick, run_ticks_by_priority
 from siyu.policies import Cap, Fatigue, Policies
-from tasks.context import EngineContext
-from tasks.tick import run_tick, run_ticks_by_priority
+from siyu.storage.models import Delivery, Event
 from tests.conftest import ROOT, Shop, local
 from tests.journey_files import write_journey
 from tests.recording_channel import RecordingChannel

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.reports.explain import explain
-from tasks.context import EngineContext
-from tasks.tick import run_tick
 from tests.conftest import Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 

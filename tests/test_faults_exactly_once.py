@@ -25,11 +25,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.scenario import write_project
-from db.engine import write_session
-from db.models import Delivery
+from siyu.engine.enrollment import ensure_journey
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox, start_sandbox
-from tasks.enrollment import ensure_journey
+from siyu.storage.engine import write_session
+from siyu.storage.models import Delivery
 from tests.conftest import ROOT, Shop, local
 
 MESSAGES = 60

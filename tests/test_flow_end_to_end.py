@@ -13,9 +13,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
+from siyu.storage.models import Delivery
 from tests.conftest import ROOT, Shop, local
 
 
@@ -165,7 +165,7 @@ def test_a_template_breaking_the_content_rules_stops_the_tick_before_any_send(
     import shutil
 
     from flows.journey_flow import journey_tick
-    from siyu.errors import SpecError
+    from siyu.language.problems import SpecError
 
     shutil.copytree(ROOT / "templates", tmp_path / "templates")
     shutil.copy(ROOT / "channels.yaml", tmp_path / "channels.yaml")

@@ -11,10 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import read_only_session
-from siyu.errors import SpecError
+from siyu.engine.render import render_message
 from siyu.language.loader import Catalog, load_journey
-from tasks.render import render_message
+from siyu.language.problems import SpecError
+from siyu.storage.engine import read_only_session
 from tests.recording_channel import recording_channels
 
 CUSTOMER = {"id": 1, "name": "王小明", "city": "上海"}
@@ -94,11 +94,11 @@ def test_a_tick_logs_no_personal_data_and_no_secrets(
     caplog: pytest.LogCaptureFixture, tmp_path: Path, database_url: str
 ) -> None:
     from bench.scenario import write_project
-    from db.engine import make_engine, make_sessionmaker
-    from db.models import Base
     from siyu.channels.secrets import SANDBOX_DEV_SECRETS
+    from siyu.engine.tick import run_tick
     from siyu.sandbox.server import start_sandbox
-    from tasks.tick import run_tick
+    from siyu.storage.engine import make_engine, make_sessionmaker
+    from siyu.storage.models import Base
     from tests.conftest import Shop, local
 
     engine = make_engine(database_url)

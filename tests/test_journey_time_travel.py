@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import select
 
-from db.models import Delivery, Enrollment
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.language.spec import JourneySpec
-from tasks.context import EngineContext
-from tasks.tick import run_tick
+from siyu.storage.models import Delivery, Enrollment
 from tests.conftest import Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 

@@ -12,11 +12,19 @@ import pytest
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Consent, Customer, Delivery, Enrollment, Event, Subscription, Suppression
+from siyu.engine.context import EngineContext
+from siyu.engine.optouts import apply_unsubscribe
+from siyu.engine.tick import run_tick
+from siyu.storage.models import (
+    Consent,
+    Customer,
+    Delivery,
+    Enrollment,
+    Event,
+    Subscription,
+    Suppression,
+)
 from siyu.unsubscribe import BadToken, make_token
-from tasks.context import EngineContext
-from tasks.optouts import apply_unsubscribe
-from tasks.tick import run_tick
 from tests.conftest import Shop, canonical_journey, local
 from tests.journey_files import write_journey
 from tests.recording_channel import RecordingChannel
@@ -157,7 +165,7 @@ def test_holdout_and_variants_are_stable_and_weighted(
     assert not set(held) & set(sent_to)
     assert all(body.startswith(offer[c][2].upper() + ":") for c, body in sent_to.items())
     # Same customer, journey and step: same assignment in a new version or a new database.
-    from tasks.assignment import in_holdout, pick_variant
+    from siyu.engine.assignment import in_holdout, pick_variant
 
     assert all(in_holdout(c, "ab", 0.2) for c in held)
     assert all(

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from db.models import Delivery, Suppression
 from siyu.channels.base import ChannelError, OutboundMessage, Receipt
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
-from tasks.context import EngineContext
-from tasks.tick import run_tick
+from siyu.storage.models import Delivery, Suppression
 from tests.conftest import Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 
@@ -193,7 +193,7 @@ def test_idempotency_key_is_the_uuid5_of_journey_enrollment_and_step() -> None:
     inserted before and after a change would disagree with the keys providers have seen."""
     import uuid
 
-    from tasks.ledger import _NAMESPACE, idempotency_key
+    from siyu.engine.ledger import _NAMESPACE, idempotency_key
 
     for journey, step in (("first-purchase-care", "day3_care"), ("生日", "祝福 1"), ("j", "s")):
         for enrollment_id in (1, 42, 10**9 + 7, *range(1000, 1300)):

@@ -1,7 +1,7 @@
 """The send step's hot writes, run below SQLAlchemy's ORM for speed, must store exactly what
-the ORM would: the driver-level multi-row insert (db/bulk.py), receipts grouped into one
-UPDATE per set of values (tasks/receipts.py), and entry events found by primary key
-(db/sources.py). Runs on SQLite, and on PostgreSQL under `.ci/run`."""
+the ORM would: the driver-level multi-row insert (siyu/storage/bulk.py), receipts grouped into one
+UPDATE per set of values (siyu/engine/receipts.py), and entry events found by primary key
+(siyu/storage/sources.py). Runs on SQLite, and on PostgreSQL under `.ci/run`."""
 
 from __future__ import annotations
 
@@ -12,12 +12,12 @@ import pytest
 from sqlalchemy import insert, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-import db.bulk
-from db.bulk import insert_returning
-from db.models import Delivery, Enrollment, Journey, Order
-from db.sources import SOURCES
-from tasks.claims import DELIVERIES, ENROLLMENTS
-from tasks.receipts import record_receipts
+import siyu.storage.bulk
+from siyu.engine.claims import DELIVERIES, ENROLLMENTS
+from siyu.engine.receipts import record_receipts
+from siyu.storage.bulk import insert_returning
+from siyu.storage.models import Delivery, Enrollment, Journey, Order
+from siyu.storage.sources import SOURCES
 from tests.conftest import DAY0, Shop
 
 NOW = DAY0 + timedelta(days=3, hours=2, microseconds=123456)
@@ -83,7 +83,7 @@ def _stored(session: Session) -> list[tuple[Any, ...]]:
 def test_the_driver_insert_stores_what_sqlalchemy_stores(
     sessions: sessionmaker[Session],
 ) -> None:
-    """Same rows, one half through SQLAlchemy's insert and one through db.bulk: read back,
+    """Same rows, one half through SQLAlchemy's insert and one through siyu.storage.bulk: read back,
     every column (timestamps, NULLs, Chinese text) is equal."""
     enrollments = _enrollments(sessions, 4)
     rows = [_delivery(e, c, due_at=NOW - timedelta(days=e)) for e, c in enrollments]
@@ -108,7 +108,7 @@ def test_the_driver_insert_skips_conflicts_and_returns_only_what_it_inserted(
 ) -> None:
     """Rows another worker inserted first are neither overwritten nor returned; statements
     are paged by parameter count (a small page here, so that several pages run)."""
-    monkeypatch.setattr(db.bulk, "MAX_PARAMETERS", 40)  # 2 rows a statement
+    monkeypatch.setattr(siyu.storage.bulk, "MAX_PARAMETERS", 40)  # 2 rows a statement
     enrollments = _enrollments(sessions, 7)
     with sessions() as session, session.begin():
         first = insert_returning(

@@ -8,9 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from siyu.errors import SpecError
 from siyu.language.loader import Catalog, check_journey_file, load_journey
-from siyu.language.problems import Problem
+from siyu.language.problems import Problem, SpecError
 
 ROOT = Path(__file__).resolve().parent.parent
 CHANNELS = {"wecom", "wecom_group_invite", "service_account", "sms", "email", "webhook"}
@@ -196,7 +195,7 @@ def test_every_example_journey_validates() -> None:
 def test_localtime_filter_shows_the_customers_date() -> None:
     from datetime import UTC, datetime
 
-    from tasks.render import render_message
+    from siyu.engine.render import render_message
 
     (ROOT / "templates").is_dir()
     rendered = render_message(

@@ -6,9 +6,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.models import Base
+from siyu.storage.engine import make_engine
+from siyu.storage.migrate import upgrade
+from siyu.storage.models import Base
 
 
 def test_upgrade_head_on_an_empty_database_matches_the_models(database_url: str) -> None:

@@ -1,5 +1,5 @@
 """A step split into partitions, run by the real Prefect flow over HTTP to the sandbox: in
-threads (the default) and in worker processes (tasks/partition_workers.py). Every message
+threads (the default) and in worker processes (siyu/engine/partition_workers.py). Every message
 is sent exactly once, counted at the provider's side, and each partition is a task run."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
+from siyu.storage.models import Delivery
 from tests.conftest import Shop, local
 from tests.test_flow_end_to_end import task_runs
 from tests.test_flow_end_to_end import tick as flow_tick
@@ -71,9 +71,9 @@ def _no_secret_context() -> Any:
 def test_a_worker_error_reaches_the_flow_as_itself(tmp_path: Any) -> None:
     """A worker that cannot build its context (a missing secret, say) fails the partition
     with that error, so Prefect's retry and the operator see the cause."""
+    from siyu.engine.partition_workers import PartitionWorkers
+    from siyu.engine.send_step import Partition
     from siyu.errors import ConfigError
-    from tasks.partition_workers import PartitionWorkers
-    from tasks.send_step import Partition
     from tests.conftest import canonical_journey
     from tests.recording_channel import recording_channels
 
@@ -84,8 +84,7 @@ def test_a_worker_error_reaches_the_flow_as_itself(tmp_path: Any) -> None:
 
 
 def _bad_journey_context() -> Any:
-    from siyu.errors import SpecError
-    from siyu.language.problems import Problem
+    from siyu.language.problems import Problem, SpecError
 
     raise SpecError([Problem("journeys/j.yaml", 3, 9, "unknown-channel", "no channel 'wecon'")])
 
@@ -100,9 +99,9 @@ def test_worker_errors_that_pickling_cannot_rebuild_do_not_break_the_pool(tmp_pa
     """A SpecError reaches the flow as itself, with its problems; an error whose class
     cannot be rebuilt from its message arrives as PartitionWorkerError naming it, and the
     pool still runs the next partition (before, both broke the pool: BrokenProcessPool)."""
-    from siyu.errors import SpecError
-    from tasks.partition_workers import PartitionWorkerError, PartitionWorkers
-    from tasks.send_step import Partition
+    from siyu.engine.partition_workers import PartitionWorkerError, PartitionWorkers
+    from siyu.engine.send_step import Partition
+    from siyu.language.problems import SpecError
     from tests.conftest import canonical_journey
     from tests.recording_channel import recording_channels
 
@@ -125,7 +124,7 @@ def _nothing() -> Any:
 
 def test_warm_up_starts_every_worker() -> None:
     """The benchmark times a step after warm_up(): every worker must be running by then."""
-    from tasks.partition_workers import PartitionWorkers
+    from siyu.engine.partition_workers import PartitionWorkers
 
     with PartitionWorkers(_nothing, 3) as workers:
         assert len(workers.warm_up()) == 3

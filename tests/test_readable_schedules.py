@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from siyu.errors import SpecError
+from siyu.language.problems import SpecError
 from siyu.language.schedules import ScheduleError, to_cron
 from tests.journey_files import write_journey
 from tests.recording_channel import recording_channels

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
-from db.engine import make_engine
 from siyu.errors import ConfigError
 from siyu.settings import settings
+from siyu.storage.engine import make_engine
 
 
 def synchronous_of(path: Path) -> int:

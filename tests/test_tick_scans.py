@@ -1,4 +1,4 @@
-"""The per-tick scans, reshaped for speed (tasks/scans.py, complete_finished), return exactly
+"""The per-tick scans, reshaped for speed (siyu/engine/scans.py, complete_finished), return exactly
 what their former, plainer SQL returned: that SQL is kept here as the reference and both are
 run over a ledger holding every kind of row."""
 
@@ -11,11 +11,11 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment, Journey
+from siyu.engine.enrollment import complete_finished
+from siyu.engine.send_step import Partition, due_from_row, select_due
+from siyu.engine.step_facts import Due
 from siyu.language.spec import Anchor, JourneySpec, Step
-from tasks.enrollment import complete_finished
-from tasks.send_step import Partition, due_from_row, select_due
-from tasks.step_facts import Due
+from siyu.storage.models import Delivery, Enrollment, Journey
 from tests.conftest import DAY0, Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 

@@ -1,6 +1,6 @@
 """UTCDateTime: aware UTC in Python on both databases; on SQLite the stored text is exactly
 what SQLAlchemy's own DateTime writes, so rows written before the fast processors (and by
-raw SQL in bench/data.py and db/demo_data.py) read back the same."""
+raw SQL in bench/data.py and siyu/storage/demo_data.py) read back the same."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from sqlalchemy import Column, DateTime, Integer, MetaData, Table, select, text
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.types import UTCDateTime
+from siyu.storage.types import UTCDateTime
 
 MOMENTS = [
     datetime(2026, 12, 1, 2, 0, tzinfo=UTC),  # microsecond 0: isoformat would drop it

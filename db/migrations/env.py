@@ -1,11 +1,11 @@
-"""Alembic environment: migrations for the models in db.models."""
+"""Alembic environment: migrations for the models in siyu.storage.models."""
 
 from __future__ import annotations
 
 from alembic import context
 
-from db.engine import make_engine
-from db.models import Base
+from siyu.storage.engine import make_engine
+from siyu.storage.models import Base
 
 config = context.config
 target_metadata = Base.metadata

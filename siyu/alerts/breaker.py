@@ -28,17 +28,29 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AlertEvent, ChannelBreaker, Delivery, DeliveryStatus, ReasonCode
 from siyu.alerts.config import Breaker, load_alerts
 from siyu.errors import SiyuError
-from tasks.context import EngineContext
+from siyu.hooks import hooks
+from siyu.storage.models import AlertEvent, ChannelBreaker, Delivery, DeliveryStatus, ReasonCode
 
 log = logging.getLogger(__name__)
+
+
+class EngineContext(Protocol):
+    """What the breaker needs of the engine's context (siyu.engine.context.EngineContext)."""
+
+    @property
+    def sessions(self) -> sessionmaker[Session]: ...
+
+    @property
+    def templates_dir(self) -> Path: ...
+
+
 PROBE_RECHECK = timedelta(minutes=1)
 
 
@@ -197,27 +209,7 @@ def _announce(
             detail=detail,
         )
     )
-    emit_prefect_event(f"siyu.channel.circuit.{what}", breaker.channel, now, detail)
-
-
-def emit_prefect_event(name: str, channel: str, now: datetime, detail: dict[str, Any]) -> None:
-    """Inside a Prefect flow or task run only: elsewhere (tests, backtests) Prefect would
-    start a temporary server just to receive it. The alert_events row is kept regardless."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return
-    try:
-        from prefect.events import emit_event
-
-        emit_event(
-            event=name,
-            resource={"prefect.resource.id": f"siyu.channel.{channel}"},
-            occurred=now,
-            payload={k: str(v) for k, v in detail.items()},
-        )
-    except Exception as error:  # no Prefect API reachable: the alert event row remains
-        log.warning("could not emit the Prefect event %s: %s", name, error)
+    hooks.emit_event(f"siyu.channel.circuit.{what}", breaker.channel, now, detail)
 
 
 @dataclass

@@ -29,9 +29,8 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationError, model_validator
 
-from siyu.errors import SpecError
 from siyu.language.positions import position
-from siyu.language.problems import Problem, did_you_mean
+from siyu.language.problems import Problem, SpecError, did_you_mean
 from siyu.language.spec import SLUG, Duration, Share, _Strict
 from siyu.segments.yaml_errors import load_yaml, validation_problems
 

@@ -16,8 +16,8 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, Event, Order, SegmentMembership
-from tasks.enrollment import as_utc
+from siyu.storage.models import Delivery, Event, Order, SegmentMembership
+from siyu.storage.types import as_utc
 
 INTERACTIONS = ("link_clicked", "sms_reply", "coupon_claimed", "group_joined", "browse")
 

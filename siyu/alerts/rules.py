@@ -17,9 +17,9 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import AlertEvent, FollowUpTask, MetricObservation
 from siyu.alerts.config import AlertsConfig, Rule
 from siyu.alerts.metrics import MetricValue, churn_rate, wecom_unread_rate
+from siyu.storage.models import AlertEvent, FollowUpTask, MetricObservation
 
 StartJourney = Callable[[str], object]
 SHANGHAI = ZoneInfo("Asia/Shanghai")

@@ -61,7 +61,8 @@ class Channel(Protocol):
     `max_batch` and must return exactly one receipt per message, in any order."""
 
     name: str  # the name journeys use in `send:` (wecom, sms, ...)
-    identity_kind: str  # which channel identity of a customer it addresses (see db.models)
+    # which channel identity of a customer it addresses (see siyu.storage.models)
+    identity_kind: str
     max_batch: int
 
     def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Receipt]: ...

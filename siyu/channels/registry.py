@@ -54,10 +54,10 @@ from siyu.channels.wechat import MiniprogramChannel, ServiceAccountChannel, WeCh
 from siyu.channels.wecom import WecomChannel, WecomGroupInviteChannel
 from siyu.channels.wecom_api import WeComApi
 from siyu.channels.wecom_staff import WecomStaffChannel
-from siyu.errors import ConfigError, SpecError
+from siyu.errors import ConfigError
 from siyu.language.bounded_yaml import load_settings_yaml
 from siyu.language.positions import position
-from siyu.language.problems import did_you_mean, format_problem
+from siyu.language.problems import SpecError, did_you_mean, format_problem
 
 
 class ChannelConfigError(ConfigError, ValueError):

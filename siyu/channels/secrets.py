@@ -17,6 +17,8 @@ import re
 import threading
 from typing import Any
 
+from siyu.hooks import hooks
+
 # SANDBOX ONLY. Never valid anywhere but the local sandbox gateway (siyu.sandbox).
 SANDBOX_DEV_SECRETS: dict[str, str] = {
     "wecom": "sandbox-only-wecom-secret",
@@ -66,11 +68,8 @@ def from_env(name: str) -> Secret | None:
 
 
 def from_prefect_block(name: str) -> Secret:
-    """Load a Prefect ``Secret`` block. Imported lazily: Prefect is heavy and only needed here."""
-    from prefect.blocks.system import Secret as PrefectSecret
-
-    block: Any = PrefectSecret.load(name)  # sync in a sync context
-    return Secret(str(block.get()), f"prefect-block:{name}")
+    """A Prefect ``Secret`` block, read by the hook the Prefect layer installs (siyu.hooks)."""
+    return Secret(hooks.read_secret_block(name), f"prefect-block:{name}")
 
 
 # --- redaction ----------------------------------------------------------------------------------

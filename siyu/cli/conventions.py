@@ -62,7 +62,7 @@ def _schema_error(error: Exception) -> str | None:
     """The one line for a database that has no siyu tables (never migrated), else None."""
     text = str(getattr(error, "orig", error)).lower()
     if "no such table" in text or ("relation" in text and "does not exist" in text):
-        from db.engine import database_url
+        from siyu.storage.engine import database_url
 
         return (
             f"the database {shown_url(database_url())} has no siyu tables yet: "
@@ -72,7 +72,7 @@ def _schema_error(error: Exception) -> str | None:
 
 
 def _database_error(error: Exception) -> str:
-    from db.engine import database_url
+    from siyu.storage.engine import database_url
 
     first = str(getattr(error, "orig", error)).strip().splitlines()[0:1]
     return f"cannot use the database {shown_url(database_url())}: {''.join(first)}"
@@ -148,7 +148,7 @@ def cli_command(*, database: bool = False, tables: bool = False) -> Callable[[F]
 
 def _prepared(function: Callable[..., Any], database: bool, tables: bool) -> Callable[..., Any]:
     def run(*args: Any, **kwargs: Any) -> Any:
-        from db.engine import database_url
+        from siyu.storage.engine import database_url
 
         if database:
             check_database_url(database_url())
@@ -266,7 +266,7 @@ def require_schema() -> None:
     a tick on it would fail deep inside the flow with SQL errors."""
     from sqlalchemy import inspect as inspect_db
 
-    from db.engine import database_url, make_engine
+    from siyu.storage.engine import database_url, make_engine
 
     url = database_url()
     if missing_sqlite_file(url):
@@ -303,7 +303,7 @@ def _current_revision(engine: Any) -> str | None:
 def _head_revision() -> str | None:
     from alembic.script import ScriptDirectory
 
-    from db.migrate import alembic_config
+    from siyu.storage.migrate import alembic_config
 
     return ScriptDirectory.from_config(alembic_config()).get_current_head()
 

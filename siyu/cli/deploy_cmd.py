@@ -10,6 +10,20 @@ from siyu.cli.conventions import cli_command
 console = Console(soft_wrap=True)
 
 
+def check_with_prefect(text: str) -> list[str]:
+    """Errors Prefect's own prefect.yaml model finds (empty: `prefect deploy` can read it)."""
+    from prefect.cli.deploy._models import PrefectYamlModel  # Prefect is slow to import
+    from pydantic import ValidationError
+    from ruamel.yaml import YAML
+
+    data = YAML(typ="safe").load(text)
+    try:
+        PrefectYamlModel.model_validate(data)
+    except ValidationError as error:
+        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
+    return []
+
+
 @cli_command()
 def deploy_command() -> None:
     """Write or update prefect.yaml: one deployment per journey (schedule, time zone).
@@ -30,7 +44,7 @@ def deploy_command() -> None:
         raise typer.Exit(1)
     files = project.journeys_by_name()
     changes = write_prefect_yaml(
-        project.root, {name: (specs[name], files[name][1]) for name in specs}
+        project.root, {name: (specs[name], files[name][1]) for name in specs}, check_with_prefect
     )
     for label, names in (
         ("added", changes.added),

@@ -77,11 +77,11 @@ def tick(
     ] = None,
 ) -> None:
     """Run one tick of a journey through its Prefect flow."""
-    from flows.journey_flow import journey_tick
     from siyu.cli.conventions import local_prefect, quiet_user_errors_in_prefect, require_schema
     from siyu.cli.journey_arg import project_journey
-    from siyu.errors import SpecError
+    from siyu.cli.project_flows import project_flow
     from siyu.language.check_project import content_problems
+    from siyu.language.problems import SpecError
     from siyu.project import Project
 
     # Everything a user can get wrong is checked here, before the flow starts: inside it,
@@ -93,6 +93,7 @@ def tick(
         raise SpecError(problems)
     moment = parse_moment(now, spec.timezone)
     require_schema()
+    journey_tick = project_flow(project)  # plugs Prefect in (Secret blocks) before the check
     for channel in project.build_channels(channel_base_url).values():  # secrets, URLs
         channel.close()
     with local_prefect(), quiet_user_errors_in_prefect():
@@ -110,11 +111,11 @@ def summary(
     journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
 ) -> None:
     """Per-step counts from the send ledger: sent, pending, failed, skipped by reason."""
-    from db.engine import make_engine, make_sessionmaker
     from siyu.cli.journey_arg import project_journey
     from siyu.cli.tables import summary_table
     from siyu.project import Project
     from siyu.reports.step_summary import summarize
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     spec = project_journey(Project.find(), journey)
     engine = make_engine()
@@ -133,11 +134,11 @@ def explain(
     ] = None,
 ) -> None:
     """Every decision about one customer in one journey, with its reason."""
-    from db.engine import make_engine, make_sessionmaker
     from siyu.cli.journey_arg import project_journey
     from siyu.customer_ref import find_customer
     from siyu.project import Project
     from siyu.reports.explain import explain as explain_customer
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     spec = project_journey(Project.find(), journey)
     moment = parse_moment(now, spec.timezone)
@@ -167,6 +168,7 @@ def demo(
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
     from siyu.cli.conventions import local_prefect
     from siyu.cli.demo_output import print_demo_result, tick_progress
+    from siyu.cli.project_flows import project_flow
     from siyu.demo import DemoSettings, run_demo
     from siyu.errors import ConfigError
     from siyu.project import Project
@@ -188,7 +190,8 @@ def demo(
     )
     try:
         with local_prefect(), tick_progress(console) as progress:
-            result = run_demo(Project.find(), settings, progress)
+            project = Project.find()
+            result = run_demo(project, settings, progress, project_flow(project))
     except SiyuError as error:
         _fail(error)
         return
@@ -217,8 +220,8 @@ def unsubscribe(
     The customer is suppressed on that channel, or on all, before the next send."""
     from datetime import UTC, datetime
 
-    from db.engine import make_engine, make_sessionmaker
-    from tasks.optouts import apply_unsubscribe
+    from siyu.engine.optouts import apply_unsubscribe
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():
@@ -232,9 +235,9 @@ def unsubscribe(
 @cli_command(database=True)
 def db_upgrade() -> None:
     """Create the database's tables, or apply the migrations it lacks (Alembic)."""
-    from db.engine import database_url
-    from db.migrate import upgrade
     from siyu.cli.conventions import shown_url
+    from siyu.storage.engine import database_url
+    from siyu.storage.migrate import upgrade
 
     upgrade()
     console.print(f"database {shown_url(database_url())} is up to date")
@@ -254,9 +257,9 @@ def db_seed(
     from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from db.demo_data import around_now, generate
-    from db.engine import database_url, make_engine, make_sessionmaker
     from siyu.cli.conventions import shown_url
+    from siyu.storage.demo_data import around_now, generate
+    from siyu.storage.engine import database_url, make_engine, make_sessionmaker
 
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():

@@ -25,7 +25,6 @@ def preview_command(
     ] = None,
 ) -> None:
     """Render one step's message as the engine would, for a real customer or sample data."""
-    from db.engine import database_url, make_engine, make_sessionmaker
     from siyu.cli.conventions import missing_sqlite_file
     from siyu.cli.journey_arg import resolve_journey
     from siyu.preview.render_preview import (
@@ -34,6 +33,7 @@ def preview_command(
         preview_sample,
     )
     from siyu.project import Project
+    from siyu.storage.engine import database_url, make_engine, make_sessionmaker
 
     project = Project.find()
     spec = resolve_journey(project, journey)

@@ -29,10 +29,10 @@ def report_command(
 
     Funnel, daily sends by channel, conversion over time, experiment results (treated vs
     holdout, variants) with intervals and p-values."""
-    from db.engine import make_engine, make_sessionmaker
     from siyu.cli.journey_arg import project_journey
     from siyu.project import Project
     from siyu.reports.html_report import render_report
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     started = time.perf_counter()
     spec = project_journey(Project.find(), journey)
@@ -54,8 +54,8 @@ def clicks_sync(
 ) -> None:
     """Pull the clicks the redirect endpoint logged and record them as `link_clicked`
     events (forged links are dropped; running it again adds nothing twice)."""
-    from db.engine import make_engine, make_sessionmaker
     from siyu.metrics.clicks import fetch_clicks, record_clicks
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     clicks = fetch_clicks(source)
     engine = make_engine()

@@ -45,10 +45,10 @@ def segments_refresh(
     ] = None,
 ) -> None:
     """Recompute every customer's segments now and record who entered and left."""
-    from db.engine import make_engine, make_sessionmaker
     from siyu.project import Project
     from siyu.segments.compute import refresh_segments
     from siyu.segments.config import load_segments
+    from siyu.storage.engine import make_engine, make_sessionmaker
 
     config = load_segments(Project.find().root / "segments.yaml")
     moment = parse_moment(now, DEFAULT_ZONE)
@@ -91,8 +91,8 @@ def alerts_follow_ups() -> None:
     """The open follow-up tasks for staff, oldest first."""
     from sqlalchemy import select
 
-    from db.engine import make_engine, make_sessionmaker
-    from db.models import Customer, FollowUpTask
+    from siyu.storage.engine import make_engine, make_sessionmaker
+    from siyu.storage.models import Customer, FollowUpTask
 
     table = Table("task", "rule", "customer", "channel", "note", "created")
     engine = make_engine()

@@ -73,11 +73,11 @@ def simulate_command(
     Every tick runs the real engine (enroll, goals, exits, every step's rules and rendering)
     through channels that only count. The database itself is not changed.
     """
-    from db.engine import database_url
     from siyu.cli.journey_arg import resolve_journey
     from siyu.language.channel_kinds import channel_kinds
     from siyu.project import Project
     from siyu.simulate.runner import simulate
+    from siyu.storage.engine import database_url
 
     project = Project.find()
     specs = [resolve_journey(project, journey)]

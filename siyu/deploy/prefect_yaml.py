@@ -3,12 +3,14 @@ flow's entrypoint, `journey` as parameter, the cron schedule in the journey's ti
 
 The file is edited, not regenerated: comments, hand-written keys (tags, concurrency limits,
 job variables) and other deployments are kept. A deployment of the journey flow whose journey
-file is gone is removed. The result is checked with Prefect's own prefect.yaml model.
+file is gone is removed. The result is checked with Prefect's own prefect.yaml model (the
+check is passed in by the CLI, siyu.cli.deploy_cmd: the library does not import Prefect).
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -138,24 +140,17 @@ def _plain(node: Any) -> Any:
     return node
 
 
-def check_with_prefect(text: str) -> list[str]:
-    """Errors Prefect's own prefect.yaml model finds (empty: `prefect deploy` can read it)."""
-    from prefect.cli.deploy._models import PrefectYamlModel
-    from pydantic import ValidationError
-
-    data = YAML(typ="safe").load(text)
-    try:
-        PrefectYamlModel.model_validate(data)
-    except ValidationError as error:
-        return [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()]
-    return []
-
-
-def write_prefect_yaml(root: Path, journeys: dict[str, tuple[JourneySpec, str]]) -> DeployChanges:
+def write_prefect_yaml(
+    root: Path,
+    journeys: dict[str, tuple[JourneySpec, str]],
+    check: Callable[[str], list[str]],
+) -> DeployChanges:
+    """`check` returns the errors Prefect's own model finds in the text (siyu.cli.deploy_cmd's
+    check_with_prefect: the library does not import Prefect)."""
     path = root / "prefect.yaml"
     current = path.read_text(encoding="utf-8") if path.is_file() else None
     text, changes = update_prefect_yaml(current, journeys)
-    errors = check_with_prefect(text)
+    errors = check(text)
     if errors:
         raise ConfigError("prefect.yaml would not load in Prefect: " + "; ".join(errors))
     if text != current:

@@ -26,8 +26,6 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from db.models import IDENTITY_KINDS, ChannelIdentity, Consent, Customer, Event, Order
-from db.sources import BEHAVIOUR_EVENTS
 from siyu.errors import ConfigError, SiyuError
 from siyu.importer.limits import ImportLimits, import_limits
 from siyu.importer.mapping import FIELDS, Mapping
@@ -45,6 +43,8 @@ from siyu.importer.parse import (
 from siyu.importer.reader import CsvRecords, Record
 from siyu.language.problems import did_you_mean
 from siyu.preview.masking import mask_text, mask_value
+from siyu.storage.models import IDENTITY_KINDS, ChannelIdentity, Consent, Customer, Event, Order
+from siyu.storage.sources import BEHAVIOUR_EVENTS
 
 Progress = Callable[[int], None]  # called with the bytes read so far
 PROGRESS_EVERY = 1000  # rows between progress calls

@@ -12,9 +12,9 @@ from sqlalchemy import Engine, inspect, make_url, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from db.engine import database_url, make_engine, make_sessionmaker
 from siyu.errors import ConfigError
 from siyu.importer.csv_import import ImportAborted
+from siyu.storage.engine import database_url, make_engine, make_sessionmaker
 
 TABLES = ("customers", "channel_identities", "consents", "orders", "events")
 UPGRADE = "run `siyu db upgrade` first"
@@ -76,7 +76,7 @@ def _require_schema(engine: Engine, shown: str) -> None:
 def _head() -> str | None:
     from alembic.script import ScriptDirectory
 
-    from db.migrate import alembic_config
+    from siyu.storage.migrate import alembic_config
 
     return ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
 

@@ -12,8 +12,7 @@ from typing import Any
 from ruamel.yaml import YAML
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
 
-from siyu.errors import SpecError
-from siyu.language.problems import Problem
+from siyu.language.problems import Problem, SpecError
 from siyu.language.project_files import Refused, read_source
 from siyu.limits import limits
 

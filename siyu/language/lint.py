@@ -17,21 +17,21 @@ import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from db.sources import CUSTOMER_COLUMNS
-from db.sources import entry_columns as entry_columns_of
 from siyu.graph.model import build_graph, unreachable
 from siyu.language.lint_config import LintConfig
 from siyu.language.problems import Problem
 from siyu.language.project_files import Refused, named_in, read_source
 from siyu.language.spec import JourneySpec, Step
 from siyu.language.templates_check import check_template_fields
+from siyu.storage.sources import CUSTOMER_COLUMNS
+from siyu.storage.sources import entry_columns as entry_columns_of
 
 Locate = Callable[[tuple[str | int, ...]], tuple[int, int]]
 _SIGNATURE = re.compile(r"^【[^】]{2,16}】")
 
 
 def required_consent(step: Step) -> str | None:
-    """The consent purpose the engine checks before sending this step (tasks/send_step.py):
+    """The consent purpose the engine checks before sending this step (siyu/engine/send_step.py):
     marketing steps need `marketing` consent, notifications none. The one place to extend
     when steps can name their own consent purpose."""
     return "marketing" if step.purpose == "marketing" else None

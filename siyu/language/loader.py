@@ -12,10 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
-from siyu.errors import SpecError
 from siyu.language.bounded_yaml import read_yaml
 from siyu.language.positions import position
-from siyu.language.problems import Problem, did_you_mean
+from siyu.language.problems import Problem, SpecError, did_you_mean
 from siyu.language.references import Catalog, check_references
 from siyu.language.spec import (
     AllCondition,

@@ -7,6 +7,7 @@ import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from siyu.errors import SiyuError
 from siyu.language.project_files import admitted_text
 
 
@@ -64,3 +65,14 @@ def format_problems(problems: list[Problem]) -> str:
     body = "\n\n".join(format_problem(p) for p in ordered)
     n, m = len(ordered), len(files)
     return f"{body}\n\n{n} error{'s' if n != 1 else ''} in {m} file{'s' if m != 1 else ''}"
+
+
+class SpecError(SiyuError):
+    """One or more problems in journey or settings files, shown together."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = problems
+        super().__init__(format_problems(problems))
+
+    def __reduce__(self) -> tuple[type[SpecError], tuple[list[Problem]]]:
+        return SpecError, (self.problems,)  # rebuilt from its problems (worker processes)

@@ -11,12 +11,12 @@ from typing import Any
 
 from ruamel.yaml.comments import CommentedMap
 
-from db.sources import CUSTOMER_COLUMNS, SOURCES
 from siyu.language.positions import position
-from siyu.language.problems import Problem, did_you_mean
+from siyu.language.problems import Problem, SpecError, did_you_mean
 from siyu.language.project_files import Refused, check_file, named_in
 from siyu.language.templates_check import check_template
 from siyu.language.where_clause import check_where, dialect_of
+from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES
 
 Loc = tuple[str | int, ...]
 
@@ -36,7 +36,7 @@ class Catalog:
     def sql_dialect(self) -> str:
         if self.dialect is not None:
             return dialect_of(self.dialect)
-        from db.engine import database_url
+        from siyu.storage.engine import database_url
 
         return dialect_of(database_url())
 
@@ -44,8 +44,7 @@ class Catalog:
         """None when segments.yaml itself is broken (`siyu segments check` reports it)."""
         if self.segments is not None:
             return self.segments
-        from siyu.errors import SpecError
-        from siyu.segments.config import load_segments
+        from siyu.segments.config import load_segments  # only when a journey names a segment
 
         try:
             return load_segments(self.templates_dir.parent / "segments.yaml").names()

@@ -64,7 +64,7 @@ class _Strict(BaseModel):
 
 
 class EventFilter(_Strict):
-    """Rows of an event source (see db.sources), optionally narrowed by a SQL condition on
+    """Rows of an event source (see siyu.storage.sources), optionally narrowed by a SQL condition on
     the source's columns."""
 
     event: str

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from jinja2 import TemplateSyntaxError, meta, nodes
 
+from siyu.engine.render import CONTEXT_NAMES, make_environment
 from siyu.language.problems import Problem, did_you_mean
 from siyu.language.project_files import Refused, read_source
-from tasks.render import CONTEXT_NAMES, make_environment
 
 
 def check_template(path: Path, folder: Path | None = None) -> Iterator[Problem]:

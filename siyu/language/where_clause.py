@@ -6,8 +6,8 @@ unknown or unlisted functions (nextval, setval, pg_sleep, randomblob, load_exten
 bind markers (`:x`, `?`, `%s`, `$1`, `@x`), `[col]` quoting — is refused before it runs.
 The condition is then re-printed in the database's own dialect.
 
-The database still runs it read-only under a statement timeout (db.engine.read_only_session):
-this check is the first line, not the only one."""
+The database still runs it read-only under a statement timeout
+(siyu.storage.engine.read_only_session): this check is the first line, not the only one."""
 
 from __future__ import annotations
 

@@ -15,9 +15,9 @@ import httpx
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Customer, Event
 from siyu.errors import ConfigError
 from siyu.metrics.links import BadLink, read_link_token
+from siyu.storage.models import Customer, Event
 
 
 @dataclass

@@ -25,9 +25,15 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, DeliveryStatus, Enrollment, Event, ReasonCode
 from siyu.language.spec import JourneySpec
-from siyu.reports.step_summary import reason_group
+from siyu.storage.models import (
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    Event,
+    ReasonCode,
+    reason_group,
+)
 
 ATTEMPTED = ("sent", "pending")
 

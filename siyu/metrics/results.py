@@ -16,9 +16,9 @@ from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement
 
-from db.models import Delivery, Enrollment
 from siyu.language.spec import JourneySpec
 from siyu.metrics.experiments import Arm, Comparison, compare
+from siyu.storage.models import Delivery, Enrollment
 
 
 @dataclass(frozen=True)

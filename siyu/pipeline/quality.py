@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy import distinct, func, or_, select
 from sqlalchemy.orm import Session
 
-from db.models import ChannelIdentity, Consent, Customer, Event, Order
+from siyu.storage.models import ChannelIdentity, Consent, Customer, Event, Order
 
 MISSING_WARN = 0.05
 

@@ -15,8 +15,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import PipelineRun
 from siyu.errors import SiyuError
+from siyu.storage.models import PipelineRun
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 ORDER = ("sync", "clean", "journeys")

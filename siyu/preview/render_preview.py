@@ -1,5 +1,5 @@
 """`siyu preview`: one step's message for one customer, rendered by the engine's own
-renderer (tasks.render) with the customer's row and their entry event, personal data masked.
+renderer (siyu.engine.render) with the customer's row and their entry event, personal data masked.
 With no database, sample data stands in."""
 
 from __future__ import annotations
@@ -13,14 +13,14 @@ from typing import Any
 from sqlalchemy import inspect, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import ChannelIdentity, Customer, Enrollment
-from db.sources import CUSTOMER_COLUMNS, SOURCES, entry_columns
 from siyu.customer_ref import find_customer
+from siyu.engine.marketer_sql import marketer_read
+from siyu.engine.render import render_message
 from siyu.language.spec import JourneySpec, Step
 from siyu.language.where_clause import to_dialect
 from siyu.preview.masking import mask_text, mask_value
-from tasks.marketer_sql import marketer_read
-from tasks.render import render_message
+from siyu.storage.models import ChannelIdentity, Customer, Enrollment
+from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES, entry_columns
 
 SAMPLE_CUSTOMER: dict[str, Any] = {
     "id": 0,

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from db.models import Customer, Delivery, Enrollment, Journey, ReasonCode, reason_text
+from siyu.engine.enrollment import spec_of
 from siyu.language.durations import format_duration
 from siyu.language.spec import Anchor, JourneySpec
+from siyu.storage.models import Customer, Delivery, Enrollment, Journey, ReasonCode, reason_text
 from siyu.timezones import is_time_zone
 from siyu.timezones import zone as time_zone
-from tasks.enrollment import spec_of
 
 
 def _reason_words(code: ReasonCode | None, detail: str | None, channel: str) -> str:

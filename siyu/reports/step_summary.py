@@ -8,8 +8,13 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, DeliveryStatus, Enrollment, ReasonCode, reason_text
 from siyu.language.spec import JourneySpec
+from siyu.storage.models import (
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    reason_group,
+)
 
 
 @dataclass
@@ -30,19 +35,6 @@ class JourneySummary:
     completed: int
     goal_reached: int
     steps: list[StepSummary]
-
-
-# Reasons counted by their code alone: their detail is free text (a template's error, a
-# provider's code) that would split one cause into many lines.
-_BY_CODE = (ReasonCode.RENDER_ERROR, ReasonCode.RETRY)
-
-
-def reason_group(code: ReasonCode | None, detail: str | None) -> str:
-    """The line a reason is counted under: 'render_error' for every render error, else the
-    reason itself ('no_consent:marketing')."""
-    if code in _BY_CODE:
-        return str(code)
-    return reason_text(code, detail) or "unknown"
 
 
 def summarize(session: Session, spec: JourneySpec) -> JourneySummary:

@@ -34,7 +34,7 @@ def run(host: str = "127.0.0.1", port: int = 8765, state_file: Path | None = Non
     """Serve the sandbox gateway until interrupted (Ctrl-C). Unsubscribe links are applied
     to the project's database (SIYU_DATABASE_URL), as `siyu unsubscribe TOKEN` would.
     `state_file` (written by `siyu demo`), when given, is loaded, so the inbox shows it."""
-    from db.engine import database_url
+    from siyu.storage.engine import database_url
 
     check_loopback(host)
     state, loaded = load_state(state_file)

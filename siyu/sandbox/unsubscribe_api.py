@@ -40,8 +40,8 @@ class _Database:
         self._lock = threading.Lock()
 
     def apply(self, token: str) -> None:
-        from db.engine import make_engine, make_sessionmaker, write_session
-        from tasks.optouts import apply_unsubscribe
+        from siyu.engine.optouts import apply_unsubscribe
+        from siyu.storage.engine import make_engine, make_sessionmaker, write_session
 
         with self._lock:
             if self._sessions is None:

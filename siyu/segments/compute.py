@@ -21,9 +21,9 @@ from sqlalchemy import String, cast, func, insert, literal, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Subquery
 
-from db.models import Customer, Event, Order, SegmentMembership
 from siyu.segments.config import SegmentsConfig
-from tasks.enrollment import as_utc
+from siyu.storage.models import Customer, Event, Order, SegmentMembership
+from siyu.storage.types import as_utc
 
 
 @dataclass(frozen=True)

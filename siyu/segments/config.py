@@ -23,7 +23,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from siyu.errors import SpecError
+from siyu.language.problems import SpecError
 from siyu.language.spec import SLUG, Duration
 from siyu.segments.yaml_errors import load_yaml, validation_problems
 

@@ -1,5 +1,5 @@
-"""Measures `simulate`: builds a demo database of the given size (db.demo_data) and backtests
-the canonical journey over it, printing the figures.
+"""Measures `simulate`: builds a demo database of the given size (siyu.storage.demo_data) and
+backtests the canonical journey over it, printing the figures.
 
     python -m siyu.simulate.benchmark --customers 5000 --history-days 60 --simulate-days 60
 """
@@ -11,18 +11,18 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
-from db.demo_data import DemoSpec, generate
-from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
 from siyu.language.channel_kinds import STANDARD_CHANNELS, ToolProject
 from siyu.simulate.runner import SimulationSettings, simulate
+from siyu.storage.demo_data import DemoSpec, generate
+from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.migrate import upgrade
 
 
 def _customers(url: str) -> int | None:
     from sqlalchemy import func, select
     from sqlalchemy.exc import OperationalError
 
-    from db.models import Customer
+    from siyu.storage.models import Customer
 
     engine = make_engine(url)
     try:

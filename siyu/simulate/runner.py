@@ -1,4 +1,4 @@
-"""A backtest: the real engine (tasks.tick.run_tick) over a period of the database's own
+"""A backtest: the real engine (siyu.engine.tick.run_tick) over a period of the database's own
 history with a simulated clock, on a scratch copy, through channels that send nothing.
 
 What it cannot know from today's database: consents and suppressions are as they are now,
@@ -19,13 +19,20 @@ from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, func, select
 
-from db.engine import make_engine, make_sessionmaker
-from db.models import Customer, Delivery, DeliveryStatus, Enrollment, ReasonCode, reason_text
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.language.spec import JourneySpec
 from siyu.simulate.dry_run import dry_run_channels
 from siyu.simulate.scratch import add_missing_indexes, copy_database, forget_journey
-from tasks.context import EngineContext
-from tasks.tick import run_tick
+from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.models import (
+    Customer,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    ReasonCode,
+    reason_text,
+)
 
 Progress = Callable[[int, int, datetime], None]
 # Provider codes of a retry that mean a provider quota stopped the message; a frequency cap

@@ -14,8 +14,8 @@ from pathlib import Path
 from sqlalchemy import Engine, delete, inspect
 from sqlalchemy.orm import Session
 
-from db.models import Base, Delivery, Enrollment, Journey
 from siyu.errors import ConfigError
+from siyu.storage.models import Base, Delivery, Enrollment, Journey
 
 
 def sqlite_path(url: str) -> Path:

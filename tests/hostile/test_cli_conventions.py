@@ -31,10 +31,10 @@ import typer
 from sqlalchemy import delete
 from typer.testing import CliRunner, Result
 
-from db.engine import make_engine, make_sessionmaker
-from db.migrate import upgrade
-from db.models import Customer
 from siyu.cli.main import app
+from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.migrate import upgrade
+from siyu.storage.models import Customer
 from tests.conftest import fresh_database_url
 from tests.project_copy import copy_project
 
@@ -662,7 +662,8 @@ def test_prefect_logs_of_a_user_error_are_dropped_during_a_tick() -> None:
     import logging
 
     from siyu.cli.conventions import quiet_user_errors_in_prefect
-    from siyu.errors import ConfigError, SpecError
+    from siyu.errors import ConfigError
+    from siyu.language.problems import SpecError
 
     seen: list[str] = []
 

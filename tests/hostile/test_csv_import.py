@@ -15,8 +15,8 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner, Result
 
-from db.models import Customer, Event, Order
 from siyu.cli.main import app
+from siyu.storage.models import Customer, Event, Order
 
 MAPPING = """\
 customers:
@@ -545,7 +545,7 @@ def test_gbk_with_windows_line_ends_loads_and_a_bare_carriage_return_is_one_bad_
 def test_a_database_migrated_to_the_latest_revision_imports(
     database_url: str, tmp_path: Path
 ) -> None:
-    from db.migrate import upgrade
+    from siyu.storage.migrate import upgrade
 
     upgrade(database_url)
     result = invoke(database_url, tmp_path, "customers", HEADER + "".join(GOOD))

@@ -25,17 +25,17 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 import flows.journey_flow  # noqa: F401  (Prefect's log handler must not be set up inside CliRunner)
-from db.migrate import upgrade
-from db.models import Delivery
-from siyu.errors import ConfigError, SpecError
+from siyu.engine.context import EngineContext
+from siyu.engine.render import TemplateCache, message_limit, render_message
+from siyu.engine.tick import run_tick
+from siyu.errors import ConfigError
 from siyu.language.check_project import check_project, content_problems
 from siyu.language.loader import Catalog, check_journey_file, load_journey
-from siyu.language.problems import Problem, format_problems
+from siyu.language.problems import Problem, SpecError, format_problems
 from siyu.limits import limits
 from siyu.project import Project
-from tasks.context import EngineContext
-from tasks.render import TemplateCache, message_limit, render_message
-from tasks.tick import run_tick
+from siyu.storage.migrate import upgrade
+from siyu.storage.models import Delivery
 from tests.conftest import ROOT, Shop, local
 from tests.recording_channel import RecordingChannel, recording_channels
 
@@ -590,7 +590,7 @@ def test_all_journeys_tick_runs_the_good_journeys_and_then_reports_the_broken(
     assert "aaa.yaml" in str(raised.value) and "zzz.yaml" not in str(raised.value)
     assert SECRET not in str(raised.value)
     with sessions() as session:  # the good journey ran: its version row exists
-        from db.models import Journey
+        from siyu.storage.models import Journey
 
         assert session.scalars(select(Journey.name)).all() == ["good"]
 

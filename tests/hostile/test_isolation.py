@@ -21,16 +21,16 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AlertEvent, ChannelBreaker, Delivery
 from siyu.channels.base import Channel
 from siyu.channels.registry import build_channels
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
+from siyu.storage.models import AlertEvent, ChannelBreaker, Delivery
 from siyu.timezones import UnknownTimeZone, is_time_zone, zone
-from tasks.context import EngineContext
-from tasks.tick import run_tick
 from tests.channels.conftest import fast_config
 from tests.conftest import Shop, local
 from tests.recording_channel import RecordingChannel, recording_channels

@@ -13,13 +13,13 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from db.engine import make_engine
-from db.migrate import alembic_config, upgrade
-from db.models import Delivery, DeliveryStatus, ReasonCode, reason_text
-from tasks.context import EngineContext
-from tasks.receipts import Outcome, outcome_labels
-from tasks.send_step import run_step
-from tasks.tick import run_tick
+from siyu.engine.context import EngineContext
+from siyu.engine.receipts import Outcome, outcome_labels
+from siyu.engine.send_step import run_step
+from siyu.engine.tick import run_tick
+from siyu.storage.engine import make_engine
+from siyu.storage.migrate import alembic_config, upgrade
+from siyu.storage.models import Delivery, DeliveryStatus, ReasonCode, reason_text
 from tests.conftest import Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 

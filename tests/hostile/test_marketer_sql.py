@@ -24,16 +24,15 @@ from sqlalchemy import Engine, event, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import read_only_session, write_session
-from db.models import Customer, Event, Order
-from siyu.errors import SpecError
+from siyu.engine.context import EngineContext
+from siyu.engine.marketer_sql import MarketerSqlError
+from siyu.engine.tick import run_tick, tick_phases
 from siyu.language.loader import Catalog, check_journey_file
-from siyu.language.problems import Problem
+from siyu.language.problems import Problem, SpecError
 from siyu.language.spec import JourneySpec
 from siyu.language.where_clause import HARMLESS_FUNCTIONS, HARMLESS_NATIVE, dialect_of, to_dialect
-from tasks.context import EngineContext
-from tasks.marketer_sql import MarketerSqlError
-from tasks.tick import run_tick, tick_phases
+from siyu.storage.engine import read_only_session, write_session
+from siyu.storage.models import Customer, Event, Order
 from tests.conftest import DAY0, Shop, local
 from tests.recording_channel import recording_channels
 
@@ -617,7 +616,7 @@ def test_a_refused_or_cancelled_journey_sql_is_not_retried_but_a_lost_connection
     from prefect.states import Failed
     from sqlalchemy.exc import OperationalError
 
-    from flows.journey_flow import transient
+    from tasks.phases import transient
 
     refused = MarketerSqlError("journeys/x.yaml: entry.where was cancelled after 30 s")
     assert not transient(None, None, Failed(data=refused))

@@ -22,12 +22,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from wechatpy.enterprise import WeChatClient
 from wechatpy.exceptions import WeChatClientException
 
-from db.models import Suppression
 from siyu.channels import aliyun_signature
 from siyu.channels.secrets import SANDBOX_ALIYUN_ACCESS_KEY_ID, SANDBOX_DEV_SECRETS
 from siyu.metrics.links import TrackedLink, make_link_token
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox, start_sandbox
+from siyu.storage.models import Suppression
 from siyu.unsubscribe import make_token, unsubscribe_url
 from tests.conftest import Shop
 

@@ -9,7 +9,7 @@ from itertools import count
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment, Journey, ReasonCode
+from siyu.storage.models import Delivery, Enrollment, Journey, ReasonCode
 
 _keys = count(1)
 

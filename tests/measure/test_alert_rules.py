@@ -10,15 +10,15 @@ import pytest
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import (
+from siyu.alerts.config import AlertsConfig, Rule, load_alerts
+from siyu.alerts.rules import evaluate_rules
+from siyu.language.problems import SpecError
+from siyu.storage.models import (
     AlertEvent,
     Event,
     FollowUpTask,
     SegmentMembership,
 )
-from siyu.alerts.config import AlertsConfig, Rule, load_alerts
-from siyu.alerts.rules import evaluate_rules
-from siyu.errors import SpecError
 from tests.conftest import Shop, local
 from tests.measure.ledger_rows import Row, write_rows
 

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import ReasonCode
+import tasks  # noqa: F401  (the Prefect layer plugs its event emission into the breaker)
 from siyu.alerts.breaker import evaluate_breakers
 from siyu.alerts.config import Breaker
+from siyu.storage.models import ReasonCode
 from tests.conftest import Shop, local
 from tests.measure.ledger_rows import Row, write_rows
 

@@ -8,10 +8,10 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import AlertEvent, ChannelBreaker, Delivery
 from siyu.channels.base import OutboundMessage, Receipt
-from tasks.context import EngineContext
-from tasks.tick import run_tick
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
+from siyu.storage.models import AlertEvent, ChannelBreaker, Delivery
 from tests.conftest import Shop, local
 from tests.journey_files import write_journey
 from tests.recording_channel import RecordingChannel

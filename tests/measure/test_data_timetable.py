@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Customer, Order, PipelineRun, SegmentMembership
 from siyu.pipeline.stages import UpstreamNotReady
 from siyu.sandbox.server import RunningSandbox
+from siyu.storage.models import Customer, Order, PipelineRun, SegmentMembership
 from tests.conftest import local
 
 MAPPING = """\

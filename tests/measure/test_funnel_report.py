@@ -9,12 +9,12 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment, Event
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.metrics.funnel import build_funnel
 from siyu.metrics.results import experiment_results
 from siyu.reports.html_report import render_report
-from tasks.context import EngineContext
-from tasks.tick import run_tick
+from siyu.storage.models import Delivery, Enrollment, Event
 from tests.browser import run_chromium
 from tests.conftest import Shop, local
 from tests.journey_files import write_journey

@@ -12,14 +12,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment, Event, Order, SegmentMembership
-from siyu.errors import SpecError
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
 from siyu.language.loader import check_journey_file
+from siyu.language.problems import SpecError
 from siyu.language.references import Catalog
 from siyu.segments.compute import Purchases, lifecycle_stage, refresh_segments, rfm_tier
 from siyu.segments.config import SegmentsConfig, load_segments
-from tasks.context import EngineContext
-from tasks.tick import run_tick
+from siyu.storage.models import Delivery, Enrollment, Event, Order, SegmentMembership
 from tests.conftest import Shop, local
 from tests.journey_files import write_journey
 from tests.recording_channel import RecordingChannel

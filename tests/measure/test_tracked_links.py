@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Event
+from siyu.engine.render import render_message
 from siyu.metrics.clicks import fetch_clicks, record_clicks
 from siyu.metrics.links import read_link_token
 from siyu.sandbox.server import RunningSandbox
-from tasks.render import render_message
+from siyu.storage.models import Event
 from tests.conftest import Shop
 
 

@@ -25,9 +25,9 @@ import pytest
 from ruamel.yaml import YAML
 from sqlalchemy import create_engine, func, select
 
-from db.models import Delivery
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox, start_sandbox
+from siyu.storage.models import Delivery
 from tests.browser import run_chromium
 from tests.production.prefect_server import (
     BIN,

@@ -10,11 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from db.models import ChannelIdentity, Consent, Customer, Event, Order
 from siyu.cli.main import app
 from siyu.errors import ConfigError
 from siyu.importer.csv_import import import_csv
 from siyu.importer.mapping import load_mapping
+from siyu.storage.models import ChannelIdentity, Consent, Customer, Event, Order
 
 MAPPING = """\
 customers:

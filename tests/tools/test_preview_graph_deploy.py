@@ -10,8 +10,9 @@ from ruamel.yaml import YAML
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
+from siyu.cli.deploy_cmd import check_with_prefect
 from siyu.cli.main import app
-from siyu.deploy.prefect_yaml import ENTRYPOINT, check_with_prefect, update_prefect_yaml
+from siyu.deploy.prefect_yaml import ENTRYPOINT, update_prefect_yaml
 from siyu.graph.draw import to_mermaid, to_svg
 from siyu.graph.model import build_graph
 from siyu.preview.masking import mask_name, mask_text

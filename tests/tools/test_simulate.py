@@ -10,11 +10,11 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.models import Delivery, Enrollment
 from siyu.language.channel_kinds import STANDARD_CHANNELS
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
 from siyu.simulate.runner import SimulationSettings, simulate
+from siyu.storage.models import Delivery, Enrollment
 from tests.conftest import Shop, local
 from tests.tools.project_files import ROOT
 

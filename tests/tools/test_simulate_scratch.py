@@ -7,10 +7,10 @@ from pathlib import Path
 
 from sqlalchemy import inspect
 
-from db.engine import make_engine
-from db.migrate import upgrade
-from db.models import Base
 from siyu.simulate.scratch import add_missing_indexes
+from siyu.storage.engine import make_engine
+from siyu.storage.migrate import upgrade
+from siyu.storage.models import Base
 
 
 def test_a_copy_of_an_older_schema_gets_the_missing_indexes(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import db.types
+import siyu.storage.types
 
 revision = "0001"
 down_revision = None
@@ -29,7 +29,7 @@ def upgrade() -> None:
         sa.Column("member_level", sa.String(length=16), nullable=True),
         sa.Column("birthday", sa.Date(), nullable=True),
         sa.Column("timezone", sa.String(length=64), nullable=False),
-        sa.Column("created_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_customers")),
         sa.UniqueConstraint("external_id", name=op.f("uq_customers_external_id")),
     )
@@ -40,9 +40,9 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("spec_hash", sa.String(length=64), nullable=False),
         sa.Column("spec", sa.JSON(), nullable=False),
-        sa.Column("activated_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("last_calendar_at", db.types.UTCDateTime(), nullable=True),
-        sa.Column("created_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("activated_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("last_calendar_at", siyu.storage.types.UTCDateTime(), nullable=True),
+        sa.Column("created_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_journeys")),
         sa.UniqueConstraint("name", "version", name=op.f("uq_journeys_name_version")),
     )
@@ -72,7 +72,7 @@ def upgrade() -> None:
         sa.Column("purpose", sa.String(length=32), nullable=False),
         sa.Column("granted", sa.Boolean(), nullable=False),
         sa.Column("source", sa.String(length=64), nullable=True),
-        sa.Column("updated_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_consents_customer_id_customers")
         ),
@@ -86,12 +86,12 @@ def upgrade() -> None:
         sa.Column("journey_name", sa.String(length=64), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("entry_key", sa.String(length=64), nullable=False),
-        sa.Column("entered_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("enrolled_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("entered_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("enrolled_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("exited_at", db.types.UTCDateTime(), nullable=True),
+        sa.Column("exited_at", siyu.storage.types.UTCDateTime(), nullable=True),
         sa.Column("exit_reason", sa.String(length=64), nullable=True),
-        sa.Column("goal_reached_at", db.types.UTCDateTime(), nullable=True),
+        sa.Column("goal_reached_at", siyu.storage.types.UTCDateTime(), nullable=True),
         sa.Column("holdout", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_enrollments_customer_id_customers")
@@ -121,7 +121,7 @@ def upgrade() -> None:
         sa.Column("external_id", sa.String(length=64), nullable=True),
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("name", sa.String(length=64), nullable=False),
-        sa.Column("occurred_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("occurred_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.Column("properties", sa.JSON(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_events_customer_id_customers")
@@ -138,7 +138,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("order_no", sa.String(length=32), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
-        sa.Column("paid_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("paid_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.Column("amount", sa.Numeric(precision=12, scale=2), nullable=False),
         sa.Column("category", sa.String(length=32), nullable=False),
         sa.Column("order_seq", sa.Integer(), nullable=False),
@@ -158,8 +158,8 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("plan", sa.String(length=32), nullable=False),
-        sa.Column("started_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("renews_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("started_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("renews_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.Column("auto_renew", sa.Boolean(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_subscriptions_customer_id_customers")
@@ -177,7 +177,7 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("channel", sa.String(length=32), nullable=False),
         sa.Column("reason", sa.String(length=128), nullable=False),
-        sa.Column("created_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_suppressions_customer_id_customers")
         ),
@@ -204,11 +204,11 @@ def upgrade() -> None:
         sa.Column("address", sa.String(length=128), nullable=True),
         sa.Column("content", sa.Text(), nullable=True),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("due_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("next_attempt_at", db.types.UTCDateTime(), nullable=True),
-        sa.Column("created_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("updated_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("sent_at", db.types.UTCDateTime(), nullable=True),
+        sa.Column("due_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("next_attempt_at", siyu.storage.types.UTCDateTime(), nullable=True),
+        sa.Column("created_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("updated_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("sent_at", siyu.storage.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_deliveries_customer_id_customers")
         ),

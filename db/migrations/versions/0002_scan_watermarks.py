@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import db.types
+import siyu.storage.types
 
 revision = "0002"
 down_revision = "0001"
@@ -19,8 +19,12 @@ depends_on = None
 
 def upgrade() -> None:
     with op.batch_alter_table("journeys") as batch:
-        batch.add_column(sa.Column("enrolled_through", db.types.UTCDateTime(), nullable=True))
-        batch.add_column(sa.Column("exits_through", db.types.UTCDateTime(), nullable=True))
+        batch.add_column(
+            sa.Column("enrolled_through", siyu.storage.types.UTCDateTime(), nullable=True)
+        )
+        batch.add_column(
+            sa.Column("exits_through", siyu.storage.types.UTCDateTime(), nullable=True)
+        )
 
 
 def downgrade() -> None:

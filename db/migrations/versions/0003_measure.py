@@ -10,7 +10,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-import db.types
+import siyu.storage.types
 
 revision = "0003"
 down_revision = "0002"
@@ -24,7 +24,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("rule", sa.String(length=64), nullable=False),
         sa.Column("kind", sa.String(length=32), nullable=False),
-        sa.Column("fired_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("fired_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.Column("action", sa.String(length=128), nullable=True),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_events")),
@@ -38,9 +38,9 @@ def upgrade() -> None:
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("failure_rate", sa.Numeric(precision=6, scale=4), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("opened_at", db.types.UTCDateTime(), nullable=True),
-        sa.Column("retry_at", db.types.UTCDateTime(), nullable=True),
-        sa.Column("updated_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("opened_at", siyu.storage.types.UTCDateTime(), nullable=True),
+        sa.Column("retry_at", siyu.storage.types.UTCDateTime(), nullable=True),
+        sa.Column("updated_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.PrimaryKeyConstraint("channel", name=op.f("pk_channel_breakers")),
     )
     op.create_table(
@@ -60,8 +60,8 @@ def upgrade() -> None:
         sa.Column("stage", sa.String(length=16), nullable=False),
         sa.Column("data_day", sa.Date(), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("started_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("finished_at", db.types.UTCDateTime(), nullable=True),
+        sa.Column("started_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("finished_at", siyu.storage.types.UTCDateTime(), nullable=True),
         sa.Column("detail", sa.JSON(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_pipeline_runs")),
         sa.UniqueConstraint("stage", "data_day", name=op.f("uq_pipeline_runs_stage_data_day")),
@@ -74,7 +74,7 @@ def upgrade() -> None:
         sa.Column("channel", sa.String(length=32), nullable=False),
         sa.Column("note", sa.String(length=255), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
-        sa.Column("created_at", db.types.UTCDateTime(), nullable=False),
+        sa.Column("created_at", siyu.storage.types.UTCDateTime(), nullable=False),
         sa.ForeignKeyConstraint(
             ["customer_id"], ["customers.id"], name=op.f("fk_follow_up_tasks_customer_id_customers")
         ),
@@ -89,8 +89,8 @@ def upgrade() -> None:
         sa.Column("customer_id", sa.Integer(), nullable=False),
         sa.Column("segment", sa.String(length=64), nullable=False),
         sa.Column("family", sa.String(length=16), nullable=False),
-        sa.Column("entered_at", db.types.UTCDateTime(), nullable=False),
-        sa.Column("left_at", db.types.UTCDateTime(), nullable=True),
+        sa.Column("entered_at", siyu.storage.types.UTCDateTime(), nullable=False),
+        sa.Column("left_at", siyu.storage.types.UTCDateTime(), nullable=True),
         sa.ForeignKeyConstraint(
             ["customer_id"],
             ["customers.id"],

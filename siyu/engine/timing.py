@@ -6,8 +6,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from siyu.engine.bad_data import BadCustomerData, customer_zone
 from siyu.language.spec import Anchor, Step
-from tasks.bad_data import BadCustomerData, customer_zone
 
 
 def _as_moment(value: Any, timezone: str) -> datetime | None:

@@ -36,7 +36,7 @@ from sqlalchemy.ext.hybrid import hybrid_property
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.sql.elements import ColumnElement
 
-from db.types import UTCDateTime
+from siyu.storage.types import UTCDateTime
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -215,7 +215,7 @@ class Enrollment(Base):
         ),
         # The goals phase looks at the enrollments of the goal window still without a goal:
         # found by this range (customer_id included for the join), not by scanning the
-        # journey's whole enrollment history (tasks/enrollment.py record_goals).
+        # journey's whole enrollment history (siyu/engine/enrollment.py record_goals).
         Index(
             "ix_enrollments_journey_goal_entered",
             "journey_name",
@@ -475,3 +475,16 @@ class PipelineRun(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# Reasons counted by their code alone: their detail is free text (a template's error, a
+# provider's code) that would split one cause into many lines.
+_BY_CODE = (ReasonCode.RENDER_ERROR, ReasonCode.RETRY)
+
+
+def reason_group(code: ReasonCode | None, detail: str | None) -> str:
+    """The line a reason is counted under: 'render_error' for every render error, else the
+    reason itself ('no_consent:marketing')."""
+    if code in _BY_CODE:
+        return str(code)
+    return reason_text(code, detail) or "unknown"

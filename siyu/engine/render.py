@@ -32,10 +32,7 @@ from jinja2 import (
 )
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from siyu.language.project_files import Refused, named_in, read_source
-from siyu.limits import limits
-from siyu.metrics.links import tracked
-from tasks.render_bounds import (
+from siyu.engine.render_bounds import (
     CHECKED_FILTERS,
     BoundedSandbox,
     RenderRefused,
@@ -43,6 +40,9 @@ from tasks.render_bounds import (
     end_budget,
     start_budget,
 )
+from siyu.language.project_files import Refused, named_in, read_source
+from siyu.limits import limits
+from siyu.metrics.links import tracked
 
 # The names a template can use. `customer` and `event` are the customer's row and the entry
 # event's row; `journey` and `step` are their ids; `variant` the experiment variant (or None);

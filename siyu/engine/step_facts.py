@@ -12,14 +12,15 @@ from sqlalchemy import BindParameter, Result, Select, bindparam, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
-from db.models import ChannelIdentity, Consent, Customer, Suppression
-from db.sources import CUSTOMER_COLUMNS, SOURCES
+from siyu.engine.conditions import ConditionFacts, load_condition_facts, merge_conditions
+from siyu.engine.context import EngineContext
+from siyu.engine.enrollment import filtered_source
+from siyu.engine.marketer_sql import journey_sql, journeys_dir_of
+from siyu.engine.pressure import ContactHistory, load_history
 from siyu.language.spec import EventFilter, JourneySpec, Step
-from tasks.conditions import ConditionFacts, load_condition_facts, merge_conditions
-from tasks.context import EngineContext
-from tasks.enrollment import as_utc, filtered_source
-from tasks.marketer_sql import journey_sql, journeys_dir_of
-from tasks.pressure import ContactHistory, load_history
+from siyu.storage.models import ChannelIdentity, Consent, Customer, Suppression
+from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES
+from siyu.storage.types import as_utc
 
 
 @dataclass

@@ -21,15 +21,15 @@ renders the message of a Send and builds the channel's payload:
     deferred       cap:<name>     until the frequency cap's window frees a place
     failed         bad_customer_data:<field>  this customer's data cannot be used (a time
                                   zone that does not exist, a date out of range, a value
-                                  that does not parse); the batch goes on (tasks/bad_data.py)
+                                  that does not parse); the batch goes on (siyu/engine/bad_data.py)
     failed         render_error   the template failed for this customer; the batch goes on
     -> sending     ledger row committed with its idempotency key, then the channel call;
-                   its receipt sets the final (or next) status (tasks/receipts.py), e.g.
+                   its receipt sets the final (or next) status (siyu/engine/receipts.py), e.g.
                    deferred channel_auth:<code> when the provider refused the channel's
                    secret or key: held, not counted as an attempt, never failed
 
 Nothing is sent twice: a row is only selected while it has no final status, a worker only
-writes and sends the rows it claimed (tasks/claims.py: two workers on the same step split the
+writes and sends the rows it claimed (siyu/engine/claims.py: two workers on the same step split the
 rows between them), and a row left in `sending` by a crash is sent again, with the same
 idempotency key, once its lease (EngineContext.send_lease, in the tick's clock) has run out.
 """
@@ -44,22 +44,17 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from db.bulk import Statements
-from db.engine import read_only_session, write_session
-from db.models import DeliveryStatus, ReasonCode
 from siyu.alerts.breaker import breaker_settings, circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
-from siyu.language.spec import Anchor, JourneySpec, Step, Variant
-from siyu.unsubscribe import unsubscribe_url
-from tasks.assignment import pick_variant
-from tasks.bad_data import BadCustomerData, customer_zone
-from tasks.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
-from tasks.conditions import holds
-from tasks.context import EngineContext
-from tasks.ledger import idempotency_key
-from tasks.pressure import cap_hold, fatigue_hold
-from tasks.quiet_hours import next_allowed
-from tasks.receipts import (
+from siyu.engine.assignment import pick_variant
+from siyu.engine.bad_data import BadCustomerData, customer_zone
+from siyu.engine.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
+from siyu.engine.conditions import holds
+from siyu.engine.context import WHOLE, EngineContext, Partition
+from siyu.engine.ledger import idempotency_key
+from siyu.engine.pressure import cap_hold, fatigue_hold
+from siyu.engine.quiet_hours import next_allowed
+from siyu.engine.receipts import (
     CLAIMED_ELSEWHERE,
     Outcome,
     Outgoing,
@@ -67,22 +62,16 @@ from tasks.receipts import (
     poll_pending,
     send_chunk,
 )
-from tasks.render import TemplateCache, message_limit, render_message
-from tasks.scans import due_rows
-from tasks.step_facts import BatchFacts, Due, load_batch_facts
-from tasks.timing import step_base, step_offset
-
-
-@dataclass(frozen=True)
-class Partition:
-    """One of `count` disjoint slices of a step's enrollments (by id modulo `count`). The
-    slices of a step run in parallel; claiming makes an overlap harmless anyway."""
-
-    index: int = 0
-    count: int = 1
-
-
-WHOLE = Partition()
+from siyu.engine.render import TemplateCache, message_limit, render_message
+from siyu.engine.scans import due_rows
+from siyu.engine.step_facts import BatchFacts, Due, load_batch_facts
+from siyu.engine.timing import step_base, step_offset
+from siyu.errors import ConfigError
+from siyu.language.spec import Anchor, JourneySpec, Step, Variant
+from siyu.storage.bulk import Statements
+from siyu.storage.engine import read_only_session, write_session
+from siyu.storage.models import DeliveryStatus, ReasonCode
+from siyu.unsubscribe import unsubscribe_url
 
 
 def run_step(
@@ -136,7 +125,7 @@ def select_due(
     """The next `limit` enrollments (by id, after `after`) that can be due for `step`: active,
     old enough (anchored steps are timed per row, in `decide`), and either without a ledger
     row for the step or with one that is claimable again (deferred or sending, with
-    next_attempt_at reached). The query (tasks/scans.py) reads only rows that can be due."""
+    next_attempt_at reached). The query (siyu/engine/scans.py) reads only rows that can be due."""
     cutoff = None if isinstance(step.at, Anchor) else now - step.at
     rows = due_rows(
         session,
@@ -289,7 +278,7 @@ def decide(scope: StepBatch, due: Due) -> Decision:
     (`bad_customer_data:<field>`), never the batch."""
     facts = scope.facts
     bad = facts.bad.get(due.customer_id) or facts.bad_events.get(due.entry_key)
-    if bad is not None:  # a column that could not even be read (tasks/step_facts.py)
+    if bad is not None:  # a column that could not even be read (siyu/engine/step_facts.py)
         return _bad_data(BadCustomerData(bad))
     try:
         due_at, timezone, verdict = send_rules(scope, due)
@@ -476,8 +465,6 @@ def _pressure_hold(
 def _unsubscribe_link(customer_id: int, channel: str) -> str:
     """The signed link, or an empty string when no signing key is configured (a template
     that uses it then renders without it; `siyu validate` warns about such templates)."""
-    from siyu.errors import ConfigError
-
     try:
         return unsubscribe_url(customer_id, channel)
     except ConfigError:
@@ -539,7 +526,7 @@ def write(
     lease_ends: datetime,
     new_rows: Statements,
 ) -> dict[int, tuple[int, int]]:
-    """Claim and write the ledger rows of `decided` (see tasks/claims.py): insert the new
+    """Claim and write the ledger rows of `decided` (see siyu/engine/claims.py): insert the new
     rows (`new_rows`, from new_ledger_rows) and update the existing ones this worker can
     claim. Returns {enrollment id: (delivery id, attempts before this one)} for the rows
     this worker owns now."""

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from db.models import ChannelIdentity, Customer, Delivery, Suppression
+from siyu.engine.enrollment import filtered_source
 from siyu.language.spec import (
     AllCondition,
     AnyCondition,
@@ -24,6 +24,9 @@ from siyu.language.spec import (
     StepCondition,
 )
 from siyu.language.where_clause import to_dialect
+from siyu.segments.compute import members as segment_members
+from siyu.storage.models import ChannelIdentity, Customer, Delivery, Suppression
+from siyu.storage.types import as_utc
 
 
 @dataclass
@@ -73,8 +76,6 @@ def load_condition_facts(
     now: datetime,
     identity_kinds: dict[str, str],
 ) -> ConditionFacts:
-    from tasks.enrollment import as_utc, filtered_source
-
     facts = ConditionFacts()
     dialect = session.get_bind().dialect.name
     for leaf in leaves(condition):
@@ -137,10 +138,8 @@ def _load_segment(
     session: Session, leaf: SegmentCondition, customer_ids: list[int], facts: ConditionFacts
 ) -> None:
     """`{segment: NAME}`: who of the batch is inside the segment now (siyu.segments)."""
-    from siyu.segments.compute import members
-
     if leaf.segment not in facts.segments:
-        facts.segments[leaf.segment] = members(session, leaf.segment, customer_ids)
+        facts.segments[leaf.segment] = segment_members(session, leaf.segment, customer_ids)
 
 
 def holds(

@@ -19,7 +19,7 @@ from faker import Faker
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from db.models import ChannelIdentity, Consent, Customer, Order
+from siyu.storage.models import ChannelIdentity, Consent, Customer, Order
 
 CATEGORIES = ("护肤", "彩妆", "母婴", "零食", "家居", "服饰", "个护", "茶饮")
 STORES = ("天猫旗舰店", "小程序商城", "上海静安门店", "杭州湖滨门店", "抖音小店", "京东自营")

@@ -66,7 +66,7 @@ def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
     """A session in a transaction that will write: on SQLite it takes the write lock first
     (BEGIN IMMEDIATE), so two workers serialise instead of one failing with "database is
     locked" when it upgrades a read snapshot that the other has since changed. PostgreSQL
-    needs nothing here; its claims use row locks (tasks/claims.py)."""
+    needs nothing here; its claims use row locks (siyu/engine/claims.py)."""
     bind = sessions.kw.get("bind")
     if bind is None or bind.dialect.name != "sqlite":
         with sessions() as session, session.begin():

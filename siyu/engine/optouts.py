@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
-from db.models import Customer, Event, Suppression
 from siyu.errors import ConfigError
+from siyu.storage.models import Customer, Event, Suppression
 from siyu.unsubscribe import read_token
 
 

@@ -12,8 +12,6 @@ from typing import Any, Literal, NamedTuple
 from sqlalchemy import and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
-from db.engine import write_session
-from db.models import Delivery, DeliveryStatus, ReasonCode
 from siyu.alerts.breaker import config_refused, hold_channel
 from siyu.channels.base import (
     Channel,
@@ -24,10 +22,13 @@ from siyu.channels.base import (
     Receipt,
 )
 from siyu.channels.errors import ProviderFault
+from siyu.engine.claims import DELIVERIES, executemany_update
+from siyu.engine.context import EngineContext
+from siyu.engine.optouts import suppress
+from siyu.hooks import run_logger
 from siyu.language.spec import JourneySpec, Step
-from tasks.claims import DELIVERIES, executemany_update
-from tasks.context import EngineContext
-from tasks.optouts import suppress
+from siyu.storage.engine import write_session
+from siyu.storage.models import Delivery, DeliveryStatus, ReasonCode
 
 log = logging.getLogger("siyu.engine")
 
@@ -119,7 +120,7 @@ def send_chunk(
             record_holds(session, ids, hold, _hold(ctx, session, channel, hold, now), now)
     for hold, ids in held.items():
         auth = hold.code == ReasonCode.CHANNEL_AUTH
-        run_logger().warning(
+        run_logger(log).warning(
             "channel %s: the provider refused its %s (%s); %d message(s) held, not failed%s: "
             "fix it in the environment / channels.yaml / the journey, the held messages are "
             "sent on a tick after that",
@@ -152,17 +153,6 @@ def channel_error_receipt(key: str, error: ChannelError) -> Receipt:
         return Receipt(key, "retry", code="channel_unavailable", detail=str(error))
     code = error.code or "misconfigured"
     return Receipt(key, "held", code=code, detail=str(error), auth=error.auth)
-
-
-def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
-    """The Prefect run's logger inside a flow or task run (its log in the UI), else ours."""
-    from prefect.context import FlowRunContext, TaskRunContext
-
-    if FlowRunContext.get() is None and TaskRunContext.get() is None:
-        return log
-    from prefect import get_run_logger
-
-    return get_run_logger()
 
 
 _HOLD = (

@@ -13,9 +13,10 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, Event, Order
+from siyu.engine.bad_data import customer_zone
 from siyu.policies import Cap, Policies
-from tasks.bad_data import customer_zone
+from siyu.storage.models import Delivery, Event, Order
+from siyu.storage.types import as_utc
 
 COUNTED = ("sending", "pending", "sent")  # a message handed to a channel counts at once
 
@@ -55,8 +56,6 @@ class ContactHistory:
 def load_history(
     session: Session, policies: Policies, customer_ids: list[int], now: datetime
 ) -> ContactHistory:
-    from tasks.enrollment import as_utc
-
     history = ContactHistory()
     if not policies.caps and policies.fatigue is None:
         return history
@@ -87,8 +86,6 @@ def load_history(
 def _last_interactions(
     session: Session, names: list[str], customer_ids: list[int], now: datetime
 ) -> dict[int, datetime]:
-    from tasks.enrollment import as_utc
-
     latest: dict[int, datetime] = {}
     queries = [
         select(Event.customer_id, func.max(Event.occurred_at))

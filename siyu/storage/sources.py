@@ -17,7 +17,7 @@ from sqlalchemy import Select, String, bindparam, cast, literal, select
 from sqlalchemy.orm import InstrumentedAttribute
 from sqlalchemy.sql import ColumnElement
 
-from db.models import Customer, Event, Order, Subscription
+from siyu.storage.models import Customer, Event, Order, Subscription
 
 AnySelect = Select[tuple[Any, ...]]
 

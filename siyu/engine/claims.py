@@ -6,7 +6,7 @@ inserted first is not returned) or locked an existing one that is still claimabl
 `deferred` or `sending` with `next_attempt_at <= now`. PostgreSQL locks with
 `FOR UPDATE SKIP LOCKED` (a row another worker is deciding on is skipped, not waited for; a
 committed change is seen, because READ COMMITTED re-checks a locked row's WHERE); SQLite
-serialises writers (db.engine.write_session takes the write lock first).
+serialises writers (siyu.storage.engine.write_session takes the write lock first).
 
 A claimed `sending` row carries a lease: `next_attempt_at = now + lease`. Until then no
 other worker selects it, so a live worker's in-flight batch is not sent again; after it (in
@@ -23,8 +23,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, Dialect, Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
-from db.bulk import Statements, insert_returning, prepare_insert, run_prepared
-from db.models import Base, Delivery
+from siyu.storage.bulk import Statements, insert_returning, prepare_insert, run_prepared
+from siyu.storage.models import Base, Delivery
 
 DELIVERIES: Table = Base.metadata.tables["deliveries"]
 ENROLLMENTS: Table = Base.metadata.tables["enrollments"]
@@ -49,7 +49,7 @@ def insert_returning_ids(
 
 
 def prepare_new(dialect: Dialect, rows: Sequence[dict[str, Any]]) -> Statements:
-    """The insert of new ledger rows, built before the write transaction (db/bulk.py)."""
+    """The insert of new ledger rows, built before the write transaction (siyu/storage/bulk.py)."""
     return prepare_insert(dialect, DELIVERIES, rows, ("enrollment_id", "id"))
 
 

@@ -1,6 +1,6 @@
 """Who is inside a journey: enroll new entrants, record goals, close exits, mark completions.
 
-All set-based SQL over the event sources (db.sources); nothing here sends anything.
+All set-based SQL over the event sources (siyu.storage.sources); nothing here sends anything.
 """
 
 from __future__ import annotations
@@ -17,22 +17,28 @@ from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Subquery
 
-from db.engine import write_session
-from db.models import TERMINAL_STATUSES, Customer, Delivery, Enrollment, Journey, ReasonCode
-from db.sources import SOURCES
-from db.types import UTCDateTime
+from siyu.engine.assignment import in_holdout
+from siyu.engine.claims import ENROLLMENTS, executemany_update, insert_returning_ids, mark_exited
+from siyu.engine.ledger import skip_open_deliveries
+from siyu.engine.marketer_sql import marketer_read
 from siyu.errors import ConfigError
 from siyu.language.spec import EventFilter, JourneySpec, ReentryAfter
 from siyu.language.where_clause import to_dialect
-from tasks.assignment import in_holdout
-from tasks.claims import ENROLLMENTS, executemany_update, insert_returning_ids, mark_exited
-from tasks.ledger import skip_open_deliveries
-from tasks.marketer_sql import marketer_read
+from siyu.segments.compute import segment_entries
+from siyu.storage.engine import write_session
+from siyu.storage.models import (
+    TERMINAL_STATUSES,
+    Customer,
+    Delivery,
+    Enrollment,
+    Journey,
+    ReasonCode,
+)
+from siyu.storage.sources import SOURCES
+from siyu.storage.types import as_utc
 
 CHUNK = 1000
 LATE_EVENTS = timedelta(days=7)  # the default of EngineContext.late_events
-_UTC = UTCDateTime()
-_DIALECT_UNUSED: Any = None
 
 
 def spec_hash(spec: JourneySpec) -> str:
@@ -47,7 +53,8 @@ def stored_spec(spec: JourneySpec) -> dict[str, Any]:
 def lock_journey(session: Session, journey: str) -> None:
     """Serialise enrollment of one journey across workers until the transaction ends, so two
     ticks at once neither create its version row twice nor enroll a customer twice under
-    different entry events. SQLite already serialises writers (db.engine.write_session)."""
+    different entry events. SQLite already serialises writers
+    (siyu.storage.engine.write_session)."""
     if session.get_bind().dialect.name == "postgresql":
         session.execute(select(func.pg_advisory_xact_lock(func.hashtext(f"siyu-enroll:{journey}"))))
 
@@ -221,7 +228,7 @@ def _entry_candidates(
 def _entered_meanwhile(session: Session, spec: JourneySpec, customer_ids: list[int]) -> set[int]:
     """Of `customer_ids`, those another worker enrolled since the candidates were read: any
     enrollment (re-entry `never`) or an active one. The same event twice is left to the
-    unique key (tasks.claims.insert_returning_ids)."""
+    unique key (siyu.engine.claims.insert_returning_ids)."""
     found: set[int] = set()
     for start in range(0, len(customer_ids), CHUNK):
         query = select(Enrollment.customer_id).where(
@@ -237,8 +244,6 @@ def _entered_meanwhile(session: Session, spec: JourneySpec, customer_ids: list[i
 def _entry_source(session: Session, spec: JourneySpec) -> Subquery:
     """The entry event's rows, or the stays of an `entry.segment` (siyu.segments)."""
     if spec.entry.segment is not None:
-        from siyu.segments.compute import segment_entries
-
         return segment_entries(spec.entry.segment)
     return filtered_source(session, spec.entry.as_filter())
 
@@ -368,14 +373,6 @@ def _first_matching_event(
         .group_by(Enrollment.id, Enrollment.entered_at)
     )
     return [(row[0], row[1], as_utc(row[2])) for row in session.execute(query)]
-
-
-def as_utc(value: Any) -> datetime:
-    """A timestamp from an untyped result column (MIN() or a sub-query on SQLite)."""
-    result = _UTC.process_result_value(value, _DIALECT_UNUSED)
-    if result is None:
-        raise ValueError("expected a timestamp, got NULL")
-    return result
 
 
 def record_goals(

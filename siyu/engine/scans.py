@@ -27,7 +27,7 @@ from sqlalchemy.orm import QueryableAttribute, Session
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.functions import FunctionElement
 
-from db.models import Delivery, Enrollment
+from siyu.storage.models import Delivery, Enrollment
 
 
 class unindexed(FunctionElement[Any]):  # noqa: N801 - reads as a SQL function

@@ -23,21 +23,22 @@ from datetime import datetime
 
 from sqlalchemy import bindparam, select
 
-from db.engine import write_session
-from db.models import Journey
-from siyu.language.spec import JourneySpec, Step
-from tasks.context import EngineContext
-from tasks.enrollment import (
+from siyu.alerts.breaker import breakers_phase
+from siyu.engine.context import WHOLE, EngineContext, Partition
+from siyu.engine.enrollment import (
     close_exits,
     complete_finished,
     enroll_entrants,
     kept_versions,
     record_goals,
 )
-from tasks.marketer_sql import journeys_dir_of
-from tasks.optouts import apply_sms_replies
-from tasks.receipts import outcome_labels
-from tasks.send_step import WHOLE, Partition, run_step
+from siyu.engine.marketer_sql import journeys_dir_of
+from siyu.engine.optouts import apply_sms_replies
+from siyu.engine.receipts import outcome_labels
+from siyu.engine.send_step import run_step
+from siyu.language.spec import JourneySpec, Step
+from siyu.storage.engine import write_session
+from siyu.storage.models import Journey
 
 PhaseResult = Counter[str]
 PhaseRun = Callable[[EngineContext, JourneySpec, datetime], PhaseResult]
@@ -86,8 +87,6 @@ def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
 
 def _breakers(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     """Channel circuit breakers (siyu.alerts.breaker): open, probe or close before sending."""
-    from siyu.alerts.breaker import breakers_phase
-
     return breakers_phase(ctx, [step.send for step in spec.steps], now)
 
 

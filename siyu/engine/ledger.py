@@ -12,7 +12,7 @@ from datetime import datetime
 from sqlalchemy import update
 from sqlalchemy.orm import Session
 
-from db.models import Delivery, DeliveryStatus, ReasonCode
+from siyu.storage.models import Delivery, DeliveryStatus, ReasonCode
 
 _NAMESPACE = uuid.UUID("6f1c8a5e-3c1e-4a53-9d2b-5a3e2f0c9b11")
 _NAMESPACE_BYTES = _NAMESPACE.bytes

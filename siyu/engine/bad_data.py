@@ -6,7 +6,7 @@ step raise `BadCustomerData(field)` for such a value; the step records the row a
 `failed` with reason `bad_customer_data:<field>` and goes on with the rest of the batch. The
 reason names the field, never the value (it is personal data).
 
-A value that cannot even be read from the database (tasks/step_facts.py) is found by reading
+A value that cannot even be read from the database (siyu/engine/step_facts.py) is found by reading
 the batch again row by row; when every row of a batch of several fails that way, the cause
 is the query or the engine, not one customer, and the step fails (it is retried) instead.
 """

@@ -74,3 +74,15 @@ class UTCDateTime(TypeDecorator[datetime]):
         if moment.tzinfo is None:
             return moment.replace(tzinfo=UTC)
         return moment.astimezone(UTC)
+
+
+_UTC = UTCDateTime()
+_DIALECT_UNUSED: Any = None
+
+
+def as_utc(value: Any) -> datetime:
+    """A timestamp from an untyped result column (MIN() or a sub-query on SQLite)."""
+    result = _UTC.process_result_value(value, _DIALECT_UNUSED)
+    if result is None:
+        raise ValueError("expected a timestamp, got NULL")
+    return result

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from siyu.engine.bad_data import customer_zone
 from siyu.language.spec import QuietHours
-from tasks.bad_data import customer_zone
 
 
 def next_allowed(now: datetime, quiet: QuietHours | None, timezone: str) -> datetime | None:

@@ -9,7 +9,7 @@ Each worker process builds its own EngineContext once, on first use, from a pick
 factory: a module-level function with its arguments, e.g.
 `functools.partial(siyu.project.worker_context, root, database_url, channel_base_url)`. It
 keeps that context (its database connections, its channel clients and their tokens) for the
-pool's life. Claiming (tasks/claims.py) makes processes exactly as safe as threads: a row is
+pool's life. Claiming (siyu/engine/claims.py) makes processes exactly as safe as threads: a row is
 sent by the worker that claimed it, whichever process that is.
 
 Workers are started with `spawn` (a fresh interpreter), never `fork`: forking a process whose
@@ -27,16 +27,14 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
+from siyu.engine.context import EngineContext, Partition
+from siyu.engine.receipts import StepCounts
+from siyu.engine.send_step import run_step
 from siyu.language.spec import JourneySpec, Step
 
-if TYPE_CHECKING:
-    from tasks.context import EngineContext
-    from tasks.receipts import StepCounts
-    from tasks.send_step import Partition
-
-ContextFactory = Callable[[], "EngineContext"]
+ContextFactory = Callable[[], EngineContext]
 
 # In a worker process: the contexts it has built, by the token of the pool that asked. Built
 # on first use rather than in a pool initializer, so that a failure (a missing secret, an
@@ -91,8 +89,6 @@ def _run_partition(
     journey_id: int | None,
     partition: Partition,
 ) -> StepCounts:
-    from tasks.send_step import run_step
-
     step = next(s for s in spec.steps if s.id == step_id)
     try:
         return run_step(_context(token, factory), spec, step, now, journey_id, partition)

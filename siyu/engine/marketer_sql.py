@@ -1,7 +1,7 @@
 """Where a journey's own SQL runs: `entry.where`, `entry.audience`, `exit_when.where`,
 `goal.where` and a step's `if:` conditions. It always runs in a read-only session with a
-statement timeout (db.engine.read_only_session), never inside a write transaction: on SQLite
-the single writer's lock is never held while a marketer's condition runs, and on PostgreSQL
+statement timeout (siyu.storage.engine.read_only_session), never inside a write transaction: on
+SQLite the single writer's lock is never held while a marketer's condition runs, and on PostgreSQL
 a condition cannot advance a sequence or write a row.
 
 When the database refuses such a statement (timed out, tried to write, called a function
@@ -18,9 +18,14 @@ from pathlib import Path
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from db.engine import MARKETER_SQL_TIMEOUT_ENV, marketer_sql_timeout, read_only_session, refusal
 from siyu.errors import ConfigError
 from siyu.language.spec import JourneySpec
+from siyu.storage.engine import (
+    MARKETER_SQL_TIMEOUT_ENV,
+    marketer_sql_timeout,
+    read_only_session,
+    refusal,
+)
 
 _HEAD = 64 * 1024  # the `journey:` key is near the top; never read a whole (huge) file here
 
