@@ -158,6 +158,7 @@ def run_demo(
                 now=now.isoformat(),
                 channel_base_url=sandbox.url,
                 throttle=False,
+                channel_tags=False,  # no tag limits here; each tag costs an API call per task
             )
             with sessions() as session:
                 enrolled, sent = _counts(session, settings.journey)

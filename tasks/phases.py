@@ -133,14 +133,16 @@ def send_step(
     return _logged(phase.name, phase.run(engine_context(settings, index), spec, now))
 
 
-def step_task(step_id: str, channel: str, count: int = 1) -> Task[..., dict[str, int]]:
+def step_task(
+    step_id: str, channel: str, count: int = 1, *, tagged: bool = True
+) -> Task[..., dict[str, int]]:
     """The send task of one step, named after it, tagged with its channel (`channel:wecom`) so
-    that a Prefect tag concurrency limit can hold a channel; a partition's run is named
-    `day3-care[0/2]`."""
+    that a Prefect tag concurrency limit can hold a channel (unless `tagged` is False: see
+    journey_tick's `channel_tags`); a partition's run is named `day3-care[0/2]`."""
     return send_step.with_options(
         name=step_id,
         task_run_name=step_id if count <= 1 else f"{step_id}[{{index}}/{{count}}]",
-        tags={f"channel:{channel}"},
+        tags={f"channel:{channel}"} if tagged else set(),
     )
 
 
