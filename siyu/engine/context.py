@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -27,6 +27,7 @@ class Partition:
 WHOLE = Partition()
 
 
+@runtime_checkable
 class StepRunner(Protocol):
     """Runs one partition of a step elsewhere (siyu.engine.partition_workers.PartitionWorkers:
     in a worker process) and returns its counts."""
