@@ -25,7 +25,7 @@ from sqlalchemy import bindparam, select
 
 from siyu.alerts.breaker import breakers_phase
 from siyu.engine.context import WHOLE, EngineContext, Partition
-from siyu.engine.enrollment import (
+from siyu.engine.entry import (
     close_exits,
     complete_finished,
     enroll_entrants,
