@@ -24,18 +24,16 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 
 from siyu.alerts.breaker import breakers_phase
+from siyu.engine.completion import complete_finished
 from siyu.engine.context import WHOLE, EngineContext, Partition
-from siyu.engine.entry import (
-    close_exits,
-    complete_finished,
-    enroll_entrants,
-    kept_versions,
-    record_goals,
-)
+from siyu.engine.entry import enroll_entrants
+from siyu.engine.exits import close_exits
+from siyu.engine.goals import record_goals
 from siyu.engine.marketer_sql import journeys_dir_of
 from siyu.engine.optouts import apply_sms_replies
 from siyu.engine.receipts import outcome_labels
 from siyu.engine.send_step import run_step
+from siyu.engine.versions import kept_versions
 from siyu.language.spec import JourneySpec, Step
 from siyu.storage.engine import write_session
 from siyu.storage.models import Journey
