@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                 ctx.workers = workers
         phases = {phase.name: phase for phase in tick_phases(spec)}
         started = time.perf_counter()
-        enrolled = phases["enroll"].run(contexts[0], spec, NOW)["enrolled"]
+        enrolled = phases["enroll"].run(contexts[0], spec, NOW).counts["enrolled"]
         seconds = time.perf_counter() - started
         figures.append((f"enroll {enrolled:,} new entrants", f"{seconds:.1f} s"))
         for name in ("opt-outs", "goals", "exits"):
