@@ -18,7 +18,7 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
-from siyu.engine.enrollment import spec_hash, stored_spec
+from siyu.engine.versions import spec_hash, stored_spec
 from siyu.language.spec import JourneySpec
 from siyu.storage.models import Base
 

@@ -44,11 +44,11 @@ from bench.data import Shape, build
 from bench.sandbox_process import cpu_seconds, sandbox_process
 from bench.scenario import engine_context, worker_context, write_project
 from siyu.engine.context import EngineContext, Partition
-from siyu.engine.enrollment import ensure_journey
 from siyu.engine.partition_workers import PartitionWorkers
 from siyu.engine.receipts import outcome_labels
 from siyu.engine.send_step import process_batch, run_step, select_due
 from siyu.engine.tick import tick_phases
+from siyu.engine.versions import ensure_journey
 from siyu.language.spec import JourneySpec
 from siyu.sandbox.client import SandboxClient
 from siyu.storage.engine import make_engine, make_sessionmaker, write_session
@@ -117,7 +117,7 @@ def main(argv: list[str] | None = None) -> None:
                 ctx.workers = workers
         phases = {phase.name: phase for phase in tick_phases(spec)}
         started = time.perf_counter()
-        enrolled = phases["enroll"].run(contexts[0], spec, NOW)["enrolled"]
+        enrolled = phases["enroll"].run(contexts[0], spec, NOW).counts["enrolled"]
         seconds = time.perf_counter() - started
         figures.append((f"enroll {enrolled:,} new entrants", f"{seconds:.1f} s"))
         for name in ("opt-outs", "goals", "exits"):

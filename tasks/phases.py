@@ -16,14 +16,13 @@ result would skip them.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime
 from typing import Any
 
 from prefect import State, Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from siyu.engine.tick import Phase, partitions_of, tick_phases
+from siyu.engine.tick import Phase, PhaseResult, partitions_of, tick_phases
 from siyu.errors import SiyuError
 from siyu.language.spec import JourneySpec
 from tasks.context import TickSettings, engine_context, journey_spec
@@ -49,12 +48,14 @@ def _phase(spec: JourneySpec, name: str) -> Phase:
     return next(phase for phase in tick_phases(spec) if phase.name == name)
 
 
-def _logged(name: str, result: Counter[str]) -> dict[str, int]:
-    if result:
+def _logged(name: str, result: PhaseResult) -> dict[str, int]:
+    """The phase's counts as labels: the task's return value, shown in the Prefect UI."""
+    labels = dict(result.labels())
+    if labels:
         get_run_logger().info(
-            "%s: %s", name, ", ".join(f"{k}={v}" for k, v in sorted(result.items()))
+            "%s: %s", name, ", ".join(f"{k}={v}" for k, v in sorted(labels.items()))
         )
-    return dict(result)
+    return labels
 
 
 def _run(

@@ -25,7 +25,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bench.scenario import write_project
-from siyu.engine.enrollment import ensure_journey
+from siyu.engine.versions import ensure_journey
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox, start_sandbox
 from siyu.storage.engine import write_session

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.engine.enrollment import complete_finished
+from siyu.engine.completion import complete_finished
 from siyu.engine.send_step import Partition, due_from_row, select_due
 from siyu.engine.step_facts import Due
 from siyu.language.spec import Anchor, JourneySpec, Step

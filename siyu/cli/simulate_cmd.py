@@ -24,10 +24,17 @@ from rich.table import Table
 from siyu.cli.conventions import JOURNEY_HELP, cli_command, parse_moment
 from siyu.errors import ConfigError
 from siyu.language.durations import parse_duration
-from siyu.simulate.runner import SimulationReport, SimulationSettings
+from siyu.simulate.runner import SimulationReport, SimulationSettings, StepLedger
+from siyu.storage.models import DeliveryStatus
 
 console = Console()
-OUTCOMES = ("due", "sent", "skipped", "deferred", "failed")
+# the per-day columns after `due`
+STATUSES = (
+    DeliveryStatus.SENT,
+    DeliveryStatus.SKIPPED,
+    DeliveryStatus.DEFERRED,
+    DeliveryStatus.FAILED,
+)
 
 
 def _every(text: str) -> timedelta:
@@ -132,23 +139,23 @@ def print_report(report: SimulationReport, label: str, show_days: int) -> None:
     steps = Table(title="per step (from the ledger)")
     for column in ("step", "due", "sent", "deferred", "failed", "quota hits", "skipped (why)"):
         steps.add_column(column, justify="left" if column in ("step", "skipped (why)") else "right")
-    for step_id, counts in report.steps.items():
+    for step_id, ledger in report.steps.items():
         skipped = ", ".join(
-            f"{k.split(':', 1)[1]} {n}" for k, n in counts.most_common() if k.startswith("skipped")
+            f"{why} {n}" for why, n in ledger.reasons(DeliveryStatus.SKIPPED) if why is not None
         )
         steps.add_row(
             step_id,
-            str(sum(counts.values())),
-            str(counts["sent"] + counts["pending"]),
-            str(sum(n for k, n in counts.items() if k.startswith("deferred"))),
-            str(sum(n for k, n in counts.items() if k.startswith("failed"))),
+            str(ledger.total()),
+            str(ledger.total(DeliveryStatus.SENT, DeliveryStatus.PENDING)),
+            str(ledger.total(DeliveryStatus.DEFERRED)),
+            str(ledger.total(DeliveryStatus.FAILED)),
             str(report.quota_hits(step_id)),
             skipped or "-",
         )
     console.print(steps)
     channels = sorted(report.volume)
     days = Table(title="per day (tick outcomes; volume = messages handed to each channel)")
-    for column in ("day", "enrolled", "exited", "goal", *OUTCOMES, *channels):
+    for column in ("day", "enrolled", "exited", "goal", "due", *STATUSES, *channels):
         days.add_column(column, justify="left" if column == "day" else "right")
     ordered = sorted(report.days)
     for day in ordered if show_days == 0 else ordered[:show_days]:
@@ -158,7 +165,8 @@ def print_report(report: SimulationReport, label: str, show_days: int) -> None:
             str(counts["enrolled"]),
             str(counts["exited"]),
             str(counts["goal_reached"]),
-            *(str(report.day_total(day, o)) for o in OUTCOMES),
+            str(report.day_total(day)),
+            *(str(report.day_total(day, status)) for status in STATUSES),
             *(str(report.volume[c][day]) for c in channels),
         )
     if show_days and len(ordered) > show_days:
@@ -179,7 +187,7 @@ def compare_table(a: SimulationReport, b: SimulationReport) -> Table:
     for key in ("exited", "completed", "goal_reached"):
         row(key, a.enrollments[key], b.enrollments[key])
     for step in dict.fromkeys([*a.steps, *b.steps]):
-        ca, cb = a.steps.get(step, Counter()), b.steps.get(step, Counter())
+        ca, cb = a.steps.get(step, StepLedger()), b.steps.get(step, StepLedger())
         for outcome in sorted({*ca, *cb}):
             row(f"{step} {outcome}", ca.get(outcome, 0), cb.get(outcome, 0))
     for channel in sorted({*a.volume, *b.volume}):

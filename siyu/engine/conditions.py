@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
-from siyu.engine.enrollment import filtered_source
+from siyu.engine.event_sources import filtered_source
 from siyu.language.spec import (
     AllCondition,
     AnyCondition,

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from siyu.engine.conditions import ConditionFacts, load_condition_facts, merge_conditions
 from siyu.engine.context import EngineContext
-from siyu.engine.enrollment import filtered_source
+from siyu.engine.event_sources import filtered_source
 from siyu.engine.marketer_sql import journey_sql, journeys_dir_of
 from siyu.engine.pressure import ContactHistory, load_history
 from siyu.language.spec import EventFilter, JourneySpec, Step

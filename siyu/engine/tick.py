@@ -12,35 +12,72 @@
 A tick is a pure function of (database, now): rerunning it changes nothing already done.
 `flows/journey_flow.py` runs each phase as a Prefect task named after it; `run_tick` runs the
 same phases without Prefect, for tests and backtests.
+
+A phase's result is typed (PhaseResult): named counts of the bookkeeping phases, the typed
+outcomes (siyu.engine.receipts.Outcome) of the messages a step phase handled. It reads as
+labelled counts (`enrolled`, `sent`, `skipped:holdout`, `v1:day3:sent`) where it is shown;
+no code reads a label back.
 """
 
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
 
 from siyu.alerts.breaker import breakers_phase
+from siyu.engine.completion import complete_finished
 from siyu.engine.context import WHOLE, EngineContext, Partition
-from siyu.engine.enrollment import (
-    close_exits,
-    complete_finished,
-    enroll_entrants,
-    kept_versions,
-    record_goals,
-)
+from siyu.engine.entry import enroll_entrants
+from siyu.engine.exits import close_exits
+from siyu.engine.goals import record_goals
 from siyu.engine.marketer_sql import journeys_dir_of
 from siyu.engine.optouts import apply_sms_replies
-from siyu.engine.receipts import outcome_labels
+from siyu.engine.receipts import StepCounts, outcome_labels
 from siyu.engine.send_step import run_step
+from siyu.engine.versions import kept_versions
 from siyu.language.spec import JourneySpec, Step
 from siyu.storage.engine import write_session
 from siyu.storage.models import Journey
 
-PhaseResult = Counter[str]
+
+@dataclass(frozen=True, eq=False)  # compared as the Mapping of its labels
+class PhaseResult(Mapping[str, int]):
+    """What one phase of a tick did. `counts`: the named counts of a bookkeeping phase
+    (`enrolled`, `opted_out`, `goal_reached`, `exited`, `open:sms`, `completed`). `outcomes`:
+    a step phase's typed outcomes. `older`: per (version, step id), the outcomes of the older
+    versions' steps. As a Mapping it is the labelled counts, for showing only."""
+
+    counts: Counter[str] = field(default_factory=Counter)
+    outcomes: StepCounts = field(default_factory=Counter)
+    older: dict[tuple[int, str], StepCounts] = field(default_factory=dict)
+
+    def sends(self) -> Iterator[StepCounts]:
+        """The typed outcomes of every step this phase ran, of any version."""
+        yield self.outcomes
+        yield from self.older.values()
+
+    def labels(self) -> Counter[str]:
+        labels = Counter(self.counts)
+        labels.update(outcome_labels(self.outcomes))
+        for (version, step), outcomes in self.older.items():
+            for label, n in outcome_labels(outcomes).items():
+                labels[f"v{version}:{step}:{label}"] += n
+        return labels
+
+    def __getitem__(self, label: str) -> int:
+        return self.labels()[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.labels())
+
+    def __len__(self) -> int:
+        return len(self.labels())
+
+
 PhaseRun = Callable[[EngineContext, JourneySpec, datetime], PhaseResult]
 
 
@@ -55,7 +92,7 @@ class Phase:
 def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
     def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
         with write_session(ctx.sessions) as session:
-            return Counter({label: work(session, spec, now)})
+            return PhaseResult(Counter({label: work(session, spec, now)}))
 
     return run
 
@@ -63,31 +100,33 @@ def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
 def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     # enrollment runs the journey's own SQL read-only, outside its write transactions
     journeys = journeys_dir_of(ctx.templates_dir)
-    return Counter(
-        {"enrolled": enroll_entrants(ctx.sessions, spec, now, ctx.late_events, journeys)}
+    return PhaseResult(
+        Counter({"enrolled": enroll_entrants(ctx.sessions, spec, now, ctx.late_events, journeys)})
     )
 
 
 def _opt_outs(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     with write_session(ctx.sessions) as session:
-        return Counter({"opted_out": apply_sms_replies(session, ctx.policies.opt_out_words, now)})
+        opted_out = apply_sms_replies(session, ctx.policies.opt_out_words, now)
+    return PhaseResult(Counter({"opted_out": opted_out}))
 
 
 def _goals(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     journeys = journeys_dir_of(ctx.templates_dir)
-    return Counter(
-        {"goal_reached": record_goals(ctx.sessions, spec, now, ctx.goal_grace, journeys)}
+    return PhaseResult(
+        Counter({"goal_reached": record_goals(ctx.sessions, spec, now, ctx.goal_grace, journeys)})
     )
 
 
 def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     journeys = journeys_dir_of(ctx.templates_dir)
-    return Counter({"exited": close_exits(ctx.sessions, spec, now, ctx.late_events, journeys)})
+    exited = close_exits(ctx.sessions, spec, now, ctx.late_events, journeys)
+    return PhaseResult(Counter({"exited": exited}))
 
 
 def _breakers(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     """Channel circuit breakers (siyu.alerts.breaker): open, probe or close before sending."""
-    return breakers_phase(ctx, [step.send for step in spec.steps], now)
+    return PhaseResult(breakers_phase(ctx, [step.send for step in spec.steps], now))
 
 
 _VERSION_ID = select(Journey.id).where(
@@ -105,8 +144,8 @@ def _current_version_id(ctx: EngineContext, spec: JourneySpec) -> int:
 
 def _step_runner(step: Step, partition: Partition = WHOLE) -> PhaseRun:
     def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-        counts = run_step(ctx, spec, step, now, _current_version_id(ctx, spec), partition)
-        return outcome_labels(counts)
+        journey_id = _current_version_id(ctx, spec)
+        return PhaseResult(outcomes=run_step(ctx, spec, step, now, journey_id, partition))
 
     return run
 
@@ -128,15 +167,14 @@ def partitions_of(phase: Phase, count: int) -> list[Phase]:
 
 
 def _older_versions(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-    counts: PhaseResult = Counter()
+    older: dict[tuple[int, str], StepCounts] = {}
     with ctx.sessions() as session:
         versions = kept_versions(session, spec)
     for journey_id, old_spec in versions:
         for step in old_spec.steps:
-            labels = outcome_labels(run_step(ctx, old_spec, step, now, journey_id))
-            for label, n in labels.items():
-                counts[f"v{old_spec.version}:{step.id}:{label}"] += n
-    return counts
+            outcomes = run_step(ctx, old_spec, step, now, journey_id)
+            older.setdefault((old_spec.version, step.id), Counter()).update(outcomes)
+    return PhaseResult(older=older)
 
 
 def tick_phases(spec: JourneySpec) -> list[Phase]:
@@ -153,7 +191,7 @@ def tick_phases(spec: JourneySpec) -> list[Phase]:
 
 
 def run_tick(ctx: EngineContext, spec: JourneySpec, now: datetime) -> dict[str, PhaseResult]:
-    """Run one tick without Prefect; returns each phase's counts."""
+    """Run one tick without Prefect; returns each phase's result."""
     if now.tzinfo is None:
         raise ValueError("`now` must be timezone-aware")
     return {phase.name: phase.run(ctx, spec, now) for phase in tick_phases(spec)}

@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from siyu.engine.enrollment import spec_of
+from siyu.engine.versions import spec_of
 from siyu.language.durations import format_duration
 from siyu.language.spec import Anchor, JourneySpec
 from siyu.storage.models import Customer, Delivery, Enrollment, Journey, ReasonCode, reason_text

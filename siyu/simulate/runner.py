@@ -10,16 +10,17 @@ from __future__ import annotations
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, func, select
 
 from siyu.engine.context import EngineContext
+from siyu.engine.receipts import StepCounts
 from siyu.engine.tick import run_tick
 from siyu.language.spec import JourneySpec
 from siyu.simulate.dry_run import dry_run_channels
@@ -53,6 +54,47 @@ class SimulationSettings:
             now += self.every
 
 
+class LedgerGroup(NamedTuple):
+    """Ledger rows of one status and reason: the code alone for a failure (its detail is a
+    template's or a provider's words), the code and detail otherwise (siyu.storage.models
+    reason_text), None without a reason."""
+
+    status: DeliveryStatus
+    why: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.status}:{self.why}" if self.why else str(self.status)
+
+
+@dataclass(frozen=True, eq=False)  # compared as the Mapping of its labels
+class StepLedger(Mapping[str, int]):
+    """One step's ledger rows counted by (status, reason). As a Mapping, by label
+    (`sent`, `skipped:no_consent:marketing`), for showing only."""
+
+    rows: Counter[LedgerGroup] = field(default_factory=Counter)
+
+    def total(self, *statuses: DeliveryStatus) -> int:
+        """Rows of these statuses, or all rows."""
+        return sum(n for g, n in self.rows.items() if not statuses or g.status in statuses)
+
+    def reasons(self, status: DeliveryStatus) -> list[tuple[str | None, int]]:
+        """The reasons of one status's rows, the most common first."""
+        return [(g.why, n) for g, n in self.rows.most_common() if g.status == status]
+
+    def labels(self) -> Counter[str]:
+        return Counter({group.label: n for group, n in self.rows.items()})
+
+    def __getitem__(self, label: str) -> int:
+        return self.labels()[label]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.labels())
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
 @dataclass
 class SimulationReport:
     journey: str
@@ -60,19 +102,19 @@ class SimulationReport:
     customers: int
     ticks: int = 0
     seconds: float = 0.0
-    # local day → "enrolled" / "exited" / "goal_reached" / "<step>:<outcome>" → count
+    # local day → "enrolled" / "exited" / "goal_reached" / "<phase>:<label>" → count (shown)
     days: dict[date, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
+    # local day → the typed outcomes of the messages due that day, every step of every version
+    outcomes: dict[date, StepCounts] = field(default_factory=lambda: defaultdict(Counter))
     volume: dict[str, Counter[date]] = field(default_factory=dict)  # channel → day → messages
-    steps: dict[str, Counter[str]] = field(default_factory=dict)  # from the ledger: status[:why]
+    steps: dict[str, StepLedger] = field(default_factory=dict)  # step → its ledger rows
     quota: Counter[str] = field(default_factory=Counter)  # step → rows held by a cap or quota
     enrollments: Counter[str] = field(default_factory=Counter)  # status, goal_reached
 
-    def day_total(self, day: date, outcome: str) -> int:
-        """Sum over steps of one outcome (sent, skipped, deferred, failed, due) on a day."""
-        counts = self.days.get(day, Counter())
-        if outcome == "due":
-            return sum(n for k, n in counts.items() if ":" in k)
-        return sum(n for k, n in counts.items() if k.split(":")[1:2] == [outcome])
+    def day_total(self, day: date, status: DeliveryStatus | None = None) -> int:
+        """Messages due on a day over every step, or those whose row took `status`."""
+        counts = self.outcomes.get(day, Counter())
+        return sum(n for o, n in counts.items() if status is None or o.status == status)
 
     def quota_hits(self, step: str) -> int:
         return self.quota[step]
@@ -131,14 +173,16 @@ def _run(
         day = now.astimezone(zone).date()
         for channel in channels.values():
             channel.today = day
-        for phase, counts in run_tick(ctx, spec, now).items():
-            for outcome, n in counts.items():
+        for phase, result in run_tick(ctx, spec, now).items():
+            for label, n in result.labels().items():  # for showing (the CSV's measures)
                 key = (
-                    outcome
+                    label
                     if phase in ("enroll", "goals", "exits", "complete")
-                    else (f"{phase}:{outcome}")
+                    else f"{phase}:{label}"
                 )
                 report.days[day][key] += n
+            for outcomes in result.sends():
+                report.outcomes[day].update(outcomes)
         if progress is not None:
             progress(index, len(times), now)
     report.seconds = time.perf_counter() - started
@@ -150,7 +194,7 @@ def _run(
 
 
 def _read_ledger(session: Any, spec: JourneySpec, report: SimulationReport) -> None:
-    report.steps = {step.id: Counter() for step in spec.steps}
+    report.steps = {step.id: StepLedger() for step in spec.steps}
     columns = (
         Delivery.step_id,
         Delivery.status,
@@ -166,7 +210,8 @@ def _read_ledger(session: Any, spec: JourneySpec, report: SimulationReport) -> N
     for step_id, status, code, detail, provider_code, n in rows:
         # failures by their code alone (the detail is a template's or a provider's words)
         why = str(code) if status == DeliveryStatus.FAILED else reason_text(code, detail)
-        report.steps.setdefault(step_id, Counter())[f"{status}:{why}" if why else status] += n
+        group = LedgerGroup(DeliveryStatus(status), why or None)
+        report.steps.setdefault(step_id, StepLedger()).rows[group] += n
         if code == ReasonCode.CAP or (
             code == ReasonCode.RETRY and (provider_code or "").startswith(QUOTA_PROVIDER_CODES)
         ):

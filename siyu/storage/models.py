@@ -215,7 +215,7 @@ class Enrollment(Base):
         ),
         # The goals phase looks at the enrollments of the goal window still without a goal:
         # found by this range (customer_id included for the join), not by scanning the
-        # journey's whole enrollment history (siyu/engine/enrollment.py record_goals).
+        # journey's whole enrollment history (siyu/engine/goals.py record_goals).
         Index(
             "ix_enrollments_journey_goal_entered",
             "journey_name",

@@ -1,0 +1,70 @@
+"""Completion: active enrollments whose every step reached a final status are `completed`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import bindparam, func, select, update
+from sqlalchemy.orm import Session
+
+from siyu.language.spec import JourneySpec
+from siyu.storage.models import TERMINAL_STATUSES, Delivery, Enrollment, Journey
+
+
+def complete_finished(session: Session, spec: JourneySpec, now: datetime) -> int:
+    """Active enrollments whose every step (of their own version) reached a final status are
+    `completed`: those with at least as many final ledger rows as their version has steps.
+
+    Counted per active enrollment, so a tick reads the journey's active enrollments, not the
+    ledger of every enrollment that ever finished."""
+    done = 0
+    versions = session.execute(
+        select(Journey.id, Journey.version).where(Journey.name == spec.journey)
+    ).all()
+    for journey_id, version in versions:
+        steps = len(
+            spec.steps if version == spec.version else _spec_of_id(session, journey_id).steps
+        )
+        result = session.execute(
+            _COMPLETE,
+            {"version_id": journey_id, "name": spec.journey, "steps": max(steps, 1)},
+        )
+        done += int(getattr(result, "rowcount", 0) or 0)
+    return done
+
+
+def _spec_of_id(session: Session, journey_id: int) -> JourneySpec:
+    return JourneySpec.model_validate(
+        session.scalar(select(Journey.spec).where(Journey.id == journey_id))
+    )
+
+
+# An enrollment's rows always carry its journey's name (both are written from the same spec),
+# so filtering enrollments by name too changes nothing and lets the
+# (journey_name, status, journey_id) index find the active ones. `steps` is at least 1: an
+# enrollment without any final row was never completed (it had no group in the former
+# GROUP BY ... HAVING form). Any ledger rows first, final ones second: the first count reads
+# only the unique (enrollment_id, step_id) index, and most active enrollments are still
+# waiting for a step that has no row yet, so the second (which reads the rows) rarely runs.
+_ROWS = select(func.count()).where(Delivery.enrollment_id == Enrollment.id).scalar_subquery()
+_FINAL_ROWS = (
+    select(func.count())
+    .where(
+        Delivery.enrollment_id == Enrollment.id,
+        Delivery.journey_name == bindparam("name"),
+        Delivery.status.in_(TERMINAL_STATUSES),
+    )
+    .scalar_subquery()
+)
+_COMPLETE = (
+    update(Enrollment)
+    .where(
+        Enrollment.journey_name == bindparam("name"),
+        Enrollment.status == "active",
+        Enrollment.journey_id == bindparam("version_id"),
+        _ROWS >= bindparam("steps"),
+        _FINAL_ROWS >= bindparam("steps"),
+    )
+    .values(status="completed")
+    .execution_options(synchronize_session=False)
+)

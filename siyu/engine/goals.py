@@ -1,0 +1,57 @@
+"""Goals reached: an enrollment's first goal event within the goal's window is recorded."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import and_, bindparam
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.engine.claims import ENROLLMENTS, executemany_update
+from siyu.engine.event_sources import first_matching_event
+from siyu.engine.marketer_sql import marketer_read
+from siyu.language.spec import JourneySpec
+from siyu.storage.engine import write_session
+from siyu.storage.models import Enrollment
+
+
+def record_goals(
+    sessions: sessionmaker[Session],
+    spec: JourneySpec,
+    now: datetime,
+    grace: Any,
+    journeys_dir: Path | None = None,
+) -> int:
+    """Record goals reached: found with the goal's `where:` in a read-only session, written
+    in a short write transaction afterwards."""
+    if spec.goal is None:
+        return 0
+    window = spec.goal.within
+    with marketer_read(sessions, spec, "goal.where", journeys_dir) as session:
+        rows = first_matching_event(
+            session,
+            spec,
+            spec.goal,
+            now,
+            Enrollment.goal_reached_at.is_(None),
+            Enrollment.entered_at >= now - window - grace,
+        )
+    reached = [
+        {"enrollment_id": eid, "goal_reached_at": at}
+        for eid, entered, at in rows
+        if at <= entered + window
+    ]
+    if reached:  # one executemany, not one ORM statement per enrollment
+        with write_session(sessions) as session:
+            session.connection().execute(_GOAL_REACHED, reached)
+    return len(reached)
+
+
+# Only a goal not yet recorded: another worker may have recorded it since the read.
+_GOAL_REACHED = executemany_update(
+    ENROLLMENTS,
+    and_(ENROLLMENTS.c.id == bindparam("enrollment_id"), ENROLLMENTS.c.goal_reached_at.is_(None)),
+    ("goal_reached_at",),
+)
