@@ -511,7 +511,7 @@ def test_a_long_marketer_query_does_not_block_another_journeys_writes(
         pytest.skip("SQLite's single writer lock")
     for _ in range(120):
         shop.customer(identities=())
-    slow = "SELECT count(*) FROM customers a, customers b, customers c, customers d"
+    slow = "SELECT count(*) FROM customers a, customers b, customers c, customers d, customers e"
     state: dict[str, Any] = {}
 
     def reader() -> None:
