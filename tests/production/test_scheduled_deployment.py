@@ -314,12 +314,26 @@ def test_a_journey_broken_after_deploy_fails_its_run_with_the_problem_and_sends_
     finally:
         journey.write_text(good, encoding="utf-8")
     assert run["state_type"] == "FAILED"
-    logs = deployed.server.api(
-        "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}
-    )
-    text = "\n".join(log["message"] for log in logs)
     line = next(i for i, row in enumerate(good.splitlines(), 1) if "send: service_account" in row)
-    assert re.search(rf"journeys/first_purchase\.yaml:{line}:\d+", text), text[-2000:]
+    # The run's state, shown on its page in the UI, names the problem's position itself.
+    message = run["state"]["message"] or ""
+    assert re.search(rf"journeys/first_purchase\.yaml:{line}:\d+", message), message
+
+    def run_logs_naming_the_line() -> str | None:
+        # The flow run's own logs reach the server through a background log worker, and
+        # may land after its FAILED state does: poll for them rather than read once.
+        logs = deployed.server.api(
+            "POST", "/logs/filter", json={"logs": {"flow_run_id": {"any_": [run["id"]]}}}
+        )
+        text = "\n".join(log["message"] for log in logs)
+        return text if re.search(rf"journeys/first_purchase\.yaml:{line}:\d+", text) else None
+
+    text = wait_until(
+        run_logs_naming_the_line,
+        60,
+        f"the failed run's logs to name line {line}",
+        deployed.worker_log,
+    )
     assert "service_acount" in text and "did you mean" in text
     assert len(SandboxClient(deployed.sandbox.url).messages()) == before
 
