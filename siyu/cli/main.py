@@ -250,20 +250,29 @@ def db_seed(
     arrivals: Annotated[
         int, typer.Option(help="of them, first purchases arriving over the next two hours", min=0)
     ] = 120,
+    now: Annotated[
+        str | None,
+        typer.Option(
+            help="the moment the data is built around: 2026-10-10T09:00 (read in "
+            "Asia/Shanghai, the demo brand's zone) or with an offset; default: now",
+            show_default=False,
+            metavar="TIME",
+        ),
+    ] = None,
 ) -> None:
     """Fill an empty database with demo data around the current time: 60 days of history up
     to now, and new first purchases arriving over the next two hours, so that a deployed
     journey's ticks enroll and send."""
-    from datetime import UTC, datetime
     from zoneinfo import ZoneInfo
 
-    from siyu.cli.conventions import shown_url
+    from siyu.cli.conventions import parse_moment, shown_url
     from siyu.storage.demo_data import around_now, generate
     from siyu.storage.engine import database_url, make_engine, make_sessionmaker
 
+    moment = parse_moment(now, "Asia/Shanghai")
     engine = make_engine()
     with make_sessionmaker(engine)() as session, session.begin():
-        made = generate(session, around_now(datetime.now(UTC), customers, min(arrivals, customers)))
+        made = generate(session, around_now(moment, customers, min(arrivals, customers)))
     engine.dispose()
     console.print(f"seeded {shown_url(database_url())}:", markup=False, highlight=False)
     lines = [

@@ -436,6 +436,7 @@ TIME_COMMANDS: dict[str, list[str]] = {
     "explain": ["explain", JOURNEY, "42", "--now"],
     "segments refresh": ["segments", "refresh", "--now"],
     "simulate": ["simulate", JOURNEY, "--days", "1", "--every", "1d", "--start"],
+    "db seed": ["db", "seed", "--customers", "5", "--arrivals", "1", "--now"],
 }
 
 
@@ -447,8 +448,17 @@ def test_every_time_command_is_covered() -> None:
 @pytest.mark.parametrize("name", sorted(TIME_COMMANDS))
 @pytest.mark.parametrize("moment", ["2026-10-10", "2026-10-10T09:00", "2026-10-10T09:00+08:00"])
 def test_a_time_with_or_without_zone(
-    project: Path, db: Any, flow: FlowRecorder, name: str, moment: str
+    tmp_path: Path, project: Path, db: Any, flow: FlowRecorder, name: str, moment: str
 ) -> None:
+    if name == "db seed":  # fills an empty database only
+        with _fresh_database(tmp_path, "seed-time") as url:
+            upgrade(url)
+            result = run(project, url, *TIME_COMMANDS[name], moment)
+        assert result.exit_code == 0, result.output
+        # the demo brand's zone: its arrivals end two hours after the moment, read there
+        until = "02:00" if moment == "2026-10-10" else "11:00"
+        assert f"they arrive until {until} Asia/Shanghai" in result.stdout, result.stdout
+        return
     result = run(project, db(name), *TIME_COMMANDS[name], moment)
     assert result.exit_code == 0, result.output
     if name == "tick":  # read in the journey's zone (Asia/Shanghai, +08:00)
