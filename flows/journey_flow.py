@@ -27,7 +27,7 @@ from siyu.project import Project
 from siyu.settings import settings as siyu_settings
 from siyu.storage.engine import database_url
 from tasks.context import TickSettings, engine_context, journey_spec, tick_resources
-from tasks.phases import PHASE_TASKS, step_task
+from tasks.phases import PHASE_TASKS, channels_held_by_tag_limits, step_task
 
 
 def parse_now(now: str | None) -> datetime:
@@ -57,7 +57,7 @@ def journey_tick(
     partitions: int | None = None,
     processes: bool | None = None,
     throttle: bool = True,
-    channel_tags: bool = True,
+    channel_tags: bool | None = None,
 ) -> dict[str, dict[str, int]]:
     """Run one tick of `journey` at `now` (ISO 8601 with offset; default: the current time).
 
@@ -68,10 +68,11 @@ def journey_tick(
     SIYU_PARTITION_PROCESSES=1) each partition runs in its own worker process, so a large
     step uses every core (siyu/engine/partition_workers.py). `throttle=False` drops the channels'
     client-side rate limits: only for the local sandbox (refused for a non-loopback URL).
-    `channel_tags=False` leaves the send tasks without their `channel:<name>` tag: each tagged
-    task run asks the API for that tag's concurrency limits (Prefect remembers "no limit" for
-    only 5 s), which cost the demo 6.4 s per tick instead of 1.5 s. Only where no operator
-    holds a channel with a tag limit: the demo.
+    A send task carries its channel's tag (`channel:sms`) when an operator holds that channel
+    with a Prefect tag concurrency limit (the default, `channel_tags=None`: one API read per
+    channel and tick); `channel_tags=True` tags every send task, `False` none (the demo, which
+    has no limits to honour). Tagging is not free in Prefect 3.8.8: see
+    tasks/phases.py:channels_held_by_tag_limits.
     """
     moment = parse_now(now)
     project = Project.find()
@@ -101,7 +102,11 @@ def journey_tick(
 
 
 def run_tick_tasks(
-    settings: TickSettings, spec: JourneySpec, moment: datetime, *, channel_tags: bool = True
+    settings: TickSettings,
+    spec: JourneySpec,
+    moment: datetime,
+    *,
+    channel_tags: bool | None = None,
 ) -> dict[str, dict[str, int]]:
     """The tick's phases as Prefect tasks (tasks/phases.py), inside the calling flow. With
     more than one partition, each step's due enrollments are split into that many tasks,
@@ -110,12 +115,18 @@ def run_tick_tasks(
     own context, so its own channel clients."""
     results: dict[str, dict[str, int]] = {}
     inputs = (settings, spec.journey, spec.version, moment)
-    for phase in tick_phases(spec):
+    phases = tick_phases(spec)
+    channels = {phase.step.send for phase in phases if phase.step is not None}
+    if channel_tags is None:
+        tagged = channels_held_by_tag_limits(channels)
+    else:
+        tagged = channels if channel_tags else set()
+    for phase in phases:
         if phase.step is None:
             results[phase.name] = PHASE_TASKS[phase.kind](*inputs)
             continue
         count = len(partitions_of(phase, settings.partitions))
-        send = step_task(phase.step.id, phase.step.send, count, tagged=channel_tags)
+        send = step_task(phase.step.id, phase.step.send, count, tagged=phase.step.send in tagged)
         if count == 1:
             results[phase.name] = send(*inputs, phase.step.id)
             continue

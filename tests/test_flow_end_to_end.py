@@ -186,3 +186,31 @@ def test_a_template_breaking_the_content_rules_stops_the_tick_before_any_send(
     report = str(raised.value)
     assert "banned-word" in report and "sms-opt-out" in report
     assert SandboxClient(sandbox.url).messages() == []
+
+
+def test_a_send_task_carries_its_channel_tag_where_an_operator_holds_the_channel(
+    prefect_harness: None,
+    project_env: str,
+    sandbox: RunningSandbox,
+    shop: Shop,
+) -> None:
+    """`prefect concurrency-limit create channel:wecom 10` holds WeCom: the WeCom step's task
+    run is tagged and so counted against the limit; a channel without a limit is not tagged
+    (a tagged task run costs Prefect 3.8.8 an API round per run, tasks/phases.py)."""
+    from prefect.client.orchestration import get_client
+
+    buyer = shop.customer()
+    tick(local(0), sandbox)
+    shop.order(buyer, local(0, 10), seq=1)
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag="channel:wecom", concurrency_limit=10)
+        try:
+            state = tick(local(1, 11), sandbox)  # day 1: join-group and day3-care are due
+        finally:
+            client.delete_concurrency_limit_by_tag("channel:wecom")
+    assert state.is_completed()
+    runs = task_runs(state.state_details.flow_run_id, {"join-group", "day3-care"})
+    tags = {run.name: set(run.tags) for run in runs}
+    assert tags["day3-care"] == {"channel:wecom"}
+    assert tags["join-group"] == set()  # wecom_group_invite: no limit held
+    assert tags["enroll"] == set()

@@ -78,7 +78,7 @@ def test_a_task_receives_serialisable_inputs_and_a_send_task_carries_its_channel
 
     send = step_task("day3-care", "wecom", 2)
     assert send.name == "day3-care" and send.tags == {"channel:wecom"}
-    # the demo's flow runs without tags (each tagged task run asks the API for its limits)
+    # untagged where no operator holds the channel (each tagged task run asks the API)
     assert step_task("day3-care", "wecom", 2, tagged=False).tags == set()
     assert send.retries == len(STEP_RETRIES) == 3
     assert {task.name for task in PHASE_TASKS.values()} == {
