@@ -11,7 +11,9 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
+from siyu.cli.main import app
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
 from siyu.storage.engine import make_engine, make_sessionmaker
@@ -51,14 +53,17 @@ def test_the_seeded_walkthrough_enrolls_the_arrivals_and_sends_to_them(
     database_url: str,
     sandbox: RunningSandbox,
 ) -> None:
-    siyu(database_url, "db", "upgrade")
+    # upgrade and seed in this process (no Prefect in them); the ticks in their own
+    env = {"SIYU_PROJECT_DIR": str(ROOT), "SIYU_DATABASE_URL": database_url}
+    for command in (
+        ["db", "upgrade"],
+        ["db", "seed", "--customers", "400", "--arrivals", "60", "--now", SEEDED_AT.isoformat()],
+    ):
+        done = CliRunner().invoke(app, command, env=env)
+        assert done.exit_code == 0, (command, done.output)
+    assert "first purchases still to arrive" in done.stdout
     engine = make_engine(database_url)
     sessions = make_sessionmaker(engine)
-    seeded = siyu(
-        database_url, "db", "seed", "--customers", "400", "--arrivals", "60",
-        "--now", SEEDED_AT.isoformat(),
-    )  # fmt: skip
-    assert "first purchases still to arrive" in seeded
 
     # The first tick switches the journey on: 60 days of history are not a backlog to blast.
     siyu(database_url, "tick", JOURNEY, "--now", SEEDED_AT.isoformat(), "--channel-base-url",
