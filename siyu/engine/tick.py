@@ -42,6 +42,7 @@ from siyu.engine.versions import kept_versions
 from siyu.language.spec import JourneySpec, Step
 from siyu.storage.engine import write_session
 from siyu.storage.models import Journey
+from siyu.storage.statistics import refresh_stale_statistics
 
 
 @dataclass(frozen=True, eq=False)  # compared as the Mapping of its labels
@@ -98,6 +99,8 @@ def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
 
 
 def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
+    # Statistics a bulk load left stale are refreshed before any plan is made from them.
+    refresh_stale_statistics(ctx.sessions.kw["bind"])
     # enrollment runs the journey's own SQL read-only, outside its write transactions
     journeys = journeys_dir_of(ctx.templates_dir)
     return PhaseResult(
@@ -166,6 +169,12 @@ def partitions_of(phase: Phase, count: int) -> list[Phase]:
     ]
 
 
+def _complete(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
+    # The steps may have just filled a ledger that was empty when it was last analysed.
+    refresh_stale_statistics(ctx.sessions.kw["bind"])
+    return _in_transaction(complete_finished, "completed")(ctx, spec, now)
+
+
 def _older_versions(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     older: dict[tuple[int, str], StepCounts] = {}
     with ctx.sessions() as session:
@@ -186,7 +195,7 @@ def tick_phases(spec: JourneySpec) -> list[Phase]:
         Phase("breakers", "breakers", _breakers),
         *(Phase(step.id, "step", _step_runner(step), step) for step in spec.steps),
         Phase("older-versions", "older", _older_versions),
-        Phase("complete", "complete", _in_transaction(complete_finished, "completed")),
+        Phase("complete", "complete", _complete),
     ]
 
 

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from siyu.errors import ConfigError
 from siyu.importer.csv_import import ImportAborted
 from siyu.storage.engine import database_url, make_engine, make_sessionmaker
+from siyu.storage.statistics import refresh_stale_statistics
 
 TABLES = ("customers", "channel_identities", "consents", "orders", "events")
 UPGRADE = "run `siyu db upgrade` first"
@@ -37,6 +38,8 @@ def import_session(url: str | None = None) -> Iterator[Session]:
                     f"the database refused the import ({_first_line(error)}); "
                     "nothing from this file was imported"
                 ) from None
+        # A large file leaves the planner's statistics behind: the next tick's plans need them.
+        refresh_stale_statistics(engine, TABLES)
     finally:
         engine.dispose()
 
