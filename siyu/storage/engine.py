@@ -26,6 +26,10 @@ def make_engine(url: str | None = None, **kwargs: Any) -> Engine:
     url = url or database_url()
     if url.startswith("sqlite:///") and not url.startswith("sqlite:///:memory:"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    if not url.startswith("sqlite"):
+        # A pooled connection a database restart cut is found and replaced at checkout (one
+        # round trip per checkout), instead of failing the next statement and costing a retry.
+        kwargs.setdefault("pool_pre_ping", True)
     engine = create_engine(url, **kwargs)
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _configure_sqlite)
