@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime
 
 from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from siyu.language.spec import JourneySpec
-from siyu.storage.models import TERMINAL_STATUSES, Delivery, Enrollment, Journey
+from siyu.storage.models import TERMINAL_STATUSES, Delivery, DeliveryStatus, Enrollment, Journey
+
+log = logging.getLogger(__name__)
 
 
 def complete_finished(session: Session, spec: JourneySpec, now: datetime) -> int:
@@ -68,3 +71,33 @@ _COMPLETE = (
     .values(status="completed")
     .execution_options(synchronize_session=False)
 )
+
+
+def messages_in_flight(
+    session: Session, journey: str, now: datetime
+) -> tuple[int, datetime | None]:
+    """The journey's messages still `sending` under a live lease once the tick's steps are
+    done, and when the last lease ends: an attempt claimed them and did not finish (its
+    process or its database connection died after the claim). Until the lease ends nobody
+    sends them; after it, a tick sends them again under the same idempotency key. A tick
+    that leaves some says so (a warning in the run's logs, `in_flight` in its results)."""
+    count, until = session.execute(
+        select(func.count(), func.max(Delivery.next_attempt_at)).where(
+            Delivery.status == DeliveryStatus.SENDING,
+            Delivery.next_attempt_at > now,
+            Delivery.journey_name == journey,
+        )
+    ).one()
+    return int(count), until
+
+
+def warn_in_flight(journey: str, count: int, until: datetime | None) -> None:
+    if count:
+        log.warning(
+            "%s: %d message(s) still in flight after this tick: an attempt claimed them and "
+            "did not finish; a tick after their lease ends (%s UTC) sends them under the same "
+            "idempotency key",
+            journey,
+            count,
+            until.isoformat(timespec="seconds") if until else "?",
+        )

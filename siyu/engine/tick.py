@@ -29,7 +29,7 @@ from datetime import datetime
 from sqlalchemy import bindparam, select
 
 from siyu.alerts.breaker import breakers_phase
-from siyu.engine.completion import complete_finished
+from siyu.engine.completion import complete_finished, messages_in_flight, warn_in_flight
 from siyu.engine.context import WHOLE, EngineContext, Partition
 from siyu.engine.entry import enroll_entrants
 from siyu.engine.exits import close_exits
@@ -88,14 +88,6 @@ class Phase:
     kind: str  # "enroll" | "opt-outs" | "goals" | "exits" | "breakers" | "step" | "older" | ...
     run: PhaseRun
     step: Step | None = None
-
-
-def _in_transaction(work: Callable[..., int], label: str) -> PhaseRun:
-    def run(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
-        with write_session(ctx.sessions) as session:
-            return PhaseResult(Counter({label: work(session, spec, now)}))
-
-    return run
 
 
 def _enroll(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
@@ -172,7 +164,14 @@ def partitions_of(phase: Phase, count: int) -> list[Phase]:
 def _complete(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     # The steps may have just filled a ledger that was empty when it was last analysed.
     refresh_stale_statistics(ctx.sessions.kw["bind"])
-    return _in_transaction(complete_finished, "completed")(ctx, spec, now)
+    with write_session(ctx.sessions) as session:
+        counts = Counter({"completed": complete_finished(session, spec, now)})
+    with ctx.sessions() as session:
+        in_flight, until = messages_in_flight(session, spec.journey, now)
+    warn_in_flight(spec.journey, in_flight, until)
+    if in_flight:  # shown only when there are some: an ordinary tick leaves none
+        counts["in_flight"] = in_flight
+    return PhaseResult(counts)
 
 
 def _older_versions(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
