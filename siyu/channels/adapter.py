@@ -23,9 +23,11 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 
 from siyu.channels.backoff import RetryPolicy, retrying
 from siyu.channels.base import (
+    UNVERIFIED,
     ChannelMisconfigured,
     ChannelUnavailable,
     OutboundMessage,
@@ -85,7 +87,7 @@ class ReconcileFailed(ProviderFault):
     """We could not find out whether a lost request was applied: defer, never resend blindly."""
 
     def __init__(self, cause: ProviderFault) -> None:
-        super().__init__(Action.RETRY, "unverified", f"status lookup failed: {cause}")
+        super().__init__(Action.RETRY, UNVERIFIED, f"status lookup failed: {cause}")
 
 
 class BatchChannel:
@@ -95,6 +97,11 @@ class BatchChannel:
     # True when re-sending the same request can never deliver twice (client_msg_id, webhook-id,
     # enable_duplicate_check). False means: reconcile before any retry after an ambiguous fault.
     idempotent: bool = True
+    # True when `reconcile(unit, since)` can tell, from the provider's own records, whether a
+    # message an earlier (crashed) attempt may have sent went out: such messages are then
+    # looked up before they are sent again. A non-idempotent channel without it re-sends them
+    # (docs/channels.md, "Known weak spots").
+    looks_up_earlier_attempts: bool = False
 
     def __init__(self, name: str, runtime: Runtime) -> None:
         self.name = name
@@ -107,8 +114,11 @@ class BatchChannel:
     def deliver(self, unit: Unit) -> list[Receipt]:
         raise NotImplementedError
 
-    def reconcile(self, unit: Unit) -> list[Receipt] | None:
-        """Receipts if the lost request was applied, None if it surely was not."""
+    def reconcile(self, unit: Unit, since: float | None = None) -> list[Receipt] | None:
+        """Receipts if the lost request was applied, None if it surely was not. `since`: the
+        earliest moment (epoch seconds) it can have been made; without it, this call's own
+        first attempt. A receipt `retry` with code `not_found_after_timeout` marks a message
+        of the unit that was not applied when others were."""
         return None
 
     # --- shared ---------------------------------------------------------------------------------
@@ -118,6 +128,11 @@ class BatchChannel:
         if not messages:
             return []
         receipts: list[Receipt] = []
+        if self.looks_up_earlier_attempts and any(m.in_doubt_since for m in messages):
+            settled, messages = self._settle_in_doubt(messages)
+            receipts.extend(settled)
+            if not messages:
+                return receipts
         units = self.plan(messages)
         for i, unit in enumerate(units):
             result = self._run(unit)
@@ -139,6 +154,50 @@ class BatchChannel:
             )
             break
         return receipts
+
+    def _settle_in_doubt(
+        self, messages: Sequence[OutboundMessage]
+    ) -> tuple[list[Receipt], list[OutboundMessage]]:
+        """Messages an earlier attempt may have sent (its process died between the provider's
+        answer and the ledger): looked up at the provider first. Found: its record is the
+        receipt. Surely not sent: sent now, with the rest. Lookup failed: deferred, never sent
+        blind. Returns (receipts, the messages to send)."""
+        receipts: list[Receipt] = []
+        to_send = [m for m in messages if m.in_doubt_since is None]
+        in_doubt = [m for m in messages if m.in_doubt_since is not None]
+        for unit in self.plan(in_doubt):
+            since = min(m.in_doubt_since for m in unit if m.in_doubt_since).timestamp()
+            try:
+                found = retrying(
+                    partial(self.reconcile, unit, since),
+                    self.rt.policy,
+                    sleep=self.rt.sleep,
+                    rng=self.rt.rng,
+                )
+            except ProviderFault as fault:
+                if fault.action in (Action.CONFIG, Action.REFRESH):
+                    receipts.extend(held_receipts(unit, fault))
+                    continue
+                detail = f"could not look up an earlier attempt: {redact(str(fault))}"[:300]
+                receipts.extend(
+                    Receipt(m.idempotency_key, "retry", code=UNVERIFIED, detail=detail)
+                    for m in unit
+                )
+                continue
+            by_key = {r.idempotency_key: r for r in found or []}
+            for m in unit:
+                receipt = by_key.get(m.idempotency_key)
+                if receipt is None or receipt.code == "not_found_after_timeout":
+                    to_send.append(m)  # the provider has no record of it: not sent before
+                else:
+                    receipts.append(receipt)
+        log.info(
+            "%s: %d message(s) in doubt after an earlier attempt: %d not sent before, sent now",
+            self.name,
+            len(in_doubt),
+            len(to_send) - (len(messages) - len(in_doubt)),
+        )
+        return receipts, to_send
 
     def _run(
         self, unit: Unit

@@ -26,9 +26,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
 Outcome = Literal["sent", "pending", "retry", "failed", "refused", "held"]
+
+# The code of a `retry` receipt for a message that may have gone out: its answer was lost and
+# looking it up at the provider failed too. The engine keeps the doubt: the next attempt looks
+# it up again before sending (OutboundMessage.in_doubt_since).
+UNVERIFIED = "unverified"
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,10 @@ class OutboundMessage:
     address: str  # the channel's recipient id: external_userid, openid, mobile, e-mail, ...
     body: str  # the rendered template
     params: dict[str, Any] = field(default_factory=dict)  # step-level extras (template code, ...)
+    # Set when an earlier attempt claimed this message (at this moment, the tick's clock) and
+    # never recorded an answer: it may have gone out. A channel whose provider does not
+    # deduplicate looks it up before sending it again (BatchChannel.send_batch).
+    in_doubt_since: datetime | None = None
 
 
 @dataclass(frozen=True)

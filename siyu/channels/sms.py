@@ -24,7 +24,7 @@ import httpx
 from siyu.channels import aliyun_signature
 from siyu.channels.adapter import BatchChannel, Runtime, Unit, group_by, held_receipts
 from siyu.channels.backoff import retrying
-from siyu.channels.base import OutboundMessage, Receipt
+from siyu.channels.base import UNVERIFIED, OutboundMessage, Receipt
 from siyu.channels.config import SmsConfig
 from siyu.channels.errors import Action, AmbiguousFault, ApiFault, ProviderFault, classify_sms
 from siyu.channels.secrets import Secret
@@ -33,12 +33,16 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 MAX_BATCH_NUMBERS = 100
 PAGE_SIZE = 50  # QuerySendDetails maximum
 SEND_STATUS_FAILED = 2  # 1 waiting for receipt, 2 failed, 3 delivered
+# An earlier attempt's message is looked for this many days back (one query per number and
+# day; Aliyun keeps 30). A journey that ticks at least daily finds its own within two.
+LOOKBACK_DAYS = 7
 
 
 class SmsChannel(BatchChannel):
     identity_kind = "mobile"
     max_batch = MAX_BATCH_NUMBERS
     idempotent = False
+    looks_up_earlier_attempts = True  # QuerySendDetails: by OutId, or phone + template + time
 
     def __init__(
         self, name: str, runtime: Runtime, config: SmsConfig, access_key_id: str, secret: Secret
@@ -111,7 +115,7 @@ class SmsChannel(BatchChannel):
                         Receipt(
                             m.idempotency_key,
                             "retry",
-                            code="unverified",
+                            code=UNVERIFIED,
                             detail=f"OutId lookup failed: {fault.code}",
                         )
                     )
@@ -156,10 +160,19 @@ class SmsChannel(BatchChannel):
         return [Receipt(m.idempotency_key, "sent", provider_message_id=biz_id) for m in unit]
 
     # --- finding out what was sent --------------------------------------------------------------
-    def _details(self, phone: str) -> list[dict[str, Any]]:
-        """Today's (and, just after midnight, yesterday's) send records for ``phone``."""
+    def _details(self, phone: str, since: float | None = None) -> list[dict[str, Any]]:
+        """The send records for ``phone``: today's (and, just after midnight, yesterday's);
+        with ``since``, every day from that moment's to today, at most LOOKBACK_DAYS."""
         now = dt.datetime.now(SHANGHAI)
-        days = [now] + ([now - dt.timedelta(days=1)] if now.hour < 1 else [])
+        if since is None:
+            days = [now] + ([now - dt.timedelta(days=1)] if now.hour < 1 else [])
+        else:
+            first = max(
+                dt.datetime.fromtimestamp(since, SHANGHAI).date(),
+                now.date() - dt.timedelta(days=LOOKBACK_DAYS - 1),
+            )
+            count = (now.date() - first).days + 1
+            days = [now - dt.timedelta(days=back) for back in range(max(count, 1))]
         rows: list[dict[str, Any]] = []
         for day in days:
             page = 1
@@ -181,21 +194,23 @@ class SmsChannel(BatchChannel):
                 page += 1
         return rows
 
-    def lookup_out_id(self, m: OutboundMessage) -> Receipt | None:
-        for row in self._details(m.address):
+    def lookup_out_id(self, m: OutboundMessage, since: float | None = None) -> Receipt | None:
+        for row in self._details(m.address, since):
             if row.get("OutId") == m.idempotency_key:
                 return _receipt_from_detail(m, row)
         return None
 
-    def reconcile(self, unit: Unit) -> list[Receipt] | None:
+    def reconcile(self, unit: Unit, since: float | None = None) -> list[Receipt] | None:
         if not self.config.batch_api:
-            found = self.lookup_out_id(unit[0])
+            found = self.lookup_out_id(unit[0], since)
             return [found] if found is not None else None
-        since = self._first_try.get(id(unit), time.time()) - 5
+        # SendBatchSms carries no OutId: a record of the same template to the same number,
+        # made since the first attempt, is taken as ours.
+        since = (since if since is not None else self._first_try.get(id(unit), time.time())) - 5
         receipts: list[Receipt] = []
         for m in unit:
             match = None
-            for row in self._details(m.address):
+            for row in self._details(m.address, since):
                 sent_at = _parse_send_date(str(row.get("SendDate", "")))
                 if row.get("TemplateCode") == self._template_code(m) and sent_at >= since:
                     match = row

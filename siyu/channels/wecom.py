@@ -121,8 +121,9 @@ class WecomChannel(BatchChannel):
             for m in unit
         ]
 
-    def reconcile(self, unit: Unit) -> list[Receipt] | None:
-        started = self._first_try.get(id(unit), time.time()) - LIST_WINDOW_SLACK
+    def reconcile(self, unit: Unit, since: float | None = None) -> list[Receipt] | None:
+        first = since if since is not None else self._first_try.get(id(unit), time.time())
+        started = first - LIST_WINDOW_SLACK
         want = self.request_body(unit)
         cursor = ""
         while True:

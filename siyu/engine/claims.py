@@ -18,11 +18,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Dialect, Table, Update, bindparam, func, select, update
 from sqlalchemy.orm import Session
 
+from siyu.channels.base import UNVERIFIED
 from siyu.storage.bulk import Statements, insert_returning, prepare_insert, run_prepared
 from siyu.storage.models import Base, Delivery
 
@@ -59,18 +60,42 @@ def insert_new(session: Session, prepared: Statements) -> dict[int, int]:
     return {row[0]: row[1] for row in run_prepared(session.connection(), prepared)}
 
 
-def claim_existing(session: Session, delivery_ids: Sequence[int], now: datetime) -> dict[int, int]:
-    """Lock the rows among `delivery_ids` that are still claimable; returns {id: attempts}."""
+class Claimed(NamedTuple):
+    attempts: int  # before this claim
+    # Set when an earlier attempt may have sent the message without its answer being
+    # recorded: the row was still `sending` (the attempt's lease ran out: its process or its
+    # connection died), or deferred because the lookup after a lost answer failed. The value
+    # is when the row was first written, the earliest any attempt can have been made.
+    in_doubt_since: datetime | None
+
+
+def _in_doubt_since(
+    status: str, provider_code: str | None, created_at: datetime
+) -> datetime | None:
+    if status == "sending" or (status == "deferred" and provider_code == UNVERIFIED):
+        return created_at
+    return None
+
+
+def claim_existing(
+    session: Session, delivery_ids: Sequence[int], now: datetime
+) -> dict[int, Claimed]:
+    """Lock the rows among `delivery_ids` that are still claimable; returns {id: Claimed}."""
     if not delivery_ids:
         return {}
-    query = select(Delivery.id, Delivery.attempts).where(
+    query = select(
+        Delivery.id, Delivery.attempts, Delivery.status, Delivery.provider_code, Delivery.created_at
+    ).where(
         Delivery.id.in_(delivery_ids),
         Delivery.status.in_(CLAIMABLE),
         Delivery.next_attempt_at <= now,
     )
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    return {row[0]: row[1] for row in session.execute(query)}
+    return {
+        row_id: Claimed(attempts, _in_doubt_since(status, code, created_at))
+        for row_id, attempts, status, code, created_at in session.execute(query)
+    }
 
 
 # One statement for every claimed existing row (executemany); content and address are kept

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -48,7 +48,14 @@ from siyu.alerts.breaker import breaker_settings, circuit_hold
 from siyu.channels.base import Channel, OutboundMessage, PollingChannel
 from siyu.engine.assignment import pick_variant
 from siyu.engine.bad_data import BadCustomerData, customer_zone
-from siyu.engine.claims import claim_existing, insert_new, mark_exited, prepare_new, update_claimed
+from siyu.engine.claims import (
+    Claimed,
+    claim_existing,
+    insert_new,
+    mark_exited,
+    prepare_new,
+    update_claimed,
+)
 from siyu.engine.conditions import holds
 from siyu.engine.context import WHOLE, EngineContext, Partition
 from siyu.engine.ledger import idempotency_key
@@ -260,8 +267,11 @@ def process_batch(
         if due.enrollment_id not in claimed:
             counts[CLAIMED_ELSEWHERE] += 1
         elif decision.message is not None:
-            delivery_id, attempts = claimed[due.enrollment_id]
-            to_send.append(Outgoing(due.customer_id, delivery_id, attempts, decision.message))
+            delivery_id, found = claimed[due.enrollment_id]
+            message = decision.message
+            if found.in_doubt_since is not None:  # an earlier attempt may have sent it
+                message = replace(message, in_doubt_since=found.in_doubt_since)
+            to_send.append(Outgoing(due.customer_id, delivery_id, found.attempts, message))
         else:
             counts[decision.outcome] += 1
     # The `sending` rows are committed before the channel is called: a crash from here on
@@ -525,23 +535,23 @@ def write(
     now: datetime,
     lease_ends: datetime,
     new_rows: Statements,
-) -> dict[int, tuple[int, int]]:
+) -> dict[int, tuple[int, Claimed]]:
     """Claim and write the ledger rows of `decided` (see siyu/engine/claims.py): insert the new
     rows (`new_rows`, from new_ledger_rows) and update the existing ones this worker can
-    claim. Returns {enrollment id: (delivery id, attempts before this one)} for the rows
-    this worker owns now."""
+    claim. Returns {enrollment id: (delivery id, what the claim found)} for the rows this
+    worker owns now."""
     claimed_rows = claim_existing(
         session, [due.delivery_id for due, _ in decided if due.delivery_id is not None], now
     )
-    claimed: dict[int, tuple[int, int]] = {}
+    claimed: dict[int, tuple[int, Claimed]] = {}
     updates: list[dict[str, Any]] = []
     for due, decision in decided:
         if due.delivery_id is not None and due.delivery_id in claimed_rows:
-            attempts = claimed_rows[due.delivery_id]
-            claimed[due.enrollment_id] = (due.delivery_id, attempts)
-            values = _ledger_values(decision, attempts, now, lease_ends)
+            found = claimed_rows[due.delivery_id]
+            claimed[due.enrollment_id] = (due.delivery_id, found)
+            values = _ledger_values(decision, found.attempts, now, lease_ends)
             updates.append({"row_id": due.delivery_id, **values})
     for enrollment_id, delivery_id in insert_new(session, new_rows).items():
-        claimed[enrollment_id] = (delivery_id, 0)
+        claimed[enrollment_id] = (delivery_id, Claimed(0, None))
     update_claimed(session, updates)
     return claimed

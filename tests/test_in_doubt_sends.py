@@ -1,0 +1,95 @@
+"""A message in doubt is looked up before it is sent again. The tick's process dies after the
+provider accepted a call and before the receipts reached the ledger: the rows stay `sending`.
+Aliyun SMS does not deduplicate (not even by OutId), so a later tick that re-sent them blind
+would deliver them twice. It looks them up with QuerySendDetails first: the ones found are
+recorded as sent from the provider's record, and only the rest are sent."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from bench.scenario import engine_context, write_project
+from siyu.channels.base import OutboundMessage, Receipt
+from siyu.engine.tick import run_tick
+from siyu.engine.versions import ensure_journey
+from siyu.sandbox.client import SandboxClient
+from siyu.sandbox.server import RunningSandbox
+from siyu.storage.engine import write_session
+from siyu.storage.models import Delivery
+from tests.conftest import Shop, local
+
+CUSTOMERS = 30
+BATCH = 10  # enrollments claimed per transaction, each batch one SendBatchSms call
+
+
+class ProcessDied(BaseException):
+    """Nothing in the engine catches it, as nothing runs after a SIGKILL."""
+
+
+class DiesAfterTheProviderAccepts:
+    """The SMS channel, whose process dies right after the provider accepted the first call."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Receipt]:
+        self.inner.send_batch(messages)
+        raise ProcessDied
+
+
+@pytest.mark.parametrize("batch_api", [True, False], ids=["SendBatchSms", "SendSms"])
+def test_messages_in_doubt_after_a_crash_are_looked_up_and_never_sent_twice(
+    batch_api: bool,
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    sandbox: RunningSandbox,
+) -> None:
+    spec = write_project(tmp_path, "doubt", "sms")
+    with write_session(sessions) as session:
+        ensure_journey(session, spec, local(0))
+    for i in range(CUSTOMERS):
+        shop.order(shop.customer(f"顾客{i}"), local(0, 10), seq=1)
+    ctx = engine_context(sessions, tmp_path, sandbox.url, batch_size=BATCH)
+    sms = ctx.channels["sms"]
+    # SendSms with OutId, without the precheck before every first send: only messages in
+    # doubt are looked up (the precheck would hide what this test is about).
+    sms.config = sms.config.model_copy(update={"batch_api": batch_api})  # type: ignore[attr-defined]
+    dying = dataclasses.replace(
+        ctx, channels={**ctx.channels, "sms": DiesAfterTheProviderAccepts(sms)}
+    )
+    client = SandboxClient(sandbox.url)
+
+    run_tick(ctx, spec, local(0, 11))  # enrolls; the step is due a day later
+    with pytest.raises(ProcessDied):
+        run_tick(dying, spec, local(1, 12))
+    assert len(client.messages(channel="sms")) == BATCH  # at the provider, not in the ledger
+    with sessions() as session:
+        assert Counter(session.scalars(select(Delivery.status))) == {"sending": BATCH}
+
+    run_tick(ctx, spec, local(1, 12) + timedelta(minutes=5))  # the others go out; the lease
+    assert len(client.messages(channel="sms")) == CUSTOMERS  # holds the ten in doubt
+    with sessions() as session:
+        assert Counter(session.scalars(select(Delivery.status)))["sending"] == BATCH
+    run_tick(ctx, spec, local(1, 12) + timedelta(minutes=15))  # past the lease
+    received = client.messages(channel="sms")
+    # one BizId per call: a SendBatchSms call carries a batch of ten, SendSms one message
+    assert len({m["provider_id"] for m in received}) == (3 if batch_api else CUSTOMERS)
+    assert len(received) == CUSTOMERS
+    assert client.stats()["duplicates"] == []
+    with sessions() as session:
+        rows = session.execute(select(Delivery.status, Delivery.provider_message_id)).all()
+    assert Counter(status for status, _ in rows) == {"sent": CUSTOMERS}
+    assert {biz for _, biz in rows} == {m["provider_id"] for m in received}
