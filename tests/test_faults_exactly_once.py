@@ -109,3 +109,50 @@ def test_every_due_message_is_delivered_exactly_once_through_faults_and_a_kill(
     assert statuses == {"sent": MESSAGES}
     fired = client.stats()["faults_fired"]
     assert fired, "the faults must actually have fired"
+
+
+def test_a_kill_between_the_providers_answer_and_the_ledger_sends_nothing_twice(
+    tmp_path: Path,
+    database_url: str,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    sandbox: RunningSandbox,
+) -> None:
+    """SMS through SendBatchSms, which no provider call deduplicates: the sandbox applies the
+    first call and then holds its answer; the tick is SIGKILLed while it waits, so twenty
+    messages went out that the ledger still has as `sending`. The ticks after the lease look
+    them up (QuerySendDetails) instead of sending them again."""
+    spec = write_project(tmp_path, "inside", "sms")
+    with write_session(sessions) as session:
+        ensure_journey(session, spec, local(0))
+    for i in range(MESSAGES):
+        shop.order(shop.customer(f"顾客{i}"), local(0, 10), seq=1)
+    client = SandboxClient(sandbox.url)
+    client.set_faults(
+        hang_seconds=15,
+        rules=[{"endpoint": "sms.SendBatchSms", "kind": "timeout_after_commit", "times": 1}],
+    )
+    command = [
+        sys.executable, "-m", "bench.driver", "--database-url", database_url,
+        "--workdir", str(tmp_path), "--journey", "inside", "--channel", "sms",
+        "--sandbox-url", sandbox.url, "--batch-size", "20", "--timeout", "60",
+    ]  # fmt: skip
+    first = subprocess.Popen([*command, "--now", local(1, 12).isoformat()], cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while len(client.messages(channel="sms")) < 20:
+        assert first.poll() is None and time.monotonic() < deadline, "no call was applied"
+        time.sleep(0.02)
+    first.send_signal(signal.SIGKILL)  # the provider applied the call; its answer is held
+    assert first.wait() == -signal.SIGKILL
+    with sessions() as session:
+        assert Counter(session.scalars(select(Delivery.status))) == {"sending": 20}
+
+    client.set_faults()  # the provider answers again
+    for minutes in (15, 30):  # past the lease
+        moment = local(1, 12) + timedelta(minutes=minutes)
+        subprocess.run([*command, "--now", moment.isoformat()], cwd=ROOT, check=True)
+
+    received = client.messages(channel="sms")
+    assert len(received) == MESSAGES and client.stats()["duplicates"] == []
+    with sessions() as session:
+        assert Counter(session.scalars(select(Delivery.status))) == {"sent": MESSAGES}
