@@ -46,6 +46,7 @@ class WecomChannel(BatchChannel):
     identity_kind = "wecom_external_userid"
     max_batch = MAX_EXTERNAL_USERIDS
     idempotent = False
+    looks_up_earlier_attempts = True  # tasks of the same text, matched by their recipients
 
     def __init__(
         self,
@@ -122,8 +123,9 @@ class WecomChannel(BatchChannel):
         ]
 
     def reconcile(self, unit: Unit, since: float | None = None) -> list[Receipt] | None:
-        first = since if since is not None else self._first_try.get(id(unit), time.time())
-        started = first - LIST_WINDOW_SLACK
+        if since is not None:
+            return self._earlier_tasks_for(unit, since)
+        started = self._first_try.get(id(unit), time.time()) - LIST_WINDOW_SLACK
         want = self.request_body(unit)
         cursor = ""
         while True:
@@ -158,6 +160,74 @@ class WecomChannel(BatchChannel):
             cursor = str(data.get("next_cursor") or "")
             if not cursor:
                 return None
+
+    def _earlier_tasks_for(self, unit: Unit, since: float) -> list[Receipt] | None:
+        """Messages an earlier, crashed attempt may have put in a task: tasks with this text
+        and these attachments created since `since`, and among their recipients (read back
+        with get_groupmsg_send_result, confirmed or not) this unit's customers. Matching by
+        recipient, not by text alone: a task of the same text for other customers is not
+        taken for theirs."""
+        want = self.request_body(unit)
+        tasks: list[dict[str, Any]] = []
+        cursor = ""
+        while True:
+            data = self.api.call(
+                "/cgi-bin/externalcontact/get_groupmsg_list_v2",
+                {
+                    "chat_type": "single",
+                    "start_time": int(since - LIST_WINDOW_SLACK),
+                    "end_time": int(time.time()) + LIST_WINDOW_SLACK,
+                    "filter_type": 2,
+                    "limit": 100,
+                    "cursor": cursor,
+                },
+            )
+            tasks += [
+                task
+                for task in data.get("group_msg_list") or []
+                if (task.get("text") or {}).get("content") == want["text"]["content"]
+                and (task.get("attachments") or []) == want.get("attachments", [])
+            ]
+            cursor = str(data.get("next_cursor") or "")
+            if not cursor:
+                break
+        found: dict[str, str] = {}  # external_userid -> msgid
+        addresses = {m.address for m in unit}
+        for task in tasks:
+            msgid = str(task.get("msgid"))
+            for userid in self._recipients(msgid, str(task.get("creator") or want["sender"])):
+                if userid in addresses:
+                    found.setdefault(userid, msgid)
+        if not found:
+            return None
+        return [
+            Receipt(
+                m.idempotency_key,
+                "pending",
+                provider_message_id=found[m.address],
+                detail="task found after an earlier attempt died; not sent twice",
+            )
+            if m.address in found
+            else Receipt(m.idempotency_key, "retry", code="not_found_after_timeout")
+            for m in unit
+        ]
+
+    def _recipients(self, msgid: str, sender: str) -> set[str]:
+        recipients: set[str] = set()
+        cursor = ""
+        while True:
+            data = self.api.call(
+                "/cgi-bin/externalcontact/get_groupmsg_send_result",
+                {"msgid": msgid, "userid": sender, "limit": 1000, "cursor": cursor},
+            )
+            recipients |= {
+                str(row["external_userid"])
+                for row in data.get("send_list") or []
+                if row.get("external_userid")
+            }
+            cursor = str(data.get("next_cursor") or "")
+            if not cursor:
+                return recipients
 
     # --- confirming ------------------------------------------------------------------------------
     def _read(self, path: str, body: dict[str, Any]) -> dict[str, Any]:

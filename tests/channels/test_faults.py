@@ -271,3 +271,28 @@ def test_bad_secret_is_a_non_retryable_channel_error(
     assert client.messages() == []
     for ch in chans.values():
         ch.close()
+
+
+def test_wecom_in_doubt_matches_earlier_tasks_by_recipient_not_by_text(
+    channels: dict[str, Channel], client: SandboxClient
+) -> None:
+    """A crashed attempt's task is found by its recipients: a task of the same text for other
+    customers is not taken for this customer's, who is then sent to."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    wecom = channels["wecom"]
+    earlier = batch("earlier", 2, lambda i: f"wm-e{i}")  # one task, same text, two customers
+    assert {r.outcome for r in wecom.send_batch(earlier)} == {"pending"}
+    since = datetime.now(UTC) - timedelta(minutes=15)
+    doubtful = [
+        replace(earlier[0], in_doubt_since=since),  # in that task: found, not sent again
+        replace(OutboundMessage("new-0", 9, "wm-n0", earlier[0].body), in_doubt_since=since),
+    ]
+    receipts = {r.idempotency_key: r for r in wecom.send_batch(doubtful)}
+    assert receipts["earlier-0"].outcome == "pending"
+    assert "not sent twice" in (receipts["earlier-0"].detail or "")
+    assert receipts["new-0"].outcome == "pending"  # sent now, in a task of its own
+    tasks = client.stats()["calls"]["wecom.add_msg_template"]
+    assert tasks == 2  # the earlier one and the new customer's; none for earlier-0 again
+    assert receipts["new-0"].provider_message_id != receipts["earlier-0"].provider_message_id
