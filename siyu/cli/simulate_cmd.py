@@ -114,7 +114,15 @@ def simulate_command(
                 bar.update(task_id, completed=i, total=n, description=now.date().isoformat())
 
             reports.append(
-                simulate(spec, database_url(), project.templates_dir, kinds, settings, tick)
+                simulate(
+                    spec,
+                    database_url(),
+                    project.templates_dir,
+                    kinds,
+                    settings,
+                    tick,
+                    policies=project.policies(),
+                )
             )
     for label, report in zip(("A", "B"), reports, strict=False):
         print_report(report, f" ({label})" if compare else "", show_days)

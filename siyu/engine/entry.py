@@ -88,7 +88,8 @@ def _entry_candidates(
     last_entry = _last_entries(session, spec) if gap is not None else {}
     rows = session.execute(
         select(src.c.event_key, src.c.customer_id, src.c.occurred_at)
-        .where(src.c.occurred_at > since, src.c.occurred_at <= now, ~blocked)
+        # `>=`: an event at the first tick's own moment (the activation) counts
+        .where(src.c.occurred_at >= since, src.c.occurred_at <= now, ~blocked)
         .order_by(src.c.customer_id, src.c.occurred_at, src.c.event_key)
     )
     picks: list[tuple[str, int, Any]] = []

@@ -23,6 +23,7 @@ from siyu.engine.context import EngineContext
 from siyu.engine.receipts import StepCounts
 from siyu.engine.tick import run_tick
 from siyu.language.spec import JourneySpec
+from siyu.policies import Policies
 from siyu.simulate.dry_run import dry_run_channels
 from siyu.simulate.scratch import add_missing_indexes, copy_database, forget_journey
 from siyu.storage.engine import make_engine, make_sessionmaker
@@ -139,14 +140,18 @@ def simulate(
     settings: SimulationSettings,
     progress: Progress | None = None,
     workdir: Path | None = None,
+    policies: Policies | None = None,
 ) -> SimulationReport:
+    """Replay `spec` over a scratch copy of the database. `policies`: the project's contact
+    pressure (policies.yaml's caps and fatigue, each channel's platform quota), which the
+    live journey obeys and so the backtest does too (Project.policies())."""
     with tempfile.TemporaryDirectory(prefix="siyu-simulate-", dir=workdir) as tmp:
         url = copy_database(database_url, Path(tmp) / "scratch.db")
         engine = make_engine(url)
         event.listen(engine, "connect", _fast_sqlite)
         add_missing_indexes(engine)
         try:
-            return _run(spec, engine, templates_dir, channel_kinds, settings, progress)
+            return _run(spec, engine, templates_dir, channel_kinds, settings, progress, policies)
         finally:
             engine.dispose()
 
@@ -158,13 +163,14 @@ def _run(
     channel_kinds: dict[str, str],
     settings: SimulationSettings,
     progress: Progress | None,
+    policies: Policies | None = None,
 ) -> SimulationReport:
     sessions = make_sessionmaker(engine)
     with sessions() as session, session.begin():
         forget_journey(session, spec.journey)
         customers = session.scalar(select(func.count()).select_from(Customer)) or 0
     channels = dry_run_channels(channel_kinds)
-    ctx = EngineContext(sessions, templates_dir, dict(channels))
+    ctx = EngineContext(sessions, templates_dir, dict(channels), policies=policies or Policies())
     report = SimulationReport(spec.journey, settings, customers)
     zone = ZoneInfo(spec.timezone)
     times = list(settings.ticks())

@@ -89,3 +89,45 @@ def test_two_versions_side_by_side(
     c = run(sessions, journey(variant), tmp_path, days=4)
     # due at 20:00: deferred by quiet hours to 08:00, past its 21:00 deadline → expired
     assert c.steps["day3-care"] == {"skipped:expired": 2, "skipped:no_consent:marketing": 1}  # type: ignore[attr-defined]
+
+
+def test_the_backtest_obeys_the_contact_pressure_the_live_journey_obeys(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    """policies.yaml's caps apply in a backtest as in the live ticks: with one marketing
+    message per 30 days on any channel, the invitation goes out and the day-3 care waits."""
+    from siyu.policies import Cap, Policies
+
+    history(shop)
+    url = str(sessions.kw["bind"].url)
+    settings = SimulationSettings(local(0, 9), local(6, 9), timedelta(hours=1))
+    free = simulate(journey(), url, ROOT / "templates", STANDARD_CHANNELS, settings)
+    capped = simulate(
+        journey(),
+        url,
+        ROOT / "templates",
+        STANDARD_CHANNELS,
+        settings,
+        policies=Policies(caps=[Cap(name="one-a-month", channels="all", max=1, per="30d")]),
+    )
+    assert free.steps["day3-care"]["sent"] == 2 and free.quota_hits("day3-care") == 0
+    assert capped.steps["join-group"]["sent"] == 2
+    # the plain buyer's day-3 care waits under the cap; the loyal one's ends with the exit
+    assert dict(capped.steps["day3-care"].labels()) == {
+        "deferred:cap:one-a-month": 1,
+        "skipped:exited": 1,
+        "skipped:no_consent:marketing": 1,
+    }
+    assert capped.quota_hits("day3-care") == 1
+
+
+def test_an_event_at_the_first_ticks_own_moment_counts(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    """The first tick switches the journey on at its own moment; an order at exactly that
+    moment is an entrant (it was excluded when the window started after the activation)."""
+    history(shop)  # the three first orders are at 10:00 on day 0
+    url = str(sessions.kw["bind"].url)
+    settings = SimulationSettings(local(0, 10), local(1, 10), timedelta(hours=1))
+    report = simulate(journey(), url, ROOT / "templates", STANDARD_CHANNELS, settings)
+    assert report.days[min(report.days)]["enrolled"] == 3
