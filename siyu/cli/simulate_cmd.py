@@ -83,7 +83,7 @@ def simulate_command(
     from siyu.cli.journey_arg import resolve_journey
     from siyu.language.channel_kinds import channel_kinds
     from siyu.project import Project
-    from siyu.simulate.runner import simulate
+    from siyu.simulate.runner import setting_warnings, simulate
     from siyu.storage.engine import database_url
 
     project = Project.find()
@@ -96,6 +96,9 @@ def simulate_command(
     except OverflowError:
         raise ConfigError(f"--start {start} plus --days {days} runs past the year 9999") from None
     settings = SimulationSettings(begin, end, _every(every))
+    for spec in specs:
+        for warning in setting_warnings(spec, settings):
+            console.print(f"warning: {spec.journey}: {warning}", style="yellow", markup=False)
     kinds = channel_kinds(project)
     reports: list[SimulationReport] = []
     for label, spec in zip(("A", "B"), specs, strict=False):

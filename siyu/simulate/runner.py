@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
+from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -22,6 +23,7 @@ from sqlalchemy import event, func, select
 from siyu.engine.context import EngineContext
 from siyu.engine.receipts import StepCounts
 from siyu.engine.tick import run_tick
+from siyu.language.durations import format_duration
 from siyu.language.spec import JourneySpec
 from siyu.policies import Policies
 from siyu.simulate.dry_run import dry_run_channels
@@ -53,6 +55,35 @@ class SimulationSettings:
         while now <= self.end:
             yield now
             now += self.every
+
+
+def setting_warnings(spec: JourneySpec, settings: SimulationSettings) -> list[str]:
+    """What in these settings would keep a step from ever sending in the backtest, said before
+    it runs: every tick inside quiet hours, or a step's window shorter than the cadence."""
+    warnings: list[str] = []
+    zone = ZoneInfo(spec.timezone)
+    quiet = spec.quiet_hours
+    # the times of day repeat; the first 2,000 ticks show every one of a sane cadence
+    moments = list(islice(settings.ticks(), 2000))
+    if quiet is not None and all(quiet.contains(m.astimezone(zone).time()) for m in moments):
+        day = settings.start.astimezone(zone).date().isoformat()
+        warnings.append(
+            f"every tick falls inside quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} "
+            f"({spec.timezone}): marketing messages would wait for ever; start at a daytime "
+            f"hour (--start {day}T10:00) or tick more often (--every 1h)"
+        )
+    every = format_duration(settings.every)
+    for step in spec.steps:
+        if not isinstance(step.at, timedelta) or step.within is None:
+            continue
+        window = step.within - step.at
+        if window < settings.every:
+            warnings.append(
+                f"step '{step.id}': its window ({format_duration(window)}, from `at` to "
+                f"`within`) is shorter than --every {every}: a tick may never fall inside it "
+                "and the step would expire; use a shorter --every"
+            )
+    return warnings
 
 
 class LedgerGroup(NamedTuple):

@@ -62,7 +62,14 @@ class PrefectServer:
         return done.stdout
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
-        response = httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+        """One API call; retried, as Prefect's own client does, while the server answers 503
+        (its SQLite database is busy: Prefect maps a database timeout to 503) or 502/504."""
+        deadline = time.monotonic() + 60
+        while True:
+            response = httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+            if response.status_code not in (502, 503, 504) or time.monotonic() > deadline:
+                break
+            time.sleep(1)
         response.raise_for_status()
         return response.json() if response.content else None
 

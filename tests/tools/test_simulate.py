@@ -131,3 +131,17 @@ def test_an_event_at_the_first_ticks_own_moment_counts(
     settings = SimulationSettings(local(0, 10), local(1, 10), timedelta(hours=1))
     report = simulate(journey(), url, ROOT / "templates", STANDARD_CHANNELS, settings)
     assert report.days[min(report.days)]["enrolled"] == 3
+
+
+def test_settings_that_keep_a_step_from_sending_are_warned_of_before_the_run() -> None:
+    from siyu.simulate.runner import setting_warnings
+
+    spec = journey()  # quiet hours 20:00-08:00 Asia/Shanghai; day3-care from 1d to 3d
+    midnight_daily = SimulationSettings(local(0), local(30), timedelta(days=1))
+    (quiet,) = setting_warnings(spec, midnight_daily)
+    assert "every tick falls inside quiet hours 20:00-08:00" in quiet and "--every 1h" in quiet
+    daytime_daily = SimulationSettings(local(0, 10), local(30), timedelta(days=1))
+    assert setting_warnings(spec, daytime_daily) == []
+    assert setting_warnings(spec, SimulationSettings(local(0), local(30), timedelta(hours=1))) == []
+    weekly = setting_warnings(spec, SimulationSettings(local(0, 10), local(60), timedelta(days=7)))
+    assert any("step 'day3-care': its window (2d" in w for w in weekly), weekly
