@@ -4,10 +4,11 @@ history; tables of the outcome per step and per day, and an optional CSV of ever
 from __future__ import annotations
 
 import csv
+import signal
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -15,7 +16,6 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
-    TaskID,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -26,6 +26,10 @@ from siyu.errors import ConfigError
 from siyu.language.durations import parse_duration
 from siyu.simulate.runner import SimulationReport, SimulationSettings, StepLedger
 from siyu.storage.models import DeliveryStatus
+
+if TYPE_CHECKING:
+    from siyu.language.spec import JourneySpec
+    from siyu.project import Project
 
 console = Console()
 # the per-day columns after `due`
@@ -74,6 +78,15 @@ def simulate_command(
         typer.Option("--csv", help="write day × step × outcome counts here", show_default=False),
     ] = None,
     show_days: Annotated[int, typer.Option(help="rows of the per-day table (0: all)", min=0)] = 14,
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            help="keep the backtest's database in this folder (<journey>.db; -A/-B with "
+            "--compare), for siyu explain, report and summary --database sqlite:///DIR/FILE",
+            show_default=False,
+            metavar="DIR",
+        ),
+    ] = None,
 ) -> None:
     """Backtest a journey on a copy of the database with a simulated clock; sends nothing.
 
@@ -81,10 +94,8 @@ def simulate_command(
     through channels that only count. The database itself is not changed.
     """
     from siyu.cli.journey_arg import resolve_journey
-    from siyu.language.channel_kinds import channel_kinds
     from siyu.project import Project
-    from siyu.simulate.runner import setting_warnings, simulate
-    from siyu.storage.engine import database_url
+    from siyu.simulate.runner import setting_warnings
 
     project = Project.find()
     specs = [resolve_journey(project, journey)]
@@ -99,34 +110,20 @@ def simulate_command(
     for spec in specs:
         for warning in setting_warnings(spec, settings):
             console.print(f"warning: {spec.journey}: {warning}", style="yellow", markup=False)
-    kinds = channel_kinds(project)
-    reports: list[SimulationReport] = []
-    for label, spec in zip(("A", "B"), specs, strict=False):
-        with Progress(
-            TextColumn(f"[bold]{spec.journey}[/bold] ({label})" if compare else spec.journey),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.description}"),
-            TimeRemainingColumn(),
-            console=console,
-            transient=True,
-        ) as bar:
-            task = bar.add_task("", total=None)
-
-            def tick(i: int, n: int, now: datetime, task_id: TaskID = task) -> None:
-                bar.update(task_id, completed=i, total=n, description=now.date().isoformat())
-
-            reports.append(
-                simulate(
-                    spec,
-                    database_url(),
-                    project.templates_dir,
-                    kinds,
-                    settings,
-                    tick,
-                    policies=project.policies(),
-                )
-            )
+    labels = ["A", "B"] if compare else [""]  # the versions, when two are compared
+    keeps: list[Path | None] = [
+        None if keep is None else keep / f"{spec.journey}{'-' if label else ''}{label}.db"
+        for spec, label in zip(specs, labels, strict=True)
+    ]
+    # SIGTERM ends the command as Ctrl-C does, so the scratch copy is removed on the way out.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        reports = [
+            _backtest(project, spec, settings, f" ({label})" if label else "", keep_as)
+            for spec, label, keep_as in zip(specs, labels, keeps, strict=True)
+        ]
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     for label, report in zip(("A", "B"), reports, strict=False):
         print_report(report, f" ({label})" if compare else "", show_days)
     if compare:
@@ -134,6 +131,55 @@ def simulate_command(
     if csv_out:
         write_csv(csv_out, reports)
         console.print(f"wrote {csv_out}")
+    for path in (path for path in keeps if path is not None):
+        console.print(
+            f"kept the backtest's database: {path}\n  e.g. siyu summary {specs[0].journey} "
+            f"--database sqlite:///{path}",
+            markup=False,
+            highlight=False,
+        )
+
+
+def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    raise SystemExit(143)
+
+
+def _backtest(
+    project: Project,
+    spec: JourneySpec,
+    settings: SimulationSettings,
+    label: str,
+    keep_as: Path | None,
+) -> SimulationReport:
+    """One version's backtest behind a progress bar."""
+    from siyu.language.channel_kinds import channel_kinds
+    from siyu.simulate.runner import simulate
+    from siyu.storage.engine import database_url
+
+    with Progress(
+        TextColumn(f"[bold]{spec.journey}[/bold]{label}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.description}"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task("", total=None)
+
+        def tick(i: int, n: int, now: datetime) -> None:
+            bar.update(task, completed=i, total=n, description=now.date().isoformat())
+
+        return simulate(
+            spec,
+            database_url(),
+            project.templates_dir,
+            channel_kinds(project),
+            settings,
+            tick,
+            policies=project.policies(),
+            keep=keep_as,
+        )
 
 
 def print_report(report: SimulationReport, label: str, show_days: int) -> None:

@@ -7,6 +7,7 @@ not as they were on each simulated day.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 import time
 from collections import Counter, defaultdict
@@ -172,19 +173,26 @@ def simulate(
     progress: Progress | None = None,
     workdir: Path | None = None,
     policies: Policies | None = None,
+    keep: Path | None = None,
 ) -> SimulationReport:
     """Replay `spec` over a scratch copy of the database. `policies`: the project's contact
     pressure (policies.yaml's caps and fatigue, each channel's platform quota), which the
-    live journey obeys and so the backtest does too (Project.policies())."""
+    live journey obeys and so the backtest does too (Project.policies()). `keep`: where to
+    leave the copy afterwards (siyu explain, report and summary read it), instead of
+    deleting it."""
     with tempfile.TemporaryDirectory(prefix="siyu-simulate-", dir=workdir) as tmp:
-        url = copy_database(database_url, Path(tmp) / "scratch.db")
-        engine = make_engine(url)
+        scratch = Path(tmp) / "scratch.db"
+        engine = make_engine(copy_database(database_url, scratch))
         event.listen(engine, "connect", _fast_sqlite)
         add_missing_indexes(engine)
         try:
-            return _run(spec, engine, templates_dir, channel_kinds, settings, progress, policies)
+            report = _run(spec, engine, templates_dir, channel_kinds, settings, progress, policies)
         finally:
             engine.dispose()
+        if keep is not None:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            shutil.move(scratch, keep)
+        return report
 
 
 def _run(

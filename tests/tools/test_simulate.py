@@ -145,3 +145,70 @@ def test_settings_that_keep_a_step_from_sending_are_warned_of_before_the_run() -
     assert setting_warnings(spec, SimulationSettings(local(0), local(30), timedelta(hours=1))) == []
     weekly = setting_warnings(spec, SimulationSettings(local(0, 10), local(60), timedelta(days=7)))
     assert any("step 'day3-care': its window (2d" in w for w in weekly), weekly
+
+
+def test_keep_leaves_the_backtests_database_for_summary_and_explain(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from siyu.cli.main import app
+
+    history(shop)
+    env = {"SIYU_PROJECT_DIR": str(ROOT), "SIYU_DATABASE_URL": str(sessions.kw["bind"].url)}
+    kept = tmp_path / "kept"
+    done = CliRunner().invoke(
+        app,
+        ["simulate", "first-purchase-care", "--start", local(0, 9).isoformat(), "--days", "3",
+         "--keep", str(kept)],
+        env={**env, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    copy = kept / "first-purchase-care.db"
+    assert copy.is_file() and f"kept the backtest's database: {copy}" in done.stdout
+    summary = CliRunner().invoke(
+        app,
+        ["summary", "first-purchase-care", "--database", f"sqlite:///{copy}"],
+        env={**env, "COLUMNS": "200"},
+    )
+    assert summary.exit_code == 0, summary.output
+    assert "join-group" in summary.stdout
+    with sessions() as session:  # the real database still has no engine state
+        assert session.scalar(select(func.count()).select_from(Enrollment)) == 0
+
+
+def test_sigterm_removes_the_scratch_copy(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    history(shop)
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    env = {
+        **os.environ,
+        "SIYU_PROJECT_DIR": str(ROOT),
+        "SIYU_DATABASE_URL": str(sessions.kw["bind"].url),
+        "TMPDIR": str(scratch_root),
+    }
+    command = ["simulate", "first-purchase-care", "--start", local(0, 9).isoformat(),
+               "--days", "3650", "--every", "1h"]  # fmt: skip
+    running = subprocess.Popen(
+        [sys.executable, "-c", "from siyu.cli.main import main; main()", *command],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 60
+    while not list(scratch_root.glob("siyu-simulate-*/scratch.db")):
+        assert running.poll() is None and time.monotonic() < deadline, "no scratch copy made"
+        time.sleep(0.05)
+    time.sleep(0.5)  # into the ticks
+    running.send_signal(signal.SIGTERM)
+    assert running.wait(timeout=60) == 143
+    assert list(scratch_root.iterdir()) == []
