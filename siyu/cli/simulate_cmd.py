@@ -9,6 +9,7 @@ from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
+from zoneinfo import ZoneInfo
 
 import typer
 from rich.console import Console
@@ -23,7 +24,7 @@ from rich.table import Table
 
 from siyu.cli.conventions import JOURNEY_HELP, cli_command, parse_moment
 from siyu.errors import ConfigError
-from siyu.language.durations import parse_duration
+from siyu.language.durations import format_duration, parse_duration
 from siyu.simulate.runner import SimulationReport, SimulationSettings, StepLedger
 from siyu.storage.models import DeliveryStatus
 
@@ -166,9 +167,11 @@ def _backtest(
         transient=True,
     ) as bar:
         task = bar.add_task("", total=None)
+        zone = ZoneInfo(spec.timezone)
 
         def tick(i: int, n: int, now: datetime) -> None:
-            bar.update(task, completed=i, total=n, description=now.date().isoformat())
+            day = now.astimezone(zone).date().isoformat()
+            bar.update(task, completed=i, total=n, description=day)
 
         return simulate(
             spec,
@@ -186,8 +189,10 @@ def print_report(report: SimulationReport, label: str, show_days: int) -> None:
     s = report.settings
     enrolled = sum(v for k, v in report.enrollments.items() if k != "goal_reached")
     console.print(
-        f"\n[bold]{report.journey}{label}[/bold]: {report.ticks} ticks every {s.every} from "
-        f"{s.start:%Y-%m-%d %H:%M} UTC over {(s.end - s.start).days} days, "
+        f"\n[bold]{report.journey}{label}[/bold]: {report.ticks} ticks every "
+        f"{format_duration(s.every)} from "
+        f"{s.start.astimezone(ZoneInfo(report.timezone)):%Y-%m-%d %H:%M} {report.timezone} "
+        f"over {(s.end - s.start).days} days, "
         f"{report.customers} customers — {report.seconds:.1f} s "
         f"({report.seconds / max(report.ticks, 1) * 1000:.0f} ms per tick)\n"
         f"enrolled {enrolled}, exited {report.enrollments['exited']}, completed "

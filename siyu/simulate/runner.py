@@ -133,6 +133,7 @@ class SimulationReport:
     journey: str
     settings: SimulationSettings
     customers: int
+    timezone: str = "UTC"  # the journey's: the days and the times shown are read there
     ticks: int = 0
     seconds: float = 0.0
     # local day → "enrolled" / "exited" / "goal_reached" / "<phase>:<label>" → count (shown)
@@ -210,7 +211,7 @@ def _run(
         customers = session.scalar(select(func.count()).select_from(Customer)) or 0
     channels = dry_run_channels(channel_kinds)
     ctx = EngineContext(sessions, templates_dir, dict(channels), policies=policies or Policies())
-    report = SimulationReport(spec.journey, settings, customers)
+    report = SimulationReport(spec.journey, settings, customers, timezone=spec.timezone)
     zone = ZoneInfo(spec.timezone)
     times = list(settings.ticks())
     started = time.perf_counter()
