@@ -7,7 +7,8 @@ and `now`. `engine_context` builds the context on first use in the process that 
 (the flow's own, or a worker of a process or Dask task runner) and keeps it, keyed by those
 settings, until the flow releases it at the end of its run. So Prefect's ProcessPoolTaskRunner
 and prefect-dask can run the tasks; with the default thread runner every task of a run shares
-the contexts the flow's process built.
+the contexts the flow's process built. Access tokens are kept once per process and shared,
+through the database, with every other process (siyu/channels/token_store.py).
 """
 
 from __future__ import annotations
