@@ -1,7 +1,7 @@
 """Tick processes on one database share one access token: two `python -m bench.driver`
 processes (as two flow runs, or a flow run and a partition worker, would be) tick the same
 service-account journey at once, both send, and the sandbox counts one stable_token call.
-Before provider_tokens each process fetched its own (bench/token_fetches.py: 18 calls for 10
+Before provider_tokens each process fetched its own (bench/token_fetches.py: 18-20 calls for 10
 ticks of 2 processes)."""
 
 from __future__ import annotations
