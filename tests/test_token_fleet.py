@@ -45,7 +45,7 @@ def test_tick_processes_on_one_database_fetch_one_token(
     for i in range(CUSTOMERS):
         shop.order(shop.customer(f"顾客{i}"), local(0, 10), seq=1)
     client = SandboxClient(sandbox.url)
-    client.set_faults(latency_ms=20)  # a send takes long enough for both processes to share it
+    client.set_faults(latency_ms=50)  # sending lasts long enough for both processes to share it
     command = [
         sys.executable, "-m", "bench.driver", "--database-url", database_url,
         "--workdir", str(tmp_path), "--journey", "fleet", "--channel", "service_account",
