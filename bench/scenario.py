@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.channels.base import Channel
 from siyu.channels.config import ChannelsConfig
 from siyu.channels.registry import build_channels, load_channel_config
+from siyu.channels.token_store import shared_token_caches
 from siyu.engine.context import EngineContext
 from siyu.language.loader import load_journey
 from siyu.language.references import Catalog
@@ -72,8 +73,11 @@ def engine_context(
     batch_size: int = 1000,
     timeout: float = 10.0,
 ) -> EngineContext:
+    # access tokens shared through the database, as the deployed flow's processes share them
     channels: dict[str, Channel] = build_channels(
-        channel_config(timeout=timeout), base_url=sandbox_url
+        channel_config(timeout=timeout),
+        base_url=sandbox_url,
+        token_caches=shared_token_caches(sessions),
     )
     return EngineContext(
         sessions,

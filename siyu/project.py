@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
+from siyu.channels.tokens import TokenCaches  # stdlib only: no cost to a CLI start
 from siyu.engine.context import EngineContext
 from siyu.errors import ConfigError
 from siyu.language.loader import check_journey_file, read_journey_yaml
@@ -187,15 +188,24 @@ class Project:
         return EngineContext(sessions, self.templates_dir, channels, policies=self.policies())
 
     def build_channels(
-        self, base_url: str | None = None, *, throttle: bool = True
+        self,
+        base_url: str | None = None,
+        *,
+        throttle: bool = True,
+        token_caches: TokenCaches | None = None,
     ) -> dict[str, Channel]:
-        """``throttle=False``: no client-side rate limits, only for the local sandbox."""
+        """``throttle=False``: no client-side rate limits, only for the local sandbox.
+        ``token_caches``: where access tokens are kept (siyu.channels.token_store's are shared
+        through the database); default: this call's own."""
         # deferred: the adapters and httpx cost ~0.1 s of every CLI start
         from siyu.channels.registry import build_channels, load_channel_config
 
         url = base_url or settings().channel_base_url
         channels: dict[str, Channel] = build_channels(
-            load_channel_config(self.channels_file), base_url=url, throttle=throttle
+            load_channel_config(self.channels_file),
+            base_url=url,
+            throttle=throttle,
+            token_caches=token_caches,
         )
         return channels
 
@@ -213,10 +223,11 @@ def _duplicate(name: str, files: list[str]) -> str:
 def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
     """The engine context a partition worker process builds for itself
     (siyu/engine/partition_workers.py): the project at `root`, its own engine and channel
-    clients."""
+    clients, access tokens shared with every process on the database."""
+    from siyu.channels.token_store import shared_token_caches
     from siyu.storage.engine import make_engine, make_sessionmaker
 
     project = Project(Path(root))
-    return project.engine_context(
-        make_sessionmaker(make_engine(database_url)), project.build_channels(channel_base_url)
-    )
+    sessions = make_sessionmaker(make_engine(database_url))
+    channels = project.build_channels(channel_base_url, token_caches=shared_token_caches(sessions))
+    return project.engine_context(sessions, channels)

@@ -7,7 +7,8 @@ and `now`. `engine_context` builds the context on first use in the process that 
 (the flow's own, or a worker of a process or Dask task runner) and keeps it, keyed by those
 settings, until the flow releases it at the end of its run. So Prefect's ProcessPoolTaskRunner
 and prefect-dask can run the tasks; with the default thread runner every task of a run shares
-the contexts the flow's process built.
+the contexts the flow's process built. Access tokens are kept once per process and shared,
+through the database, with every other process (siyu/channels/token_store.py).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from siyu.channels.token_store import shared_token_caches
+from siyu.channels.tokens import TokenCaches
 from siyu.engine.context import EngineContext
 from siyu.engine.partition_workers import PartitionWorkers
 from siyu.errors import ConfigError
@@ -45,6 +48,9 @@ class TickSettings:
 
 _lock = threading.Lock()
 _engines: dict[TickSettings, Engine] = {}
+# one per database per process, shared by every partition's channels (and, through the
+# database, with every other process): siyu/channels/token_store.py
+_tokens: dict[TickSettings, TokenCaches] = {}
 _contexts: dict[tuple[TickSettings, int], EngineContext] = {}
 _workers: dict[TickSettings, PartitionWorkers] = {}
 _specs: dict[tuple[TickSettings, str, int], JourneySpec] = {}
@@ -65,9 +71,15 @@ def engine_context(settings: TickSettings, slot: int = 0) -> EngineContext:
         engine = _engines.get(settings)
         if engine is None:
             engine = _engines[settings] = make_engine(settings.database_url)
+        sessions = make_sessionmaker(engine)
+        tokens = _tokens.get(settings)
+        if tokens is None:
+            tokens = _tokens[settings] = shared_token_caches(sessions)
         project = project_of(settings)
-        channels = project.build_channels(settings.channel_base_url, throttle=settings.throttle)
-        ctx = project.engine_context(make_sessionmaker(engine), channels)
+        channels = project.build_channels(
+            settings.channel_base_url, throttle=settings.throttle, token_caches=tokens
+        )
+        ctx = project.engine_context(sessions, channels)
         if settings.processes and settings.partitions > 1:
             ctx.workers = _partition_workers(settings)
         _contexts[(settings, slot)] = ctx
@@ -137,6 +149,7 @@ def release(settings: TickSettings) -> None:
         for spec_key in [key for key in _specs if key[0] == settings]:
             del _specs[spec_key]
         workers = _workers.pop(settings, None)
+        _tokens.pop(settings, None)
         engine = _engines.pop(settings, None)
     if workers is not None:
         workers.close()

@@ -60,6 +60,10 @@ def test_partitioned_steps_send_every_message_once(
     assert client.stats()["duplicates"] == []
     keys = [m["key"] for m in client.messages()]
     assert len(keys) == len(set(keys)) == 12 * 4
+    # nine flow runs, each with its own partitions (threads or worker processes), one token
+    # per app between them: shared through provider_tokens
+    token_calls = [len(client.calls(endpoint=e)) for e in ("wecom.gettoken", "wechat.stable_token")]
+    assert token_calls == [1, 1]
 
 
 def _no_secret_context() -> Any:

@@ -8,9 +8,10 @@ the partition's Prefect task (a thread) waits for it, so the Prefect UI looks th
 Each worker process builds its own EngineContext once, on first use, from a picklable
 factory: a module-level function with its arguments, e.g.
 `functools.partial(siyu.project.worker_context, root, database_url, channel_base_url)`. It
-keeps that context (its database connections, its channel clients and their tokens) for the
-pool's life. Claiming (siyu/engine/claims.py) makes processes exactly as safe as threads: a row is
-sent by the worker that claimed it, whichever process that is.
+keeps that context (its database connections, its channel clients, its copy of the access
+tokens every process shares through the database) for the pool's life. Claiming
+(siyu/engine/claims.py) makes processes exactly as safe as threads: a row is sent by the
+worker that claimed it, whichever process that is.
 
 Workers are started with `spawn` (a fresh interpreter), never `fork`: forking a process whose
 other threads hold locks (Prefect's, SQLAlchemy's pool, httpx's) can deadlock the child.

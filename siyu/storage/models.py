@@ -4,7 +4,8 @@ Brand data (what a CRM export holds): customers, channel_identities, orders, eve
 consents, suppressions.
 Engine state: journeys (name + version), enrollments (one customer inside one journey),
 deliveries (the send ledger: one row per enrollment and step, written before the channel
-call; the source of truth for "did customer X get message Y, and why not").
+call; the source of truth for "did customer X get message Y, and why not"), provider_tokens
+(access tokens every process shares).
 """
 
 from __future__ import annotations
@@ -475,6 +476,21 @@ class PipelineRun(Base):
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class ProviderToken(Base):
+    """A provider's access token (WeCom gettoken, WeChat stable_token) shared by every process
+    on this database, so the fleet fetches one per app instead of one per process
+    (siyu/channels/token_store.py). `key` is the provider, the app id and a SHA-256 of the
+    base URL and secret: never the secret itself."""
+
+    __tablename__ = "provider_tokens"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)
+    token: Mapped[str] = mapped_column(String(512))  # both providers: reserve 512 characters
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # as the provider said, UTC
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when it was fetched
+    fetches: Mapped[int] = mapped_column(Integer, default=0)  # provider calls, fleet-wide
 
 
 # Reasons counted by their code alone: their detail is free text (a template's error, a
