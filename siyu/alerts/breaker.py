@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import ColumnElement, and_, bindparam, case, func, or_, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.alerts.config import Breaker, load_alerts
@@ -130,6 +131,7 @@ def evaluate_breakers(
     one query and the closed ones' failure rates in another (the usual case: every breaker
     closed, two SELECTs per tick); deliveries are not changed in here, so reading the rates
     before stepping gives each breaker what it would have read in its turn."""
+    _create_missing(session, channels, now)
     found = {
         breaker.channel: breaker
         for breaker in session.scalars(
@@ -140,14 +142,26 @@ def evaluate_breakers(
     rates = failure_rates(session, closed, now - settings.window, now)
     states = {}
     for channel in channels:
-        breaker = found.get(channel)
-        if breaker is None:
-            breaker = ChannelBreaker(channel=channel, state="closed", updated_at=now)
-            session.add(breaker)
+        breaker = found[channel]
         _step(session, breaker, settings, now, rates.get(channel))
         states[channel] = breaker.state
     session.flush()
     return states
+
+
+def _create_missing(session: Session, channels: list[str], now: datetime) -> None:
+    """A closed breaker for each channel that has none yet. Two ticks (two journeys' flow
+    runs) may do this at once on a fresh database: the one that comes second creates nothing,
+    instead of failing its tick on the breaker's primary key."""
+    if not channels:
+        return
+    dialect = session.get_bind().dialect.name
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    rows = [
+        {"channel": c, "state": "closed", "failure_rate": 0, "attempts": 0, "updated_at": now}
+        for c in channels
+    ]
+    session.execute(insert(ChannelBreaker).values(rows).on_conflict_do_nothing())
 
 
 def _step(

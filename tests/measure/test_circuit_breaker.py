@@ -85,3 +85,43 @@ def test_failures_open_the_breaker_hold_sends_and_a_probe_closes_it(
         breaker = session.get(ChannelBreaker, "sms")
     assert kinds == ["circuit_opened", "circuit_closed"]
     assert breaker is not None and breaker.state == "closed"
+
+
+def test_two_ticks_creating_a_channels_breaker_at_once_both_go_on(
+    sessions: sessionmaker[Session],
+) -> None:
+    """Two journeys' ticks on a fresh database both create the SMS breaker: the second waits
+    for the first's transaction and creates nothing, instead of failing its tick on the
+    breaker's key (found by two tick processes started together)."""
+    import threading
+
+    from siyu.alerts.breaker import evaluate_breakers
+    from siyu.alerts.config import Breaker
+
+    created, release = threading.Event(), threading.Event()
+    errors: list[BaseException] = []
+
+    def first() -> None:
+        with sessions() as session, session.begin():
+            evaluate_breakers(session, ["sms"], Breaker(), local(0))
+            created.set()
+            release.wait(10)  # commits only after the second has started its own
+
+    def second() -> None:
+        created.wait(10)
+        try:
+            with sessions() as session, session.begin():
+                evaluate_breakers(session, ["sms"], Breaker(), local(0))
+        except BaseException as error:  # noqa: BLE001 - reported by the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    created.wait(10)
+    threading.Timer(0.5, release.set).start()
+    for thread in threads:
+        thread.join(30)
+    assert errors == []
+    with sessions() as session:
+        assert [b.state for b in session.scalars(select(ChannelBreaker))] == ["closed"]
