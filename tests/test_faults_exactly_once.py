@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import signal
 import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -24,12 +23,10 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.scenario import write_project
-from siyu.engine.versions import ensure_journey
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox, start_sandbox
-from siyu.storage.engine import write_session
 from siyu.storage.models import Delivery
+from tests.bench_brand import one_step_brand, tick_command
 from tests.conftest import ROOT, Shop, local
 
 MESSAGES = 60
@@ -70,19 +67,13 @@ def test_every_due_message_is_delivered_exactly_once_through_faults_and_a_kill(
     shop: Shop,
     sandbox: RunningSandbox,
 ) -> None:
-    spec = write_project(tmp_path, "faults", "service_account")  # the step: 1 day after entry
-    with write_session(sessions) as session:
-        ensure_journey(session, spec, local(0))
-    for i in range(MESSAGES):
-        shop.order(shop.customer(f"顾客{i}"), local(0, 10), seq=1)
-
+    one_step_brand(tmp_path, sessions, shop, "faults", "service_account", MESSAGES)
     client = SandboxClient(sandbox.url)
     client.set_faults(**FAULTS)
-    command = [
-        sys.executable, "-m", "bench.driver", "--database-url", database_url,
-        "--workdir", str(tmp_path), "--journey", "faults", "--channel", "service_account",
-        "--sandbox-url", sandbox.url, "--batch-size", "20", "--timeout", "0.25",
-    ]  # fmt: skip
+    command = tick_command(
+        database_url, tmp_path, "faults", "service_account", sandbox.url,
+        "--batch-size", "20", "--timeout", "0.25",
+    )  # fmt: skip
     first = subprocess.Popen([*command, "--now", local(1, 12).isoformat()], cwd=ROOT)
     deadline = time.monotonic() + 60
     while sum(delivered(client).values()) < MESSAGES // 4 and time.monotonic() < deadline:
@@ -122,21 +113,23 @@ def test_a_kill_between_the_providers_answer_and_the_ledger_sends_nothing_twice(
     first call and then holds its answer; the tick is SIGKILLed while it waits, so twenty
     messages went out that the ledger still has as `sending`. The ticks after the lease look
     them up (QuerySendDetails) instead of sending them again."""
-    spec = write_project(tmp_path, "inside", "sms")
-    with write_session(sessions) as session:
-        ensure_journey(session, spec, local(0))
-    for i in range(MESSAGES):
-        shop.order(shop.customer(f"顾客{i}"), local(0, 10), seq=1)
+    one_step_brand(tmp_path, sessions, shop, "inside", "sms", MESSAGES)
     client = SandboxClient(sandbox.url)
     client.set_faults(
         hang_seconds=15,
         rules=[{"endpoint": "sms.SendBatchSms", "kind": "timeout_after_commit", "times": 1}],
     )
-    command = [
-        sys.executable, "-m", "bench.driver", "--database-url", database_url,
-        "--workdir", str(tmp_path), "--journey", "inside", "--channel", "sms",
-        "--sandbox-url", sandbox.url, "--batch-size", "20", "--timeout", "60",
-    ]  # fmt: skip
+    command = tick_command(
+        database_url,
+        tmp_path,
+        "inside",
+        "sms",
+        sandbox.url,
+        "--batch-size",
+        "20",
+        "--timeout",
+        "60",
+    )
     first = subprocess.Popen([*command, "--now", local(1, 12).isoformat()], cwd=ROOT)
     deadline = time.monotonic() + 60
     while len(client.messages(channel="sms")) < 20:

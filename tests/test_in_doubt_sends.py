@@ -17,14 +17,13 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.scenario import engine_context, write_project
+from bench.scenario import engine_context
 from siyu.channels.base import OutboundMessage, Receipt
 from siyu.engine.tick import run_tick
-from siyu.engine.versions import ensure_journey
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
-from siyu.storage.engine import write_session
 from siyu.storage.models import Delivery
+from tests.bench_brand import one_step_brand
 from tests.conftest import Shop, local
 
 CUSTOMERS = 30
@@ -62,11 +61,7 @@ def test_messages_in_doubt_after_a_crash_are_looked_up_and_never_sent_twice(
     shop: Shop,
     sandbox: RunningSandbox,
 ) -> None:
-    spec = write_project(tmp_path, "doubt", channel)
-    with write_session(sessions) as session:
-        ensure_journey(session, spec, local(0))
-    for i in range(CUSTOMERS):
-        shop.order(shop.customer(f"顾客{i}"), local(0, 10), seq=1)
+    spec = one_step_brand(tmp_path, sessions, shop, "doubt", channel, CUSTOMERS)
     ctx = engine_context(sessions, tmp_path, sandbox.url, batch_size=BATCH)
     adapter = ctx.channels[channel]
     if batch_api is not None:

@@ -8,18 +8,15 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from bench.scenario import write_project
-from siyu.engine.versions import ensure_journey
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
-from siyu.storage.engine import write_session
 from siyu.storage.models import ProviderToken
+from tests.bench_brand import one_step_brand, tick_command
 from tests.conftest import ROOT, Shop, local
 
 CUSTOMERS = 80
@@ -39,20 +36,14 @@ def test_tick_processes_on_one_database_fetch_one_token(
     shop: Shop,
     sandbox: RunningSandbox,
 ) -> None:
-    spec = write_project(tmp_path, "fleet", "service_account")
-    with write_session(sessions) as session:
-        ensure_journey(session, spec, local(0))
-    for i in range(CUSTOMERS):
-        shop.order(shop.customer(f"顾客{i}"), local(0, 10), seq=1)
+    one_step_brand(tmp_path, sessions, shop, "fleet", "service_account", CUSTOMERS)
     client = SandboxClient(sandbox.url)
     # sending lasts long enough (80 × 150 ms alone) for both processes to share it, even when
     # one starts seconds after the other on a loaded machine
     client.set_faults(latency_ms=150)
-    command = [
-        sys.executable, "-m", "bench.driver", "--database-url", database_url,
-        "--workdir", str(tmp_path), "--journey", "fleet", "--channel", "service_account",
-        "--sandbox-url", sandbox.url, "--batch-size", "5",
-    ]  # fmt: skip
+    command = tick_command(
+        database_url, tmp_path, "fleet", "service_account", sandbox.url, "--batch-size", "5"
+    )
     sent: list[int] = []
     for moment in (local(0, 11), local(1, 12)):  # enrolls; then every message is due
         runs = [
