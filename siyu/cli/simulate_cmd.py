@@ -138,6 +138,7 @@ def simulate_command(
             f"--database sqlite:///{path}",
             markup=False,
             highlight=False,
+            soft_wrap=True,  # a path to copy is never broken at the terminal's width
         )
 
 
