@@ -27,6 +27,7 @@ from functools import partial
 
 from siyu.channels.backoff import RetryPolicy, retrying
 from siyu.channels.base import (
+    NOT_FOUND,
     UNVERIFIED,
     ChannelMisconfigured,
     ChannelUnavailable,
@@ -165,6 +166,7 @@ class BatchChannel:
         receipts: list[Receipt] = []
         to_send = [m for m in messages if m.in_doubt_since is None]
         in_doubt = [m for m in messages if m.in_doubt_since is not None]
+        not_sent_before = 0
         for unit in self.plan(in_doubt):
             since = min(m.in_doubt_since for m in unit if m.in_doubt_since).timestamp()
             try:
@@ -187,15 +189,16 @@ class BatchChannel:
             by_key = {r.idempotency_key: r for r in found or []}
             for m in unit:
                 receipt = by_key.get(m.idempotency_key)
-                if receipt is None or receipt.code == "not_found_after_timeout":
+                if receipt is None or receipt.code == NOT_FOUND:
                     to_send.append(m)  # the provider has no record of it: not sent before
+                    not_sent_before += 1
                 else:
                     receipts.append(receipt)
         log.info(
             "%s: %d message(s) in doubt after an earlier attempt: %d not sent before, sent now",
             self.name,
             len(in_doubt),
-            len(to_send) - (len(messages) - len(in_doubt)),
+            not_sent_before,
         )
         return receipts, to_send
 

@@ -35,6 +35,9 @@ Outcome = Literal["sent", "pending", "retry", "failed", "refused", "held"]
 # looking it up at the provider failed too. The engine keeps the doubt: the next attempt looks
 # it up again before sending (OutboundMessage.in_doubt_since).
 UNVERIFIED = "unverified"
+# The code of a `retry` receipt from a lookup: the provider has no record of this message, so
+# it can be sent (reconcile marks the messages of a unit that did not go out when others did).
+NOT_FOUND = "not_found_after_timeout"
 
 
 @dataclass(frozen=True)

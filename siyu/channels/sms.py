@@ -24,7 +24,7 @@ import httpx
 from siyu.channels import aliyun_signature
 from siyu.channels.adapter import BatchChannel, Runtime, Unit, group_by, held_receipts
 from siyu.channels.backoff import retrying
-from siyu.channels.base import UNVERIFIED, OutboundMessage, Receipt
+from siyu.channels.base import NOT_FOUND, UNVERIFIED, OutboundMessage, Receipt
 from siyu.channels.config import SmsConfig
 from siyu.channels.errors import Action, AmbiguousFault, ApiFault, ProviderFault, classify_sms
 from siyu.channels.secrets import Secret
@@ -98,6 +98,9 @@ class SmsChannel(BatchChannel):
         if self.config.precheck == "always" and not self.config.batch_api:
             todo = []
             for i, m in enumerate(messages):
+                if m.in_doubt_since is not None:
+                    todo.append(m)  # looked up over its whole doubt in BatchChannel.send_batch
+                    continue
                 try:
                     found = retrying(
                         partial(self.lookup_out_id, m),
@@ -217,7 +220,7 @@ class SmsChannel(BatchChannel):
             receipts.append(
                 _receipt_from_detail(m, match)
                 if match
-                else Receipt(m.idempotency_key, "retry", code="not_found_after_timeout")
+                else Receipt(m.idempotency_key, "retry", code=NOT_FOUND)
             )
         if all(r.outcome == "retry" for r in receipts):
             return None  # nothing of this batch went out: safe to send it again

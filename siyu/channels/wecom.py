@@ -26,6 +26,7 @@ from typing import Any
 from siyu.channels.adapter import BatchChannel, Runtime, Unit, group_by
 from siyu.channels.backoff import retrying
 from siyu.channels.base import (
+    NOT_FOUND,
     ChannelError,
     ChannelMisconfigured,
     ChannelUnavailable,
@@ -208,7 +209,7 @@ class WecomChannel(BatchChannel):
                 detail="task found after an earlier attempt died; not sent twice",
             )
             if m.address in found
-            else Receipt(m.idempotency_key, "retry", code="not_found_after_timeout")
+            else Receipt(m.idempotency_key, "retry", code=NOT_FOUND)
             for m in unit
         ]
 

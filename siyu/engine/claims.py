@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from siyu.channels.base import UNVERIFIED
 from siyu.storage.bulk import Statements, insert_returning, prepare_insert, run_prepared
-from siyu.storage.models import Base, Delivery
+from siyu.storage.models import Base, Delivery, DeliveryStatus
 
 DELIVERIES: Table = Base.metadata.tables["deliveries"]
 ENROLLMENTS: Table = Base.metadata.tables["enrollments"]
@@ -72,7 +72,9 @@ class Claimed(NamedTuple):
 def _in_doubt_since(
     status: str, provider_code: str | None, created_at: datetime
 ) -> datetime | None:
-    if status == "sending" or (status == "deferred" and provider_code == UNVERIFIED):
+    if status == DeliveryStatus.SENDING or (
+        status == DeliveryStatus.DEFERRED and provider_code == UNVERIFIED
+    ):
         return created_at
     return None
 

@@ -296,3 +296,24 @@ def test_wecom_in_doubt_matches_earlier_tasks_by_recipient_not_by_text(
     tasks = client.stats()["calls"]["wecom.add_msg_template"]
     assert tasks == 2  # the earlier one and the new customer's; none for earlier-0 again
     assert receipts["new-0"].provider_message_id != receipts["earlier-0"].provider_message_id
+
+
+def test_sms_in_doubt_is_looked_up_once_before_it_is_sent(
+    client: SandboxClient, sandbox: RunningSandbox
+) -> None:
+    """With the precheck before every first send (the default), a message in doubt is not
+    prechecked as well: one QuerySendDetails over its doubt, then the send."""
+    from dataclasses import replace
+    from datetime import UTC, datetime, timedelta
+
+    built = build_channels(fast_config(), base_url=sandbox.url, seed=7)
+    try:
+        (message,) = batch("doubt", 1, lambda i: f"1390000{i:04d}")
+        since = datetime.now(UTC) - timedelta(minutes=15)
+        (receipt,) = built["sms"].send_batch([replace(message, in_doubt_since=since)])
+    finally:
+        for channel in built.values():
+            channel.close()
+    assert receipt.outcome == "sent"
+    assert client.stats()["calls"]["sms.QuerySendDetails"] == 1
+    assert len(client.messages(channel="sms")) == 1
