@@ -118,6 +118,20 @@ def export(**values: str) -> None:
     settings.cache_clear()
 
 
+def environment() -> dict[str, str]:
+    """This process's environment, for a worker process to adopt
+    (siyu/engine/partition_workers.py)."""
+    return dict(os.environ)
+
+
+def adopt(environment: Mapping[str, str]) -> None:
+    """Replace this process's environment with `environment` (a worker forked from a server
+    started earlier takes its pool's), and read the settings again."""
+    os.environ.clear()
+    os.environ.update(environment)
+    settings.cache_clear()
+
+
 @contextmanager
 def overridden(**values: str) -> Iterator[None]:
     """Settings set for a block (a CLI flag over its variable), restored afterwards."""

@@ -4,6 +4,8 @@ and an engine context wired to recording channels."""
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,6 +25,7 @@ from siyu.sandbox.server import RunningSandbox, start_sandbox
 from siyu.settings import settings
 from siyu.storage.engine import make_engine, make_sessionmaker
 from siyu.storage.models import Base, ChannelIdentity, Consent, Customer, Order
+from tests.prefect_test_server import RUN_DIRECTORY, shared_prefect_api, stop_shared_server
 from tests.recording_channel import RecordingChannel, recording_channels
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -189,13 +192,24 @@ def shop(sessions: sessionmaker[Session]) -> Shop:
     return Shop(sessions)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput"):  # the controller (or the only process)
+        os.environ[RUN_DIRECTORY] = tempfile.mkdtemp(prefix="siyu-tests-")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if not hasattr(config, "workerinput") and RUN_DIRECTORY in os.environ:
+        directory = Path(os.environ.pop(RUN_DIRECTORY))
+        stop_shared_server(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def prefect_harness() -> Iterator[None]:
-    """One Prefect test API for the whole session (it costs ~15 s to start)."""
-    from prefect.testing.utilities import prefect_test_harness
-
-    # 30 s by default; a loaded 2-core machine running tests in parallel can need longer
-    with prefect_test_harness(server_startup_timeout=120):
+    """One Prefect test API for the whole run, shared by the xdist workers
+    (tests/prefect_test_server.py: it costs ~11 s of CPU to start)."""
+    # a loaded 2-core machine running tests in parallel can need long to start it
+    with shared_prefect_api(Path(os.environ[RUN_DIRECTORY]), startup_timeout=120):
         yield
 
 
