@@ -97,3 +97,66 @@ def test_messages_in_doubt_after_a_crash_are_looked_up_and_never_sent_twice(
     assert {provider_id for _, provider_id in rows} == {m["provider_id"] for m in received}
     if channel == "sms":  # one BizId per call: a SendBatchSms call carries ten, SendSms one
         assert len({m["provider_id"] for m in received}) == (3 if batch_api else CUSTOMERS)
+
+
+class DiesInItsSecondCall:
+    """The SMS channel sending ten messages a call; its process dies right after the provider
+    accepted the second call. Counts the messages it is handed in doubt."""
+
+    max_batch = 10
+
+    def __init__(self, inner: Any, die: bool = True) -> None:
+        self.inner = inner
+        self.calls = 0
+        self.die = die
+        self.in_doubt = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Receipt]:
+        self.calls += 1
+        self.in_doubt += sum(1 for m in messages if m.in_doubt_since is not None)
+        receipts = self.inner.send_batch(messages)
+        if self.die and self.calls == 2:
+            raise ProcessDied
+        return receipts
+
+
+def test_only_the_call_under_way_is_in_doubt_not_the_rest_of_its_claimed_batch(
+    tmp_path: Path, sessions: sessionmaker[Session], shop: Shop, sandbox: RunningSandbox
+) -> None:
+    """Thirty rows are claimed in one batch and handed over in three calls of ten. The process
+    dies after the provider accepted the second call: ten were recorded as sent, ten are in
+    doubt, and ten were never handed over. After the lease only the ten in doubt are looked
+    up; the ten never handed over are sent without a lookup; each message arrives once."""
+    spec = one_step_brand(tmp_path, sessions, shop, "doubt", "sms", CUSTOMERS)
+    ctx = engine_context(sessions, tmp_path, sandbox.url, batch_size=CUSTOMERS)
+    adapter = ctx.channels["sms"]
+    config = adapter.config.model_copy(update={"batch_api": True})  # type: ignore[attr-defined]
+    adapter.config = config  # type: ignore[attr-defined]
+    client = SandboxClient(sandbox.url)
+
+    run_tick(ctx, spec, local(0, 11))
+    dying = DiesInItsSecondCall(adapter)
+    with pytest.raises(ProcessDied):
+        run_tick(
+            dataclasses.replace(ctx, channels={**ctx.channels, "sms": dying}), spec, local(1, 12)
+        )
+    assert dying.calls == 2 and len(client.messages(channel="sms")) == 20
+    with sessions() as session:
+        statuses = Counter(
+            (status, code)
+            for status, code in session.execute(select(Delivery.status, Delivery.provider_code))
+        )
+    assert statuses == {("sent", None): 10, ("sending", None): 10, ("sending", "queued"): 10}
+
+    after = DiesInItsSecondCall(adapter, die=False)
+    later = dataclasses.replace(ctx, channels={**ctx.channels, "sms": after})
+    run_tick(later, spec, local(1, 12) + timedelta(minutes=15))  # past the lease
+    assert after.in_doubt == 10  # before: the whole claimed batch, 20, was in doubt
+    received = client.messages(channel="sms")
+    assert len(received) == CUSTOMERS
+    assert Counter(m["customer"] for m in received).most_common(1)[0][1] == 1
+    with sessions() as session:
+        assert set(session.scalars(select(Delivery.status))) == {"sent"}

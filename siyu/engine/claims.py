@@ -12,6 +12,12 @@ A claimed `sending` row carries a lease: `next_attempt_at = now + lease`. Until 
 other worker selects it, so a live worker's in-flight batch is not sent again; after it (in
 the tick's clock) the row is claimable again, so a crashed worker's messages are re-sent,
 with the same idempotency key.
+
+A batch's rows are claimed together, but handed to the channel one call at a time: a claimed
+row waits with provider_code `queued` until its call starts (siyu.engine.receipts.send_chunk
+clears it, committed, right before the call). After a crash only the rows of the call that
+was under way can have been sent: they are in doubt and looked up before being sent again
+(Claimed.in_doubt_since); the queued ones are sent as any other.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from siyu.storage.models import Base, Delivery, DeliveryStatus
 DELIVERIES: Table = Base.metadata.tables["deliveries"]
 ENROLLMENTS: Table = Base.metadata.tables["enrollments"]
 CLAIMABLE = ("deferred", "sending")
+# provider_code of a claimed `sending` row whose channel call has not started (see above)
+QUEUED = "queued"
 
 
 def executemany_update(
@@ -72,7 +80,7 @@ class Claimed(NamedTuple):
 def _in_doubt_since(
     status: str, provider_code: str | None, created_at: datetime
 ) -> datetime | None:
-    if status == DeliveryStatus.SENDING or (
+    if (status == DeliveryStatus.SENDING and provider_code != QUEUED) or (
         status == DeliveryStatus.DEFERRED and provider_code == UNVERIFIED
     ):
         return created_at
@@ -116,12 +124,27 @@ _UPDATE_CLAIMED = executemany_update(
     ),
     content=func.coalesce(bindparam("content"), DELIVERIES.c.content),
     address=func.coalesce(bindparam("address"), DELIVERIES.c.address),
+    provider_code=func.coalesce(bindparam("provider_code"), DELIVERIES.c.provider_code),
 )
 
 
 def update_claimed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
     if rows:
         session.connection().execute(_UPDATE_CLAIMED, list(rows))
+
+
+_HANDED_OVER = (
+    update(DELIVERIES)
+    .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
+    .where(DELIVERIES.c.provider_code == QUEUED)
+    .values(provider_code=None)
+)
+
+
+def mark_handed_over(session: Session, delivery_ids: Sequence[int]) -> None:
+    """The rows' channel call starts now: from here on a crash leaves them in doubt."""
+    if delivery_ids:
+        session.connection().execute(_HANDED_OVER, {"ids": list(delivery_ids)})
 
 
 _EXIT = executemany_update(

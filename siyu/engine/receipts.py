@@ -22,7 +22,7 @@ from siyu.channels.base import (
     Receipt,
 )
 from siyu.channels.errors import ProviderFault
-from siyu.engine.claims import DELIVERIES, executemany_update
+from siyu.engine.claims import DELIVERIES, executemany_update, mark_handed_over
 from siyu.engine.context import EngineContext
 from siyu.engine.optouts import suppress
 from siyu.hooks import run_logger
@@ -86,6 +86,8 @@ def send_chunk(
 ) -> StepCounts:
     """Send a chunk of messages in one channel call and record each receipt."""
     counts: StepCounts = Counter()
+    with write_session(ctx.sessions) as session:  # committed before the call (claims.py)
+        mark_handed_over(session, [out.delivery_id for out in chunk])
     try:
         receipts = channel.send_batch([out.message for out in chunk])
     except ProviderFault:  # an adapter's bug (it turns a call's fault into receipts): the rows

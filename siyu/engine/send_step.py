@@ -45,10 +45,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from siyu.alerts.breaker import breaker_settings, circuit_hold
-from siyu.channels.base import Channel, OutboundMessage, PollingChannel
+from siyu.channels.base import UNVERIFIED, Channel, OutboundMessage, PollingChannel
 from siyu.engine.assignment import pick_variant
 from siyu.engine.bad_data import BadCustomerData, customer_zone
 from siyu.engine.claims import (
+    QUEUED,
     Claimed,
     claim_existing,
     insert_new,
@@ -500,7 +501,6 @@ def new_ledger_rows(
             idempotency_key=due.key,
             due_at=decision.due_at or now,
             created_at=now,
-            provider_code=None,
             provider_message_id=None,
             sent_at=None,
             **_ledger_values(decision, 0, now, lease_ends),
@@ -511,9 +511,15 @@ def new_ledger_rows(
 
 
 def _ledger_values(
-    decision: Decision, attempts: int, now: datetime, lease_ends: datetime
+    decision: Decision,
+    attempts: int,
+    now: datetime,
+    lease_ends: datetime,
+    in_doubt: bool = False,
 ) -> dict[str, Any]:
-    """The columns a decision sets; `attempts` is the row's count before this decision."""
+    """The columns a decision sets; `attempts` is the row's count before this decision. A row
+    to send waits `queued` for its call, or keeps its doubt (`in_doubt`: an earlier attempt
+    may have sent it) until the provider is asked; other decisions keep the row's code."""
     sending = decision.status == DeliveryStatus.SENDING
     message = decision.message
     return dict(
@@ -526,6 +532,7 @@ def _ledger_values(
         variant=decision.variant,
         content=message.body if message is not None else None,
         address=message.address if message is not None else None,
+        provider_code=(UNVERIFIED if in_doubt else QUEUED) if sending else None,
     )
 
 
@@ -549,7 +556,8 @@ def write(
         if due.delivery_id is not None and due.delivery_id in claimed_rows:
             found = claimed_rows[due.delivery_id]
             claimed[due.enrollment_id] = (due.delivery_id, found)
-            values = _ledger_values(decision, found.attempts, now, lease_ends)
+            in_doubt = found.in_doubt_since is not None
+            values = _ledger_values(decision, found.attempts, now, lease_ends, in_doubt)
             updates.append({"row_id": due.delivery_id, **values})
     for enrollment_id, delivery_id in insert_new(session, new_rows).items():
         claimed[enrollment_id] = (delivery_id, Claimed(0, None))
