@@ -367,3 +367,71 @@ def test_the_sync_completing_starts_the_cleaning_through_a_deployment_trigger(
     )
     assert cleaning[0]["created_by"]["type"] != "SCHEDULE"
     assert cleaning[0]["start_time"] >= sync["end_time"]
+
+
+def _process_of_flow_run(flow_run_id: str) -> int | None:
+    """The pid of the process running the flow run's code (Prefect's engine, started by the
+    worker with PREFECT__FLOW_RUN_ID in its environment), if it is running."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            environment = (entry / "environ").read_bytes().split(b"\0")
+            command = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if f"PREFECT__FLOW_RUN_ID={flow_run_id}".encode() in environment and (
+            b"prefect/engine.py" in command or b"prefect.engine" in command
+        ):
+            return int(entry.name)
+    return None
+
+
+def test_a_deployed_run_whose_process_dies_is_crashed_and_frees_its_concurrency_slot(
+    deployed: Deployed, scheduled_run: dict[str, Any]
+) -> None:
+    """The deployment allows one run at a time (prefect.yaml: concurrency_limit 1, CANCEL_NEW).
+    A run whose process is SIGKILLed while it runs must not stay RUNNING: the worker sees its
+    process die and marks it Crashed, so the next run is not cancelled as a collision."""
+    import os
+    import signal
+    import time
+
+    pause(deployed)
+    wait_until(
+        lambda: not deployed.flow_runs(state={"type": {"any_": ["RUNNING", "PENDING"]}}),
+        180,
+        "running ticks to finish",
+    )
+
+    def start_run() -> str:
+        out = deployed.server.prefect(
+            deployed.project, "deployment", "run", f"journey-tick/{JOURNEY}", env=deployed.env
+        )
+        found = re.search(r"UUID: ([0-9a-f-]{36})", out)
+        assert found, out
+        return found.group(1)
+
+    def state_of(run_id: str) -> str:
+        return str(deployed.server.api("GET", f"/flow_runs/{run_id}")["state_type"])
+
+    victim = start_run()
+    deadline = time.monotonic() + 240
+    pid = None
+    while pid is None or state_of(victim) != "RUNNING":  # the run's own code is under way
+        assert time.monotonic() < deadline, f"run {victim} never ran: {state_of(victim)}"
+        pid = _process_of_flow_run(victim)
+        time.sleep(0.1)
+    os.kill(pid, signal.SIGKILL)
+
+    def ended(run_id: str) -> dict[str, Any] | None:
+        run = deployed.server.api("GET", f"/flow_runs/{run_id}")
+        final = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+        return run if run["state_type"] in final else None
+
+    dead = wait_until(lambda: ended(victim), 120, "the killed run to end", deployed.worker_log)
+    assert dead["state_type"] == "CRASHED", dead["state"]
+
+    next_run = start_run()
+    finished = wait_until(lambda: ended(next_run), 240, "the next run to end", deployed.worker_log)
+    assert finished["state_type"] == "COMPLETED", finished["state"]  # not CANCELLED: slot free
