@@ -23,7 +23,7 @@ TEMPLATE = (
     "{{ customer.name }}您好！您在{{ event.store }}买的{{ event.category }}还满意吗？"
     "{{ customer.city }}{{ customer.member_level }}会员专享券已到账（订单{{ event.order_no }}）。"
 )
-CHANNELS = ("webhook", "sms", "service_account", "wecom")
+CHANNELS = ("webhook", "sms", "service_account", "wecom", "email")
 
 
 def write_project(workdir: Path, journey: str, channel: str, at: str = "1d") -> JourneySpec:

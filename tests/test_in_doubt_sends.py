@@ -160,3 +160,76 @@ def test_only_the_call_under_way_is_in_doubt_not_the_rest_of_its_claimed_batch(
     assert Counter(m["customer"] for m in received).most_common(1)[0][1] == 1
     with sessions() as session:
         assert set(session.scalars(select(Delivery.status))) == {"sent"}
+
+
+class DiesMidCall:
+    """E-mail whose process dies inside its call: only the first message of the call reached
+    the provider (a request applied, then the machine gone), the second never did."""
+
+    def __init__(self, inner: Any) -> None:
+        self.inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def send_batch(self, messages: Sequence[OutboundMessage]) -> list[Receipt]:
+        self.inner.send_batch(messages[:1])
+        raise ProcessDied
+
+
+def test_email_in_doubt_is_held_for_a_person_and_never_sent_again_blind(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    sandbox: RunningSandbox,
+) -> None:
+    """SendGrid can neither deduplicate nor be asked what it accepted. After a crash mid-call
+    both messages are held `in_doubt` (not re-sent, however many ticks pass); explain says so;
+    a person records the one that arrived as sent and has the other sent again: each customer
+    gets exactly one e-mail."""
+    from bench.scenario import write_project
+    from siyu.engine.ledger import resolve_in_doubt
+    from siyu.engine.versions import ensure_journey
+    from siyu.reports.explain import explain
+    from siyu.storage.engine import write_session
+
+    spec = write_project(tmp_path, "mail", "email")
+    with write_session(sessions) as session:
+        ensure_journey(session, spec, local(0))
+    buyers = [shop.customer(f"顾客{i}", identities=("email",)) for i in range(2)]
+    for buyer in buyers:
+        shop.order(buyer, local(0, 10), seq=1)
+    ctx = engine_context(sessions, tmp_path, sandbox.url)
+    client = SandboxClient(sandbox.url)
+
+    run_tick(ctx, spec, local(0, 11))
+    dying = DiesMidCall(ctx.channels["email"])
+    with pytest.raises(ProcessDied):
+        run_tick(
+            dataclasses.replace(ctx, channels={**ctx.channels, "email": dying}), spec, local(1, 12)
+        )
+    assert len(client.messages(channel="email")) == 1
+
+    for minutes in (15, 60, 24 * 60):  # past the lease, and long after
+        run_tick(ctx, spec, local(1, 12) + timedelta(minutes=minutes))
+    assert len(client.messages(channel="email")) == 1  # nothing sent again blind
+    with sessions() as session:
+        rows = session.execute(
+            select(Delivery.customer_id, Delivery.status, Delivery.reason_code)
+        ).all()
+        story = "\n".join(explain(session, spec, buyers[0], local(2)))
+    assert {(status, code) for _, status, code in rows} == {("deferred", "in_doubt")}
+    assert "in doubt since" in story and "siyu resolve" in story
+
+    # The person checks the provider's side (here: the sandbox's record, by address).
+    arrived = {m["customer"] for m in client.messages(channel="email")}
+    now = local(2, 12)
+    with write_session(sessions) as session:
+        held = session.execute(select(Delivery.customer_id, Delivery.address)).all()
+        for buyer, address in held:
+            resolve_in_doubt(session, "mail", buyer, None, address in arrived, now)
+    run_tick(ctx, spec, now + timedelta(minutes=1))
+    received = client.messages(channel="email")
+    assert len(received) == 2 and len({m["customer"] for m in received}) == 2
+    with sessions() as session:
+        assert set(session.scalars(select(Delivery.status))) == {"sent"}

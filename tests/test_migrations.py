@@ -59,3 +59,60 @@ def test_0006_adds_provider_tokens_and_its_downgrade_drops_it(database_url: str)
     with engine.connect() as connection:
         assert "provider_tokens" not in inspect(connection).get_table_names()
     engine.dispose()
+
+
+def test_0007_lets_a_message_be_held_in_doubt_and_its_downgrade_keeps_the_row(
+    database_url: str,
+) -> None:
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import text
+    from sqlalchemy.exc import IntegrityError
+
+    from siyu.storage.migrate import alembic_config
+
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    upgrade(database_url, "0006")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:  # parents, so that only the CHECK can refuse
+        for statement in (
+            "INSERT INTO customers (id, name, timezone, created_at)"
+            " VALUES (1, 'c', 'Asia/Shanghai', :at)",
+            "INSERT INTO journeys (id, name, version, spec_hash, spec, activated_at, created_at)"
+            " VALUES (1, 'j', 1, 'h', '{}', :at, :at)",
+            "INSERT INTO enrollments (id, journey_id, journey_name, customer_id, entry_key,"
+            " entered_at, enrolled_at, status, holdout)"
+            " VALUES (1, 1, 'j', 1, 'order:1', :at, :at, 'active', false)",
+        ):
+            connection.execute(text(statement), {"at": moment})
+    insert = text(
+        "INSERT INTO deliveries (enrollment_id, journey_name, step_id, customer_id, channel,"
+        " purpose, idempotency_key, status, reason_code, due_at, created_at, updated_at,"
+        " attempts) VALUES (1, 'j', 's', 1, 'email', 'marketing', 'k', 'deferred', :code,"
+        " :at, :at, :at, 1)"
+    )
+    with engine.connect() as connection:
+        connection.execute(insert, {"code": "retry", "at": moment})  # the parents are right
+        connection.rollback()
+        try:
+            connection.execute(insert, {"code": "in_doubt", "at": moment})
+            refused = False
+        except IntegrityError as error:
+            refused = "reason_code" in str(error) or "CHECK" in str(error)
+        connection.rollback()
+    engine.dispose()
+    assert refused  # 0006's CHECK knows no such reason
+
+    upgrade(database_url, "0007")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(insert, {"code": "in_doubt", "at": moment})
+    engine.dispose()
+
+    command.downgrade(alembic_config(database_url), "0006")
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        code = connection.scalar(text("SELECT reason_code FROM deliveries"))
+    engine.dispose()
+    assert code == "other"

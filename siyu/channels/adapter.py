@@ -27,6 +27,7 @@ from functools import partial
 
 from siyu.channels.backoff import RetryPolicy, retrying
 from siyu.channels.base import (
+    IN_DOUBT,
     NOT_FOUND,
     UNVERIFIED,
     ChannelMisconfigured,
@@ -104,6 +105,12 @@ class BatchChannel:
     # (docs/channels.md, "Known weak spots").
     looks_up_earlier_attempts: bool = False
 
+    @property
+    def holds_what_it_cannot_check(self) -> bool:
+        """Neither deduplicating nor able to look up: a message that may have been sent is
+        never sent again blind, but answered `unknown` for a person to decide."""
+        return not self.idempotent and not self.looks_up_earlier_attempts
+
     def __init__(self, name: str, runtime: Runtime) -> None:
         self.name = name
         self.rt = runtime
@@ -129,6 +136,12 @@ class BatchChannel:
         if not messages:
             return []
         receipts: list[Receipt] = []
+        if self.holds_what_it_cannot_check and any(m.in_doubt_since for m in messages):
+            in_doubt = [m for m in messages if m.in_doubt_since is not None]
+            receipts.extend(self.unknown_receipts(in_doubt, "an earlier attempt died mid-call"))
+            messages = [m for m in messages if m.in_doubt_since is None]
+            if not messages:
+                return receipts
         if self.looks_up_earlier_attempts and any(m.in_doubt_since for m in messages):
             settled, messages = self._settle_in_doubt(messages)
             receipts.extend(settled)
@@ -207,7 +220,11 @@ class BatchChannel:
     ) -> list[Receipt] | tuple[ProviderFault, ChannelUnavailable | ChannelMisconfigured]:
         """The unit's receipts; or, when its fault makes the whole channel unusable (nothing
         of the unit was sent), that fault and the channel's error."""
-        reconcile = None if self.idempotent else (lambda: self._reconcile_or_fault(unit))
+        reconcile: Callable[[], list[Receipt] | None] | None = None
+        if self.holds_what_it_cannot_check:
+            reconcile = partial(self.unknown_receipts, unit, "the answer to the call was lost")
+        elif not self.idempotent:
+            reconcile = partial(self._reconcile_or_fault, unit)
         try:
             return retrying(
                 lambda: self.deliver(unit),
@@ -225,6 +242,15 @@ class BatchChannel:
             return self.reconcile(unit)
         except ProviderFault as fault:
             raise ReconcileFailed(fault) from None
+
+    def unknown_receipts(self, unit: Sequence[OutboundMessage], what: str) -> list[Receipt]:
+        """`unknown` receipts: `what` happened after the request may have reached the provider,
+        which can neither deduplicate nor be asked; a person decides (`siyu resolve`)."""
+        detail = (
+            f"{what}; {self.name} can neither deduplicate nor look up a message: check whether "
+            "it arrived, then `siyu resolve`"
+        )
+        return [Receipt(m.idempotency_key, "unknown", code=IN_DOUBT, detail=detail) for m in unit]
 
     def fault_receipts(self, unit: Unit, fault: ProviderFault) -> list[Receipt]:
         """The unit's receipts for a fault of this call only (not one of channel_down's)."""

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, runtime_checkable
 
-Outcome = Literal["sent", "pending", "retry", "failed", "refused", "held"]
+Outcome = Literal["sent", "pending", "retry", "failed", "refused", "held", "unknown"]
 
 # The code of a `retry` receipt for a message that may have gone out: its answer was lost and
 # looking it up at the provider failed too. The engine keeps the doubt: the next attempt looks
@@ -38,6 +38,9 @@ UNVERIFIED = "unverified"
 # The code of a `retry` receipt from a lookup: the provider has no record of this message, so
 # it can be sent (reconcile marks the messages of a unit that did not go out when others did).
 NOT_FOUND = "not_found_after_timeout"
+# The code of an `unknown` receipt: the message may have gone out, and the channel can neither
+# deduplicate nor look it up (BatchChannel.holds_what_it_cannot_check).
+IN_DOUBT = "in_doubt"
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ Messages with the same subject and body share one request, one personalization p
 becomes the subject; otherwise the configured default is used.
 
 SendGrid has no idempotency: a lost answer (timeout, 5xx) may have been accepted, and there is no
-lookup API without the paid Email Activity add-on. We retry such requests (the receiving side can
-dedupe on custom_args), which is the one place a duplicate remains possible; see docs.
+lookup API without the paid Email Activity add-on. Such a request is never retried blind: its
+messages are answered `unknown` and held for a person to decide (`siyu resolve`), as are the
+messages of a call a crash interrupted (BatchChannel.holds_what_it_cannot_check).
 A 400 that names one personalization (``personalizations.N...``) fails or refuses only that
 recipient; the rest of the request is sent again without it.
 """
@@ -39,7 +40,7 @@ def split_subject(body: str, default: str) -> tuple[str, str]:
 class EmailChannel(BatchChannel):
     identity_kind = "email"
     max_batch = MAX_PERSONALIZATIONS
-    idempotent = True  # see module docstring: retried, a duplicate is possible after a timeout
+    idempotent = False  # see module docstring: a lost answer is held as `unknown`, not retried
 
     def __init__(self, name: str, runtime: Runtime, config: EmailConfig, api_key: Secret) -> None:
         super().__init__(name, runtime)

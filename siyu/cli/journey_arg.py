@@ -9,7 +9,8 @@ from pathlib import Path
 from siyu.errors import ConfigError
 from siyu.language.channel_kinds import ToolProject
 from siyu.language.loader import load_journey
-from siyu.language.spec import JourneySpec
+from siyu.language.problems import did_you_mean
+from siyu.language.spec import JourneySpec, Step
 from siyu.project import Project
 
 
@@ -55,3 +56,14 @@ def project_journey(project: Project, name_or_file: str) -> JourneySpec:
             "also take a copy elsewhere"
         )
     return project.journey(load_journey(path, project.catalog(), project.journeys_dir).journey)
+
+
+def journey_step(spec: JourneySpec, step: str) -> Step:
+    """The journey's step named on the command line; a misspelt one gets a did-you-mean."""
+    ids = [s.id for s in spec.steps]
+    if step not in ids:
+        raise ConfigError(
+            f"journey '{spec.journey}' has no step '{step}'{did_you_mean(step, ids)} "
+            f"(steps: {', '.join(ids)})"
+        )
+    return spec.step(step)

@@ -151,6 +151,65 @@ def explain(
 
 
 @app.command()
+@cli_command(database=True, tables=True)
+def resolve(
+    journey: Annotated[str, typer.Argument(help=JOURNEY_HELP, show_default=False)],
+    customer: Annotated[
+        str | None,
+        typer.Argument(help=f"{CUSTOMER_HELP}; without it, every one", show_default=False),
+    ] = None,
+    step: Annotated[
+        str | None,
+        typer.Option(help="the step, when the customer has several in doubt", show_default=False),
+    ] = None,
+    sent: Annotated[bool, typer.Option("--sent", help="it arrived: record it as sent")] = False,
+    send_again: Annotated[
+        bool, typer.Option("--send-again", help="it did not arrive: send it at the next tick")
+    ] = False,
+) -> None:
+    """Messages in doubt: listed, or one decided. A message is in doubt when a channel that can
+    neither deduplicate nor look up a message (e-mail) may have sent it: it is never sent
+    again blind; a person checks whether it arrived and decides."""
+    from datetime import UTC, datetime
+    from zoneinfo import ZoneInfo
+
+    from siyu.cli.journey_arg import journey_step, project_journey
+    from siyu.customer_ref import find_customer
+    from siyu.engine.ledger import in_doubt, resolve_in_doubt
+    from siyu.errors import ConfigError
+    from siyu.project import Project
+    from siyu.storage.engine import make_engine, make_sessionmaker
+
+    spec = project_journey(Project.find(), journey)
+    if step is not None:
+        journey_step(spec, step)
+    if sent and send_again:
+        raise ConfigError("--sent and --send-again exclude each other: choose one")
+    engine = make_engine()
+    with make_sessionmaker(engine)() as session, session.begin():
+        found = find_customer(session, customer) if customer is not None else None
+        who = f"customer {found.id}" if found is not None else spec.journey
+        if not (sent or send_again):
+            rows = in_doubt(session, spec.journey, found.id if found is not None else None)
+            console.print(f"{who}: {len(rows)} message(s) in doubt", markup=False)
+            for row in rows:
+                console.print(
+                    f"  customer {row.customer_id}  {row.step_id}  {row.channel}  since "
+                    f"{row.updated_at.astimezone(ZoneInfo(spec.timezone)):%Y-%m-%d %H:%M} "
+                    f"{spec.timezone}: {row.reason_detail or ''}",
+                    markup=False,
+                    highlight=False,
+                )
+        elif found is None:
+            raise ConfigError("name the customer whose message you decide on")
+        else:
+            row = resolve_in_doubt(session, spec.journey, found.id, step, sent, datetime.now(UTC))
+            what = "recorded as sent" if sent else "to be sent again at the next tick"
+            console.print(f"customer {found.id}, step {row.step_id}: {what}", markup=False)
+    engine.dispose()
+
+
+@app.command()
 def demo(
     customers: Annotated[int, typer.Option(help="customers to generate", min=1)] = 5000,
     days: Annotated[int, typer.Option(help="days of simulated time", min=1)] = 21,

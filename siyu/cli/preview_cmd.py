@@ -9,8 +9,6 @@ from rich.console import Console
 from rich.panel import Panel
 
 from siyu.cli.conventions import CUSTOMER_HELP, JOURNEY_HELP, cli_command
-from siyu.errors import SiyuError
-from siyu.language.problems import did_you_mean
 
 console = Console(soft_wrap=True)
 
@@ -26,7 +24,7 @@ def preview_command(
 ) -> None:
     """Render one step's message as the engine would, for a real customer or sample data."""
     from siyu.cli.conventions import missing_sqlite_file
-    from siyu.cli.journey_arg import resolve_journey
+    from siyu.cli.journey_arg import journey_step, resolve_journey
     from siyu.preview.render_preview import (
         has_database,
         preview_customer,
@@ -37,13 +35,7 @@ def preview_command(
 
     project = Project.find()
     spec = resolve_journey(project, journey)
-    ids = [s.id for s in spec.steps]
-    if step not in ids:
-        raise SiyuError(
-            f"journey '{spec.journey}' has no step '{step}'{did_you_mean(step, ids)} "
-            f"(steps: {', '.join(ids)})"
-        )
-    chosen = spec.step(step)
+    chosen = journey_step(spec, step)
     if customer is None or missing_sqlite_file(database_url()):  # never create one here
         if customer is not None:
             console.print("[yellow]no database set up: showing sample data[/yellow]")

@@ -120,6 +120,15 @@ def send_chunk(
             suppress(session, customer_id, channel.name, reason, now)
         for hold, ids in held.items():
             record_holds(session, ids, hold, _hold(ctx, session, channel, hold, now), now)
+    in_doubt = counts[Outcome(DeliveryStatus.DEFERRED, ReasonCode.IN_DOUBT)]
+    if in_doubt:
+        run_logger(log).warning(
+            "channel %s: %d message(s) may have been sent and the provider can neither "
+            "deduplicate nor look them up: held as in doubt, never sent again blind; check "
+            "whether they arrived, then `siyu resolve`",
+            channel.name,
+            in_doubt,
+        )
     for hold, ids in held.items():
         auth = hold.code == ReasonCode.CHANNEL_AUTH
         run_logger(log).warning(
@@ -255,6 +264,9 @@ def receipt_values(
     if receipt.outcome == "refused":
         values.update(_status(DeliveryStatus.SKIPPED, ReasonCode.REFUSED, code))
         return values, Outcome(DeliveryStatus.SKIPPED, ReasonCode.REFUSED)
+    if receipt.outcome == "unknown":  # no next attempt: a person decides (siyu resolve)
+        values.update(_status(DeliveryStatus.DEFERRED, ReasonCode.IN_DOUBT, receipt.detail))
+        return values, Outcome(DeliveryStatus.DEFERRED, ReasonCode.IN_DOUBT)
     if receipt.outcome == "held":  # send_chunk: not counted; held until _hold says
         kind = ReasonCode.CHANNEL_AUTH if receipt.auth else ReasonCode.CHANNEL_CONFIG
         values.update(_status(DeliveryStatus.DEFERRED, kind, code))

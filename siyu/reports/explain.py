@@ -136,6 +136,11 @@ def _step_line(
             f"handed to the channel {_when(row.updated_at, zone)}{variant}; waiting for a "
             "staff member to confirm it in WeCom"
         )
+    if row.status == "deferred" and row.reason_code == "in_doubt":
+        return (
+            f"in doubt since {_when(row.updated_at, zone)}, held (never sent again blind): "
+            f"{row.reason_detail or ''}"
+        )
     if row.status == "deferred":
         return (
             f"deferred: {_reason_words(row.reason_code, row.reason_detail, channel)} until "

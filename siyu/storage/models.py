@@ -283,6 +283,9 @@ class ReasonCode(StrEnum):
     CHANNEL_AUTH = "channel_auth"  # detail: the provider's code
     CHANNEL_CONFIG = "channel_config"  # detail: the provider's code
     PROVIDER_FAILED = "provider_failed"  # detail: "<provider code>[ after retries]: <text>"
+    # An earlier attempt may have sent it and the provider can neither deduplicate nor be
+    # asked: held (deferred, no next attempt) until a person decides (`siyu resolve`).
+    IN_DOUBT = "in_doubt"  # detail: what happened
     OTHER = "other"  # a reason written before reason codes whose code was not known
 
 

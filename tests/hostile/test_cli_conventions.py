@@ -83,6 +83,7 @@ DATABASE_COMMANDS = {
     ("tick",),
     ("summary",),
     ("explain",),
+    ("resolve",),
     ("unsubscribe",),
     ("db", "upgrade"),
     ("db", "seed"),
@@ -228,6 +229,7 @@ JOURNEY_COMMANDS: dict[str, list[str]] = {
     "tick": ["--now", "2026-09-10T12:00+08:00"],
     "summary": [],
     "explain": ["42", "--now", "2026-09-10T12:00+08:00"],
+    "resolve": [],
     "report": ["-o", "REPORT"],
     "preview": ["day3-care"],
     "graph": [],
@@ -316,6 +318,7 @@ def test_a_misspelt_command_gets_did_you_mean(project: Path, typed: list[str], m
 CUSTOMER_COMMANDS: dict[str, list[str]] = {
     "explain": ["explain", JOURNEY, "CUSTOMER", "--now", "2026-09-10"],
     "preview": ["preview", JOURNEY, "day3-care", "--customer", "CUSTOMER"],
+    "resolve": ["resolve", JOURNEY, "CUSTOMER"],
 }
 
 
