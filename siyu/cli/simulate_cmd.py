@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import signal
+import threading
 from collections import Counter
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -142,7 +143,14 @@ def simulate_command(
         )
 
 
+_terminated = threading.Event()
+
+
 def _exit_on_sigterm(_signum: int, _frame: object) -> None:
+    # Also remembered: raised inside one of SQLite's callbacks (the marketer SQL's progress
+    # handler), the SystemExit is swallowed and only interrupts that query; the next tick
+    # raises it again (siyu.cli.simulate_cmd._backtest's progress callback).
+    _terminated.set()
     raise SystemExit(143)
 
 
@@ -171,6 +179,8 @@ def _backtest(
         zone = ZoneInfo(spec.timezone)
 
         def tick(i: int, n: int, now: datetime) -> None:
+            if _terminated.is_set():
+                raise SystemExit(143)
             day = now.astimezone(zone).date().isoformat()
             bar.update(task, completed=i, total=n, description=day)
 
