@@ -6,7 +6,8 @@
                                  started by the sync's completion (a deployment trigger), and
                                  at 02:00 by its schedule if it has not run by then
     08:00        data-journeys   every journey by priority, once the cleaning succeeded; a
-                                 cleaning that finishes after 08:00 starts it (trigger)
+                                 cleaning that finishes after 08:00 starts it (trigger);
+                                 then each journey's funnel (`<journey>-funnel` artifact)
 
 Each stage records itself in `pipeline_runs` for its data day and runs only when the
 previous stage of that day succeeded; it never waits: too early, it fails at once with the
@@ -16,11 +17,12 @@ reason, or, when a trigger started it before its time or after it already ran, i
 
 from __future__ import annotations
 
+import re
 from datetime import date, datetime
 from typing import Any
 
 from prefect import State, flow, get_run_logger
-from prefect.artifacts import create_table_artifact
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.states import Completed
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,6 +30,7 @@ from flows.all_journeys_flow import all_journeys_tick
 from flows.journey_flow import parse_now
 from flows.segments_flow import segments_and_alerts
 from siyu.errors import SiyuError
+from siyu.metrics.tick_summary import funnel_markdown
 from siyu.pipeline.inbox_sync import inbox_dir, sync_inbox
 from siyu.pipeline.quality import run_checks
 from siyu.pipeline.stages import (
@@ -154,4 +157,20 @@ def data_journeys(
         finish(sessions, "journeys", day, False, {})
         raise
     finish(sessions, "journeys", day, True, {"journeys": sorted(results)})
+    publish_funnels(sessions, sorted(results), moment)
     return results
+
+
+def publish_funnels(sessions: sessionmaker[Session], journeys: list[str], now: datetime) -> None:
+    """Each journey's funnel so far and experiment verdicts, once a day (`<journey>-funnel`):
+    they read the journey's whole ledger, which a tick must not (flows/journey_flow.py)."""
+    project = Project.find()
+    for name in journeys:
+        spec = project.journey(name)
+        with sessions() as session:
+            markdown = funnel_markdown(session, spec, now)
+        create_markdown_artifact(
+            key=re.sub(r"[^a-z0-9-]", "-", f"{name}-funnel".lower()),
+            markdown=markdown,
+            description=f"{name}: the funnel so far and the experiments' verdicts",
+        )

@@ -18,11 +18,11 @@ from typing import Any
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from siyu.engine.context import EngineContext
 from siyu.engine.tick import partitions_of, tick_phases
 from siyu.language.check_project import content_problems
 from siyu.language.problems import SpecError
 from siyu.language.spec import JourneySpec
+from siyu.metrics.tick_summary import tick_markdown
 from siyu.project import Project
 from siyu.settings import settings as siyu_settings
 from siyu.storage.engine import database_url
@@ -95,9 +95,8 @@ def journey_tick(
         for slot in range(count):  # the channels' settings are refused here, before any task
             engine_context(settings, slot)
         results = run_tick_tasks(settings, spec, moment, channel_tags=channel_tags)
-        summary = _tick_summary(engine_context(settings), spec, moment, results)
     _publish_summary(journey, moment, results)
-    _publish_graph(spec, summary)
+    _publish_graph(spec, tick_markdown(spec, moment, results))
     return results
 
 
@@ -151,18 +150,8 @@ def _publish_summary(journey: str, now: datetime, results: dict[str, dict[str, i
     )
 
 
-def _tick_summary(
-    ctx: EngineContext, spec: Any, now: datetime, results: dict[str, dict[str, int]]
-) -> str:
-    """This tick, the funnel so far and the experiments' verdicts (siyu.metrics)."""
-    from siyu.metrics.tick_summary import tick_markdown
-
-    with ctx.sessions() as session:
-        return tick_markdown(session, spec, now, results)
-
-
 def _publish_graph(spec: Any, summary: str = "") -> None:
-    """The tick's summary and the journey's picture on every run (an SVG image: the Prefect
+    """The tick's counts and the journey's picture on every run (an SVG image: the Prefect
     UI does not render Mermaid)."""
     from siyu.graph.draw import to_markdown_image
     from siyu.graph.model import build_graph

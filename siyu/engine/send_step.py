@@ -71,7 +71,7 @@ from siyu.engine.receipts import (
     send_chunk,
 )
 from siyu.engine.render import TemplateCache, message_limit, render_message
-from siyu.engine.scans import due_rows
+from siyu.engine.scans import due_id_span, due_rows
 from siyu.engine.step_facts import BatchFacts, Due, load_batch_facts
 from siyu.engine.timing import step_base, step_offset
 from siyu.errors import ConfigError
@@ -99,7 +99,14 @@ def run_step(
     if isinstance(channel, PollingChannel) and partition.index == 0:
         counts += poll_pending(ctx, spec, step, channel, now)
     templates = TemplateCache(ctx.templates_dir, message_limit(channel))
-    last_id = 0
+    last_id, upto = 0, None
+    cutoff = step_cutoff(step, now)
+    if cutoff is not None:
+        with ctx.sessions() as session:
+            span = due_id_span(session, spec.journey, cutoff, journey_id)
+        if span is None:  # no active enrollment is old enough: nothing can be due
+            return counts
+        last_id, upto = span[0] - 1, span[1]
     while True:
         with ctx.sessions() as session:
             batch = select_due(
@@ -110,6 +117,7 @@ def run_step(
                 journey_id,
                 after=last_id,
                 limit=ctx.batch_size,
+                upto=upto,
                 partition=partition,
             )
         if not batch:
@@ -128,26 +136,33 @@ def select_due(
     *,
     after: int,
     limit: int,
+    upto: int | None = None,
     partition: Partition = WHOLE,
 ) -> list[Due]:
     """The next `limit` enrollments (by id, after `after`) that can be due for `step`: active,
     old enough (anchored steps are timed per row, in `decide`), and either without a ledger
     row for the step or with one that is claimable again (deferred or sending, with
     next_attempt_at reached). The query (siyu/engine/scans.py) reads only rows that can be due."""
-    cutoff = None if isinstance(step.at, Anchor) else now - step.at
     rows = due_rows(
         session,
         spec.journey,
         step.id,
         now,
-        cutoff,
+        step_cutoff(step, now),
         journey_id,
         after=after,
         limit=limit,
+        upto=upto,
         part=partition.index,
         parts=partition.count,
     )
     return [due_from_row(spec, step, r) for r in rows]
+
+
+def step_cutoff(step: Step, now: datetime) -> datetime | None:
+    """The latest entry time of an enrollment the step can be due for; None for a step
+    anchored on a date (timed per row, in `decide`)."""
+    return None if isinstance(step.at, Anchor) else now - step.at
 
 
 def due_from_row(spec: JourneySpec, step: Step, r: Sequence[Any]) -> Due:

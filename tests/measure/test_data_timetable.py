@@ -96,8 +96,11 @@ def test_sync_clean_journeys_in_order_and_a_failed_stage_stops_the_rest(
     assert "first-purchase-care" in journeys
     quality, summary = artifact("data-quality"), artifact("first-purchase-care-graph")
     assert quality is not None and "missing_rate" in str(quality.data)
-    assert summary is not None and "## Funnel so far" in str(summary.data)
+    assert summary is not None and "## This tick" in str(summary.data)
     assert "](data:image/svg+xml;base64," in str(summary.data)  # the journey picture
+    funnel = artifact("first-purchase-care-funnel")  # the whole ledger: once a day
+    assert funnel is not None and "## Funnel so far" in str(funnel.data)
+    assert "| join-group |" in str(funnel.data) and "| day14-repurchase | sms |" in str(funnel.data)
     # a trigger may start a stage again, or before its time: it does nothing, and says why
     again = data_clean(now=at(1, 3), return_state=True)
     assert again.name == "Skipped" and "already succeeded" in str(again.message)
