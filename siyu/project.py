@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.base import Channel
+from siyu.channels.ratelimit import LimiterFactory  # stdlib only: no cost to a CLI start
 from siyu.channels.tokens import TokenCaches  # stdlib only: no cost to a CLI start
 from siyu.engine.context import EngineContext
 from siyu.errors import ConfigError
@@ -193,11 +194,14 @@ class Project:
         *,
         throttle: bool = True,
         token_caches: TokenCaches | None = None,
+        rate_limits: LimiterFactory | None = None,
     ) -> dict[str, Channel]:
         """``throttle=False``: no client-side rate limits, only for the local sandbox.
-        ``token_caches``: where access tokens are kept (siyu.channels.token_store's are shared
-        through the database); default: this call's own."""
+        ``token_caches``: where access tokens are kept, and ``rate_limits``: who counts the
+        channels' rate limits (siyu.channels.token_store's and rate_store's are shared through
+        the database); default: this call's own."""
         # deferred: the adapters and httpx cost ~0.1 s of every CLI start
+        from siyu.channels.ratelimit import own_limiter
         from siyu.channels.registry import build_channels, load_channel_config
 
         url = base_url or settings().channel_base_url
@@ -206,6 +210,7 @@ class Project:
             base_url=url,
             throttle=throttle,
             token_caches=token_caches,
+            rate_limits=rate_limits or own_limiter,
         )
         return channels
 
@@ -223,11 +228,16 @@ def _duplicate(name: str, files: list[str]) -> str:
 def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
     """The engine context a partition worker process builds for itself
     (siyu/engine/partition_workers.py): the project at `root`, its own engine and channel
-    clients, access tokens shared with every process on the database."""
+    clients, access tokens and rate limits shared with every process on the database."""
+    from siyu.channels.rate_store import shared_rate_limits
     from siyu.channels.token_store import shared_token_caches
     from siyu.storage.engine import make_engine, make_sessionmaker
 
     project = Project(Path(root))
     sessions = make_sessionmaker(make_engine(database_url))
-    channels = project.build_channels(channel_base_url, token_caches=shared_token_caches(sessions))
+    channels = project.build_channels(
+        channel_base_url,
+        token_caches=shared_token_caches(sessions),
+        rate_limits=shared_rate_limits(sessions),
+    )
     return project.engine_context(sessions, channels)

@@ -8,7 +8,8 @@ and `now`. `engine_context` builds the context on first use in the process that 
 settings, until the flow releases it at the end of its run. So Prefect's ProcessPoolTaskRunner
 and prefect-dask can run the tasks; with the default thread runner every task of a run shares
 the contexts the flow's process built. Access tokens are kept once per process and shared,
-through the database, with every other process (siyu/channels/token_store.py).
+through the database, with every other process (siyu/channels/token_store.py); so are the
+channels' rate limits (siyu/channels/rate_store.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from siyu.channels.rate_store import shared_rate_limits
 from siyu.channels.token_store import shared_token_caches
 from siyu.channels.tokens import TokenCaches
 from siyu.engine.context import EngineContext
@@ -77,7 +79,10 @@ def engine_context(settings: TickSettings, slot: int = 0) -> EngineContext:
             tokens = _tokens[settings] = shared_token_caches(sessions)
         project = project_of(settings)
         channels = project.build_channels(
-            settings.channel_base_url, throttle=settings.throttle, token_caches=tokens
+            settings.channel_base_url,
+            throttle=settings.throttle,
+            token_caches=tokens,
+            rate_limits=shared_rate_limits(sessions),  # one bucket per channel for the fleet
         )
         ctx = project.engine_context(sessions, channels)
         if settings.processes and settings.partitions > 1:

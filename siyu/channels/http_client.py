@@ -21,7 +21,7 @@ from siyu.channels.errors import (
     TransportFault,
     parse_retry_after,
 )
-from siyu.channels.ratelimit import TokenBucket
+from siyu.channels.ratelimit import Limiter
 from siyu.channels.secrets import install_log_redaction, redact
 
 # httpx exception -> (fault class, code). Order matters: subclasses before their bases.
@@ -68,7 +68,7 @@ class ProviderHttp:
         base_url: str,
         *,
         timeout: float,
-        limiter: TokenBucket | None = None,
+        limiter: Limiter | None = None,
         transport: httpx.BaseTransport | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:

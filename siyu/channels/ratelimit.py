@@ -1,10 +1,28 @@
-"""Client-side token bucket: keeps one channel under its configured calls per second."""
+"""Client-side token bucket: keeps one channel under its configured calls per second.
+
+This one counts for its own process; siyu/channels/rate_store.py keeps the same bucket in the
+database for the whole fleet (the deployed flow's)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections.abc import Callable
+from typing import Protocol
+
+
+class Limiter(Protocol):
+    def acquire(self) -> None:
+        """Block until one more call may go."""
+
+
+# (channel name, base URL, calls per second, burst) -> the channel's limiter
+LimiterFactory = Callable[[str, str, float, int], Limiter]
+
+
+def own_limiter(channel: str, base_url: str, rate: float, burst: int) -> Limiter:
+    """A bucket of this process's own (the default when nothing is shared)."""
+    return TokenBucket(rate, burst)
 
 
 class TokenBucket:

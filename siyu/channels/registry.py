@@ -39,7 +39,7 @@ from siyu.channels.config import (
 )
 from siyu.channels.email import EmailChannel
 from siyu.channels.http_client import ProviderHttp
-from siyu.channels.ratelimit import TokenBucket
+from siyu.channels.ratelimit import LimiterFactory, own_limiter
 from siyu.channels.secrets import (
     SANDBOX_ALIYUN_ACCESS_KEY_ID,
     SANDBOX_DEV_SECRETS,
@@ -226,11 +226,14 @@ def build_channels(
     seed: int | None = None,
     token_caches: TokenCaches | None = None,
     throttle: bool = True,
+    rate_limits: LimiterFactory = own_limiter,
 ) -> dict[str, Channel]:
     """One adapter per configured channel. ``transport`` (an httpx.MockTransport) and ``sleep``
     exist for tests; ``seed`` makes backoff jitter deterministic. ``throttle=False`` drops the
     client-side rate limits, only for the local sandbox (which has none): it is refused for
-    any channel whose base_url is not loopback, where the limits protect a real provider."""
+    any channel whose base_url is not loopback, where the limits protect a real provider.
+    ``rate_limits`` makes each channel's limiter: this process's own by default, shared by the
+    fleet with siyu.channels.rate_store.shared_rate_limits."""
     caches = token_caches or TokenCaches()
     problems: list[str] = []
     resolved: list[tuple[str, AnyChannel, str]] = []
@@ -260,7 +263,7 @@ def build_channels(
         http = ProviderHttp(
             url,
             timeout=ch.timeout or config.defaults.timeout,
-            limiter=TokenBucket(rl.per_second, rl.burst) if throttle else None,
+            limiter=rate_limits(name, url, rl.per_second, rl.burst) if throttle else None,
             transport=transport,
         )
         runtime = Runtime(

@@ -28,6 +28,10 @@ class WeComApi(TokenApi):
             "GET",
             "/cgi-bin/gettoken",
             params={"corpid": self.corpid, "corpsecret": self._secret.reveal()},
+            # not a message call: it runs once per token lifetime for the fleet, under the
+            # token row's lock (siyu/channels/token_store.py), where booking the channel's
+            # rate limit in the database would wait on that very lock
+            rate_limited=False,
         )
         return decode_json(resp)
 

@@ -81,7 +81,20 @@ def write_session(sessions: sessionmaker[Session]) -> Iterator[Session]:
     # them sleep 1, 2, 5, 10 ... ms between tries. Other processes still meet busy_timeout.
     with _writer_lock(bind), sessions() as session, session.begin():
         session.execute(text("BEGIN IMMEDIATE"))
-        yield session
+        _writing.depth = getattr(_writing, "depth", 0) + 1
+        try:
+            yield session
+        finally:
+            _writing.depth -= 1
+
+
+_writing = threading.local()  # how many SQLite write sessions this thread has open
+
+
+def writing_to_sqlite() -> bool:
+    """Whether this thread holds an SQLite write transaction (write_session): another
+    connection's write would wait for it (busy_timeout), i.e. for itself."""
+    return getattr(_writing, "depth", 0) > 0
 
 
 # The journeys' own SQL (marketer-written `where:`, `audience:`, `if: {customer:}`) runs in

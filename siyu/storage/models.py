@@ -20,6 +20,7 @@ from sqlalchemy import (
     Boolean,
     Date,
     Enum,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -494,6 +495,19 @@ class ProviderToken(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)  # as the provider said, UTC
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)  # when it was fetched
     fetches: Mapped[int] = mapped_column(Integer, default=0)  # provider calls, fleet-wide
+
+
+class RateBucket(Base):
+    """A channel's rate limit (channels.yaml `rate_limit`) as one token bucket shared by every
+    partition, process, deployment and machine on this database (siyu/channels/rate_store.py):
+    the tokens left and when they were last counted (the booking process's clock, Unix
+    seconds). A negative balance is the queue of calls booked ahead of time."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(160), primary_key=True)  # the channel and its URL
+    tokens: Mapped[float] = mapped_column(Float)
+    counted_at: Mapped[float] = mapped_column(Float)
 
 
 # Reasons counted by their code alone: their detail is free text (a template's error, a
