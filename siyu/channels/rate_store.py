@@ -21,13 +21,12 @@ import threading
 import time
 from collections.abc import Callable
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.ratelimit import Limiter, LimiterFactory, TokenBucket
 from siyu.storage.engine import write_session, writing_to_sqlite
+from siyu.storage.locked_rows import locked_row
 from siyu.storage.models import RateBucket
 
 log = logging.getLogger(__name__)
@@ -76,27 +75,20 @@ class DatabaseRateBucket:
     def _book(self) -> float:
         """Take one token; the seconds to wait for it (0: now)."""
         with write_session(self._sessions) as session:
-            row = self._locked_row(session)
+            row = locked_row(
+                session,
+                RateBucket,
+                self.key,
+                LOCK_TIMEOUT_MS,
+                tokens=float(self.burst),
+                counted_at=self._clock(),
+            )
             now = self._clock()
             elapsed = max(0.0, now - row.counted_at)  # a clock behind the last booker adds none
             tokens = min(float(self.burst), row.tokens + elapsed * self.rate) - 1.0
             row.tokens = tokens
             row.counted_at = max(now, row.counted_at)
         return -tokens / self.rate if tokens < 0 else 0.0
-
-    def _locked_row(self, session: Session) -> RateBucket:
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            session.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(
-            insert(RateBucket)
-            .values(key=self.key, tokens=float(self.burst), counted_at=self._clock())
-            .on_conflict_do_nothing(index_elements=["key"])
-        )
-        # FOR UPDATE on PostgreSQL; SQLite renders none (write_session holds the write lock)
-        query = select(RateBucket).where(RateBucket.key == self.key).with_for_update()
-        return session.scalars(query).one()
 
     def _failed(self, error: SQLAlchemyError) -> None:
         original = getattr(error, "orig", None) or error

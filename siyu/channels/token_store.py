@@ -18,13 +18,12 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.channels.tokens import Fetch, StoredToken, TokenCaches, TokenStoreError, utc_now
 from siyu.storage.engine import write_session
+from siyu.storage.locked_rows import locked_row
 from siyu.storage.models import ProviderToken
 
 log = logging.getLogger(__name__)
@@ -56,7 +55,16 @@ class DatabaseTokenStore:
     def refresh(self, key: str, fetch: Fetch, stale: str | None) -> StoredToken:
         try:
             with write_session(self._sessions) as session:
-                row = self._locked_row(session, key)
+                row = locked_row(
+                    session,
+                    ProviderToken,
+                    key,
+                    LOCK_TIMEOUT_MS,
+                    token="",
+                    expires_at=_NEVER,
+                    updated_at=_NEVER,
+                    fetches=0,
+                )
                 found = _stored(row)
                 if not found.usable(self._now(), stale):
                     token, expires_in = fetch()  # the only fetch, while the others wait
@@ -70,20 +78,6 @@ class DatabaseTokenStore:
             raise self._failed(error) from None
         self._working()  # a write went through: the store works (again)
         return found
-
-    def _locked_row(self, session: Session, key: str) -> ProviderToken:
-        dialect = session.get_bind().dialect.name
-        if dialect == "postgresql":
-            session.execute(text(f"SET LOCAL lock_timeout = {LOCK_TIMEOUT_MS}"))
-        insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-        session.execute(
-            insert(ProviderToken)
-            .values(key=key, token="", expires_at=_NEVER, updated_at=_NEVER, fetches=0)
-            .on_conflict_do_nothing(index_elements=["key"])
-        )
-        # FOR UPDATE on PostgreSQL; SQLite renders none (write_session holds the write lock)
-        query = select(ProviderToken).where(ProviderToken.key == key).with_for_update()
-        return session.scalars(query).one()
 
     def _failed(self, error: SQLAlchemyError) -> TokenStoreError:
         # The DBAPI's own message: SQLAlchemy's adds the statement's parameters (a token).
