@@ -1,14 +1,17 @@
 """`siyu report JOURNEY -o FILE.html`: one self-contained page (inline CSS and SVG, no
 scripts, no network) with the journey's funnel, daily sends by channel, conversion over
-time, and the experiment results with their intervals and verdicts."""
+time, the experiment results with their intervals and verdicts, and the messages held in
+doubt for a person to decide, if any."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from html import escape
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
+from siyu.engine.ledger import in_doubt
 from siyu.language.spec import JourneySpec
 from siyu.metrics.funnel import Funnel, build_funnel
 from siyu.metrics.results import Experiment, experiment_results
@@ -38,12 +41,40 @@ def render_report(session: Session, spec: JourneySpec, now: datetime) -> str:
         _conversion(funnel),
         "<h2>Experiments</h2>",
         _experiments(experiments),
+        *_held_for_a_person(session, spec),
     ]
     return (
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
         f"<title>{escape(spec.journey)} report</title><style>{_CSS}</style></head>"
         f'<body><main id="report">{"".join(sections)}</main></body></html>\n'
     )
+
+
+def _held_for_a_person(session: Session, spec: JourneySpec) -> list[str]:
+    """Messages in doubt (an earlier attempt may have sent them; the channel can neither
+    deduplicate nor be asked), per step: nothing sends them until a person decides."""
+    held = in_doubt(session, spec.journey)
+    if not held:
+        return []
+    zone = ZoneInfo(spec.timezone)
+    steps: dict[tuple[str, str], list[datetime]] = {}
+    for row in held:
+        steps.setdefault((row.step_id, row.channel), []).append(row.updated_at)
+    rows = "".join(
+        f"<tr><td>{escape(step)}</td><td>{escape(channel)}</td><td>{len(since)}</td>"
+        f"<td>{min(since).astimezone(zone):%Y-%m-%d %H:%M} {escape(spec.timezone)}</td></tr>"
+        for (step, channel), since in sorted(steps.items())
+    )
+    return [
+        '<h2 class="warn">Held for a person: messages in doubt</h2>',
+        f'<p class="warn">{len(held)} message(s) may have reached the customer already: an '
+        "attempt's answer was lost and the channel can neither deduplicate nor be asked. "
+        "Nothing sends them again until a person decides: "
+        f"<code>siyu resolve {escape(spec.journey)}</code> lists them, then "
+        "<code>--sent</code> or <code>--send-again</code> per customer.</p>",
+        "<table><tr><th>step</th><th>channel</th><th>held</th><th>oldest since</th></tr>"
+        f"{rows}</table>",
+    ]
 
 
 def _headline(funnel: Funnel) -> str:

@@ -106,3 +106,19 @@ def test_it_did_not_arrive_is_sent_again_at_the_next_tick(project: Path, databas
     row = _row(database)
     assert row.status == DeliveryStatus.DEFERRED and row.reason_code == ReasonCode.RETRY
     assert row.next_attempt_at is not None and row.provider_code is None  # claimable, not in doubt
+
+
+def test_the_report_shows_the_messages_held_until_a_person_decides(
+    project: Path, database: str, tmp_path: Path
+) -> None:
+    out = tmp_path / "report.html"
+    assert run(project, database, "report", JOURNEY, "-o", str(out)).exit_code == 0
+    page = out.read_text(encoding="utf-8")
+    assert "Held for a person: messages in doubt" in page
+    assert (
+        "<td>day3-care</td><td>wecom</td><td>1</td><td>2026-09-10 12:00 Asia/Shanghai</td>" in page
+    )
+    assert f"siyu resolve {JOURNEY}" in page and "王小明" not in page
+    assert run(project, database, "resolve", JOURNEY, "42", "--sent").exit_code == 0
+    assert run(project, database, "report", JOURNEY, "-o", str(out)).exit_code == 0
+    assert "messages in doubt" not in out.read_text(encoding="utf-8")  # decided: not held
