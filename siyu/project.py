@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -186,7 +187,14 @@ class Project:
     def engine_context(
         self, sessions: sessionmaker[Session], channels: dict[str, Channel]
     ) -> EngineContext:
-        return EngineContext(sessions, self.templates_dir, channels, policies=self.policies())
+        return EngineContext(
+            sessions,
+            self.templates_dir,
+            channels,
+            batch_size=settings().batch_size,
+            late_events=timedelta(hours=settings().late_events_hours),
+            policies=self.policies(),
+        )
 
     def build_channels(
         self,

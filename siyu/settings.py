@@ -60,6 +60,16 @@ class Settings(BaseSettings):
     partition_processes: bool = Field(
         False, description="run the partitions in worker processes, not threads"
     )
+    batch_size: int = Field(
+        500, ge=1, le=10_000, description="enrollments a send step handles per transaction"
+    )
+    late_events_hours: float = Field(
+        168.0,
+        gt=0,
+        le=24 * 366,
+        description="how late an entry or exit event may be imported and still count; each "
+        "tick reads the events of this window again",
+    )
     marketer_sql_timeout: float = Field(
         30.0, gt=0, le=86400, description="seconds one statement of a journey's own SQL may run"
     )

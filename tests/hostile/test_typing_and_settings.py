@@ -114,6 +114,21 @@ def test_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> No
     assert current.sandbox_max_body_bytes == 1024 * 1024
     assert current.step_partitions == 1 and current.partition_processes is False
     assert current.project_dir is None and current.unsubscribe_secret is None
+    assert current.batch_size == 500 and current.late_events_hours == 168
+
+
+def test_the_engine_takes_its_batch_size_and_late_event_window_from_the_settings() -> None:
+    from datetime import timedelta
+
+    from siyu.project import Project
+    from siyu.storage.engine import make_engine, make_sessionmaker
+
+    sessions = make_sessionmaker(make_engine("sqlite://"))
+    with overridden(batch_size="2000", late_events_hours="24"):
+        ctx = Project(ROOT).engine_context(sessions, {})
+    assert ctx.batch_size == 2000 and ctx.late_events == timedelta(hours=24)
+    default = Project(ROOT).engine_context(sessions, {})
+    assert default.batch_size == 500 and default.late_events == timedelta(days=7)
 
 
 def test_a_bad_value_is_one_line_naming_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
