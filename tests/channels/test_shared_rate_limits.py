@@ -27,9 +27,9 @@ from siyu.storage.engine import write_session
 from siyu.storage.models import Journey, RateBucket
 from tests.conftest import ROOT, Shop, local
 
-RATE, BURST = 20.0, 5
+RATE, BURST = 40.0, 5
 PARTITIONS = 3
-BUYERS = 30  # per journey
+BUYERS = 60  # per journey
 
 
 class Clock:
@@ -165,12 +165,14 @@ def test_two_journeys_with_three_partitions_each_keep_the_channels_rate(
     assert len(client.messages(channel="webhook")) == 2 * BUYERS  # each once
     arrivals = sorted(call["at"] for call in client.calls() if "webhook" in call["endpoint"])
     assert len(arrivals) == 2 * BUYERS
-    # In any one second: at most the burst plus a second's rate (one call of slack for the
-    # time a request takes to arrive). Six buckets of their own would have let 6 × 25 through.
-    busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
-    assert busiest <= BURST + RATE + 1, f"{busiest} calls in one second"
+    # The bucket books calls at most BURST + RATE in any second, so 120 calls take at least
+    # (120 - BURST) / RATE = 2.9 s; six buckets of their own (one per partition) let them all
+    # through in 0.4 s. Arrivals may bunch on a loaded machine (a request booked on time can
+    # reach the sandbox late), hence twice the bound per second.
     span = timedelta(seconds=arrivals[-1] - arrivals[0])
     assert span >= timedelta(seconds=(2 * BUYERS - BURST) / RATE * 0.9)
+    busiest = max(sum(1 for t in arrivals if start <= t < start + 1.0) for start in arrivals)
+    assert busiest <= 2 * (BURST + RATE), f"{busiest} calls in one second"
 
 
 def test_booking_inside_a_write_transaction_does_not_wait_for_itself(
