@@ -204,11 +204,16 @@ def test_sigterm_removes_the_scratch_copy(
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while not list(scratch_root.glob("siyu-simulate-*/scratch.db")):
-        assert running.poll() is None and time.monotonic() < deadline, "no scratch copy made"
-        time.sleep(0.05)
-    time.sleep(0.5)  # into the ticks
-    running.send_signal(signal.SIGTERM)
-    assert running.wait(timeout=60) == 143
+    try:
+        deadline = time.monotonic() + 60
+        while not list(scratch_root.glob("siyu-simulate-*/scratch.db")):
+            assert running.poll() is None and time.monotonic() < deadline, "no scratch copy made"
+            time.sleep(0.05)
+        time.sleep(0.5)  # into the ticks
+        running.send_signal(signal.SIGTERM)
+        assert running.wait(timeout=60) == 143
+    finally:  # a failed test leaves no ten-year backtest running on the machine
+        if running.poll() is None:
+            running.kill()
+            running.wait()
     assert list(scratch_root.iterdir()) == []
