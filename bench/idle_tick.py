@@ -36,7 +36,7 @@ from siyu.language.spec import JourneySpec
 from siyu.settings import export
 
 # The bench's template made fit to go live as an SMS: signature first, opt-out last.
-SMS_TEMPLATE = f"【思语】{TEMPLATE}回T退订"
+SMS_TEMPLATE = f"【思域商城】{TEMPLATE}回T退订"
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> None:
     url = args.database_url or f"sqlite:///{args.workdir / 'bench.db'}"
     export(project_dir=str(project), database_url=url)
     if args.reuse:
-        spec = _write_project(project)
+        spec = write_live_project(project)
         print(f"data: reused from {url}")
     else:
         spec = _build_brand(args, project, url)
@@ -80,7 +80,7 @@ def _build_brand(args: argparse.Namespace, project: Path, url: str) -> JourneySp
     shutil.rmtree(args.workdir, ignore_errors=True)
     if args.database_url:
         _reset_postgres(url)
-    spec = _write_project(project)
+    spec = write_live_project(project)
     engine = make_engine(url)
     started = time.perf_counter()
     build(engine, Shape(args.customers, 0, 0, NOW), spec, lambda _: None)
@@ -98,15 +98,25 @@ def _build_brand(args: argparse.Namespace, project: Path, url: str) -> JourneySp
     return spec
 
 
-def _write_project(project: Path) -> JourneySpec:
+def write_live_project(project: Path, *, batched_sms: bool = False) -> JourneySpec:
+    """The project a deployment of the bench's journey would have: journeys/bench.yaml (one
+    SMS step a day after the first order) that passes the flow's content check, its template
+    and the repository's channels.yaml; `batched_sms`: SMS through SendBatchSms, checked at
+    the provider only after a failure (a brand sending in volume)."""
     shutil.rmtree(project, ignore_errors=True)
     (project / "journeys").mkdir(parents=True)
     spec = write_project(project / "journeys", "bench", "sms")
-    templates = project / "journeys" / "templates"
-    templates.rename(project / "templates")
+    (project / "journeys" / "templates").rename(project / "templates")
     (project / "templates" / "hello.j2").write_text(SMS_TEMPLATE, encoding="utf-8")
-    shutil.copy(ROOT / "channels.yaml", project / "channels.yaml")
+    channels = (ROOT / "channels.yaml").read_text(encoding="utf-8")
+    if batched_sms:
+        channels = channels.replace("    precheck: always\n", _BATCHED, 1)
+        assert _BATCHED in channels, "channels.yaml's sms no longer says `precheck: always`"
+    (project / "channels.yaml").write_text(channels, encoding="utf-8")
     return spec
+
+
+_BATCHED = "    batch_api: true\n    precheck: after_failure\n"
 
 
 def _add_history(engine: Engine, customers: int, history: int) -> None:

@@ -233,7 +233,9 @@ def _duplicate(name: str, files: list[str]) -> str:
     )
 
 
-def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
+def worker_context(
+    root: str, database_url: str, channel_base_url: str | None, throttle: bool = True
+) -> EngineContext:
     """The engine context a partition worker process builds for itself
     (siyu/engine/partition_workers.py): the project at `root`, its own engine and channel
     clients, access tokens and rate limits shared with every process on the database."""
@@ -245,6 +247,7 @@ def worker_context(root: str, database_url: str, channel_base_url: str | None) -
     sessions = make_sessionmaker(make_engine(database_url))
     channels = project.build_channels(
         channel_base_url,
+        throttle=throttle,  # the flow's: off only for the local sandbox
         token_caches=shared_token_caches(sessions),
         rate_limits=shared_rate_limits(sessions),
     )

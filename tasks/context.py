@@ -95,17 +95,23 @@ def _partition_workers(settings: TickSettings) -> PartitionWorkers:
     workers = _workers.get(settings)
     if workers is None:
         factory = partial(
-            worker_context, settings.project_dir, settings.database_url, settings.channel_base_url
+            worker_context,
+            settings.project_dir,
+            settings.database_url,
+            settings.channel_base_url,
+            settings.throttle,
         )
         workers = _workers[settings] = PartitionWorkers(factory, settings.partitions)
     return workers
 
 
-def worker_context(root: str, database_url: str, channel_base_url: str | None) -> EngineContext:
+def worker_context(
+    root: str, database_url: str, channel_base_url: str | None, throttle: bool = True
+) -> EngineContext:
     """The context a partition worker process builds for itself, with Prefect plugged in
     there too (a channel's Secret block is read in the worker)."""
     install()
-    return project_worker_context(root, database_url, channel_base_url)
+    return project_worker_context(root, database_url, channel_base_url, throttle)
 
 
 def journey_spec(settings: TickSettings, journey: str, version: int | None = None) -> JourneySpec:

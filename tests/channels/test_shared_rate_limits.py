@@ -185,3 +185,19 @@ def test_booking_inside_a_write_transaction_does_not_wait_for_itself(
         started = time.monotonic()
         bucket.acquire()
         assert time.monotonic() - started < 5
+
+
+@pytest.mark.parametrize("throttle", [True, False])
+def test_a_partition_worker_keeps_the_flows_throttle(database_url: str, throttle: bool) -> None:
+    """The flow's `throttle=False` (the local sandbox only) reaches its worker processes too:
+    before, they kept the channels' limits, now one shared bucket for the fleet, and the
+    process mode sent at the SMS limit (20 calls/s) while the flow had asked for none."""
+    from tasks.context import worker_context
+
+    ctx = worker_context(str(ROOT), database_url, "http://127.0.0.1:9", throttle)
+    try:
+        limited = {name: ch.rt.http._limiter is not None for name, ch in ctx.channels.items()}
+    finally:
+        for channel in ctx.channels.values():
+            channel.close()
+    assert set(limited.values()) == {throttle}
