@@ -1,7 +1,8 @@
 """Messages per second through the deployed flow (run on purpose; not part of the test suite):
 
     python -m bench.flow_tick --customers 200000 --due 20000
-    python -m bench.flow_tick --database-url postgresql+psycopg://... --processes
+    python -m bench.flow_tick --database-url postgresql+psycopg://... --runner processes
+    python -m bench.flow_tick --runner dask [--dask-address tcp://127.0.0.1:8786]
     python -m bench.flow_tick --customers 50000 --due 5000 --repeat 1   # the small form
 
 `bench.run` times the send step alone; this times what a deployment runs: one `journey_tick`
@@ -18,15 +19,18 @@ and the median.
 from __future__ import annotations
 
 import argparse
+import importlib
 import shutil
 import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from bench.data import Shape, build
 from bench.idle_tick import write_live_project
-from siyu.settings import export
+from siyu.settings import PartitionRunner, export
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -35,7 +39,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--due", type=int, default=20_000)
     parser.add_argument("--partitions", type=int, default=3)
     parser.add_argument(
-        "--processes", action="store_true", help="partitions in worker processes (else threads)"
+        "--runner",
+        choices=get_args(PartitionRunner),
+        default="threads",
+        help="where the partitions run (tasks/partition_runners.py)",
+    )
+    parser.add_argument(
+        "--dask-address",
+        help="runner dask: this scheduler; default: a local cluster of one worker process per "
+        "partition, started before the clock and kept for every run, as a deployment's would be",
     )
     parser.add_argument("--repeat", type=int, default=2, help="ticks of the same due messages")
     parser.add_argument("--database-url", help="default: a SQLite file in --workdir")
@@ -65,11 +77,17 @@ def main(argv: list[str] | None = None) -> None:
     print(f"data: {args.customers:,} customers, {args.due:,} due, built in ", end="")
     print(f"{time.perf_counter() - started:.1f} s ({url})")
     sessions = make_sessionmaker(engine)
-    mode = "worker processes" if args.processes else "threads"
+    mode = args.runner
     with get_client(sync_client=True) as client:  # Prefect's API up before the clock starts
         client.hello()
     rates: list[float] = []
-    with sandbox_process() as (sandbox_url, _), SandboxClient(sandbox_url, timeout=120) as sandbox:
+    with (
+        sandbox_process() as (sandbox_url, _),
+        SandboxClient(sandbox_url, timeout=120) as sandbox,
+        _dask_cluster(args) as dask_address,
+    ):
+        if dask_address:
+            export(dask_address=dask_address)  # SIYU_DASK_ADDRESS, as a deployment sets it
         for run in range(args.repeat):
             if run:  # the same messages due again: no ledger rows, enrollments not completed
                 _forget_sends(sessions, spec, sandbox)
@@ -84,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
                 now=NOW.isoformat(),
                 channel_base_url=sandbox_url,
                 partitions=args.partitions,
-                processes=args.processes,
+                runner=args.runner,
                 throttle=False,
                 return_state=True,
             )
@@ -100,6 +118,29 @@ def main(argv: list[str] | None = None) -> None:
             print("  phases (Prefect task runs, seconds): " + _phases(state))
     engine.dispose()
     print(f"median of {len(rates)}: {statistics.median(rates):,.0f} msg/s")
+
+
+@contextmanager
+def _dask_cluster(args: argparse.Namespace) -> Iterator[str | None]:
+    """The scheduler the dask runner sends its partitions to: the one given, or a local
+    cluster (one single-threaded worker process per partition) for the whole benchmark."""
+    if args.runner != "dask" or args.dask_address:
+        yield args.dask_address
+        return
+    from distributed import Client, LocalCluster
+
+    with (
+        LocalCluster(  # type: ignore[no-untyped-call]  # distributed ships no annotations here
+            n_workers=args.partitions,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+        ) as cluster,
+        Client(cluster.scheduler_address) as client,  # type: ignore[no-untyped-call]
+    ):
+        # a long-lived cluster's workers have imported the tasks before a tick comes
+        client.run(importlib.import_module, "tasks.phases")
+        yield str(cluster.scheduler_address)
 
 
 def _phases(state: Any) -> str:

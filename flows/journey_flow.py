@@ -17,6 +17,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.runtime import flow_run
 
 from siyu.engine.tick import partitions_of, tick_phases
 from siyu.language.check_project import content_problems
@@ -24,9 +25,11 @@ from siyu.language.problems import SpecError
 from siyu.language.spec import JourneySpec
 from siyu.metrics.tick_summary import tick_markdown
 from siyu.project import Project
+from siyu.settings import PartitionRunner
 from siyu.settings import settings as siyu_settings
 from siyu.storage.engine import database_url
 from tasks.context import TickSettings, engine_context, journey_spec, tick_resources
+from tasks.partition_runners import partition_runner, submit_partition
 from tasks.phases import PHASE_TASKS, channels_held_by_tag_limits, step_task
 
 
@@ -42,8 +45,6 @@ def parse_now(now: str | None) -> datetime:
 def _run_name() -> str:
     """`first-purchase-care @ 2026-11-23T08:00:00+00:00`; a scheduled run (no `now`) is named
     after the moment it starts."""
-    from prefect.runtime import flow_run
-
     parameters = flow_run.parameters
     now = parameters.get("now") or datetime.now(UTC).isoformat(timespec="seconds")
     return f"{parameters.get('journey')} @ {now}"
@@ -55,7 +56,7 @@ def journey_tick(
     now: str | None = None,
     channel_base_url: str | None = None,
     partitions: int | None = None,
-    processes: bool | None = None,
+    runner: PartitionRunner | None = None,
     throttle: bool = True,
     channel_tags: bool | None = None,
 ) -> dict[str, dict[str, int]]:
@@ -64,9 +65,11 @@ def journey_tick(
     The database comes from SIYU_DATABASE_URL, journeys/templates/channels.yaml from the
     project directory, and `channel_base_url` (or SIYU_CHANNEL_BASE_URL) points every channel
     at one gateway, e.g. the local sandbox. `partitions` (or SIYU_STEP_PARTITIONS) splits
-    every step into that many parallel tasks; with `processes` (or
-    SIYU_PARTITION_PROCESSES=1) each partition runs in its own worker process, so a large
-    step uses every core (siyu/engine/partition_workers.py). `throttle=False` drops the channels'
+    every step into that many parallel tasks, and `runner` (or SIYU_PARTITION_RUNNER) says
+    where they run: `threads` (the default), `processes` (siyu's worker processes, so a large
+    step uses every core), `process-pool` (Prefect's ProcessPoolTaskRunner) or `dask`
+    (prefect-dask, on the cluster at SIYU_DASK_ADDRESS): tasks/partition_runners.py.
+    `throttle=False` drops the channels'
     client-side rate limits: only for the local sandbox (refused for a non-loopback URL).
     A send task carries its channel's tag (`channel:sms`) when an operator holds that channel
     with a Prefect tag concurrency limit (the default, `channel_tags=None`: one API read per
@@ -77,15 +80,15 @@ def journey_tick(
     moment = parse_now(now)
     project = Project.find()
     count = max(partitions or siyu_settings().step_partitions, 1)
-    if processes is None:
-        processes = siyu_settings().partition_processes
     settings = TickSettings(
         project_dir=str(project.root),
         database_url=database_url(),
         channel_base_url=channel_base_url or siyu_settings().channel_base_url,
         throttle=throttle,
         partitions=count,
-        processes=bool(processes),
+        runner=runner or siyu_settings().partition_runner,
+        dask_address=siyu_settings().dask_address,
+        run_id=str(flow_run.get_id() or ""),
     )
     with tick_resources(settings):  # channel clients, workers, the engine: closed after
         spec = journey_spec(settings, journey)
@@ -109,9 +112,8 @@ def run_tick_tasks(
 ) -> dict[str, dict[str, int]]:
     """The tick's phases as Prefect tasks (tasks/phases.py), inside the calling flow. With
     more than one partition, each step's due enrollments are split into that many tasks,
-    mapped over the flow's task runner (threads by default; their inputs are serialisable, so
-    a process pool or prefect-dask can run them: see docs/scale.md). Each partition has its
-    own context, so its own channel clients."""
+    run by the settings' runner (tasks/partition_runners.py; their inputs are serialisable).
+    Each partition has its own context, so its own channel clients."""
     results: dict[str, dict[str, int]] = {}
     inputs = (settings, spec.journey, spec.version, moment)
     phases = tick_phases(spec)
@@ -120,21 +122,42 @@ def run_tick_tasks(
         tagged = channels_held_by_tag_limits(channels)
     else:
         tagged = channels if channel_tags else set()
-    for phase in phases:
-        if phase.step is None:
-            results[phase.name] = PHASE_TASKS[phase.kind](*inputs)
-            continue
-        count = len(partitions_of(phase, settings.partitions))
-        send = step_task(phase.step.id, phase.step.send, count, tagged=phase.step.send in tagged)
-        if count == 1:
-            results[phase.name] = send(*inputs, phase.step.id)
-            continue
-        futures = [send.submit(*inputs, phase.step.id, index, count) for index in range(count)]
-        total: Counter[str] = Counter()
-        for future in futures:
-            total.update(future.result())
-        results[phase.name] = dict(total)
+    with partition_runner(settings) as runner:
+        for phase in phases:
+            if phase.step is None:
+                results[phase.name] = PHASE_TASKS[phase.kind](*inputs)
+                continue
+            count = len(partitions_of(phase, settings.partitions))
+            step = phase.step
+            send = step_task(step.id, step.send, count, tagged=step.send in tagged)
+            if count == 1:
+                results[phase.name] = send(*inputs, step.id)
+                continue
+            futures = [
+                submit_partition(runner, send, _partition_inputs(inputs, step.id, index, count))
+                for index in range(count)
+            ]
+            total: Counter[str] = Counter()
+            for future in futures:
+                total.update(future.result())
+            results[phase.name] = dict(total)
     return results
+
+
+def _partition_inputs(
+    inputs: tuple[TickSettings, str, int, datetime], step_id: str, index: int, count: int
+) -> dict[str, Any]:
+    """send_step's parameters for one partition (tasks/phases.py)."""
+    settings, journey, version, now = inputs
+    return dict(
+        settings=settings,
+        journey=journey,
+        version=version,
+        now=now,
+        step_id=step_id,
+        index=index,
+        count=count,
+    )
 
 
 def _publish_summary(journey: str, now: datetime, results: dict[str, dict[str, int]]) -> None:

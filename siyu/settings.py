@@ -28,6 +28,8 @@ from siyu.errors import ConfigError
 PREFIX = "SIYU_"
 DEFAULT_DATABASE_URL = "sqlite:///var/siyu.db"
 T = TypeVar("T")
+# where a step's partitions run (tasks/partition_runners.py)
+PartitionRunner = Literal["threads", "processes", "process-pool", "dask"]
 
 
 class SettingsError(ConfigError, ValueError):
@@ -57,8 +59,16 @@ class Settings(BaseSettings):
     step_partitions: int = Field(
         1, ge=1, description="partitions of a send step's scan; journey_tick(partitions=) overrides"
     )
-    partition_processes: bool = Field(
-        False, description="run the partitions in worker processes, not threads"
+    partition_runner: PartitionRunner = Field(
+        "threads",
+        description="where a step's partitions run: threads, processes (siyu's worker pool), "
+        "process-pool (Prefect's ProcessPoolTaskRunner) or dask (prefect-dask); "
+        "journey_tick(runner=) overrides",
+    )
+    dask_address: str | None = Field(
+        None,
+        description="the dask.distributed scheduler of runner `dask` (tcp://host:8786); "
+        "unset: a temporary local cluster for each flow run",
     )
     batch_size: int = Field(
         500, ge=1, le=10_000, description="enrollments a send step handles per transaction"

@@ -32,6 +32,7 @@ from siyu.errors import ConfigError
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.project import worker_context as project_worker_context
+from siyu.settings import PartitionRunner
 from siyu.storage.engine import make_engine, make_sessionmaker
 from tasks.prefect_hooks import install
 
@@ -45,7 +46,11 @@ class TickSettings:
     channel_base_url: str | None = None
     throttle: bool = True
     partitions: int = 1  # a step's due enrollments split into this many tasks
-    processes: bool = False  # each partition in its own worker process (siyu.engine)
+    runner: PartitionRunner = "threads"  # where the partitions run: tasks/partition_runners.py
+    dask_address: str | None = None  # the scheduler of runner "dask"; None: a local cluster
+    # the flow run's id: what a process builds for a run is its own, and released with it
+    # (a Dask worker outlives the run and may serve two journeys' runs at once)
+    run_id: str = ""
 
 
 _lock = threading.Lock()
@@ -85,7 +90,7 @@ def engine_context(settings: TickSettings, slot: int = 0) -> EngineContext:
             rate_limits=shared_rate_limits(sessions),  # one bucket per channel for the fleet
         )
         ctx = project.engine_context(sessions, channels)
-        if settings.processes and settings.partitions > 1:
+        if settings.runner == "processes" and settings.partitions > 1:
             ctx.workers = _partition_workers(settings)
         _contexts[(settings, slot)] = ctx
         return ctx

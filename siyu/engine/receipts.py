@@ -332,6 +332,10 @@ def poll_pending(
                 Delivery.journey_name == spec.journey,
                 Delivery.step_id == step.id,
                 Delivery.status == DeliveryStatus.PENDING,
+                # not this tick's own sends: another partition of the step may have sent
+                # them a moment ago, and they would be counted twice (seen with Prefect's
+                # process pool, where partition 0 can start after partition 1 has sent)
+                Delivery.updated_at < now,
             )
         ).all()
     if not rows:

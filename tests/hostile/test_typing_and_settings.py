@@ -112,7 +112,7 @@ def test_defaults_are_the_documented_ones(monkeypatch: pytest.MonkeyPatch) -> No
     assert current.marketer_sql_timeout == 30.0
     assert current.max_duration_days == 3660
     assert current.sandbox_max_body_bytes == 1024 * 1024
-    assert current.step_partitions == 1 and current.partition_processes is False
+    assert current.step_partitions == 1 and current.partition_runner == "threads"
     assert current.project_dir is None and current.unsubscribe_secret is None
     assert current.batch_size == 500 and current.late_events_hours == 168
 
