@@ -69,8 +69,8 @@ def journey_tick(
     where they run: `threads` (the default), `processes` (siyu's worker processes, so a large
     step uses every core), `process-pool` (Prefect's ProcessPoolTaskRunner) or `dask`
     (prefect-dask, on the cluster at SIYU_DASK_ADDRESS): tasks/partition_runners.py.
-    `throttle=False` drops the channels'
-    client-side rate limits: only for the local sandbox (refused for a non-loopback URL).
+    `throttle=False` drops the channels' client-side rate limits: only for the local sandbox
+    (refused for a non-loopback URL).
     A send task carries its channel's tag (`channel:sms`) when an operator holds that channel
     with a Prefect tag concurrency limit (the default, `channel_tags=None`: one API read per
     channel and tick); `channel_tags=True` tags every send task, `False` none (the demo, which
