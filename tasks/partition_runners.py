@@ -44,7 +44,7 @@ def partition_runner(settings: TickSettings) -> Iterator[TaskRunner[Any] | None]
     if settings.partitions <= 1 or settings.runner in IN_FLOW_THREADS:
         yield None
         return
-    if get_current_settings().api.url is None:
+    if not get_current_settings().api.url:
         # on Prefect's ephemeral API each worker process would start an API of its own (seconds
         # of CPU each, every flow run) and report its task runs there, where nobody looks
         raise ConfigError(

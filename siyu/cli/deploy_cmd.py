@@ -54,4 +54,8 @@ def deploy_command() -> None:
     ):
         if names:
             console.print(f"{label}: {', '.join(names)}")
-    console.print(f"wrote {project.root / 'prefect.yaml'}; next: prefect deploy --all")
+    for note in changes.notes:
+        console.print(note)
+    console.print(
+        f"wrote {project.root / 'prefect.yaml'}; next: prefect deploy --all, then siyu watchdog"
+    )

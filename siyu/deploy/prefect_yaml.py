@@ -17,6 +17,7 @@ from typing import Any
 
 from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from siyu.errors import ConfigError
 from siyu.language.spec import JourneySpec
@@ -28,6 +29,7 @@ SKELETON = """\
 #   prefect work-pool create siyu --type process
 #   prefect worker start --pool siyu
 #   prefect deploy --all
+#   siyu watchdog
 name: siyu
 prefect-version: 3.8.8
 
@@ -43,9 +45,17 @@ definitions:
       job_variables:
         # the worker runs each flow from the repository root, so prefect.toml applies there
         working_dir: "{{ $PWD }}"
+        env:
+          # a deployed run reports it is alive; `siyu watchdog` marks one that stops Crashed
+          PREFECT_FLOWS_HEARTBEAT_FREQUENCY: "30"
 
 deployments: []
 """
+
+# Seconds between a deployed run's heartbeats (Prefect's minimum, 30): what `siyu watchdog`'s
+# automation listens for (siyu/cli/watchdog_cmd.py).
+HEARTBEAT_SECONDS = 30
+HEARTBEAT_SETTING = "PREFECT_FLOWS_HEARTBEAT_FREQUENCY"
 
 
 @dataclass
@@ -54,6 +64,7 @@ class DeployChanges:
     updated: list[str] = field(default_factory=list)
     removed: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
 
 
 def _yaml() -> YAML:
@@ -77,6 +88,8 @@ def update_prefect_yaml(
         deployments = doc["deployments"] = CommentedSeq()
     pool = _pool(doc)
     changes = DeployChanges()
+    if _ensure_heartbeats(pool):
+        changes.notes.append(f"work pool: added {HEARTBEAT_SETTING} (for `siyu watchdog`)")
     by_name = {d.get("name"): d for d in deployments if isinstance(d, CommentedMap)}
     for name, (spec, file) in sorted(journeys.items()):
         wanted = _deployment(spec, file)
@@ -115,6 +128,29 @@ def _pool(doc: CommentedMap) -> Any:
     definitions = doc.get("definitions") or {}
     pools = definitions.get("work_pools") or {} if isinstance(definitions, dict) else {}
     return next(iter(pools.values()), None) if isinstance(pools, dict) else None
+
+
+def _ensure_heartbeats(pool: Any) -> bool:
+    """Give the work pool's runs heartbeats when it has none (True when added): without them
+    a run whose machine died stays Running for ever. Deployed runs only: `siyu tick` runs in
+    the operator's terminal, and a heartbeat costs each run up to a second at its end."""
+    if not isinstance(pool, CommentedMap):
+        return False
+    job_variables = pool.get("job_variables")
+    if job_variables is None:
+        job_variables = pool["job_variables"] = CommentedMap()
+    if not isinstance(job_variables, CommentedMap):
+        return False
+    env = job_variables.get("env")
+    if env is None:
+        last = next(reversed(job_variables), None)
+        env = job_variables["env"] = CommentedMap()
+        if last in job_variables.ca.items:  # the blank line after the block stays after it
+            env.ca.items[HEARTBEAT_SETTING] = job_variables.ca.items.pop(last)
+    if not isinstance(env, CommentedMap) or HEARTBEAT_SETTING in env:
+        return False
+    env[HEARTBEAT_SETTING] = DoubleQuotedScalarString(str(HEARTBEAT_SECONDS))
+    return True
 
 
 def _deployment(spec: JourneySpec, file: str) -> dict[str, Any]:

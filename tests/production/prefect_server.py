@@ -115,8 +115,19 @@ def running_worker(
     server: PrefectServer, pool: str, cwd: Path, env: Mapping[str, str]
 ) -> Iterator[Path]:
     """`prefect worker start --pool POOL`, polling every second; yields its log file."""
+    process, log = start_worker(server, pool, cwd, env)
+    try:
+        yield log
+    finally:
+        stop(process)
+
+
+def start_worker(
+    server: PrefectServer, pool: str, cwd: Path, env: Mapping[str, str]
+) -> tuple[subprocess.Popen[bytes], Path]:
+    """A worker the caller stops (or kills); its process and its log file."""
     log = server.home / f"worker-{pool}.log"
-    with log.open("wb") as out:
+    with log.open("ab") as out:
         process = subprocess.Popen(
             [str(BIN / "prefect"), "worker", "start", "--pool", pool],
             cwd=cwd,
@@ -129,10 +140,7 @@ def running_worker(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    try:
-        yield log
-    finally:
-        stop(process)
+    return process, log
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -3,6 +3,7 @@ a journey; deploy writes prefect.yaml that Prefect's own model accepts and keeps
 
 from __future__ import annotations
 
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -153,3 +154,52 @@ def test_prefects_own_prefect_yaml_model_still_refuses_what_prefect_deploy_refus
     broken = text.replace("collision_strategy: CANCEL_NEW", "collision_strategy: [not, a, str]")
     assert check_with_prefect(broken)
     assert check_with_prefect(text.replace("deployments:", "deployments: 3\nx:"))
+
+
+def test_deploy_gives_the_work_pools_runs_heartbeats_keeping_its_other_variables() -> None:
+    """`siyu watchdog` listens for deployed runs' heartbeats: a prefect.yaml written before it
+    gains PREFECT_FLOWS_HEARTBEAT_FREQUENCY in its work pool, once; an operator's own value and
+    the pool's other job variables stay."""
+    spec = journey()
+    journeys = {spec.journey: (spec, "journeys/first_purchase.yaml")}
+    committed = (ROOT / "prefect.yaml").read_text(encoding="utf-8")
+    older = re.sub(
+        r"(?m)^        env:\n(          #.*\n)?          PREFECT_FLOWS.*\n", "", committed
+    )
+    assert "PREFECT_FLOWS_HEARTBEAT_FREQUENCY" not in older
+
+    text, changes = update_prefect_yaml(older, journeys)
+    pool = YAML(typ="safe").load(text)["definitions"]["work_pools"]["siyu"]
+    assert pool["job_variables"] == {
+        "working_dir": "{{ $PWD }}",
+        "env": {"PREFECT_FLOWS_HEARTBEAT_FREQUENCY": "30"},
+    }
+    assert changes.notes == [
+        "work pool: added PREFECT_FLOWS_HEARTBEAT_FREQUENCY (for `siyu watchdog`)"
+    ]
+    assert "\n\ndeployments:" in text  # the blank line before the deployments stays there
+    assert check_with_prefect(text) == []
+
+    own = text.replace(
+        'PREFECT_FLOWS_HEARTBEAT_FREQUENCY: "30"', 'PREFECT_FLOWS_HEARTBEAT_FREQUENCY: "60"'
+    )
+    again, changes = update_prefect_yaml(own, journeys)
+    assert again == own and changes.notes == []
+
+
+def test_watchdog_refuses_a_silence_shorter_than_a_heartbeat_and_a_missing_server() -> None:
+    import subprocess
+    import sys
+
+    from tests.production.prefect_server import clean_environment
+
+    short = CliRunner().invoke(app, ["watchdog", "--silence", "30"])
+    assert short.exit_code == 1
+    assert "--silence 30: at least 40 s" in short.output
+    # in a process of its own: this one's Prefect settings may point at the tests' server
+    siyu = Path(sys.executable).parent / "siyu"
+    missing = subprocess.run(
+        [str(siyu), "watchdog"], env=clean_environment(), capture_output=True, text=True, cwd=ROOT
+    )
+    assert missing.returncode == 1
+    assert "set PREFECT_API_URL" in missing.stderr
