@@ -11,6 +11,7 @@ after the provider applied a request: docs/channels.md, "Known weak spots".
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
@@ -141,9 +142,20 @@ def test_a_kill_between_the_providers_answer_and_the_ledger_sends_nothing_twice(
         assert Counter(session.scalars(select(Delivery.status))) == {"sending": 20}
 
     client.set_faults()  # the provider answers again
+    outputs = []
     for minutes in (15, 30):  # past the lease
         moment = local(1, 12) + timedelta(minutes=minutes)
-        subprocess.run([*command, "--now", moment.isoformat()], cwd=ROOT, check=True)
+        outputs.append(
+            subprocess.run(
+                [*command, "--now", moment.isoformat()],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        )
+    settled = json.loads(outputs[0])["hello"]  # the run says it took the 20 over
+    assert settled["taken_over_after_lease"] == 20 and settled["sent"] == MESSAGES
 
     received = client.messages(channel="sms")
     assert len(received) == MESSAGES and client.stats()["duplicates"] == []

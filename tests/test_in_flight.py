@@ -7,15 +7,20 @@ from __future__ import annotations
 
 import logging
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.engine.context import EngineContext
+from siyu.engine.receipts import TAKEN_OVER
 from siyu.engine.tick import tick_phases
 from siyu.engine.versions import ensure_journey
+from siyu.metrics.tick_summary import IN_FLIGHT_MINUTES, TAKEN_OVER_LABEL, tick_markdown
 from siyu.storage.models import Customer, Delivery, DeliveryStatus, Enrollment
 from tests.conftest import canonical_journey, local
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
 
 
 def test_a_tick_that_leaves_messages_in_flight_says_so(
@@ -48,6 +53,7 @@ def test_a_tick_that_leaves_messages_in_flight_says_so(
     with caplog.at_level(logging.WARNING, logger="siyu"):
         result = complete.run(ctx, spec, now)
     assert result["in_flight"] == 1
+    assert result["in_flight_minutes_left"] == 10
     assert "first-purchase-care: 1 message(s) still in flight" in caplog.text
     assert lease_end.isoformat(timespec="seconds").removesuffix("+00:00") in caplog.text
 
@@ -56,3 +62,29 @@ def test_a_tick_that_leaves_messages_in_flight_says_so(
         after_lease = complete.run(ctx, spec, lease_end + timedelta(minutes=1))
     assert "in_flight" not in after_lease.labels()
     assert "in flight" not in caplog.text
+
+
+def test_the_ticks_summary_warns_of_messages_in_flight_and_shows_them_settled_later(
+    ctx: EngineContext,
+) -> None:
+    """The run's markdown artifact: the warning with when the lease ends, in the journey's
+    zone; the next tick's artifact: how many of them it took over."""
+    spec = canonical_journey(ctx.channels)  # type: ignore[arg-type]
+    now = local(1, 11)  # 11:00 in Shanghai
+    left = tick_markdown(
+        spec, now, {"day3-care": {"sent": 4}, "complete": {"in_flight": 2, IN_FLIGHT_MINUTES: 10}}
+    )
+    assert "**Warning: 2 message(s) still in flight.**" in left
+    assert (
+        "lease ends at "
+        + (now + timedelta(minutes=10)).astimezone(SHANGHAI).isoformat(timespec="minutes")
+        in left
+    )
+    settled = tick_markdown(
+        spec,
+        now + timedelta(minutes=15),
+        {"day3-care": {"sent": 2, TAKEN_OVER_LABEL: 2}, "complete": {"completed": 0}},
+    )
+    assert "Warning" not in settled
+    assert "2 message(s) an earlier tick left in flight were taken over by this one" in settled
+    assert TAKEN_OVER.label == TAKEN_OVER_LABEL

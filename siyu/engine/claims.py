@@ -75,6 +75,9 @@ class Claimed(NamedTuple):
     # connection died), or deferred because the lookup after a lost answer failed. The value
     # is when the row was first written, the earliest any attempt can have been made.
     in_doubt_since: datetime | None
+    # The row was `sending` under a lease that ended: an earlier attempt did not finish (a
+    # tick left it in flight) and this one takes it over.
+    lease_lapsed: bool = False
 
 
 def _in_doubt_since(
@@ -103,7 +106,11 @@ def claim_existing(
     if session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
     return {
-        row_id: Claimed(attempts, _in_doubt_since(status, code, created_at))
+        row_id: Claimed(
+            attempts,
+            _in_doubt_since(status, code, created_at),
+            lease_lapsed=status == DeliveryStatus.SENDING,
+        )
         for row_id, attempts, status, code, created_at in session.execute(query)
     }
 

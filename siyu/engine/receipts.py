@@ -38,7 +38,7 @@ class Outcome(NamedTuple):
     `note` stands in for the code in the label: a failing provider's own code, or
     `no_receipt` (an adapter that answered nothing for the message)."""
 
-    status: DeliveryStatus | Literal["claimed_elsewhere"]
+    status: DeliveryStatus | Literal["claimed_elsewhere", "taken_over_after_lease"]
     code: ReasonCode | None = None
     note: str | None = None
 
@@ -52,6 +52,10 @@ class Outcome(NamedTuple):
 
 StepCounts = Counter[Outcome]
 CLAIMED_ELSEWHERE = Outcome("claimed_elsewhere")  # another worker claimed the row first
+# Not an outcome of its own but a note beside one: of this tick's messages, those an earlier
+# tick left in flight (`sending`, its attempt unfinished) and this one took over after their
+# lease ended; the artifact shows them settled (siyu/metrics/tick_summary.py).
+TAKEN_OVER = Outcome("taken_over_after_lease")  # its label is tick_summary.TAKEN_OVER_LABEL
 
 
 def outcome_labels(counts: StepCounts) -> Counter[str]:

@@ -64,6 +64,7 @@ from siyu.engine.pressure import cap_hold, fatigue_hold
 from siyu.engine.quiet_hours import next_allowed
 from siyu.engine.receipts import (
     CLAIMED_ELSEWHERE,
+    TAKEN_OVER,
     Outcome,
     Outgoing,
     StepCounts,
@@ -282,7 +283,10 @@ def process_batch(
     for due, decision in decided:
         if due.enrollment_id not in claimed:
             counts[CLAIMED_ELSEWHERE] += 1
-        elif decision.message is not None:
+            continue
+        if claimed[due.enrollment_id][1].lease_lapsed:
+            counts[TAKEN_OVER] += 1
+        if decision.message is not None:
             delivery_id, found = claimed[due.enrollment_id]
             message = decision.message
             if found.in_doubt_since is not None:  # an earlier attempt may have sent it

@@ -24,6 +24,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
+import math
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
@@ -38,10 +39,12 @@ from siyu.engine.marketer_sql import journeys_dir_of
 from siyu.engine.optouts import apply_sms_replies
 from siyu.engine.receipts import StepCounts, outcome_labels
 from siyu.engine.send_step import run_step
+from siyu.metrics.tick_summary import IN_FLIGHT, IN_FLIGHT_MINUTES
 from siyu.engine.versions import kept_versions
 from siyu.language.spec import JourneySpec, Step
 from siyu.storage.engine import write_session
 from siyu.storage.models import Journey
+from siyu.storage.types import as_utc
 from siyu.storage.statistics import refresh_stale_statistics
 
 
@@ -170,7 +173,10 @@ def _complete(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResu
         in_flight, until = messages_in_flight(session, spec.journey, now)
     warn_in_flight(spec.journey, in_flight, until)
     if in_flight:  # shown only when there are some: an ordinary tick leaves none
-        counts["in_flight"] = in_flight
+        counts[IN_FLIGHT] = in_flight
+        if until is not None:  # whole minutes: a tick's results are counts
+            minutes = math.ceil((as_utc(until) - now).total_seconds() / 60)
+            counts[IN_FLIGHT_MINUTES] = max(minutes, 1)
     return PhaseResult(counts)
 
 

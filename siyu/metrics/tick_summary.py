@@ -8,13 +8,21 @@ data timetable's `data-journeys` run, and by `siyu report` on demand."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy.orm import Session
 
 from siyu.language.spec import JourneySpec
 from siyu.metrics.funnel import build_funnel
 from siyu.metrics.results import experiment_results
+
+
+# The labels of a tick's results that this summary reads (written by siyu/engine/tick.py's
+# `complete` phase and the send step's claims).
+IN_FLIGHT = "in_flight"  # messages still `sending` under a live lease after the tick
+IN_FLIGHT_MINUTES = "in_flight_minutes_left"  # until the last of those leases ends
+TAKEN_OVER_LABEL = "taken_over_after_lease"  # an earlier tick's in-flight messages settled now
 
 
 def tick_markdown(spec: JourneySpec, now: datetime, results: dict[str, dict[str, int]]) -> str:
@@ -30,6 +38,7 @@ def tick_markdown(spec: JourneySpec, now: datetime, results: dict[str, dict[str,
                 "",
                 "## This tick",
                 *(did or ["nothing was due"]),
+                *_in_flight_lines(spec, now, results),
                 "",
                 f"The funnel so far: `siyu report {spec.journey}`, and the daily "
                 f"`{spec.journey}-funnel` artifact of the data timetable.",
@@ -37,6 +46,34 @@ def tick_markdown(spec: JourneySpec, now: datetime, results: dict[str, dict[str,
         )
         + "\n"
     )
+
+
+def _in_flight_lines(
+    spec: JourneySpec, now: datetime, results: dict[str, dict[str, int]]
+) -> list[str]:
+    """Messages this tick left in flight (an attempt claimed them and did not finish: its
+    process or its connection died), and those an earlier tick left that this one settled."""
+    lines: list[str] = []
+    left = sum(counts.get(IN_FLIGHT, 0) for counts in results.values())
+    if left:
+        minutes = max(counts.get(IN_FLIGHT_MINUTES, 0) for counts in results.values())
+        until = (now + timedelta(minutes=minutes)).astimezone(ZoneInfo(spec.timezone))
+        lines += [
+            "",
+            f"**Warning: {left} message(s) still in flight.** An attempt claimed them and did "
+            f"not finish. Nobody sends them until their lease ends at "
+            f"{until.isoformat(timespec='minutes')}; a tick after that sends each once, under "
+            "the same idempotency key (one an earlier attempt may have sent is looked up at "
+            "the provider first).",
+        ]
+    settled = sum(counts.get(TAKEN_OVER_LABEL, 0) for counts in results.values())
+    if settled:
+        lines += [
+            "",
+            f"{settled} message(s) an earlier tick left in flight were taken over by this one "
+            "after their lease ended (their outcomes are in the counts above).",
+        ]
+    return lines
 
 
 def funnel_markdown(session: Session, spec: JourneySpec, now: datetime) -> str:
