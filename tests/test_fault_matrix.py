@@ -14,7 +14,7 @@ be restarted without cutting the other tests' server; the module runs in CI's Po
 (SIYU_TEST_POSTGRES_URL set), where those binaries are installed.
 
 Not in the matrix: the Prefect server killed during a step (its client rode out a 12 s outage
-in issue 21's trials) and a worker machine's death (tests/production/test_dead_runs.py).
+in earlier trials) and a worker machine's death (tests/production/test_dead_runs.py).
 """
 
 from __future__ import annotations
