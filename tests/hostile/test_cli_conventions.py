@@ -102,6 +102,7 @@ NO_DATABASE = {
     ("sandbox",),
     ("graph",),
     ("deploy",),
+    ("watchdog",),  # talks to the Prefect server only
     ("segments", "check"),
     ("alerts", "check"),
 }
