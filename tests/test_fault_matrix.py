@@ -6,6 +6,7 @@ is a duplicate at the sandbox.
 |---|---|---|
 | PostgreSQL restarted (`pg_ctl restart -m immediate`) | x | x |
 | the tick's process SIGKILLed | x | x |
+| one partition worker process SIGKILLed | | x |
 
 Every case ends, after the same tick rerun and ticks past the lease, with every due message
 delivered exactly once and no row left `sending`. The database is a PostgreSQL cluster of the
@@ -125,6 +126,18 @@ def brand_url(cluster: PrivateCluster) -> Iterator[str]:
         admin.dispose()
 
 
+def partition_worker(tick_pid: int) -> int:
+    """One of the tick's partition worker processes: children of its forkserver
+    (siyu/engine/partition_workers.py)."""
+    import psutil
+
+    for child in psutil.Process(tick_pid).children(recursive=True):
+        parent = child.parent()
+        if parent is not None and "forkserver" in " ".join(parent.cmdline()):
+            return int(child.pid)
+    raise AssertionError("the tick has no partition worker process")
+
+
 def tick(journey: str, moment: datetime, sandbox_url: str) -> list[str]:
     return [
         str(Path(sys.executable).parent / "siyu"), "tick", journey,
@@ -132,8 +145,16 @@ def tick(journey: str, moment: datetime, sandbox_url: str) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize("runner", ["threads", "processes"])
-@pytest.mark.parametrize("fault", ["database-restart", "tick-killed"])
+@pytest.mark.parametrize(
+    ("fault", "runner"),
+    [
+        ("database-restart", "threads"),
+        ("database-restart", "processes"),
+        ("tick-killed", "threads"),
+        ("tick-killed", "processes"),
+        ("partition-worker-killed", "processes"),
+    ],
+)
 def test_every_message_once_through_a_fault_inside_a_batch(
     fault: str,
     runner: str,
@@ -182,6 +203,9 @@ def test_every_message_once_through_a_fault_inside_a_batch(
     if fault == "database-restart":
         cluster.restart_immediately()
         first.wait(timeout=600)  # it fails or completes: the ticks after settle it either way
+    elif fault == "partition-worker-killed":
+        os.kill(partition_worker(first.pid), signal.SIGKILL)
+        first.wait(timeout=600)  # the pool is broken: the step fails, the rerun settles it
     else:
         first.send_signal(signal.SIGKILL)
         assert first.wait(timeout=30) == -signal.SIGKILL
