@@ -21,10 +21,10 @@ no code reads a label back.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-import math
 from datetime import datetime
 
 from sqlalchemy import bindparam, select
@@ -39,13 +39,13 @@ from siyu.engine.marketer_sql import journeys_dir_of
 from siyu.engine.optouts import apply_sms_replies
 from siyu.engine.receipts import StepCounts, outcome_labels
 from siyu.engine.send_step import run_step
-from siyu.metrics.tick_summary import IN_FLIGHT, IN_FLIGHT_MINUTES
 from siyu.engine.versions import kept_versions
 from siyu.language.spec import JourneySpec, Step
+from siyu.metrics.tick_summary import IN_FLIGHT, IN_FLIGHT_MINUTES
 from siyu.storage.engine import write_session
 from siyu.storage.models import Journey
-from siyu.storage.types import as_utc
 from siyu.storage.statistics import refresh_stale_statistics
+from siyu.storage.types import as_utc
 
 
 @dataclass(frozen=True, eq=False)  # compared as the Mapping of its labels

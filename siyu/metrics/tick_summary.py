@@ -17,7 +17,6 @@ from siyu.language.spec import JourneySpec
 from siyu.metrics.funnel import build_funnel
 from siyu.metrics.results import experiment_results
 
-
 # The labels of a tick's results that this summary reads (written by siyu/engine/tick.py's
 # `complete` phase and the send step's claims).
 IN_FLIGHT = "in_flight"  # messages still `sending` under a live lease after the tick
