@@ -81,8 +81,20 @@ def running_server(
     """`prefect server start` on a free loopback port, with its own database under `home`;
     the scheduler looks for due schedules every `scheduler_seconds` (60 s by default).
     `while_starting` runs while the server boots (it takes 10-20 s): work that needs no server."""
-    home.mkdir(parents=True, exist_ok=True)
     port = free_port()
+    process = start_server(home, port, scheduler_seconds)
+    try:
+        if while_starting is not None:
+            while_starting()
+        yield wait_healthy(home, port)
+    finally:
+        stop(process)
+
+
+def start_server(home: Path, port: int, scheduler_seconds: float = 2) -> subprocess.Popen[bytes]:
+    """The server's process (the caller stops it, or kills it and starts it again on the same
+    port and database, as after a crash); its log is appended to `home`/server.log."""
+    home.mkdir(parents=True, exist_ok=True)
     url = f"http://127.0.0.1:{port}/api"
     env = clean_environment(
         PREFECT_HOME=str(home),
@@ -91,9 +103,8 @@ def running_server(
         PREFECT_SERVER_SERVICES_SCHEDULER_LOOP_SECONDS=str(scheduler_seconds),
         PREFECT_UI_API_URL=url,  # the UI's pages call this API (default: port 4200)
     )
-    log = home / "server.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
+    with (home / "server.log").open("ab") as out:
+        return subprocess.Popen(
             [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
             cwd=home,
             env=env,
@@ -101,13 +112,13 @@ def running_server(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    try:
-        if while_starting is not None:
-            while_starting()
-        wait_until(lambda: _healthy(url), 180, f"the Prefect server to answer at {url}", log)
-        yield PrefectServer(url, url.removesuffix("/api"), home, log)
-    finally:
-        stop(process)
+
+
+def wait_healthy(home: Path, port: int) -> PrefectServer:
+    url = f"http://127.0.0.1:{port}/api"
+    log = home / "server.log"
+    wait_until(lambda: _healthy(url), 180, f"the Prefect server to answer at {url}", log)
+    return PrefectServer(url, url.removesuffix("/api"), home, log)
 
 
 @contextmanager
