@@ -1,4 +1,5 @@
-"""The scale benchmark (python -m bench.run) and its tick driver (python -m bench.driver)."""
+"""The benchmarks: the deployed flow (python -m bench.run), the send step alone (bench.step),
+an idle tick (bench.idle_tick); and the tick driver a test kills (python -m bench.driver)."""
 
 import os
 

@@ -74,7 +74,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _build_brand(args: argparse.Namespace, project: Path, url: str) -> JourneySpec:
-    from bench.run import NOW, _reset_postgres
+    from bench.step import NOW, _reset_postgres
     from siyu.storage.engine import make_engine
 
     shutil.rmtree(args.workdir, ignore_errors=True)
@@ -122,7 +122,7 @@ _BATCHED = "    batch_api: true\n    precheck: after_failure\n"
 def _add_history(engine: Engine, customers: int, history: int) -> None:
     """`history` enrollments of earlier purchases (ids after the brand's), each completed with
     its one ledger row sent."""
-    from bench.run import NOW
+    from bench.step import NOW
 
     long_ago = (NOW - timedelta(days=200)).strftime("%Y-%m-%d %H:%M:%S.%f")
     with engine.begin() as connection:
@@ -153,7 +153,7 @@ def _add_history(engine: Engine, customers: int, history: int) -> None:
 def _age(engine: Engine, old: int, history: int) -> None:
     """Customers 1..`old` bought 200-300 days ago and completed the journey (one ledger row
     each, sent), as most of a real brand's customers did."""
-    from bench.run import NOW
+    from bench.step import NOW
 
     def stamp(days: str) -> str:  # SQL for NOW - `days` days, stored as bench.data stores it
         if engine.dialect.name == "postgresql":
@@ -199,7 +199,7 @@ def _numbers(engine: Engine, count: int) -> str:
 
 
 def _measure(spec: JourneySpec, ticks: int) -> None:
-    from bench.run import NOW
+    from bench.step import NOW
     from flows.journey_flow import journey_tick
     from siyu.engine.tick import tick_phases
     from siyu.metrics.tick_summary import funnel_markdown

@@ -1,5 +1,5 @@
 """The benchmark's journey, template, channels and engine context, shared by the benchmark
-(bench/run.py) and the tick driver that the fault test kills (bench/driver.py)."""
+(bench/step.py, bench/run.py) and the tick driver that the fault test kills (bench/driver.py)."""
 
 from __future__ import annotations
 
