@@ -2,12 +2,15 @@
 API) and the sandbox's SMS batch API, which deduplicates nothing: a second copy of a message
 is a duplicate at the sandbox.
 
-| fault, inside a batch (after the provider applied a call) | threads | 2 worker processes |
-|---|---|---|
-| PostgreSQL restarted (`pg_ctl restart -m immediate`) | x | x |
-| the tick's process SIGKILLed | x | x |
-| one partition worker process SIGKILLed | | x |
-| the Prefect server SIGKILLed, started again 12 s later | x | |
+| fault | threads, inside a batch | threads, between batches | 2 worker processes, inside |
+|---|---|---|---|
+| PostgreSQL restarted (`pg_ctl restart -m immediate`) | x | x | x |
+| the tick's process SIGKILLed | x | x | x |
+| one partition worker process SIGKILLed | | | x |
+| the Prefect server SIGKILLed, started again 12 s later | x | | |
+
+Inside a batch: once the provider has applied a call of it (its answer may be lost). Between
+batches: the tick stopped (SIGSTOP) when every row it claimed is recorded, faulted there.
 
 Every case ends, after the same tick rerun and ticks past the lease, with every due message
 delivered exactly once and no row left `sending`. The database is a PostgreSQL cluster of the
@@ -15,8 +18,8 @@ module's own (started from the machine's binaries, like .ci/start-postgres.sh), 
 be restarted without cutting the other tests' server; the module runs in CI's PostgreSQL pass
 (SIYU_TEST_POSTGRES_URL set), where those binaries are installed.
 
-Not in the matrix: a fault between two batches (a window too short to aim at; earlier trials
-found it harmless) and a worker machine's death (tests/production/test_dead_runs.py).
+Elsewhere: a worker machine's death (tests/production/test_dead_runs.py) and a Dask worker's
+(tests/test_dask_cluster.py).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, select, text
@@ -44,7 +48,7 @@ from siyu.engine.versions import ensure_journey
 from siyu.sandbox.client import SandboxClient
 from siyu.sandbox.server import RunningSandbox
 from siyu.storage.engine import make_engine, make_sessionmaker, write_session
-from siyu.storage.models import Base, Delivery
+from siyu.storage.models import Base, Delivery, DeliveryStatus
 from tests.conftest import ROOT, Shop, local
 from tests.production.prefect_server import free_port, start_server, stop, wait_healthy
 
@@ -128,6 +132,22 @@ def brand_url(cluster: PrivateCluster) -> Iterator[str]:
         admin.dispose()
 
 
+def frozen_between_batches(tick: subprocess.Popen[bytes], sessions: Any) -> bool:
+    """Stop the tick (SIGSTOP) at a moment when it holds no claimed row: every batch it
+    claimed is recorded and the next one is not claimed yet (it is deciding or rendering).
+    Stopped and looked at again and again until such a moment; False if the tick ended."""
+    deadline = time.monotonic() + 120
+    while tick.poll() is None and time.monotonic() < deadline:
+        tick.send_signal(signal.SIGSTOP)
+        with sessions() as session:
+            statuses = Counter(session.scalars(select(Delivery.status)))
+        if not statuses[DeliveryStatus.SENDING] and 0 < statuses[DeliveryStatus.SENT] < BUYERS:
+            return True
+        tick.send_signal(signal.SIGCONT)
+        time.sleep(0.005)
+    return False
+
+
 def partition_worker(tick_pid: int) -> int:
     """One of the tick's partition worker processes: children of its forkserver
     (siyu/engine/partition_workers.py)."""
@@ -148,19 +168,22 @@ def tick(journey: str, moment: datetime, sandbox_url: str) -> list[str]:
 
 
 @pytest.mark.parametrize(
-    ("fault", "runner"),
+    ("fault", "runner", "where"),
     [
-        ("database-restart", "threads"),
-        ("database-restart", "processes"),
-        ("tick-killed", "threads"),
-        ("tick-killed", "processes"),
-        ("partition-worker-killed", "processes"),
-        ("prefect-server-killed", "threads"),
+        ("database-restart", "threads", "inside"),
+        ("database-restart", "processes", "inside"),
+        ("database-restart", "threads", "between"),
+        ("tick-killed", "threads", "inside"),
+        ("tick-killed", "processes", "inside"),
+        ("tick-killed", "threads", "between"),
+        ("partition-worker-killed", "processes", "inside"),
+        ("prefect-server-killed", "threads", "inside"),
     ],
 )
-def test_every_message_once_through_a_fault_inside_a_batch(
+def test_every_message_once_through_a_fault(
     fault: str,
     runner: str,
+    where: str,
     tmp_path: Path,
     brand_url: str,
     cluster: PrivateCluster,
@@ -168,11 +191,11 @@ def test_every_message_once_through_a_fault_inside_a_batch(
     prefect_harness: None,
 ) -> None:
     if fault != "prefect-server-killed":
-        _run_the_case(fault, runner, tmp_path, brand_url, cluster, sandbox, None)
+        _run_the_case(fault, runner, where, tmp_path, brand_url, cluster, sandbox, None)
         return
     prefect = PrivatePrefect(tmp_path / "prefect")  # a server of its own, to kill
     try:
-        _run_the_case(fault, runner, tmp_path, brand_url, cluster, sandbox, prefect)
+        _run_the_case(fault, runner, where, tmp_path, brand_url, cluster, sandbox, prefect)
     finally:
         prefect.stop()
 
@@ -203,6 +226,7 @@ class PrivatePrefect:
 def _run_the_case(
     fault: str,
     runner: str,
+    where: str,
     tmp_path: Path,
     brand_url: str,
     cluster: PrivateCluster,
@@ -229,6 +253,8 @@ def _run_the_case(
         "SIYU_PROJECT_DIR": str(project),
         "SIYU_STEP_PARTITIONS": "2" if runner == "processes" else "1",
         "SIYU_PARTITION_RUNNER": runner,
+        # between batches: one provider call per batch, so that the gaps are many
+        **({"SIYU_BATCH_SIZE": "100"} if where == "between" else {}),
     }
     output = tmp_path / "first-tick.log"
     with output.open("wb") as log:
@@ -244,9 +270,12 @@ def _run_the_case(
         assert first.poll() is None, "the tick ended before the fault"
         assert time.monotonic() < deadline, "the tick never sent"
         time.sleep(0.02)
+    if where == "between":
+        assert frozen_between_batches(first, sessions), "the tick never paused between batches"
     assert len(client.messages(channel="sms")) < BUYERS, "the fault would come too late"
     if fault == "database-restart":
         cluster.restart_immediately()
+        first.send_signal(signal.SIGCONT)
         first.wait(timeout=600)  # it fails or completes: the ticks after settle it either way
     elif prefect is not None:
         prefect.crash_for(12)  # the tick's Prefect client rides it out, or its run fails
@@ -277,7 +306,7 @@ def _run_the_case(
     said = output.read_text(errors="replace")
     in_flight = re.search(r"(\d+) message\(s\) still in flight", said)
     print(  # `pytest -s`: the matrix's row
-        f"\n{fault} / {runner}: first tick exit {first.returncode}, "
+        f"\n{fault} / {runner} / {where}: first tick exit {first.returncode}, "
         f"left in flight {in_flight.group(1) if in_flight else 0}; "
         f"delivered {len(received)} of {BUYERS}, "
         f"twice {sum(1 for n in received.values() if n > 1)}, ledger {dict(statuses)}"
