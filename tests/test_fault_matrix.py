@@ -52,7 +52,10 @@ from siyu.storage.models import Base, Delivery, DeliveryStatus
 from tests.conftest import ROOT, Shop, local
 from tests.production.prefect_server import free_port, start_server, stop, wait_healthy
 
-pytestmark = pytest.mark.xdist_group("fault-matrix")  # one private cluster for the module
+# Two groups, each on one xdist worker with a private cluster of its own: the cases wait on
+# the provider's latency much of the time, so two at once use the cores better.
+A = pytest.mark.xdist_group("fault-matrix-a")
+B = pytest.mark.xdist_group("fault-matrix-b")
 
 BUYERS = 600  # SendBatchSms calls of 100; two partitions of 300
 LATENCY_MS = 500  # per provider call, so that the fault lands inside a batch
@@ -86,7 +89,7 @@ class PrivateCluster:
         )
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module")  # one per xdist worker: one per group
 def cluster() -> Iterator[PrivateCluster]:
     if not os.environ.get("SIYU_TEST_POSTGRES_URL"):
         pytest.skip("PostgreSQL-only: runs in CI's PostgreSQL pass (SIYU_TEST_POSTGRES_URL)")
@@ -170,14 +173,14 @@ def tick(journey: str, moment: datetime, sandbox_url: str) -> list[str]:
 @pytest.mark.parametrize(
     ("fault", "runner", "where"),
     [
-        ("database-restart", "threads", "inside"),
-        ("database-restart", "processes", "inside"),
-        ("database-restart", "threads", "between"),
-        ("tick-killed", "threads", "inside"),
-        ("tick-killed", "processes", "inside"),
-        ("tick-killed", "threads", "between"),
-        ("partition-worker-killed", "processes", "inside"),
-        ("prefect-server-killed", "threads", "inside"),
+        pytest.param("database-restart", "threads", "inside", marks=A),
+        pytest.param("database-restart", "processes", "inside", marks=B),
+        pytest.param("database-restart", "threads", "between", marks=A),
+        pytest.param("tick-killed", "threads", "inside", marks=A),
+        pytest.param("tick-killed", "processes", "inside", marks=B),
+        pytest.param("tick-killed", "threads", "between", marks=B),
+        pytest.param("partition-worker-killed", "processes", "inside", marks=B),
+        pytest.param("prefect-server-killed", "threads", "inside", marks=A),
     ],
 )
 def test_every_message_once_through_a_fault(
