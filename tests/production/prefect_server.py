@@ -63,10 +63,16 @@ class PrefectServer:
 
     def api(self, method: str, path: str, **kwargs: Any) -> Any:
         """One API call; retried, as Prefect's own client does, while the server answers 503
-        (its SQLite database is busy: Prefect maps a database timeout to 503) or 502/504."""
-        deadline = time.monotonic() + 60
+        (its SQLite database is busy: Prefect maps a database timeout to 503) or 502/504, or
+        does not answer in time (a loaded CI machine: once, a read timed out after 30 s)."""
+        deadline = time.monotonic() + 120
         while True:
-            response = httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+            try:
+                response = httpx.request(method, f"{self.url}{path}", timeout=30, **kwargs)
+            except httpx.TimeoutException:
+                if time.monotonic() > deadline:
+                    raise
+                continue
             if response.status_code not in (502, 503, 504) or time.monotonic() > deadline:
                 break
             time.sleep(1)
