@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> None:
         "--naive", type=int, default=300, help="messages sent one Prefect task each (0: none)"
     )
     parser.add_argument("--database-url", help="default: a SQLite file in --workdir")
+    parser.add_argument(
+        "--statements",
+        type=int,
+        default=0,
+        help="PostgreSQL with pg_stat_statements loaded: print the N statements that took the "
+        "server longest in the last run, with calls and time per message",
+    )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/siyu-flow-tick"))
     args = parser.parse_args(argv)
 
@@ -103,6 +110,8 @@ def main(argv: list[str] | None = None) -> None:
                         text("UPDATE enrollments SET status = 'active' WHERE journey_name = :j"),
                         {"j": spec.journey},
                     )
+            if args.statements:
+                _reset_statements(engine)
             started = time.perf_counter()
             state = journey_tick(
                 journey=spec.journey,
@@ -125,6 +134,8 @@ def main(argv: list[str] | None = None) -> None:
             print("  phases (Prefect task runs, seconds): " + _phases(state))
         rate = statistics.median(rates)
         print(f"median of {len(rates)}: {rate:,.0f} msg/s")
+        if args.statements:
+            _print_statements(engine, args.statements, args.due)
         if args.idle:
             idle = _idle_ticks(args, spec.journey, sandbox_url)
             print(f"idle tick (nothing left due), median of {args.idle}: {idle:.2f} s")
@@ -133,6 +144,41 @@ def main(argv: list[str] | None = None) -> None:
             print(f"naive, one Prefect task per message ({args.naive:,}): {naive:,.1f} msg/s")
             print(f"  journey_tick ÷ naive: {rate / naive:,.0f}×")
     engine.dispose()
+
+
+def _reset_statements(engine: Any) -> None:
+    from sqlalchemy import text
+
+    with engine.begin() as connection:  # the bench's reset dropped the schema and the extension
+        connection.execute(text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        connection.execute(text("SELECT pg_stat_statements_reset()"))
+
+
+def _print_statements(engine: Any, top: int, messages: int) -> None:
+    """The server's side of the last run (pg_stat_statements): every statement's calls and
+    time, per message; the first line is the whole."""
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        rows = connection.execute(
+            text(
+                "SELECT calls, total_exec_time, rows, query FROM pg_stat_statements "
+                "WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+                "ORDER BY total_exec_time DESC"
+            )
+        ).all()
+    calls = sum(row.calls for row in rows)
+    total = sum(row.total_exec_time for row in rows)
+    print(
+        f"server (pg_stat_statements): {calls:,} statements, {total / 1000:.1f} s; per "
+        f"message {calls / messages:.2f} statements, {total * 1000 / messages:.0f} µs"
+    )
+    for row in rows[:top]:
+        query = " ".join(row.query.split())[:110]
+        print(
+            f"  {row.total_exec_time / 1000:6.2f} s {row.calls:7,} calls "
+            f"{row.calls / messages:5.2f}/msg {row.rows:9,} rows  {query}"
+        )
 
 
 def _idle_ticks(args: argparse.Namespace, journey: str, sandbox_url: str) -> float:

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 import siyu.storage.bulk
 from siyu.engine.claims import DELIVERIES, ENROLLMENTS
 from siyu.engine.receipts import record_receipts
-from siyu.storage.bulk import insert_returning
+from siyu.storage.bulk import insert_returning, prepare_insert
 from siyu.storage.models import Delivery, Enrollment, Journey, Order
 from siyu.storage.sources import SOURCES
 from tests.conftest import DAY0, Shop
@@ -232,3 +232,17 @@ def test_entry_events_by_primary_key_carry_the_event_key(sessions: sessionmaker[
         rows = session.execute(source.select_by_keys(), {"row_ids": [order_id, 10**9]}).all()
     assert [(r.event_key, r.customer_id) for r in rows] == [(f"order:{order_id}", customer)]
     assert rows[0].occurred_at == DAY0
+
+
+def test_on_postgresql_a_page_of_rows_is_one_short_statement_of_column_arrays() -> None:
+    """psycopg parses a statement's placeholders in Python and caches that only for statements
+    under 4,096 characters and 50 parameters: 500 ledger rows as VALUES were 11,000
+    placeholders, parsed again for every batch (a quarter of the send step's CPU)."""
+    from psycopg import _queries
+    from sqlalchemy.dialects.postgresql import psycopg as pg
+
+    rows = [_delivery(i, i) for i in range(1, 501)]
+    ((sql, params),) = prepare_insert(pg.dialect(), DELIVERIES, rows, ("enrollment_id", "id"))
+    assert "unnest(" in sql and len(sql) <= _queries.MAX_CACHED_STATEMENT_LENGTH
+    assert len(params) <= _queries.MAX_CACHED_STATEMENT_PARAMS
+    assert all(len(column) == 500 for column in params)

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import ColumnElement, Dialect, Table, Update, bindparam, func, select, update
@@ -31,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from siyu.channels.base import UNVERIFIED
 from siyu.storage.bulk import Statements, insert_returning, prepare_insert, run_prepared
+from siyu.storage.id_lists import in_ids
 from siyu.storage.models import Base, Delivery, DeliveryStatus
 
 DELIVERIES: Table = Base.metadata.tables["deliveries"]
@@ -140,18 +142,21 @@ def update_claimed(session: Session, rows: Sequence[dict[str, Any]]) -> None:
         session.connection().execute(_UPDATE_CLAIMED, list(rows))
 
 
-_HANDED_OVER = (
-    update(DELIVERIES)
-    .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)))
-    .where(DELIVERIES.c.provider_code == QUEUED)
-    .values(provider_code=None)
-)
+@cache
+def _handed_over(dialect: str) -> Update:
+    return (
+        update(DELIVERIES)
+        .where(in_ids(DELIVERIES.c.id, "ids", dialect))
+        .where(DELIVERIES.c.provider_code == QUEUED)
+        .values(provider_code=None)
+    )
 
 
 def mark_handed_over(session: Session, delivery_ids: Sequence[int]) -> None:
     """The rows' channel call starts now: from here on a crash leaves them in doubt."""
     if delivery_ids:
-        session.connection().execute(_HANDED_OVER, {"ids": list(delivery_ids)})
+        connection = session.connection()
+        connection.execute(_handed_over(connection.dialect.name), {"ids": list(delivery_ids)})
 
 
 _EXIT = executemany_update(

@@ -7,9 +7,10 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime, timedelta
+from functools import cache
 from typing import Any, Literal, NamedTuple
 
-from sqlalchemy import and_, bindparam, select, update
+from sqlalchemy import Update, and_, bindparam, select, update
 from sqlalchemy.orm import Session
 
 from siyu.alerts.breaker import config_refused, hold_channel
@@ -28,6 +29,7 @@ from siyu.engine.optouts import suppress
 from siyu.hooks import run_logger
 from siyu.language.spec import JourneySpec, Step
 from siyu.storage.engine import write_session
+from siyu.storage.id_lists import in_ids
 from siyu.storage.models import Delivery, DeliveryStatus, ReasonCode
 
 log = logging.getLogger("siyu.engine")
@@ -170,21 +172,23 @@ def channel_error_receipt(key: str, error: ChannelError) -> Receipt:
     return Receipt(key, "held", code=code, detail=str(error), auth=error.auth)
 
 
-_HOLD = (
-    update(DELIVERIES)
-    .where(DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status == "sending")
-    .values(
-        status=DeliveryStatus.DEFERRED,
-        reason_code=bindparam("hold_reason"),
-        reason_detail=bindparam("hold_detail"),
-        provider_code=bindparam("hold_code"),
-        next_attempt_at=bindparam("until"),
-        updated_at=bindparam("at"),
-        sent_at=None,
-        # Not this message's attempt: a wrong secret must not use up its retries.
-        attempts=DELIVERIES.c.attempts - 1,
+@cache
+def _hold_statement(dialect: str) -> Update:
+    return (
+        update(DELIVERIES)
+        .where(in_ids(DELIVERIES.c.id, "ids", dialect), DELIVERIES.c.status == "sending")
+        .values(
+            status=DeliveryStatus.DEFERRED,
+            reason_code=bindparam("hold_reason"),
+            reason_detail=bindparam("hold_detail"),
+            provider_code=bindparam("hold_code"),
+            next_attempt_at=bindparam("until"),
+            updated_at=bindparam("at"),
+            sent_at=None,
+            # Not this message's attempt: a wrong secret must not use up its retries.
+            attempts=DELIVERIES.c.attempts - 1,
+        )
     )
-)
 
 
 def record_holds(
@@ -192,7 +196,7 @@ def record_holds(
 ) -> None:
     """Hold rows `deferred` until `until` (the channel's breaker lets a probe through)."""
     session.connection().execute(
-        _HOLD,
+        _hold_statement(session.get_bind().dialect.name),
         {
             "ids": ids,
             "hold_reason": hold.code,
@@ -216,9 +220,15 @@ _RECEIPT_COLUMNS = (
     "provider_code",
     "provider_message_id",
 )
-_RECORD_MANY = update(DELIVERIES).where(
-    DELIVERIES.c.id.in_(bindparam("ids", expanding=True)), DELIVERIES.c.status == "sending"
-)
+
+
+@cache
+def _record_many(dialect: str) -> Update:
+    return update(DELIVERIES).where(
+        in_ids(DELIVERIES.c.id, "ids", dialect), DELIVERIES.c.status == "sending"
+    )
+
+
 _RECORD_ONE = executemany_update(
     DELIVERIES,
     and_(DELIVERIES.c.id == bindparam("row_id"), DELIVERIES.c.status == "sending"),
@@ -230,12 +240,13 @@ def record_receipts(session: Session, same: dict[tuple[tuple[str, Any], ...], li
     """Write receipts, grouped by their values ({values: delivery ids}): a group of several
     rows is one UPDATE ... WHERE id IN (...), the single rows are one executemany."""
     connection = session.connection()
+    many = _record_many(connection.dialect.name)
     singles: list[dict[str, Any]] = []
     for items, ids in same.items():
         if len(ids) == 1:
             singles.append({"row_id": ids[0], **dict(items)})
         else:
-            connection.execute(_RECORD_MANY.values(**dict(items)), {"ids": ids})
+            connection.execute(many.values(**dict(items)), {"ids": ids})
     if singles:
         connection.execute(_RECORD_ONE, singles)
 

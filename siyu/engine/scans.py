@@ -72,7 +72,12 @@ def _span_statement(one_version: bool) -> Select[tuple[Any, ...]]:
     ]
     if one_version:
         terms.append(Enrollment.journey_id == bindparam("version_id"))
-    return select(func.min(Enrollment.id), func.max(Enrollment.id)).where(*terms)
+    # `id + 0`: PostgreSQL answers a bare min(id)/max(id) by walking the primary key from each
+    # end and filtering every row it passes, which reads the whole table when few enrollments
+    # match (237 ms a call at 200,000 enrollments, in a profiled tick); with the expression
+    # it reads the matching rows from the (journey, status, entered_at) index instead.
+    ordinal = Enrollment.id + 0
+    return select(func.min(ordinal), func.max(ordinal)).where(*terms)
 
 
 _SPAN = {one_version: _span_statement(one_version) for one_version in (False, True)}

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, TypeVar
+from functools import cache
+from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import BindParameter, Result, Select, bindparam, select
+from sqlalchemy import Result, Select, bindparam, select
 from sqlalchemy.exc import DataError
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,7 @@ from siyu.engine.event_sources import filtered_source
 from siyu.engine.marketer_sql import journey_sql, journeys_dir_of
 from siyu.engine.pressure import ContactHistory, load_history
 from siyu.language.spec import EventFilter, JourneySpec, Step
+from siyu.storage.id_lists import in_ids
 from siyu.storage.models import ChannelIdentity, Consent, Customer, Suppression
 from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES
 from siyu.storage.types import as_utc
@@ -53,20 +55,36 @@ class BatchFacts:
     bad_events: dict[str, str] = field(default_factory=dict)
 
 
-# The fact queries, built once: each batch binds its ids to an expanding IN parameter, and
-# runs them on the session's Core connection (plain rows, no ORM result layer).
-_IDS: BindParameter[Any] = bindparam("ids", expanding=True)
-_CUSTOMERS = select(*(getattr(Customer, c) for c in CUSTOMER_COLUMNS)).where(Customer.id.in_(_IDS))
-_CONSENTS = select(Consent.customer_id, Consent.purpose).where(
-    Consent.customer_id.in_(_IDS), Consent.granted.is_(True)
-)
-_SUPPRESSED = select(Suppression.customer_id).where(
-    Suppression.customer_id.in_(_IDS),
-    Suppression.channel.in_((bindparam("channel"), "*")),
-)
-_ADDRESSES = select(ChannelIdentity.customer_id, ChannelIdentity.value).where(
-    ChannelIdentity.customer_id.in_(_IDS), ChannelIdentity.kind == bindparam("kind")
-)
+class _FactQueries(NamedTuple):
+    customers: Select[Any]
+    consents: Select[Any]
+    suppressed: Select[Any]
+    addresses: Select[Any]
+
+
+@cache
+def _fact_queries(dialect: str) -> _FactQueries:
+    """The fact queries, built once per database kind: each batch binds its customer ids to
+    the parameter `ids` (siyu.storage.id_lists) and runs them on the session's Core connection
+    (plain rows, no ORM result layer)."""
+    return _FactQueries(
+        customers=select(*(getattr(Customer, c) for c in CUSTOMER_COLUMNS)).where(
+            in_ids(Customer.id, "ids", dialect)
+        ),
+        consents=select(Consent.customer_id, Consent.purpose).where(
+            in_ids(Consent.customer_id, "ids", dialect), Consent.granted.is_(True)
+        ),
+        suppressed=select(Suppression.customer_id).where(
+            in_ids(Suppression.customer_id, "ids", dialect),
+            Suppression.channel.in_((bindparam("channel"), "*")),
+        ),
+        addresses=select(ChannelIdentity.customer_id, ChannelIdentity.value).where(
+            in_ids(ChannelIdentity.customer_id, "ids", dialect),
+            ChannelIdentity.kind == bindparam("kind"),
+        ),
+    )
+
+
 _ENTRY_EVENTS = {name: source.select_by_keys() for name, source in SOURCES.items()}
 
 
@@ -81,7 +99,8 @@ def load_batch_facts(
 ) -> BatchFacts:
     ids = [d.customer_id for d in batch]
     run = session.connection().execute
-    customers, bad = _tolerant(run, _CUSTOMERS, "ids", ids, "id")
+    queries = _fact_queries(session.get_bind().dialect.name)
+    customers, bad = _tolerant(run, queries.customers, "ids", ids, "id")
     events: dict[str, dict[str, Any]] = {}
     bad_events: dict[str, str] = {}
     if spec.entry.event is not None:
@@ -107,13 +126,13 @@ def load_batch_facts(
             ):
                 exits.update(found)
     consents: dict[int, set[str]] = {}
-    for customer_id, purpose in run(_CONSENTS, {"ids": ids}):
+    for customer_id, purpose in run(queries.consents, {"ids": ids}):
         consents.setdefault(customer_id, set()).add(purpose)
-    suppressed = set(run(_SUPPRESSED, {"ids": ids, "channel": step.send}).scalars())
+    suppressed = set(run(queries.suppressed, {"ids": ids, "channel": step.send}).scalars())
     if identity_kind == "customer_id":
         addresses = {i: str(i) for i in ids}
     else:
-        addresses = dict(run(_ADDRESSES, {"ids": ids, "kind": identity_kind}).tuples().all())
+        addresses = dict(run(queries.addresses, {"ids": ids, "kind": identity_kind}).tuples().all())
     conditions = None
     if step.if_ is not None:
         kinds = {name: channel.identity_kind for name, channel in ctx.channels.items()}
