@@ -107,7 +107,8 @@ def test_the_driver_insert_skips_conflicts_and_returns_only_what_it_inserted(
     sessions: sessionmaker[Session], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Rows another worker inserted first are neither overwritten nor returned; statements
-    are paged by parameter count (a small page here, so that several pages run)."""
+    are paged by parameter count on SQLite (a small page here, so that several pages run;
+    PostgreSQL takes them as one statement of column arrays)."""
     monkeypatch.setattr(siyu.storage.bulk, "MAX_PARAMETERS", 40)  # 2 rows a statement
     enrollments = _enrollments(sessions, 7)
     with sessions() as session, session.begin():

@@ -27,7 +27,8 @@ from typing import Any
 
 from sqlalchemy import Connection, Dialect, Row, Table
 
-# Parameters per statement: well under SQLite's 32,766 and PostgreSQL's 65,535.
+# Parameters per VALUES statement (SQLite; PostgreSQL's arrays are one statement): well under
+# SQLite's 32,766.
 MAX_PARAMETERS = 10_000
 
 _PLACEHOLDERS = {"qmark": "?", "format": "%s", "pyformat": "%s"}
