@@ -170,39 +170,6 @@ def tick(journey: str, moment: datetime, sandbox_url: str) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize(
-    ("fault", "runner", "where"),
-    [
-        pytest.param("database-restart", "threads", "inside", marks=A),
-        pytest.param("database-restart", "processes", "inside", marks=B),
-        pytest.param("database-restart", "threads", "between", marks=A),
-        pytest.param("tick-killed", "threads", "inside", marks=A),
-        pytest.param("tick-killed", "processes", "inside", marks=B),
-        pytest.param("tick-killed", "threads", "between", marks=B),
-        pytest.param("partition-worker-killed", "processes", "inside", marks=B),
-        pytest.param("prefect-server-killed", "threads", "inside", marks=A),
-    ],
-)
-def test_every_message_once_through_a_fault(
-    fault: str,
-    runner: str,
-    where: str,
-    tmp_path: Path,
-    brand_url: str,
-    cluster: PrivateCluster,
-    sandbox: RunningSandbox,
-    prefect_harness: None,
-) -> None:
-    if fault != "prefect-server-killed":
-        _run_the_case(fault, runner, where, tmp_path, brand_url, cluster, sandbox, None)
-        return
-    prefect = PrivatePrefect(tmp_path / "prefect")  # a server of its own, to kill
-    try:
-        _run_the_case(fault, runner, where, tmp_path, brand_url, cluster, sandbox, prefect)
-    finally:
-        prefect.stop()
-
-
 @dataclass
 class PrivatePrefect:
     """A Prefect server on a port of its own, which a test kills and starts again there, with
@@ -226,7 +193,36 @@ class PrivatePrefect:
         stop(self.process)
 
 
-def _run_the_case(
+@pytest.fixture
+def private_prefect(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[PrivatePrefect | None]:
+    """A Prefect server of the case's own, to kill, when its fault is the server's; else None
+    (the tests' shared API)."""
+    if request.node.callspec.params["fault"] != "prefect-server-killed":
+        yield None
+        return
+    server = PrivatePrefect(tmp_path / "prefect")
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize(
+    ("fault", "runner", "where"),
+    [
+        pytest.param("database-restart", "threads", "inside", marks=A),
+        pytest.param("database-restart", "processes", "inside", marks=B),
+        pytest.param("database-restart", "threads", "between", marks=A),
+        pytest.param("tick-killed", "threads", "inside", marks=A),
+        pytest.param("tick-killed", "processes", "inside", marks=B),
+        pytest.param("tick-killed", "threads", "between", marks=B),
+        pytest.param("partition-worker-killed", "processes", "inside", marks=B),
+        pytest.param("prefect-server-killed", "threads", "inside", marks=A),
+    ],
+)
+def test_every_message_once_through_a_fault(
     fault: str,
     runner: str,
     where: str,
@@ -234,7 +230,8 @@ def _run_the_case(
     brand_url: str,
     cluster: PrivateCluster,
     sandbox: RunningSandbox,
-    prefect: PrivatePrefect | None,
+    prefect_harness: None,
+    private_prefect: PrivatePrefect | None,
 ) -> None:
     from prefect.settings import PREFECT_API_URL
 
@@ -251,7 +248,7 @@ def _run_the_case(
     client.set_faults(latency_ms=LATENCY_MS)
     environment = {
         **os.environ,
-        "PREFECT_API_URL": prefect.url if prefect else str(PREFECT_API_URL.value()),
+        "PREFECT_API_URL": private_prefect.url if private_prefect else str(PREFECT_API_URL.value()),
         "SIYU_DATABASE_URL": brand_url,
         "SIYU_PROJECT_DIR": str(project),
         "SIYU_STEP_PARTITIONS": "2" if runner == "processes" else "1",
@@ -280,8 +277,8 @@ def _run_the_case(
         cluster.restart_immediately()
         first.send_signal(signal.SIGCONT)
         first.wait(timeout=600)  # it fails or completes: the ticks after settle it either way
-    elif prefect is not None:
-        prefect.crash_for(12)  # the tick's Prefect client rides it out, or its run fails
+    elif private_prefect is not None:
+        private_prefect.crash_for(12)  # the tick's Prefect client rides it out, or its run fails
         first.wait(timeout=600)
     elif fault == "partition-worker-killed":
         os.kill(partition_worker(first.pid), signal.SIGKILL)
