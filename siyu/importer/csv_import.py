@@ -8,9 +8,11 @@ quote, a short or long row, an undecodable line, an over-long record) is a bad r
 lines. Whatever stops the file midway (too many rows, a database error) raises, and the
 caller's transaction rolls back: a file is never half-loaded without an error.
 
-A re-import updates instead of duplicating: customers match on external_id, orders on
-order_no, events on external_id. order_seq is recomputed for every customer whose orders
-changed, so `order_seq = 1` (a first purchase) stays true after a late import.
+Rows are parsed one by one and written in batches (siyu/importer/batch.py; the loaders in
+load_customers.py and load_orders.py). A re-import updates instead of duplicating: customers
+match on external_id, orders on order_no, events on external_id. order_seq is recomputed for
+every customer whose orders changed, so `order_seq = 1` (a first purchase) stays true after a
+late import.
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import delete, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from siyu.errors import ConfigError, SiyuError
+from siyu.importer.batch import BATCH_ROWS, Refused, Row, Target
 from siyu.importer.limits import ImportLimits, import_limits
+from siyu.importer.load_customers import load_customers
+from siyu.importer.load_orders import load_events, load_orders, renumber_orders
 from siyu.importer.mapping import FIELDS, Mapping
 from siyu.importer.parse import (
     BadValue,
@@ -42,8 +46,8 @@ from siyu.importer.parse import (
 )
 from siyu.importer.reader import CsvRecords, Record
 from siyu.language.problems import did_you_mean
-from siyu.preview.masking import mask_text, mask_value
-from siyu.storage.models import IDENTITY_KINDS, ChannelIdentity, Consent, Customer, Event, Order
+from siyu.preview.masking import mask_text
+from siyu.storage.models import IDENTITY_KINDS, ChannelIdentity, Customer, Event, Order
 from siyu.storage.sources import BEHAVIOUR_EVENTS
 
 Progress = Callable[[int], None]  # called with the bytes read so far
@@ -82,7 +86,6 @@ class _Context:
 
     mapping: Mapping
     limits: ImportLimits
-    state: _State
 
 
 Parser = Callable[[str, str, _Context], Any]  # (cell, column, context) → value
@@ -99,8 +102,7 @@ def import_csv(
     limits = limits or import_limits()
     _check_file(path, limits)
     result = ImportResult(str(path), mapping.kind)
-    context = _Context(mapping, limits, _State(session))
-    loader = LOADERS[mapping.kind]
+    load, key = LOADERS[mapping.kind]
     try:
         handle = path.open("rb")
     except OSError as error:
@@ -112,38 +114,63 @@ def import_csv(
         if header is None:
             raise ConfigError(f"{path}: the file is empty")
         layout = _layout(mapping, _index(path, mapping, header))
+        context = _Context(mapping, limits)
+        target = Target(session, datetime.now(UTC), {f.name: rank for rank, f in enumerate(layout)})
         width = len(header.cells)
         rejected = _Rejects(rejects, header.raw)
-        line = header.where
-        try:
-            for record in iterator:
-                line = record.where
-                if record.problem is None and not any(c.strip() for c in record.cells):
-                    continue  # a blank line
-                result.rows += 1
-                if result.rows > limits.max_rows:
-                    raise ImportAborted(
-                        f"{path}:{record.line}: more than {limits.max_rows} rows "
-                        "(SIYU_IMPORT_MAX_ROWS); nothing from this file was imported"
-                    )
-                outcome = _load(context, loader, record, layout, width)
-                if isinstance(outcome, list):
-                    result.bad.append((record.where, mask_text("; ".join(outcome))))
-                    rejected.add(record.raw)
+        batch: list[Row] = []
+        keys: set[str] = set()
+
+        def flush() -> None:
+            try:
+                outcomes = load(target, batch)
+            except (SQLAlchemyError, Refused) as error:
+                reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+                lines = f"{batch[0].line.split('-')[0]}-{batch[-1].line.split('-')[-1]}"
+                raise ImportAborted(
+                    f"{path}:{lines}: the database refused the import of these rows "
+                    f"({mask_text(reason)}); nothing from this file was imported"
+                ) from None
+            for row, outcome in zip(batch, outcomes, strict=True):
+                if outcome is None:
+                    result.bad.append((row.line, mask_text("; ".join(row.reasons()))))
+                    rejected.add(row.raw)
                 elif outcome == "inserted":
                     result.inserted += 1
                 else:
                     result.updated += 1
-                if progress is not None and result.rows % PROGRESS_EVERY == 0:
-                    progress(records.bytes_read)
-            if mapping.kind == "orders":
-                _renumber(session, context.state.order_customers)
-        except SQLAlchemyError as error:
-            reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
-            raise ImportAborted(
-                f"{path}:{line}: the database refused the import ({mask_text(reason)}); "
-                "nothing from this file was imported"
-            ) from None
+            batch.clear()
+            keys.clear()
+
+        for record in iterator:
+            if record.problem is None and not any(c.strip() for c in record.cells):
+                continue  # a blank line
+            result.rows += 1
+            if result.rows > limits.max_rows:
+                raise ImportAborted(
+                    f"{path}:{record.line}: more than {limits.max_rows} rows "
+                    "(SIYU_IMPORT_MAX_ROWS); nothing from this file was imported"
+                )
+            row = _row(context, record, layout, width)
+            name = row.values.get(key)
+            if name in keys or len(batch) >= BATCH_ROWS:
+                flush()  # a key twice in a batch: the second sees the first written
+            if name is not None:
+                keys.add(name)
+            batch.append(row)
+            if progress is not None and result.rows % PROGRESS_EVERY == 0:
+                progress(records.bytes_read)
+        if batch:
+            flush()
+        if mapping.kind == "orders":
+            try:
+                renumber_orders(target)
+            except SQLAlchemyError as error:
+                reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+                raise ImportAborted(
+                    f"{path}: the database refused to renumber the orders ({mask_text(reason)}); "
+                    "nothing from this file was imported"
+                ) from None
     if progress is not None:
         progress(records.bytes_read)
     return result
@@ -210,12 +237,6 @@ class _Rejects:
             self.out.write(b"\n")  # the file's last line had no line end
 
 
-Outcome = list[str] | str  # the row's problems, or "inserted" / "updated"
-Check = Callable[[_Context, dict[str, Any]], list[str]]  # problems that need the database
-Write = Callable[[_Context, dict[str, Any]], str]
-Loader = tuple[Check, Write]
-
-
 class _Field(NamedTuple):
     name: str
     position: int  # in the CSV row
@@ -234,31 +255,24 @@ def _layout(mapping: Mapping, index: dict[str, int]) -> list[_Field]:
     ]
 
 
-def _load(
-    context: _Context, loader: Loader, record: Record, layout: list[_Field], width: int
-) -> Outcome:
-    """Check the record, then load it: its problems (a non-empty list), or what was done."""
+def _row(context: _Context, record: Record, layout: list[_Field], width: int) -> Row:
+    """The record's mapped cells parsed, with every problem found in them (the database's
+    come when its batch is loaded)."""
+    row = Row(record.where, record.raw)
     if record.problem is not None:
-        return [record.problem]
-    if len(record.cells) != width:
-        return [
-            f"{len(record.cells)} fields, the header has {width} "
-            "(a missing or extra comma, or an unquoted comma in a value?)"
-        ]
-    values, problems = _values(context, record.cells, layout)
-    check, write = loader
-    problems += check(context, values)
-    return problems or write(context, values)
-
-
-def _values(
-    context: _Context, cells: list[str], layout: list[_Field]
-) -> tuple[dict[str, Any], list[str]]:
-    """Every mapped cell parsed; every problem of the row, in the mapping's column order."""
-    problems: list[str] = []
+        row.problem(0, record.problem)
+        return row
+    cells = record.cells
+    if len(cells) != width:
+        row.problem(
+            0,
+            f"{len(cells)} fields, the header has {width} "
+            "(a missing or extra comma, or an unquoted comma in a value?)",
+        )
+        return row
     missing: list[str] = []
-    values: dict[str, Any] = {}
-    for name, position, column, parse, required in layout:
+    values = row.values
+    for rank, (name, position, column, parse, required) in enumerate(layout):
         text = cells[position].strip()
         if not text:
             if required:
@@ -267,10 +281,10 @@ def _values(
         try:
             values[name] = parse(text, column, context)
         except BadValue as error:
-            problems.append(str(error))
+            row.problem(rank, str(error))
     if missing:
-        problems.insert(0, f"empty {', '.join(missing)}")
-    return values, problems
+        row.problem(-1, f"empty {', '.join(missing)}")
+    return row
 
 
 def _text(max_chars: int) -> Parser:
@@ -288,12 +302,10 @@ def _length(column: Any) -> int:
 _EXTERNAL_ID_CHARS = _length(Customer.external_id)
 
 
-def _known_customer(text: str, column: str, context: _Context) -> int:
+def _customer_ref(text: str, column: str, context: _Context) -> str:
+    """A customer's external_id; whether the database has them is its batch's question."""
     check_text(text, column, min(_EXTERNAL_ID_CHARS, context.limits.max_field_chars))
-    found = context.state.customers.get(text)
-    if found is None:
-        raise BadValue(f"unknown customer '{mask_value('id', text)}': import customers first")
-    return found
+    return text
 
 
 def _event_name(text: str, column: str, context: _Context) -> str:
@@ -324,7 +336,7 @@ PARSERS: dict[str, dict[str, Parser]] = {
     },
     "orders": {
         "order_no": _text(_length(Order.order_no)),
-        "customer": _known_customer,
+        "customer": _customer_ref,
         "paid_at": _time,
         "amount": lambda text, column, _: parse_amount(text, column),
         "category": _text(_length(Order.category)),
@@ -332,7 +344,7 @@ PARSERS: dict[str, dict[str, Parser]] = {
     },
     "events": {
         "external_id": _text(_length(Event.external_id)),
-        "customer": _known_customer,
+        "customer": _customer_ref,
         "name": _event_name,
         "occurred_at": _time,
         "properties": lambda text, column, c: parse_properties(text, column, c.limits),
@@ -340,153 +352,9 @@ PARSERS: dict[str, dict[str, Parser]] = {
 }
 
 
-class _State:
-    """Lookups kept for the whole file so each row costs no query for them."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.customers: dict[str, int] = dict(
-            session.execute(select(Customer.external_id, Customer.id)).tuples().all()  # type: ignore[arg-type]
-        )
-        self.order_customers: set[int] = set()
-        self.now = datetime.now(UTC)
-
-
-def _customer_check(context: _Context, values: dict[str, Any]) -> list[str]:
-    """A mobile (openid, ...) that another customer holds: one query per identity, as before."""
-    state = context.state
-    customer_id = state.customers.get(values.get("external_id", ""))
-    problems: list[str] = []
-    for kind in IDENTITY_KINDS:
-        value = values.get(kind)
-        if value is None:
-            continue
-        owner = state.session.scalar(
-            select(ChannelIdentity.customer_id).where(
-                ChannelIdentity.kind == kind, ChannelIdentity.value == value
-            )
-        )
-        if owner is not None and owner != customer_id:
-            problems.append(f"{kind} {mask_value(kind, value)} already belongs to another customer")
-    return problems
-
-
-def _no_check(_context: _Context, _values: dict[str, Any]) -> list[str]:
-    return []
-
-
-def _customer(context: _Context, values: dict[str, Any]) -> str:
-    state = context.state
-    session = state.session
-    external_id = values["external_id"]
-    identities = {k: values[k] for k in IDENTITY_KINDS if k in values}
-    customer_id = state.customers.get(external_id)
-    row = {
-        k: values[k]
-        for k in ("name", "gender", "city", "member_level", "timezone", "birthday", "created_at")
-        if k in values
-    }
-    if customer_id is None:
-        row.setdefault("created_at", state.now)
-        customer = Customer(external_id=external_id, **row)
-        session.add(customer)
-        session.flush()
-        customer_id = customer.id
-        state.customers[external_id] = customer_id
-        outcome = "inserted"
-    else:
-        session.execute(update(Customer).where(Customer.id == customer_id).values(**row))
-        outcome = "updated"
-    for kind, value in identities.items():
-        session.execute(
-            delete(ChannelIdentity).where(
-                ChannelIdentity.customer_id == customer_id, ChannelIdentity.kind == kind
-            )
-        )
-        session.execute(
-            insert(ChannelIdentity).values(customer_id=customer_id, kind=kind, value=value)
-        )
-    if "consent" in values:
-        _set_consent(session, customer_id, values["consent"], state.now)
-    return outcome
-
-
-def _set_consent(session: Session, customer_id: int, granted: bool, now: datetime) -> None:
-    current = session.scalar(
-        select(Consent).where(Consent.customer_id == customer_id, Consent.purpose == "marketing")
-    )
-    if current is None:
-        session.add(
-            Consent(
-                customer_id=customer_id,
-                purpose="marketing",
-                granted=granted,
-                source="import",
-                updated_at=now,
-            )
-        )
-    elif current.granted != granted:
-        current.granted, current.source, current.updated_at = granted, "import", now
-    session.flush()
-
-
-def _order(context: _Context, values: dict[str, Any]) -> str:
-    state = context.state
-    customer_id = values["customer"]
-    row: dict[str, Any] = dict(
-        customer_id=customer_id,
-        paid_at=values["paid_at"],
-        amount=values["amount"],
-        category=values.get("category") or "未分类",
-        store=values.get("store"),
-    )
-    existing = state.session.execute(
-        select(Order.id, Order.customer_id).where(Order.order_no == values["order_no"])
-    ).first()
-    state.order_customers.add(customer_id)
-    if existing is None:
-        state.session.execute(insert(Order).values(order_no=values["order_no"], order_seq=0, **row))
-        return "inserted"
-    state.order_customers.add(existing[1])
-    state.session.execute(update(Order).where(Order.id == existing[0]).values(**row))
-    return "updated"
-
-
-def _renumber(session: Session, customer_ids: set[int]) -> None:
-    """order_seq = 1, 2, ... by payment time, for each customer whose orders changed."""
-    ids = sorted(customer_ids)
-    for start in range(0, len(ids), 500):
-        rows = session.execute(
-            select(Order.id, Order.customer_id, Order.order_seq)
-            .where(Order.customer_id.in_(ids[start : start + 500]))
-            .order_by(Order.customer_id, Order.paid_at, Order.id)
-        ).all()
-        seq, last = 0, None
-        for order_id, customer_id, current in rows:
-            seq = seq + 1 if customer_id == last else 1
-            last = customer_id
-            if current != seq:
-                session.execute(update(Order).where(Order.id == order_id).values(order_seq=seq))
-
-
-def _event(context: _Context, values: dict[str, Any]) -> str:
-    session = context.state.session
-    row: dict[str, Any] = dict(
-        customer_id=values["customer"],
-        name=values["name"],
-        occurred_at=values["occurred_at"],
-        properties=values.get("properties", {}),
-    )
-    existing = session.scalar(select(Event.id).where(Event.external_id == values["external_id"]))
-    if existing is None:
-        session.execute(insert(Event).values(external_id=values["external_id"], **row))
-        return "inserted"
-    session.execute(update(Event).where(Event.id == existing).values(**row))
-    return "updated"
-
-
-LOADERS: dict[str, Loader] = {
-    "customers": (_customer_check, _customer),
-    "orders": (_no_check, _order),
-    "events": (_no_check, _event),
+# kind → (its batch loader, the field a re-import matches on)
+LOADERS: dict[str, tuple[Callable[[Target, list[Row]], list[str | None]], str]] = {
+    "customers": (load_customers, "external_id"),
+    "orders": (load_orders, "order_no"),
+    "events": (load_events, "external_id"),
 }

@@ -1,0 +1,111 @@
+"""Orders and events of one batch into the database, each matched on its key in the CRM
+(order_no, the event's external_id): a new key is inserted, a known one updated. After the
+whole file, every customer whose orders changed gets order_seq renumbered by payment time, so
+`order_seq = 1` (a first purchase) stays true after a late import."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Table, func, select, update
+
+from siyu.importer.batch import Row, Target, insert_rows, resolve_customers, rows_where, update_rows
+from siyu.storage.id_lists import in_ids
+from siyu.storage.models import Event, Order
+
+_ORDERS: Table = Order.__table__  # type: ignore[assignment]
+_EVENTS: Table = Event.__table__  # type: ignore[assignment]
+UNCATEGORISED = "未分类"
+# Customers renumbered per statement (a window over their orders).
+RENUMBER_CUSTOMERS = 2_000
+
+
+def load_orders(target: Target, rows: list[Row]) -> list[str | None]:
+    def columns(values: dict[str, Any]) -> dict[str, Any]:
+        target.customers_changed.add(values["customer"])
+        return {
+            "customer_id": values["customer"],
+            "paid_at": values["paid_at"],
+            "amount": values["amount"],
+            "category": values.get("category") or UNCATEGORISED,
+            "store": values.get("store"),
+        }
+
+    return _upsert(target, rows, _ORDERS, "order_no", columns, {"order_seq": 0})
+
+
+def load_events(target: Target, rows: list[Row]) -> list[str | None]:
+    def columns(values: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "customer_id": values["customer"],
+            "name": values["name"],
+            "occurred_at": values["occurred_at"],
+            "properties": values.get("properties", {}),
+        }
+
+    return _upsert(target, rows, _EVENTS, "external_id", columns, {})
+
+
+def _upsert(
+    target: Target,
+    rows: list[Row],
+    table: Table,
+    key: str,
+    columns: Any,
+    on_insert: dict[str, Any],
+) -> list[str | None]:
+    resolve_customers(target, rows)
+    good = [row for row in rows if not row.bad]
+    known = {
+        no: (id_, customer)
+        for no, id_, customer in rows_where(
+            target.session,
+            table.c[key],
+            (r.values[key] for r in good),
+            table.c[key],
+            table.c.id,
+            table.c.customer_id,
+        )
+    }
+    inserts: list[dict[str, Any]] = []
+    updates: list[dict[str, Any]] = []
+    for row in good:
+        found = known.get(row.values[key])
+        if found is None:
+            inserts.append({key: row.values[key], **on_insert, **columns(row.values)})
+        else:
+            updates.append({"id": found[0], **columns(row.values)})
+            if table is _ORDERS:
+                target.customers_changed.add(found[1])  # the order may have moved away
+    insert_rows(target.session, table, inserts, ("id",))
+    update_rows(target.session, table, updates)
+    return [
+        None if row.bad else "updated" if row.values[key] in known else "inserted" for row in rows
+    ]
+
+
+def renumber_orders(target: Target) -> None:
+    """order_seq = 1, 2, ... by payment time (then id) for each customer whose orders changed,
+    set in the database by a window function, a few thousand customers per statement."""
+    session = target.session
+    dialect = session.get_bind().dialect.name
+    ids = sorted(target.customers_changed)
+    seq = (
+        func.row_number()
+        .over(partition_by=_ORDERS.c.customer_id, order_by=(_ORDERS.c.paid_at, _ORDERS.c.id))
+        .label("seq")
+    )
+    ranked = (
+        select(_ORDERS.c.id, seq)
+        .where(in_ids(_ORDERS.c.customer_id, "customers", dialect))
+        .subquery("ranked")
+    )
+    statement = (
+        update(_ORDERS)
+        .where(_ORDERS.c.id == ranked.c.id, _ORDERS.c.order_seq != ranked.c.seq)
+        .values(order_seq=ranked.c.seq)
+    )
+    for start in range(0, len(ids), RENUMBER_CUSTOMERS):
+        session.connection().execute(
+            statement, {"customers": ids[start : start + RENUMBER_CUSTOMERS]}
+        )
