@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     mapping = options.workdir / "mapping.yaml"
     print(f"database: {url.split('@')[-1]}")
     try:
-        for attempt in ("first import", "re-import (every row an update)"):
+        for attempt in ("first import", "the same export again (rows matched; only changed rows are written)"):
             print(attempt)
             for kind, file, rows in (
                 ("customers", "members.csv", options.customers),

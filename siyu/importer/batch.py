@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, Table, bindparam, select, update
+from sqlalchemy import ColumnElement, Table, select
 from sqlalchemy.orm import Session
 
 from siyu.preview.masking import mask_value
-from siyu.storage.bulk import insert_returning
-from siyu.storage.id_lists import Column, in_ids
+from siyu.storage.bulk import insert_many, insert_returning, update_many
+from siyu.storage.id_lists import Column, in_list, list_parameter
 from siyu.storage.models import Customer
 
 # Rows per batch: past about 2,000 a batch gains little (fewer statements) and holds more
@@ -79,10 +79,11 @@ def rows_where(
     if not keys:
         return []
     dialect = session.get_bind().dialect.name
-    query = select(*columns).where(in_ids(key, "keys", dialect))
+    query = select(*columns).where(in_list(key, "keys", dialect))
     if also is not None:
         query = query.where(also)
-    return [tuple(row) for row in session.execute(query, {"keys": keys})]
+    found = session.connection().execute(query, {"keys": list_parameter(keys, dialect)})
+    return [tuple(row) for row in found]
 
 
 def lookup(session: Session, key: Column, wanted: Iterable[Any], value: Column) -> dict[Any, Any]:
@@ -90,7 +91,7 @@ def lookup(session: Session, key: Column, wanted: Iterable[Any], value: Column) 
     return dict(rows_where(session, key, wanted, key, value))
 
 
-def insert_rows(
+def insert_new(
     session: Session, table: Table, rows: Sequence[dict[str, Any]], returning: Sequence[str]
 ) -> list[tuple[Any, ...]]:
     """Insert rows that the batch found absent; returns their `returning` columns. A row that
@@ -106,21 +107,21 @@ def insert_rows(
     return [tuple(row) for row in inserted]
 
 
+def insert_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert rows that the batch found absent and whose ids nobody needs back (COPY on
+    PostgreSQL); a conflict raises and stops the import."""
+    insert_many(session.connection(), table, rows)
+
+
 def update_rows(session: Session, table: Table, rows: Sequence[dict[str, Any]]) -> None:
     """UPDATE table SET ... WHERE id = row["id"], for rows that may differ in which columns
-    they set: one executemany per set of columns."""
+    they set: one statement per set of columns."""
     by_columns: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for row in rows:
-        columns = tuple(sorted(name for name in row if name != "id"))
-        if columns:
-            by_columns.setdefault(columns, []).append({f"_{k}": v for k, v in row.items()})
-    for columns, params in by_columns.items():
-        statement = (
-            update(table)
-            .where(table.c.id == bindparam("_id"))
-            .values({name: bindparam(f"_{name}") for name in columns})
-        )
-        session.connection().execute(statement, params)
+        by_columns.setdefault(tuple(sorted(row)), []).append(row)
+    for columns, same in by_columns.items():
+        if columns != ("id",):
+            update_many(session.connection(), table, same)
 
 
 def resolve_customers(target: Target, rows: list[Row]) -> None:

@@ -14,7 +14,14 @@ from typing import Any
 from sqlalchemy import Table, bindparam, delete
 from sqlalchemy.orm import Session
 
-from siyu.importer.batch import Row, Target, insert_rows, lookup, rows_where, update_rows
+from siyu.importer.batch import (
+    Row,
+    Target,
+    insert_new,
+    insert_rows,
+    rows_where,
+    update_rows,
+)
 from siyu.preview.masking import mask_value
 from siyu.storage.models import IDENTITY_KINDS, ChannelIdentity, Consent, Customer
 
@@ -34,23 +41,31 @@ Key = int | tuple[str, str]
 def load_customers(target: Target, rows: list[Row]) -> list[str | None]:
     """Check and write a batch; per row "inserted", "updated", or None (the row is bad)."""
     session, now = target.session, target.now
-    ids: dict[str, int] = lookup(
-        session,
-        Customer.external_id,
-        (r.values["external_id"] for r in rows if "external_id" in r.values),
-        Customer.id,
-    )
+    current = {
+        found[0]: (found[1], dict(zip(COLUMNS, found[2:], strict=True)))
+        for found in rows_where(
+            session,
+            Customer.external_id,
+            (r.values["external_id"] for r in rows if "external_id" in r.values),
+            Customer.external_id,
+            Customer.id,
+            *(_CUSTOMERS.c[name] for name in COLUMNS),
+        )
+    }
+    ids = {external_id: id_ for external_id, (id_, _) in current.items()}
     existing = set(ids)
     claims = _check_identities(session, rows, ids)
     good = [row for row in rows if not row.bad]
     new = [row for row in good if row.values["external_id"] not in ids]
     old = [row for row in good if row.values["external_id"] in ids]
     ids.update(_insert(session, new, now))
-    update_rows(
-        session,
-        _CUSTOMERS,
-        [{"id": ids[r.values["external_id"]], **_columns(r.values)} for r in old],
-    )
+    changed = []  # a re-import of a full export changes few customers: only those are written
+    for row in old:
+        id_, before = current[row.values["external_id"]]
+        wanted = _columns(row.values)
+        if any(before[name] != value for name, value in wanted.items()):
+            changed.append({"id": id_, **wanted})
+    update_rows(session, _CUSTOMERS, changed)
     _write_identities(session, claims, ids, {ids[r.values["external_id"]] for r in old})
     _write_consents(session, good, ids, now)
     return [
@@ -117,6 +132,8 @@ def _check_identities(
             continue
         for kind, value in named:
             previous = held.get((key, kind))
+            if previous == value:
+                continue  # held already: nothing to write
             if previous is not None:
                 owner[(kind, previous)] = None
             owner[(kind, value)] = key
@@ -140,7 +157,7 @@ def _insert(session: Session, rows: list[Row], now: datetime) -> dict[str, int]:
         }
         for r in rows
     ]
-    inserted = insert_rows(session, _CUSTOMERS, records, ("external_id", "id"))
+    inserted = insert_new(session, _CUSTOMERS, records, ("external_id", "id"))
     return {external_id: id_ for external_id, id_ in inserted}
 
 
@@ -170,7 +187,6 @@ def _write_identities(
         session,
         _IDENTITIES,
         [{"customer_id": c, "kind": k, "value": v} for (c, k), v in final.items()],
-        ("id",),
     )
 
 
@@ -207,7 +223,6 @@ def _write_consents(session: Session, rows: list[Row], ids: dict[str, int], now:
             for c, g in given.items()
             if c not in current
         ],
-        ("id",),
     )
     update_rows(
         session,

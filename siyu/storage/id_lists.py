@@ -10,9 +10,11 @@ is the same for every list, so both happen once. SQLite has no arrays: an expand
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import ColumnElement, any_, bindparam
+from sqlalchemy import ColumnElement, Select, any_, bindparam, func, literal_column, select
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import QueryableAttribute
 
@@ -24,3 +26,22 @@ def in_ids(column: Column, name: str, dialect: str) -> ColumnElement[bool]:
     if dialect == "postgresql":
         return column == any_(bindparam(name, type_=ARRAY(column.type)))
     return column.in_(bindparam(name, expanding=True))
+
+
+def in_list(column: Column, name: str, dialect: str) -> ColumnElement[bool]:
+    """`column` is one of a long list of any type bound to parameter `name` (give it
+    `list_parameter(values, dialect)`): PostgreSQL as in_ids; SQLite reads the list from one
+    JSON text (`IN (SELECT value FROM json_each(:name))`), so the statement's text is the same
+    for every list and SQLite's statement cache keeps it: an import's lookups of 2,000 keys
+    took half the time an expanding IN took (python -m bench.imports)."""
+    if dialect == "postgresql":
+        return in_ids(column, name, dialect)
+    values: Select[tuple[Any]] = select(literal_column("value")).select_from(
+        func.json_each(bindparam(name))
+    )
+    return column.in_(values.scalar_subquery())
+
+
+def list_parameter(values: Iterable[Any], dialect: str) -> Any:
+    """The value of an in_list() parameter."""
+    return list(values) if dialect == "postgresql" else json.dumps(list(values))
