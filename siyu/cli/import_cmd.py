@@ -70,7 +70,8 @@ def import_command(
         console.print(f"... and {len(result.bad) - show} more bad rows (--show 0 lists all)")
     console.print(
         f"{result.kind}: {result.rows} rows read, {result.inserted} added, "
-        f"{result.updated} updated, {len(result.bad)} bad (not loaded)",
+        f"{result.updated} updated, {result.unchanged} unchanged, "
+        f"{len(result.bad)} bad (not loaded)",
         markup=False,
         highlight=False,
     )

@@ -74,6 +74,7 @@ class ImportResult:
     rows: int = 0
     inserted: int = 0
     updated: int = 0
+    unchanged: int = 0  # matched a row already there, identical
     bad: list[tuple[str, str]] = field(default_factory=list)  # (line or "4-6", problems)
 
     def report(self) -> list[str]:
@@ -137,8 +138,10 @@ def import_csv(
                     rejected.add(row.raw)
                 elif outcome == "inserted":
                     result.inserted += 1
-                else:
+                elif outcome == "updated":
                     result.updated += 1
+                else:
+                    result.unchanged += 1
             batch.clear()
             keys.clear()
 

@@ -39,7 +39,8 @@ Key = int | tuple[str, str]
 
 
 def load_customers(target: Target, rows: list[Row]) -> list[str | None]:
-    """Check and write a batch; per row "inserted", "updated", or None (the row is bad)."""
+    """Check and write a batch; per row "inserted", "updated", "unchanged", or None (the row
+    is bad)."""
     session, now = target.session, target.now
     current = {
         found[0]: (found[1], dict(zip(COLUMNS, found[2:], strict=True)))
@@ -66,12 +67,19 @@ def load_customers(target: Target, rows: list[Row]) -> list[str | None]:
         if any(before[name] != value for name, value in wanted.items()):
             changed.append({"id": id_, **wanted})
     update_rows(session, _CUSTOMERS, changed)
-    _write_identities(session, claims, ids, {ids[r.values["external_id"]] for r in old})
-    _write_consents(session, good, ids, now)
-    return [
-        None if row.bad else "updated" if row.values["external_id"] in existing else "inserted"
-        for row in rows
-    ]
+    touched = {row["id"] for row in changed}
+    touched |= _write_identities(session, claims, ids, {ids[r.values["external_id"]] for r in old})
+    touched |= _write_consents(session, good, ids, now)
+    outcomes: list[str | None] = []
+    for row in rows:
+        external_id = row.values.get("external_id")
+        if row.bad:
+            outcomes.append(None)
+        elif external_id not in existing:
+            outcomes.append("inserted")
+        else:
+            outcomes.append("updated" if ids[external_id] in touched else "unchanged")
+    return outcomes
 
 
 def _columns(values: dict[str, Any]) -> dict[str, Any]:
@@ -166,11 +174,12 @@ def _write_identities(
     claims: list[tuple[Key, str, str]],
     ids: dict[str, int],
     known: set[int],
-) -> None:
+) -> set[int]:
     """Replace each claimed (customer, kind)'s identity; released values go first, so a
-    value one customer left and another took in the same batch moves."""
+    value one customer left and another took in the same batch moves. Returns the customers
+    whose identities changed."""
     if not claims:
-        return
+        return set()
     final: dict[tuple[int, str], str] = {}
     for key, kind, value in claims:
         customer = key if isinstance(key, int) else ids[key[1]]
@@ -188,15 +197,19 @@ def _write_identities(
         _IDENTITIES,
         [{"customer_id": c, "kind": k, "value": v} for (c, k), v in final.items()],
     )
+    return {customer for customer, _ in final}
 
 
-def _write_consents(session: Session, rows: list[Row], ids: dict[str, int], now: datetime) -> None:
-    """The marketing consent each row gives: a new row, or the changed ones updated."""
+def _write_consents(
+    session: Session, rows: list[Row], ids: dict[str, int], now: datetime
+) -> set[int]:
+    """The marketing consent each row gives: a new row, or the changed ones updated. Returns
+    the customers whose consent changed."""
     given = {
         ids[r.values["external_id"]]: r.values["consent"] for r in rows if "consent" in r.values
     }
     if not given:
-        return
+        return set()
     current = {
         customer: (id_, granted)
         for customer, id_, granted in rows_where(
@@ -233,3 +246,4 @@ def _write_consents(session: Session, rows: list[Row], ids: dict[str, int], now:
             if c in current and current[c][1] != g
         ],
     )
+    return {c for c, g in given.items() if c not in current or current[c][1] != g}

@@ -68,6 +68,7 @@ def sync_inbox(sessions: sessionmaker[Session], inbox: Path, day: date) -> SyncR
                 "rows": result.rows,
                 "inserted": result.inserted,
                 "updated": result.updated,
+                "unchanged": result.unchanged,
                 "bad": len(result.bad),
             }
         )

@@ -95,7 +95,7 @@ def test_an_unclosed_quote_is_one_bad_row_and_never_swallows_the_rows_after_it(
     ]
     loaded = names(sessions)
     assert loaded == {"C001": "王小明", "C002": "李雷", "C003": "韩梅梅"}
-    assert "4 rows read, 3 added, 0 updated, 1 bad" in result.output
+    assert "4 rows read, 3 added, 0 updated, 0 unchanged, 1 bad" in result.output
     assert not MOBILE.search(result.output)
     # the rejects file is the header and the bad line, byte for byte: fix it, import it
     rejects = (tmp_path / "customers.rejects.csv").read_text(encoding="utf-8")
@@ -552,7 +552,7 @@ def test_a_database_migrated_to_the_latest_revision_imports(
     upgrade(database_url)
     result = invoke(database_url, tmp_path, "customers", HEADER + "".join(GOOD))
     assert result.exit_code == 0, result.output
-    assert "3 rows read, 3 added, 0 updated, 0 bad" in result.output
+    assert "3 rows read, 3 added, 0 updated, 0 unchanged, 0 bad" in result.output
     assert not list(tmp_path.glob("*rejects*"))
 
 

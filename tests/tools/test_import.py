@@ -171,4 +171,4 @@ def test_the_command_prints_bad_rows_and_exits_2(
     assert result.exit_code == 2, result.output
     assert "c.csv:4: mobile 138****5678 already belongs" in result.output
     assert "13812345678" not in result.output
-    assert "5 rows read, 2 added, 0 updated, 3 bad" in result.output
+    assert "5 rows read, 2 added, 0 updated, 0 unchanged, 3 bad" in result.output

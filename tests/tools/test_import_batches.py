@@ -42,13 +42,13 @@ C5,戊,13800000005,也许,
 
 def load(
     sessions: sessionmaker[Session], tmp: Path, kind: str, body: str
-) -> tuple[list[str], tuple[int, int, int]]:
+) -> tuple[list[str], tuple[int, int, int, int]]:
     (tmp / "m.yaml").write_text(MAPPING, encoding="utf-8")
     (tmp / f"{kind}.csv").write_text(body, encoding="utf-8")
     with sessions() as session, session.begin():
         result = import_csv(session, tmp / f"{kind}.csv", load_mapping(tmp / "m.yaml", kind))
     bad = [line.removeprefix(f"{tmp}/") for line in result.report()]
-    return bad, (result.rows, result.inserted, result.updated)
+    return bad, (result.rows, result.inserted, result.updated, result.unchanged)
 
 
 def snapshot(sessions: sessionmaker[Session]) -> dict[str, Any]:
@@ -97,7 +97,7 @@ def test_customers_are_checked_in_file_order_across_batches(
         "customers.csv:6: mobile 138****0002 already belongs to another customer",
         "customers.csv:7: 营销同意: '也许' is not a yes/no (是/否, 1/0, yes/no)",
     ]
-    assert counts == (6, 3, 1)  # C1, C2, C3 added; C1 updated by its second row
+    assert counts == (6, 3, 1, 0)  # C1, C2, C3 added; C1 updated by its second row
     state = snapshot(sessions)
     assert [(e, n, c) for e, n, c in state["customers"]] == [
         ("C1", "甲", "南京"),
@@ -125,7 +125,7 @@ def test_orders_keep_their_sequence_and_a_repeated_order_updates(
     )
     bad, counts = load(sessions, tmp_path, "orders", orders)
     assert bad == ["orders.csv:4: unknown customer 'C***': import customers first"]
-    assert counts == (6, 4, 1)
+    assert counts == (6, 4, 1, 0)
     state = snapshot(sessions)
     seq = {o: s for o, _, s, _ in state["orders"]}
     assert seq == {"O3": 1, "O1": 2, "O4": 1, "O2": 2}
@@ -137,12 +137,12 @@ def test_orders_keep_their_sequence_and_a_repeated_order_updates(
         "orders",
         "订单号,会员编号,支付时间,实付金额\nO0,C1,2026/08/01 10:00,1\n",
     )
-    assert counts == (1, 1, 0)
+    assert counts == (1, 1, 0, 0)
     seq = {o: s for o, _, s, _ in snapshot(sessions)["orders"]}
     assert seq == {"O0": 1, "O3": 2, "O1": 3, "O4": 1, "O2": 2}
     before = snapshot(sessions)
     bad, counts = load(sessions, tmp_path, "orders", orders)
-    assert counts == (6, 0, 5)
+    assert counts == (6, 0, 2, 3)  # O1 changed twice (line 3, then back at line 6)
     assert snapshot(sessions) == before
 
 
@@ -174,6 +174,24 @@ def test_events_update_on_their_external_id(
         "E1,C2,coupon_claimed,2026-09-01T12:00:00+08:00\n"
     )
     bad, counts = load(sessions, tmp_path, "events", events)
-    assert (bad, counts) == ([], (3, 2, 1))
+    assert (bad, counts) == ([], (3, 2, 1, 0))
     names = {e: n for e, _, n in snapshot(sessions)["events"]}
     assert names == {"E1": "coupon_claimed", "E2": "browse"}
+    assert load(sessions, tmp_path, "events", events)[1] == (3, 0, 2, 1)  # E1 twice again
+
+
+def test_the_same_customers_again_are_unchanged_and_a_changed_consent_is_not(
+    sessions: sessionmaker[Session], tmp_path: Path, batch_rows: int
+) -> None:
+    good = CUSTOMERS.replace("C4,丁,13800000002,是,成都\n", "").replace(
+        "C5,戊,13800000005,也许,\n", ""
+    )
+    load(sessions, tmp_path, "customers", good)
+    again = load(sessions, tmp_path, "customers", good)
+    # C1's first row now names the mobile C3 took from C1: refused, as any row would be
+    assert again == (
+        ["customers.csv:2: mobile 138****0001 already belongs to another customer"],
+        (4, 0, 0, 3),
+    )
+    consent = good.replace("C2,乙,13800000002,否", "C2,乙,13800000002,是")
+    assert load(sessions, tmp_path, "customers", consent)[1] == (4, 0, 1, 2)
