@@ -4,9 +4,12 @@ history; tables of the outcome per step and per day, and an optional CSV of ever
 from __future__ import annotations
 
 import csv
+import errno
+import os
 import signal
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -30,6 +33,8 @@ from siyu.simulate.runner import SimulationReport, SimulationSettings, StepLedge
 from siyu.storage.models import DeliveryStatus
 
 if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
     from siyu.language.spec import JourneySpec
     from siyu.project import Project
 
@@ -89,6 +94,15 @@ def simulate_command(
             metavar="DIR",
         ),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            help="write siyu report's HTML page for the backtest here (with --compare, the "
+            "two versions side by side)",
+            show_default=False,
+            metavar="FILE",
+        ),
+    ] = None,
 ) -> None:
     """Backtest a journey on a copy of the database with a simulated clock; sends nothing.
 
@@ -117,11 +131,22 @@ def simulate_command(
         None if keep is None else keep / f"{spec.journey}{'-' if label else ''}{label}.db"
         for spec, label in zip(specs, labels, strict=True)
     ]
+    for output in (csv_out, html):  # refused before a long backtest, not after it
+        if output is not None and not output.parent.is_dir():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(output))
+    bodies: list[tuple[str, str]] = []  # (heading, HTML report body) per version
     # SIGTERM ends the command as Ctrl-C does, so the scratch copy is removed on the way out.
     previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
     try:
         reports = [
-            _backtest(project, spec, settings, f" ({label})" if label else "", keep_as)
+            _backtest(
+                project,
+                spec,
+                settings,
+                f" ({label})" if label else "",
+                keep_as,
+                _report_page(spec, settings, label, bodies) if html else None,
+            )
             for spec, label, keep_as in zip(specs, labels, keeps, strict=True)
         ]
     except Exception:
@@ -140,6 +165,8 @@ def simulate_command(
     if csv_out:
         write_csv(csv_out, reports)
         console.print(f"wrote {csv_out}")
+    if html:
+        _write_html(html, specs[0].journey, bodies)
     for path in (path for path in keeps if path is not None):
         console.print(
             f"kept the backtest's database: {path}\n  e.g. siyu summary {specs[0].journey} "
@@ -161,12 +188,45 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
     raise SystemExit(143)
 
 
+def _report_page(
+    spec: JourneySpec, settings: SimulationSettings, label: str, bodies: list[tuple[str, str]]
+) -> Callable[[Session], None]:
+    """Reads the HTML report's sections from a backtest's database, before it is removed."""
+    from siyu.reports.html_report import report_body
+
+    zone = ZoneInfo(spec.timezone)
+    subtitle = (
+        f"backtest from {settings.start.astimezone(zone):%Y-%m-%d %H:%M} to "
+        f"{settings.end.astimezone(zone):%Y-%m-%d %H:%M} ({spec.timezone}), a tick every "
+        f"{format_duration(settings.every)}; nothing was sent"
+    )
+    heading = f"{label}: {spec.journey} v{spec.version}" if label else ""
+
+    def read(session: Session) -> None:
+        ids = f"{label.lower()}-" if label else ""
+        bodies.append((heading, report_body(session, spec, subtitle, ids=ids)))
+
+    return read
+
+
+def _write_html(path: Path, journey: str, bodies: list[tuple[str, str]]) -> None:
+    from siyu.reports.html_report import html_page, side_by_side
+
+    if len(bodies) == 1:
+        page = html_page(f"{journey} backtest", f'<main id="report">{bodies[0][1]}</main>')
+    else:
+        page = side_by_side(f"{journey} backtest: two versions", bodies)
+    path.write_text(page, encoding="utf-8")  # an unwritable path: one line (siyu.cli.conventions)
+    console.print(f"wrote {path}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _backtest(
     project: Project,
     spec: JourneySpec,
     settings: SimulationSettings,
     label: str,
     keep_as: Path | None,
+    inspect: Callable[[Session], None] | None = None,
 ) -> SimulationReport:
     """One version's backtest behind a progress bar."""
     from siyu.language.channel_kinds import channel_kinds
@@ -200,6 +260,7 @@ def _backtest(
             tick,
             policies=project.policies(),
             keep=keep_as,
+            inspect=inspect,
         )
 
 

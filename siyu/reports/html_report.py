@@ -24,29 +24,55 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .6rem;border:
 text-align:right}th:first-child,td:first-child{text-align:left}.warn{color:#a15c00}
 .ok{color:#1d7a46}.muted{color:#777}figure{margin:1rem 0}
 """
+_SIDE_BY_SIDE_CSS = """
+body{max-width:none;margin:1rem}#compare{display:grid;grid-template-columns:1fr 1fr;gap:2rem}
+.version{min-width:0;overflow-x:auto}.label{font-weight:bold;font-size:1.1rem}
+"""
 
 
 def render_report(session: Session, spec: JourneySpec, now: datetime) -> str:
+    body = report_body(session, spec, f"generated {now.isoformat()}")
+    return html_page(f"{spec.journey} report", f'<main id="report">{body}</main>')
+
+
+def report_body(session: Session, spec: JourneySpec, subtitle: str, ids: str = "") -> str:
+    """The report's sections for one journey's ledger; `ids` prefixes the element ids, so
+    two reports can share a page."""
     funnel = build_funnel(session, spec)
     experiments = experiment_results(session, spec)
     sections = [
         f"<h1>{escape(spec.journey)}</h1>",
-        f'<p class="muted">{escape(spec.description)} — generated {now.isoformat()}</p>',
+        f'<p class="muted">{escape(spec.description)} — {escape(subtitle)}</p>',
         _headline(funnel),
         "<h2>Funnel</h2>",
-        _funnel_section(funnel),
+        _funnel_section(funnel, ids),
         "<h2>Daily sends by channel</h2>",
-        _daily_sends(funnel),
+        _daily_sends(funnel, ids),
         "<h2>Conversion over time</h2>",
         _conversion(funnel),
         "<h2>Experiments</h2>",
-        _experiments(experiments),
+        _experiments(experiments, ids),
         *_held_for_a_person(session, spec),
     ]
+    return "".join(sections)
+
+
+def side_by_side(title: str, columns: list[tuple[str, str]]) -> str:
+    """Reports next to each other (a backtest's two versions): (heading, report_body)."""
+    cells = "".join(
+        f'<section class="version" id="version-{n}"><p class="label">{escape(heading)}</p>'
+        f"{body}</section>"
+        for n, (heading, body) in enumerate(columns, start=1)
+    )
+    return html_page(title, f'<main id="compare">{cells}</main>', wide=True)
+
+
+def html_page(title: str, main: str, wide: bool = False) -> str:
+    css = _CSS + (_SIDE_BY_SIDE_CSS if wide else "")
     return (
         '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8">'
-        f"<title>{escape(spec.journey)} report</title><style>{_CSS}</style></head>"
-        f'<body><main id="report">{"".join(sections)}</main></body></html>\n'
+        f"<title>{escape(title)}</title><style>{css}</style></head>"
+        f"<body>{main}</body></html>\n"
     )
 
 
@@ -86,7 +112,7 @@ def _headline(funnel: Funnel) -> str:
     )
 
 
-def _funnel_section(funnel: Funnel) -> str:
+def _funnel_section(funnel: Funnel, ids: str = "") -> str:
     parts = []
     header = "<tr><th>step</th><th>variant</th>" + "".join(
         f"<th>{h}</th>"
@@ -118,10 +144,10 @@ def _funnel_section(funnel: Funnel) -> str:
         if reasons:
             rows.append(f'<tr><td></td><td colspan="9" class="muted">skipped: {reasons}</td></tr>')
     figures = "".join(f"<figure>{chart}</figure>" for chart in parts)
-    return f'<table id="funnel">{"".join(rows)}</table>{figures}'
+    return f'<table id="{ids}funnel">{"".join(rows)}</table>{figures}'
 
 
-def _daily_sends(funnel: Funnel) -> str:
+def _daily_sends(funnel: Funnel, ids: str = "") -> str:
     channels = sorted({c for day in funnel.days for c in day.sent_by_channel})
     if not channels:
         return '<p class="muted">nothing sent yet</p>'
@@ -138,7 +164,7 @@ def _daily_sends(funnel: Funnel) -> str:
     ]
     return (
         f"<figure>{line_chart('messages sent per day', labels, series)}</figure>"
-        f'<details><summary>sent per day and step</summary><table id="daily">{head}'
+        f'<details><summary>sent per day and step</summary><table id="{ids}daily">{head}'
         f"{''.join(rows)}</table></details>"
     )
 
@@ -163,7 +189,7 @@ def _conversion(funnel: Funnel) -> str:
     return f"<figure>{chart}</figure>"
 
 
-def _experiments(experiments: list[Experiment]) -> str:
+def _experiments(experiments: list[Experiment], ids: str = "") -> str:
     if not experiments:
         return '<p class="muted">no holdout or variants (or no goal) in this journey</p>'
     rows = [
@@ -191,4 +217,4 @@ def _experiments(experiments: list[Experiment]) -> str:
             if e.comparison.test != "none" or e.comparison.control.n
         ],
     )
-    return f'<table id="experiments">{"".join(rows)}</table><figure>{chart}</figure>'
+    return f'<table id="{ids}experiments">{"".join(rows)}</table><figure>{chart}</figure>'

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import event, func, select
+from sqlalchemy.orm import Session
 
 from siyu.engine.context import EngineContext
 from siyu.engine.receipts import StepCounts
@@ -175,12 +176,14 @@ def simulate(
     workdir: Path | None = None,
     policies: Policies | None = None,
     keep: Path | None = None,
+    inspect: Callable[[Session], None] | None = None,
 ) -> SimulationReport:
     """Replay `spec` over a scratch copy of the database. `policies`: the project's contact
     pressure (policies.yaml's caps and fatigue, each channel's platform quota), which the
     live journey obeys and so the backtest does too (Project.policies()). `keep`: where to
     leave the copy afterwards (siyu explain, report and summary read it), instead of
-    deleting it."""
+    deleting it. `inspect`: called with a session on the copy once the run is over (the
+    HTML report reads its ledger there)."""
     with tempfile.TemporaryDirectory(prefix="siyu-simulate-", dir=workdir) as tmp:
         scratch = Path(tmp) / "scratch.db"
         engine = make_engine(copy_database(database_url, scratch))
@@ -188,6 +191,9 @@ def simulate(
         add_missing_indexes(engine)
         try:
             report = _run(spec, engine, templates_dir, channel_kinds, settings, progress, policies)
+            if inspect is not None:
+                with make_sessionmaker(engine)() as session:
+                    inspect(session)
         finally:
             engine.dispose()
         if keep is not None:

@@ -640,6 +640,16 @@ OUTPUTS: dict[str, list[str]] = {
         "--csv",
         "MISSING/s.csv",
     ],
+    "simulate-html": [
+        "simulate",
+        JOURNEY,
+        "--start",
+        "2026-09-01",
+        "--days",
+        "1",
+        "--html",
+        "MISSING/s.html",
+    ],
 }
 
 

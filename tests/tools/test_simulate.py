@@ -177,6 +177,58 @@ def test_keep_leaves_the_backtests_database_for_summary_and_explain(
         assert session.scalar(select(func.count()).select_from(Enrollment)) == 0
 
 
+def test_the_html_report_of_a_backtest_shows_two_versions_side_by_side(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    """`--html` writes siyu report's page for the backtest; with --compare the two versions'
+    reports stand next to each other, each with the counts of its own backtest."""
+    import re
+
+    from typer.testing import CliRunner
+
+    from siyu.cli.main import app
+    from tests.browser import run_chromium
+    from tests.project_copy import copy_project
+
+    history(shop)
+    project = copy_project(tmp_path / "project", ["journeys", "templates", "channels.yaml"])
+    text = (project / "journeys" / "first_purchase.yaml").read_text(encoding="utf-8")
+    night = project / "night.yaml"  # day-3 care at 20:00: quiet hours, then expired
+    night.write_text(
+        text.replace("at: 1d\n", "at: 10h\n").replace("within: 3d", "within: 11h"),
+        encoding="utf-8",
+    )
+    page = tmp_path / "backtest.html"
+    env = {"SIYU_PROJECT_DIR": str(project), "SIYU_DATABASE_URL": str(sessions.kw["bind"].url)}
+    done = CliRunner().invoke(
+        app,
+        ["simulate", "first-purchase-care", "--compare", str(night), "--start",
+         local(0, 9).isoformat(), "--days", "4", "--html", str(page)],
+        env={**env, "COLUMNS": "200"},
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    assert f"wrote {page}" in done.stdout
+    html = page.read_text(encoding="utf-8")
+    assert "<script" not in html and "http" not in html.replace('xmlns="http://www.w3.org', "")
+    a, b = html.split('id="version-2"')
+    assert "A: first-purchase-care" in a and "B: first-purchase-care" in b
+    assert "a tick every 1h; nothing was sent" in a
+
+    def funnel_row(half: str, step: str) -> list[int]:
+        row = re.search(rf"<tr><td>{step}</td><td>all</td>(.*?)</tr>", half)
+        assert row is not None, step
+        return [int(n) for n in re.findall(r"<td>(\d+)</td>", row.group(1))]
+
+    # due, sent, ... per the funnel's columns: A sends day-3 care to the two with consent
+    assert funnel_row(a, "day3-care")[:2] == [3, 2]
+    assert funnel_row(b, "day3-care")[:2] == [3, 0]
+    ids = re.findall(r' id="([^"]+)"', html)
+    assert len(ids) == len(set(ids))  # two reports, no element id twice
+    profile = tmp_path / "chromium-profile"
+    dom = run_chromium(profile, "--dump-dom", page.as_uri())
+    assert dom.count('class="version"') == 2 and "day3-care" in dom
+
+
 def test_sigterm_removes_the_scratch_copy(
     sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
 ) -> None:
