@@ -10,12 +10,13 @@ import signal
 import threading
 from collections import Counter
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 from zoneinfo import ZoneInfo
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -277,48 +278,110 @@ def print_report(report: SimulationReport, label: str, show_days: int) -> None:
         f"enrolled {enrolled}, exited {report.enrollments['exited']}, completed "
         f"{report.enrollments['completed']}, goal reached {report.enrollments['goal_reached']}"
     )
-    steps = Table(title="per step (from the ledger)")
-    for column in ("step", "due", "sent", "deferred", "failed", "quota hits", "skipped (why)"):
-        steps.add_column(column, justify="left" if column in ("step", "skipped (why)") else "right")
+    console.print("\n[bold]per step[/bold] (from the ledger)")
+    console.print(_steps_table(report))
+    for line in _skip_reasons(report):
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
+    ordered = sorted(report.days)
+    shown = ordered if show_days == 0 else ordered[:show_days]
+    console.print(
+        f"\n[bold]per day[/bold] ({report.timezone}): the messages due and what became of them"
+    )
+    console.print(_days_table(report, shown))
+    if report.volume:
+        console.print("\n[bold]per day[/bold]: messages handed to each channel")
+        console.print(_volume_table(report, shown))
+    if show_days and len(ordered) > show_days:
+        console.print(f"first {show_days} of {len(ordered)} days; --show-days 0 for all")
+    channels = sorted(report.volume)
+    volume = ", ".join(f"{c} {sum(report.volume[c].values())}" for c in channels) or "none"
+    console.print(
+        f"expected message volume per channel: {volume}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+# The tables fit 80 columns, a terminal's or a pipe's (rich's width there): nothing is cut
+# (tests/tools/test_simulate.py). Skip reasons go on lines of their own under the table.
+
+
+def _steps_table(report: SimulationReport) -> Table:
+    steps = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+    steps.add_column("step")
+    for column in ("due", "sent", "deferred", "failed", "quota hits", "skipped"):
+        steps.add_column(column, justify="right")
     for step_id, ledger in report.steps.items():
-        skipped = ", ".join(
-            f"{why} {n}" for why, n in ledger.reasons(DeliveryStatus.SKIPPED) if why is not None
-        )
         steps.add_row(
             step_id,
-            str(ledger.total()),
-            str(ledger.total(DeliveryStatus.SENT, DeliveryStatus.PENDING)),
-            str(ledger.total(DeliveryStatus.DEFERRED)),
-            str(ledger.total(DeliveryStatus.FAILED)),
-            str(report.quota_hits(step_id)),
-            skipped or "-",
+            f"{ledger.total():,}",
+            f"{ledger.total(DeliveryStatus.SENT, DeliveryStatus.PENDING):,}",
+            f"{ledger.total(DeliveryStatus.DEFERRED):,}",
+            f"{ledger.total(DeliveryStatus.FAILED):,}",
+            f"{report.quota_hits(step_id):,}",
+            f"{ledger.total(DeliveryStatus.SKIPPED):,}",
         )
-    console.print(steps)
-    channels = sorted(report.volume)
-    days = Table(title="per day (tick outcomes; volume = messages handed to each channel)")
-    for column in ("day", "enrolled", "exited", "goal", "due", *STATUSES, *channels):
-        days.add_column(column, justify="left" if column == "day" else "right")
-    ordered = sorted(report.days)
-    for day in ordered if show_days == 0 else ordered[:show_days]:
+    return steps
+
+
+def _skip_reasons(report: SimulationReport) -> list[str]:
+    lines = []
+    for step_id, ledger in report.steps.items():
+        reasons = ", ".join(
+            f"{why} {n:,}" for why, n in ledger.reasons(DeliveryStatus.SKIPPED) if why is not None
+        )
+        if reasons:
+            lines.append(f"  {step_id} skipped: {reasons}")
+    return lines
+
+
+def _days_table(report: SimulationReport, days: list[date]) -> Table:
+    """A day's enrollments and the outcomes of the messages its ticks handled (`due`, split
+    by status), in the journey's zone."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
+    for column in ("day", "enrolled", "exited", "goal", "due", *STATUSES):
+        table.add_column(str(column), justify="left" if column == "day" else "right")
+    for day in days:
         counts = report.days[day]
-        days.add_row(
+        table.add_row(
             day.isoformat(),
-            str(counts["enrolled"]),
-            str(counts["exited"]),
-            str(counts["goal_reached"]),
-            str(report.day_total(day)),
-            *(str(report.day_total(day, status)) for status in STATUSES),
-            *(str(report.volume[c][day]) for c in channels),
+            f"{counts['enrolled']:,}",
+            f"{counts['exited']:,}",
+            f"{counts['goal_reached']:,}",
+            f"{report.day_total(day):,}",
+            *(f"{report.day_total(day, status):,}" for status in STATUSES),
         )
-    if show_days and len(ordered) > show_days:
-        days.caption = f"first {show_days} of {len(ordered)} days; --show-days 0 for all"
-    console.print(days)
-    volume = ", ".join(f"{c} {sum(report.volume[c].values())}" for c in channels) or "none"
-    console.print(f"expected message volume per channel: {volume}")
+    return table
+
+
+def _volume_table(report: SimulationReport, days: list[date]) -> Table:
+    """The messages handed to each channel per day (a column per channel)."""
+    channels = sorted(report.volume)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
+    table.add_column("day")
+    for channel in channels:
+        table.add_column(channel, justify="right")
+    for day in days:
+        table.add_row(day.isoformat(), *(f"{report.volume[c][day]:,}" for c in channels))
+    return table
 
 
 def compare_table(a: SimulationReport, b: SimulationReport) -> Table:
-    table = Table(title=f"A: {a.journey} vs B: {b.journey}")
+    table = Table(
+        title=f"A: {a.journey} vs B: {b.journey}",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+        show_edge=False,
+    )
     for column in ("measure", "A", "B", "B − A"):
         table.add_column(column, justify="left" if column == "measure" else "right")
 

@@ -229,6 +229,35 @@ def test_the_html_report_of_a_backtest_shows_two_versions_side_by_side(
     assert dom.count('class="version"') == 2 and "day3-care" in dom
 
 
+def test_the_output_reads_whole_at_80_columns(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    """A terminal or a pipe of 80 columns (rich's width for a pipe): no step name, date,
+    count or reason is cut."""
+    from typer.testing import CliRunner
+
+    from siyu.cli.main import app
+
+    history(shop)
+    env = {"SIYU_PROJECT_DIR": str(ROOT), "SIYU_DATABASE_URL": str(sessions.kw["bind"].url)}
+    done = CliRunner().invoke(
+        app,
+        ["simulate", "first-purchase-care", "--compare", "first-purchase-care", "--start",
+         local(0, 9).isoformat(), "--days", "16"],
+        env={**env, "COLUMNS": "80"},
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    out = done.stdout
+    assert "…" not in out
+    for step in ("join-group", "day3-care", "day7-content", "day14-repurchase"):
+        assert f"\n{step} " in out
+    day0 = local(0, 9).date().isoformat()
+    assert f"\n{day0} " in out
+    assert "day3-care skipped: no_consent:marketing 1" in out
+    tables = [line for line in out.splitlines() if "─" in line or line.startswith("20")]
+    assert tables and max(len(line) for line in tables) <= 80
+
+
 def test_sigterm_removes_the_scratch_copy(
     sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
 ) -> None:
