@@ -4,7 +4,7 @@ the test suite):
     python -m bench.run --customers 200000 --due 20000
     python -m bench.run --database-url postgresql+psycopg://... --runner processes
     python -m bench.run --runner dask [--dask-address tcp://127.0.0.1:8786]
-    python -m bench.run --customers 50000 --due 5000 --repeat 1   # the small form
+    python -m bench.run --customers 50000 --due 5000 --repeat 1 --check   # the small form
 
 It times what a deployment runs (`bench.step` times the engine's send step alone): one
 `journey_tick` flow run (every phase as a Prefect task, the step's partitions mapped on
@@ -17,6 +17,9 @@ message is counted once at the sandbox. Prints each run's rate, its phases' seco
 Prefect's task runs) and the median; then, on the same database and Prefect API, `--idle`
 flow runs of the same tick once nothing is left due (their median), and the naive way, one
 Prefect task per message on `--naive` customers of another journey, with the ratio.
+
+CI runs the small form on PostgreSQL after the suite (.ci/run): its figures are for comparing
+runs; `--check` fails it when a message was not delivered exactly once, never on a time.
 """
 
 from __future__ import annotations
@@ -64,6 +67,12 @@ def main(argv: list[str] | None = None) -> None:
         default=0,
         help="PostgreSQL with pg_stat_statements loaded: print the N statements that took the "
         "server longest in the last run, with calls and time per message",
+    )
+    parser.add_argument(
+        "--check",
+        action="store_true",
+        help="exit 1 when a run did not deliver every due message exactly once (CI's small "
+        "form: it prints figures and fails on a wrong result, never on a time)",
     )
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/siyu-flow-tick"))
     args = parser.parse_args(argv)
@@ -130,7 +139,10 @@ def main(argv: list[str] | None = None) -> None:
                 f"run {run + 1}: {sent:,} sent in {seconds:.1f} s through journey_tick "
                 f"({args.partitions} partitions in {mode}): {sent / seconds:,.0f} msg/s"
             )
-            print(f"  exactly once at the sandbox: {_exactly_once(sandbox, 'sms', args.due)}")
+            verdict = _exactly_once(sandbox, "sms", args.due)
+            print(f"  exactly once at the sandbox: {verdict}")
+            if args.check and (not verdict.startswith("yes") or sent != args.due):
+                raise SystemExit(f"run {run + 1}: {sent:,} sent of {args.due:,} due; {verdict}")
             print("  phases (Prefect task runs, seconds): " + _phases(state))
         rate = statistics.median(rates)
         print(f"median of {len(rates)}: {rate:,.0f} msg/s")
