@@ -243,7 +243,7 @@ def test_the_output_reads_whole_at_80_columns(
     done = CliRunner().invoke(
         app,
         ["simulate", "first-purchase-care", "--compare", "first-purchase-care", "--start",
-         local(0, 9).isoformat(), "--days", "16"],
+         local(0, 9).isoformat(), "--days", "8", "--every", "3h"],
         env={**env, "COLUMNS": "80"},
     )  # fmt: skip
     assert done.exit_code == 0, done.output
