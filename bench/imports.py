@@ -48,8 +48,11 @@ CITIES = ("上海", "北京", "杭州", "成都", "广州", "深圳")
 CATEGORIES = ("护肤", "彩妆", "香氛", "个护")
 
 
-def write_export(directory: Path, customers: int, orders: int, seed: int = 7) -> None:
-    """members.csv, orders.csv and mapping.yaml; row 3 of each file is bad."""
+def write_export(
+    directory: Path, customers: int, orders: int, in_time_order: bool, seed: int = 7
+) -> None:
+    """members.csv, orders.csv and mapping.yaml; row 3 of each file is bad. Orders in random
+    order of payment, or in payment order (as a CRM's export usually is)."""
     rng = random.Random(seed)
     start = datetime(2025, 1, 1, 9, 0)
     with (directory / "members.csv").open("w", newline="", encoding="utf-8") as handle:
@@ -74,8 +77,11 @@ def write_export(directory: Path, customers: int, orders: int, seed: int = 7) ->
     with (directory / "orders.csv").open("w", newline="", encoding="utf-8") as handle:
         out = csv.writer(handle)
         out.writerow(["订单号", "会员编号", "支付时间", "实付金额", "品类", "门店"])
-        for n in range(orders):
-            paid = start + timedelta(minutes=rng.randrange(700_000))
+        minutes = [rng.randrange(700_000) for _ in range(orders)]
+        if in_time_order:
+            minutes.sort()
+        for n, minute in enumerate(minutes):
+            paid = start + timedelta(minutes=minute)
             out.writerow(
                 [
                     f"SO{n:010d}",
@@ -134,17 +140,25 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.imports")
     parser.add_argument("--customers", type=int, default=100_000)
     parser.add_argument("--orders", type=int, default=300_000)
+    parser.add_argument(
+        "--in-time-order",
+        action="store_true",
+        help="orders in payment order, as a CRM's export usually is (default: random order)",
+    )
     parser.add_argument("--database-url", help="default: a SQLite file in --workdir")
     parser.add_argument("--workdir", type=Path, default=Path("var/bench-imports"))
     options = parser.parse_args(argv)
     options.workdir.mkdir(parents=True, exist_ok=True)
-    write_export(options.workdir, options.customers, options.orders)
+    write_export(options.workdir, options.customers, options.orders, options.in_time_order)
     url, schema = fresh_database(options.database_url, options.workdir)
     environment = {**os.environ, "SIYU_DATABASE_URL": url}
     mapping = options.workdir / "mapping.yaml"
     print(f"database: {url.split('@')[-1]}")
     try:
-        for attempt in ("first import", "the same export again (rows matched; only changed rows are written)"):
+        for attempt in (
+            "first import",
+            "the same export again (rows matched; only changed rows are written)",
+        ):
             print(attempt)
             for kind, file, rows in (
                 ("customers", "members.csv", options.customers),

@@ -6,6 +6,7 @@ whole file, every customer whose orders changed gets order_seq renumbered by pay
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Table, func, select, update
@@ -95,6 +96,8 @@ def _upsert(
             continue
         if table is _ORDERS:  # a new, moved or re-timed order changes its customers' order_seq
             target.customers_changed.update(moved)
+    if table is _ORDERS:
+        inserts = _numbered_in_time_order(target, inserts)
     insert_rows(target.session, table, inserts)
     update_rows(target.session, table, updates)
     return [
@@ -107,6 +110,36 @@ def _upsert(
         else "updated"
         for row in rows
     ]
+
+
+def _numbered_in_time_order(target: Target, inserts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The batch's new orders in payment order, each with the order_seq it has if it is its
+    customer's latest so far (a CRM export is usually in time order): renumbering then finds
+    nothing to change, where an UPDATE of every fresh order cost a PostgreSQL import 7.5 s
+    per 200,000 (python -m bench.imports). An order paid before one already there gets 0,
+    for the renumbering to set."""
+    if not inserts:
+        return inserts
+    dialect = target.session.get_bind().dialect.name
+    latest: dict[int, tuple[int, datetime]] = {
+        customer: (count, last)
+        for customer, count, last in target.session.execute(
+            select(_ORDERS.c.customer_id, func.count(), func.max(_ORDERS.c.paid_at))
+            .where(in_ids(_ORDERS.c.customer_id, "customers", dialect))
+            .group_by(_ORDERS.c.customer_id),
+            {"customers": list({row["customer_id"] for row in inserts})},
+        )
+    }
+    ordered = sorted(inserts, key=lambda row: row["paid_at"])  # ids follow this order
+    for row in ordered:
+        customer, paid = row["customer_id"], row["paid_at"]
+        count, last = latest.get(customer, (0, paid))
+        if paid >= last:  # a tie comes after: renumbering orders by (paid_at, id)
+            row["order_seq"] = count + 1
+            latest[customer] = (count + 1, paid)
+        else:
+            row["order_seq"] = 0
+    return ordered
 
 
 def renumber_orders(target: Target) -> None:

@@ -195,3 +195,39 @@ def test_the_same_customers_again_are_unchanged_and_a_changed_consent_is_not(
     )
     consent = good.replace("C2,乙,13800000002,否", "C2,乙,13800000002,是")
     assert load(sessions, tmp_path, "customers", consent)[1] == (4, 0, 1, 2)
+
+
+def test_orders_in_time_order_are_numbered_as_they_are_inserted(
+    sessions: sessionmaker[Session], tmp_path: Path, batch_rows: int
+) -> None:
+    """A CRM export in payment order: each new order gets its final order_seq at insert, and
+    the renumbering at the end changes no row (an UPDATE of every fresh order was the
+    dearest part of a PostgreSQL import); an older order arriving later is renumbered."""
+    from sqlalchemy import event
+
+    load(sessions, tmp_path, "customers", CUSTOMERS)
+    head = "订单号,会员编号,支付时间,实付金额\n"
+    sorted_orders = head + "".join(
+        f"O{n},{'C1' if n % 3 else 'C2'},2026/09/{n + 1:02d} 10:00,{n}\n" for n in range(9)
+    )
+    engine = sessions.kw["bind"]
+    renumbered: list[int] = []
+
+    def count(_c: Any, cursor: Any, statement: str, *_: Any) -> None:
+        if statement.lstrip().upper().startswith("UPDATE ORDERS"):
+            renumbered.append(cursor.rowcount)
+
+    event.listen(engine, "after_cursor_execute", count)
+    try:
+        load(sessions, tmp_path, "orders", sorted_orders)
+        assert renumbered and sum(renumbered) == 0
+        renumbered.clear()
+        load(sessions, tmp_path, "orders", head + "O9,C1,2026/08/01 10:00,1\n")  # older
+    finally:
+        event.remove(engine, "after_cursor_execute", count)
+    assert sum(renumbered) == 7  # C1's six orders move up one, the old one becomes 1
+    seq = {o: s for o, _, s, _ in snapshot(sessions)["orders"]}
+    assert seq == {
+        "O9": 1, "O1": 2, "O2": 3, "O4": 4, "O5": 5, "O7": 6, "O8": 7,
+        "O0": 1, "O3": 2, "O6": 3,
+    }  # fmt: skip
