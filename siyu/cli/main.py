@@ -387,6 +387,7 @@ def _register_tools() -> None:
     from siyu.cli.import_cmd import import_command
     from siyu.cli.preview_cmd import preview_command
     from siyu.cli.simulate_cmd import simulate_command
+    from siyu.cli.studio_cmd import studio_command
     from siyu.cli.watchdog_cmd import watchdog_command
 
     app.command("preview")(preview_command)
@@ -396,6 +397,7 @@ def _register_tools() -> None:
     app.command("import")(cli_command(database=True, tables=True)(import_command))
     app.command("deploy")(deploy_command)
     app.command("watchdog")(watchdog_command)
+    app.command("studio")(studio_command)
     _register_measure()
 
 

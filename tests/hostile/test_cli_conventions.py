@@ -94,6 +94,7 @@ DATABASE_COMMANDS = {
     ("clicks", "sync"),
     ("segments", "refresh"),
     ("alerts", "follow-ups"),
+    ("studio",),  # reads the ledger's figures; a server, so not in DATABASE_RUNS
 }
 NO_DATABASE = {
     ("validate",),

@@ -1,0 +1,142 @@
+"""`siyu studio` (first slice, read-only): the journeys at a glance with the ledger's figures,
+and a journey's page with its picture, per-step figures and its file with each problem marked
+on its line, served on 127.0.0.1 and looked at in headless Chromium. Nothing else is served:
+a request names a journey file only as journeys/ lists it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
+
+from siyu.cli.main import app
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
+from siyu.project import Project
+from tests.browser import run_chromium
+from tests.conftest import Shop, local
+from tests.project_copy import copy_project
+from tests.recording_channel import recording_channels
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = copy_project(tmp_path / "brand", ["journeys", "templates", "channels.yaml"])
+    good = (root / "journeys" / "first_purchase.yaml").read_text(encoding="utf-8")
+    # a marketer's typo: the channel of the day-7 step misspelt
+    (root / "journeys" / "typo.yaml").write_text(
+        good.replace("journey: first-purchase-care", "journey: typo-care").replace(
+            "send: service_account", "send: service_acount"
+        ),
+        encoding="utf-8",
+    )
+    return root
+
+
+@pytest.fixture
+def studio(project: Path, sessions: sessionmaker[Session], shop: Shop) -> Iterator[str]:
+    """The studio on a free port over a database where the first-purchase journey ran."""
+    spec = Project.find(project).journey("first-purchase-care")
+    buyers = [shop.customer(f"顾客{n}") for n in range(4)]
+    for buyer in buyers:
+        shop.order(buyer, local(0, 13), seq=1)  # after the first tick switched it on
+    ctx = EngineContext(sessions, project / "templates", dict(recording_channels()))  # type: ignore[arg-type]
+    for day in (0, 1, 2):
+        run_tick(ctx, spec, local(day, 12))
+    port = _free_port()
+    env = {
+        **os.environ,
+        "SIYU_PROJECT_DIR": str(project),
+        "SIYU_DATABASE_URL": str(sessions.kw["bind"].url),
+    }
+    siyu = Path(sys.executable).with_name("siyu")
+    process = subprocess.Popen(
+        [str(siyu), "studio", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(base + "/", timeout=5)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stdout.read() if process.stdout else ""
+                assert time.monotonic() < deadline, "the studio did not start"
+                time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_journeys_at_a_glance_with_their_figures(studio: str) -> None:
+    page = httpx.get(studio + "/?lang=en", timeout=30)
+    assert page.status_code == 200
+    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    html = page.text
+    assert "<script" not in html
+    row = html.split('id="file-first_purchase"')[1].split("</tr>")[0]
+    assert ">valid<" in row and "first-purchase-care" in row
+    # four buyers enrolled; join-group and day-3 care sent to each one reachable on WeCom
+    assert '<td class="n">4</td>' in row
+    typo = html.split('id="file-typo"')[1].split("</tr>")[0]
+    assert "1 problem(s)" in typo
+    assert ">旅程<" in httpx.get(studio + "/", timeout=30).text  # Chinese first
+
+
+def test_a_journeys_page_marks_the_problem_on_its_line_in_a_real_browser(
+    studio: str, tmp_path: Path
+) -> None:
+    profile = tmp_path / "chromium-profile"
+    dom = run_chromium(profile, "--dump-dom", f"{studio}/journeys/typo?lang=en")
+    assert 'id="status"' in dom and "1 problem(s)" in dom
+    marked = dom.split('<span class="line problem"')[1:]
+    assert len(marked) == 1 and "service_acount" in marked[0].split("</span>")[1]
+    assert "did you mean 'service_account'" in dom
+    good = run_chromium(profile, "--dump-dom", f"{studio}/journeys/first_purchase?lang=en")
+    assert '<figure id="picture"><svg' in good
+    steps = good.split('id="steps"')[1].split("</table>")[0]
+    assert "join-group" in steps and "day14-repurchase" in steps
+
+
+def test_nothing_but_the_listed_journey_files_is_served(studio: str) -> None:
+    for path in ("/journeys/..%2F..%2Fchannels", "/journeys/nope", "/etc/passwd", "/journeys/"):
+        assert httpx.get(studio + path, timeout=30).status_code == 404, path
+
+
+def test_the_studio_serves_only_this_machine_and_creates_no_database(
+    project: Path, tmp_path: Path
+) -> None:
+    missing = tmp_path / "none" / "siyu.db"
+    result = CliRunner().invoke(
+        app,
+        ["studio", "--host", "0.0.0.0", "--database", f"sqlite:///{missing}"],
+        env={"SIYU_PROJECT_DIR": str(project)},
+    )
+    assert result.exit_code == 1
+    assert "serves only this machine" in result.output
+    from siyu.studio.overview import journey_files
+
+    files = journey_files(Project.find(project), f"sqlite:///{missing}")
+    assert {f.key for f in files} >= {"first_purchase", "typo"}
+    assert all(f.figures is None for f in files) and not missing.parent.exists()
