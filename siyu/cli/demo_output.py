@@ -4,6 +4,7 @@ project's root, without an activated virtual environment."""
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 from collections.abc import Callable, Iterator
@@ -99,6 +100,25 @@ class Pointer:
     command: list[str]  # runs as printed from the project's folder
 
 
+DEMO_PREFECT_HOME = str(Path("var") / "prefect-home")
+
+
+def use_demo_prefect_home() -> None:
+    """Prefect's local API keeps its database in PREFECT_HOME: the demo's own under var/, not
+    the user's ~/.prefect, which may hold a server's deployments and automations (one left
+    there made Prefect's SQLite lock up and doubled the demo's ticks). A home or a server the
+    user chose is kept."""
+    if not os.environ.get("PREFECT_HOME") and not os.environ.get("PREFECT_API_URL"):
+        os.environ["PREFECT_HOME"] = DEMO_PREFECT_HOME
+
+
+def _prefect_home() -> list[str]:
+    """The demo's own Prefect home, as the variable that points `prefect server start` at
+    the demo's runs; nothing when the user chose the home."""
+    home = os.environ.get("PREFECT_HOME", "")
+    return [f"PREFECT_HOME={home}"] if home == DEMO_PREFECT_HOME else []
+
+
 def pointers(settings: DemoSettings, result: DemoResult) -> list[Pointer]:
     """Where to look next: each a command that runs as printed from the project's folder."""
     siyu = _venv_bin("siyu")
@@ -122,7 +142,7 @@ def pointers(settings: DemoSettings, result: DemoResult) -> list[Pointer]:
         Pointer(f"the messages: http://127.0.0.1:{port}/_sandbox/inbox once served by", sandbox),
         Pointer(
             "the flow runs: http://127.0.0.1:4200 once served by",
-            [_venv_bin("prefect"), "server", "start"],
+            [*_prefect_home(), _venv_bin("prefect"), "server", "start"],
         ),
     ]
 

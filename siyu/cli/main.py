@@ -226,7 +226,7 @@ def demo(
 ) -> None:
     """Run the first-purchase journey on demo data, through Prefect and the channel sandbox."""
     from siyu.cli.conventions import local_prefect
-    from siyu.cli.demo_output import print_demo_result, tick_progress
+    from siyu.cli.demo_output import print_demo_result, tick_progress, use_demo_prefect_home
     from siyu.cli.project_flows import project_flow
     from siyu.demo import DemoSettings, run_demo
     from siyu.errors import ConfigError
@@ -235,6 +235,7 @@ def demo(
     # The demo prints its own summary; Prefect's per-task INFO lines would drown it (the runs
     # and their logs are in the Prefect UI).
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    use_demo_prefect_home()  # before Prefect reads its settings
     settings = DemoSettings(
         customers=customers,
         days=days,
