@@ -1,6 +1,6 @@
 """A batch of CSV rows on its way into the database, and the set-based statements every kind's
 loader uses: a lookup of many keys in one query, an insert of many rows in one statement, an
-update of many rows by primary key in one executemany.
+update of many rows by primary key in one statement (siyu/storage/bulk.py).
 
 Why batches: row by row, an import made five to eight round trips per row and ran at 400
 (customers) to 1,100 (orders) rows a second on SQLite (`python -m bench.imports`); a brand's
@@ -27,8 +27,8 @@ from siyu.storage.bulk import insert_many, insert_returning, update_many
 from siyu.storage.id_lists import Column, in_list, list_parameter
 from siyu.storage.models import Customer
 
-# Rows per batch: past about 2,000 a batch gains little (fewer statements) and holds more
-# memory; SQLite's expanding IN lists stay far below its 32,766 parameters.
+# Rows per batch: a handful of statements per 2,000 rows, and a batch's rows are all the
+# memory an import holds of the file (other sizes were not measured).
 BATCH_ROWS = 2_000
 
 
