@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -30,15 +29,10 @@ from siyu.sandbox.server import RunningSandbox
 from siyu.storage.engine import write_session
 from siyu.storage.models import Delivery
 from tests.conftest import ROOT, Shop, local
+from tests.production.prefect_server import free_port
 
 BUYERS = 800  # 400 per partition: four SendBatchSms calls of 100 each
 LATENCY_MS = 700  # per provider call, so that the kill lands inside a partition
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -55,7 +49,7 @@ class Cluster:
     """A scheduler and two workers, each its own process, as an operator would start them."""
 
     def __init__(self, environment: dict[str, str]) -> None:
-        self.address = f"tcp://127.0.0.1:{_free_port()}"
+        self.address = f"tcp://127.0.0.1:{free_port()}"
         self.environment = environment
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
 

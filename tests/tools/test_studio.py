@@ -6,7 +6,6 @@ a request names a journey file only as journeys/ lists it."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,14 +23,9 @@ from siyu.engine.tick import run_tick
 from siyu.project import Project
 from tests.browser import run_chromium
 from tests.conftest import Shop, local
+from tests.production.prefect_server import free_port
 from tests.project_copy import copy_project
 from tests.recording_channel import recording_channels
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 @pytest.fixture
@@ -58,7 +52,7 @@ def studio(project: Path, sessions: sessionmaker[Session], shop: Shop) -> Iterat
     ctx = EngineContext(sessions, project / "templates", dict(recording_channels()))  # type: ignore[arg-type]
     for day in (0, 1, 2):
         run_tick(ctx, spec, local(day, 12))
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "SIYU_PROJECT_DIR": str(project),
@@ -140,3 +134,35 @@ def test_the_studio_serves_only_this_machine_and_creates_no_database(
     files = journey_files(Project.find(project), f"sqlite:///{missing}")
     assert {f.key for f in files} >= {"first_purchase", "typo"}
     assert all(f.figures is None for f in files) and not missing.parent.exists()
+
+
+def test_hostile_journey_files_are_shown_as_problems_never_read_or_run(
+    project: Path, tmp_path: Path
+) -> None:
+    """A link to a file outside journeys/, a file over the size bound, markup in a journey's
+    text: the page names each problem, shows none of the file behind the link, and escapes
+    the markup (the pages carry no script of their own)."""
+    from starlette.testclient import TestClient
+
+    from siyu.studio.app import create_app
+
+    secret = tmp_path / "secret.yaml"
+    secret.write_text("journey: stolen\npassword: hunter2\n", encoding="utf-8")
+    journeys = project / "journeys"
+    (journeys / "leak.yaml").symlink_to(secret)
+    (journeys / "huge.yaml").write_text("journey: huge\n" + "# x\n" * 100_000, encoding="utf-8")
+    good = (journeys / "first_purchase.yaml").read_text(encoding="utf-8")
+    (journeys / "markup.yaml").write_text(
+        good.replace("journey: first-purchase-care", "journey: markup-care").replace(
+            "description:", 'description: "<script>alert(1)</script><img src=x onerror=1>" #', 1
+        ),
+        encoding="utf-8",
+    )
+    client = TestClient(create_app(project, None))
+    index = client.get("/?lang=en").text
+    for page in (index, *(client.get(f"/journeys/{k}").text for k in ("leak", "huge", "markup"))):
+        assert "hunter2" not in page and "<script" not in page and "<img" not in page
+    leak = client.get("/journeys/leak?lang=en").text
+    assert "leading outside journeys/: refused" in leak
+    assert "larger than" in client.get("/journeys/huge?lang=en").text
+    assert "&lt;script&gt;" in client.get("/journeys/markup?lang=en").text
