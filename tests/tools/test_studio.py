@@ -137,15 +137,11 @@ def test_the_studio_serves_only_this_machine_and_creates_no_database(
 
 
 def test_hostile_journey_files_are_shown_as_problems_never_read_or_run(
-    project: Path, tmp_path: Path
+    studio: str, project: Path, tmp_path: Path
 ) -> None:
     """A link to a file outside journeys/, a file over the size bound, markup in a journey's
     text: the page names each problem, shows none of the file behind the link, and escapes
     the markup (the pages carry no script of their own)."""
-    from starlette.testclient import TestClient
-
-    from siyu.studio.app import create_app
-
     secret = tmp_path / "secret.yaml"
     secret.write_text("journey: stolen\npassword: hunter2\n", encoding="utf-8")
     journeys = project / "journeys"
@@ -158,7 +154,7 @@ def test_hostile_journey_files_are_shown_as_problems_never_read_or_run(
         ),
         encoding="utf-8",
     )
-    client = TestClient(create_app(project, None))
+    client = httpx.Client(base_url=studio, timeout=30)  # the files are read per request
     index = client.get("/?lang=en").text
     for page in (index, *(client.get(f"/journeys/{k}").text for k in ("leak", "huge", "markup"))):
         assert "hunter2" not in page and "<script" not in page and "<img" not in page
