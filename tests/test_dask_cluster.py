@@ -114,9 +114,10 @@ def cluster(tmp_path: Path, database_url: str, prefect_harness: None) -> Iterato
 
 def _executing(client: Any) -> dict[str, int]:
     """How many tasks each worker of the cluster is running right now."""
-    counts = client.run(lambda dask_worker: dask_worker.state.executing_count)
-    names = {w: info["name"] for w, info in client.scheduler_info()["workers"].items()}
-    return {names[address]: count for address, count in counts.items()}
+    # Each worker names itself in the same call: the client's cached scheduler_info() may not
+    # list a worker yet (seen once in CI: a KeyError on its address).
+    found = client.run(lambda dask_worker: (dask_worker.name, dask_worker.state.executing_count))
+    return {str(name): int(count) for name, count in found.values()}
 
 
 def test_a_tick_on_a_dask_cluster_sends_every_message_once_through_a_killed_worker(
