@@ -11,7 +11,7 @@ from sqlalchemy import select
 from siyu.engine.context import EngineContext
 from siyu.engine.tick import run_tick
 from siyu.language.spec import JourneySpec
-from siyu.storage.models import Delivery, Enrollment
+from siyu.storage.models import Delivery, Enrollment, Journey
 from tests.conftest import Shop, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 
@@ -97,6 +97,31 @@ def test_repurchase_on_day_5_ends_the_journey(
     assert enrollment.status == "exited"
     assert enrollment.exited_at == local(5, 15)
     assert enrollment.goal_reached_at == local(5, 15)
+
+
+def test_a_goal_imported_late_still_counts_and_one_older_than_the_late_window_does_not(
+    ctx: EngineContext, shop: Shop, channels: dict[str, RecordingChannel]
+) -> None:
+    """A tick looks for goal events only since the previous tick's scan, minus the late-event
+    window (7 days): a repurchase imported 2 days after it happened is still the goal; one
+    imported after more than the window is not (the window's documented bound)."""
+    spec = canonical_journey(channels)
+    on_time, too_late = shop.customer("顾客甲"), shop.customer("顾客乙")
+    for buyer in (on_time, too_late):
+        shop.order(buyer, local(0, 10.5), seq=1)
+    run_days(ctx, spec, local(0), local(3), timedelta(hours=12))
+    shop.order(on_time, local(1, 9), seq=2)  # a day-1 repurchase, imported on day 3
+    run_tick(ctx, spec, local(3, 12))
+    run_days(ctx, spec, local(4), local(12), timedelta(hours=12))
+    shop.order(too_late, local(2, 9), seq=2)  # a day-2 repurchase, imported on day 12
+    run_tick(ctx, spec, local(12, 12))
+
+    with ctx.sessions() as session:
+        rows = session.execute(select(Enrollment.customer_id, Enrollment.goal_reached_at))
+        goals = {customer: reached for customer, reached in rows}
+        journey = session.scalars(select(Journey)).one()
+    assert goals == {on_time: local(1, 9), too_late: None}
+    assert journey.goals_through == local(12, 12)
 
 
 def test_repurchase_between_ticks_is_caught_before_the_send(

@@ -111,9 +111,8 @@ def _opt_outs(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResu
 
 def _goals(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:
     journeys = journeys_dir_of(ctx.templates_dir)
-    return PhaseResult(
-        Counter({"goal_reached": record_goals(ctx.sessions, spec, now, ctx.goal_grace, journeys)})
-    )
+    reached = record_goals(ctx.sessions, spec, now, ctx.goal_grace, journeys, ctx.late_events)
+    return PhaseResult(Counter({"goal_reached": reached}))
 
 
 def _exits(ctx: EngineContext, spec: JourneySpec, now: datetime) -> PhaseResult:

@@ -190,11 +190,12 @@ class Journey(Base):
     activated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # Calendar journeys: the last cron firing whose audience was enrolled.
     last_calendar_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # The latest `now` whose entry events / exit events were scanned: the next tick scans from
+    # The latest `now` whose entry / exit / goal events were scanned: the next tick scans from
     # there minus the late-event window (EngineContext.late_events), not from activation, so
     # ticks do not slow down as a journey ages.
     enrolled_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
     exits_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    goals_through: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
