@@ -1,9 +1,10 @@
 """The studio's web app (Starlette, which the stack already has through Prefect): the
-journeys at a glance, and one journey's page. Read-only. A page is addressed by a journey
-file's name as journeys/ lists it; a path is never built from the request."""
+journeys at a glance, one journey's page, a customer's story. Read-only. A page is addressed
+by a journey file's name as journeys/ lists it; a path is never built from the request."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
@@ -15,6 +16,8 @@ from siyu.language.project_files import Refused, read_source
 from siyu.project import Project
 from siyu.studio.overview import journey_files
 from siyu.studio.pages import index_page, journey_page, language
+from siyu.studio.story import Lookup, look_up
+from siyu.studio.story_page import story_page
 
 # A page may never be framed by another site, nor load anything from elsewhere.
 HEADERS = {
@@ -46,6 +49,21 @@ def create_app(root: Path, database_url: str | None) -> Starlette:
             source = f"# {refused.message}"
         return HTMLResponse(journey_page(entry, source, lang), headers=HEADERS)
 
+    async def customers(request: Request) -> HTMLResponse:
+        lang = language(request.query_params.get("lang"))
+        query = request.query_params.get("q", "")
+        given = request.query_params.get("id", "")
+        customer_id = int(given) if given.isdigit() and len(given) < 19 else None
+        if not query.strip() and customer_id is None:
+            return HTMLResponse(story_page(Lookup(query), lang), headers=HEADERS)
+        found = look_up(database_url, query, customer_id, datetime.now(UTC))
+        status = 404 if found.problem == "unknown" else 200
+        return HTMLResponse(story_page(found, lang), status_code=status, headers=HEADERS)
+
     return Starlette(
-        routes=[Route("/", index), Route("/journeys/{key}", journey)],
+        routes=[
+            Route("/", index),
+            Route("/journeys/{key}", journey),
+            Route("/customers", customers),
+        ],
     )

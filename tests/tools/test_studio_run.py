@@ -1,0 +1,150 @@
+"""`siyu studio`: a customer's story, looked up by id, external id or masked mobile, every
+personal field masked. The studio is the real command, served on a free port."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from siyu.engine.context import EngineContext
+from siyu.engine.tick import run_tick
+from siyu.project import Project
+from siyu.storage.models import ChannelIdentity, Customer
+from tests.conftest import Shop, local
+from tests.project_copy import copy_project
+from tests.recording_channel import recording_channels
+from tests.studio_server import running_studio
+
+MOBILES = ("13812345678", "13899995678", "13911112222")  # the first two mask alike
+NAMES = ("王小明", "李晓红", "张伟国")
+EXTERNAL = "CRM0000042"
+
+
+def _git(root: Path, *args: str) -> None:
+    subprocess.run(
+        ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", *args],
+        cwd=root,
+        check=True,
+        capture_output=True,
+        timeout=30,
+    )
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """The brand's project, committed in a git repository."""
+    root = copy_project(tmp_path / "brand", ["journeys", "templates", "channels.yaml"])
+    _git(root, "init", "-q")
+    _git(root, "add", ".")
+    _git(root, "commit", "-q", "-m", "the brand's journeys")
+    return root
+
+
+def _edit_since_the_commit(root: Path) -> None:
+    """The first-purchase journey's file without its join-group step, not committed."""
+    path = root / "journeys" / "first_purchase.yaml"
+    text = path.read_text(encoding="utf-8")
+    start = text.index("  - id: join-group")
+    path.write_text(text[:start] + text[text.index("  - id: day3-care") :], encoding="utf-8")
+
+
+@pytest.fixture
+def people(project: Path, sessions: sessionmaker[Session], shop: Shop) -> list[int]:
+    """Three customers who entered the first-purchase journey weeks ago, with known personal
+    data; four first buyers of the last days, for the backtest; then the journey's file
+    edited since its commit."""
+    spec = Project.find(project).journey("first-purchase-care")
+    ids = [
+        shop.customer(name, identities=("mobile", "wecom_external_userid", "email"))
+        for name in NAMES
+    ]
+    with sessions() as session, session.begin():
+        for customer, mobile in zip(ids, MOBILES, strict=True):
+            session.execute(
+                update(ChannelIdentity)
+                .where(ChannelIdentity.customer_id == customer, ChannelIdentity.kind == "mobile")
+                .values(value=mobile)
+            )
+        session.execute(update(Customer).where(Customer.id == ids[0]).values(external_id=EXTERNAL))
+    for buyer in ids:
+        shop.order(buyer, local(0, 13), seq=1)
+    ctx = EngineContext(sessions, project / "templates", dict(recording_channels()))  # type: ignore[arg-type]
+    for day in (0, 1, 2):
+        run_tick(ctx, spec, local(day, 12))
+    today = datetime.now(UTC).replace(hour=2, minute=0, second=0, microsecond=0)  # 10:00 +8
+    for n in range(4):
+        buyer = shop.customer(f"新客{n}")
+        shop.order(buyer, today - timedelta(days=2), seq=1)
+    _edit_since_the_commit(project)
+    return ids
+
+
+@pytest.fixture
+def studio(project: Path, sessions: sessionmaker[Session], people: list[int]) -> Iterator[str]:
+    with running_studio(project, str(sessions.kw["bind"].url)) as (base, _):
+        yield base
+
+
+def _personal(sessions: sessionmaker[Session]) -> list[str]:
+    """Every name and channel identity in the database, as stored."""
+    with sessions() as session:
+        names = list(session.scalars(select(Customer.name)))
+        values = list(session.scalars(select(ChannelIdentity.value)))
+    return [*names, *values, EXTERNAL]
+
+
+def test_a_customers_story_by_id_external_id_and_masked_mobile_all_masked(
+    studio: str, people: list[int], sessions: sessionmaker[Session]
+) -> None:
+    client = httpx.Client(base_url=studio, timeout=60)
+    personal = _personal(sessions)
+    pages = {
+        "id": client.get("/customers", params={"q": str(people[2]), "lang": "en"}),
+        "external id": client.get("/customers", params={"q": EXTERNAL, "lang": "en"}),
+        "masked mobile": client.get("/customers", params={"q": "139****2222", "lang": "en"}),
+        "several": client.get("/customers", params={"q": "138****5678", "lang": "en"}),
+        "chosen": client.get("/customers", params={"id": str(people[1]), "lang": "en"}),
+    }
+    for what, page in pages.items():
+        assert page.status_code == 200, what
+        for value in personal:
+            assert value not in page.text, (what, value)
+    story = pages["external id"].text
+    assert f"customer {people[0]}: 王*明" in story and "CRM***042" in story
+    assert "138****5678" in story and "wm0***" in story and "c***@example.com" in story
+    timeline = story.split('class="source timeline">')[1].split("</pre>")[0]
+    assert "first-purchase-care" in story and "join-group (wecom_group_invite): sent" in timeline
+    assert f"customer {people[2]}: 张*国" in pages["masked mobile"].text
+    assert f"customer {people[2]}: 张*国" in pages["id"].text
+    candidates = pages["several"].text.split('id="candidates"')[1].split("</ul>")[0]
+    assert f"/customers?id={people[0]}" in candidates and f"/customers?id={people[1]}" in candidates
+    assert "王*明" in candidates and "李*红" in candidates and "张*国" not in candidates
+    assert f"customer {people[1]}: 李*红" in pages["chosen"].text
+
+
+def test_an_unknown_customer_is_said_with_what_was_typed_escaped(studio: str) -> None:
+    typed = "<b>CRM9</b>"
+    page = httpx.get(studio + "/customers", params={"q": typed, "lang": "en"}, timeout=30)
+    assert page.status_code == 404
+    assert "no customer found for “&lt;b&gt;CRM9&lt;/b&gt;”" in page.text and "<b>" not in page.text
+    assert (
+        "no customer found"
+        in httpx.get(
+            studio + "/customers", params={"q": "150****0000", "lang": "en"}, timeout=30
+        ).text
+    )
+
+
+def test_no_database_is_created_by_looking_a_customer_up(project: Path, tmp_path: Path) -> None:
+    missing = tmp_path / "none" / "siyu.db"
+    with running_studio(project, f"sqlite:///{missing}") as (base, _):
+        page = httpx.get(base + "/customers", params={"q": "42", "lang": "en"}, timeout=30)
+        assert page.status_code == 200 and "no database" in page.text
+    assert not missing.parent.exists()
