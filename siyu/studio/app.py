@@ -1,6 +1,7 @@
 """The studio's web app (Starlette, which the stack already has through Prefect): the
 journeys at a glance, one journey's page, a customer's story. Read-only. A page is addressed
-by a journey file's name as journeys/ lists it; a path is never built from the request."""
+by a journey file's name as journeys/ lists it; a path is never built from the request. Who
+may ask: siyu.studio.access."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
 from siyu.language.project_files import Refused, read_source
 from siyu.project import Project
+from siyu.studio.access import Access, AccessMiddleware
 from siyu.studio.overview import journey_files
 from siyu.studio.pages import index_page, journey_page, language
 from siyu.studio.story import Lookup, look_up
@@ -27,7 +30,10 @@ HEADERS = {
 }
 
 
-def create_app(root: Path, database_url: str | None) -> Starlette:
+def create_app(root: Path, database_url: str | None, access: Access | None = None) -> Starlette:
+    """`access`: who may ask (the CLI always gives it); None serves whoever asks (tests in
+    process)."""
+
     def project() -> Project:
         return Project.find(root)  # each request sees the files as they are now
 
@@ -60,10 +66,12 @@ def create_app(root: Path, database_url: str | None) -> Starlette:
         status = 404 if found.problem == "unknown" else 200
         return HTMLResponse(story_page(found, lang), status_code=status, headers=HEADERS)
 
+    middleware = [] if access is None else [Middleware(AccessMiddleware, access, HEADERS)]
     return Starlette(
         routes=[
             Route("/", index),
             Route("/journeys/{key}", journey),
             Route("/customers", customers),
         ],
+        middleware=middleware,
     )

@@ -87,17 +87,19 @@ def test_nothing_but_the_listed_journey_files_is_served(studio: str) -> None:
         assert httpx.get(studio + path, timeout=30).status_code == 404, path
 
 
-def test_the_studio_serves_only_this_machine_and_creates_no_database(
+def test_elsewhere_than_loopback_a_short_token_is_refused_and_no_database_is_created(
     project: Path, tmp_path: Path
 ) -> None:
+    """(the token itself: tests/tools/test_studio_run.py)"""
     missing = tmp_path / "none" / "siyu.db"
     result = CliRunner().invoke(
         app,
         ["studio", "--host", "0.0.0.0", "--database", f"sqlite:///{missing}"],
-        env={"SIYU_PROJECT_DIR": str(project)},
+        env={"SIYU_PROJECT_DIR": str(project), "SIYU_STUDIO_TOKEN": "short"},
     )
     assert result.exit_code == 1
-    assert "serves only this machine" in result.output
+    assert "SIYU_STUDIO_TOKEN: at least 16 characters" in result.output
+    assert "short" not in result.output
     from siyu.studio.overview import journey_files
 
     files = journey_files(Project.find(project), f"sqlite:///{missing}")

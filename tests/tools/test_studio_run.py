@@ -1,8 +1,10 @@
-"""`siyu studio`: a customer's story, looked up by id, external id or masked mobile, every
-personal field masked. The studio is the real command, served on a free port."""
+"""`siyu studio`: a customer's story (looked up by id, external id or masked mobile, every
+personal field masked), the token it asks for when bound to another address than loopback,
+and the Host and Origin checks. The studio is the real command, served on a free port."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +20,7 @@ from siyu.engine.tick import run_tick
 from siyu.project import Project
 from siyu.storage.models import ChannelIdentity, Customer
 from tests.conftest import Shop, local
+from tests.playwright_browser import browser_page, screenshot
 from tests.project_copy import copy_project
 from tests.recording_channel import recording_channels
 from tests.studio_server import running_studio
@@ -148,3 +151,48 @@ def test_no_database_is_created_by_looking_a_customer_up(project: Path, tmp_path
         page = httpx.get(base + "/customers", params={"q": "42", "lang": "en"}, timeout=30)
         assert page.status_code == 200 and "no database" in page.text
     assert not missing.parent.exists()
+
+
+def test_on_loopback_only_its_own_host_names_are_served_and_writes_only_from_itself(
+    studio: str,
+) -> None:
+    port = studio.rsplit(":", 1)[1]
+    for host in ("evil.example", f"evil.example:{port}", f"10.0.0.1:{port}"):
+        refused = httpx.get(studio + "/", headers={"Host": host}, timeout=30)
+        assert refused.status_code == 403 and "unknown host" in refused.text, host
+    assert httpx.get(f"http://localhost:{port}/", timeout=30).status_code == 200
+    form = {"days": "1"}
+    other = httpx.post(
+        studio + "/journeys/first_purchase/backtest",
+        data=form,
+        headers={"Origin": "http://evil.example"},
+        timeout=30,
+    )
+    assert other.status_code == 403 and "other origin" in other.text
+
+
+def test_bound_elsewhere_every_request_carries_the_token(project: Path, tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'none' / 'siyu.db'}"
+    env = {"SIYU_STUDIO_TOKEN": ""}  # unset: a new token, printed once
+    with running_studio(project, url, "--host", "0.0.0.0", env=env) as (base, process):
+        assert process.stdout is not None
+        printed = process.stdout.readline()
+        token = re.search(r"\?token=([A-Za-z0-9_-]{20,})", printed)
+        assert token, printed
+        assert httpx.get(base + "/", timeout=30).status_code == 401
+        assert httpx.get(base + "/?token=wrong", timeout=30).status_code == 401
+        port = base.rsplit(":", 1)[1]
+        wrong = httpx.Client(base_url=base, cookies={f"siyu_studio_{port}": "x" * 32})
+        assert wrong.get("/", timeout=30).status_code == 401
+        client = httpx.Client(base_url=base, timeout=30)
+        first = client.get(f"/journeys/first_purchase?lang=en&token={token.group(1)}")
+        assert first.status_code == 303
+        assert first.headers["location"] == "/journeys/first_purchase?lang=en"
+        cookie = first.headers["set-cookie"].lower()
+        assert "httponly" in cookie and "samesite=strict" in cookie
+        assert client.get("/").status_code == 200  # the cookie, from now on
+        assert client.get("/journeys/first_purchase?lang=en").status_code == 200
+        with browser_page() as page:
+            page.goto(base + "/?lang=en")
+            assert "401" in page.content()
+            screenshot(page, tmp_path, "run-401-without-token")
