@@ -51,6 +51,16 @@ LABELS: dict[str, dict[str, str]] = {
         "unreadable": "数据库无法读取",
         "candidates": "多位顾客符合, 请选择",
         "met_none": "尚未进入任何旅程",
+        "backtest": "回测",
+        "backtest_ask": "这个版本在过去几天会怎样?",
+        "days": "天数",
+        "run": "开始回测",
+        "running": "回测中",
+        "done": "回测完成",
+        "failed_run": "回测失败",
+        "this_version": "当前文件",
+        "committed": "上次提交的版本",
+        "same_as_committed": "与上次提交的版本相同 (或没有提交的版本): 只回测当前文件",
     },
     "en": {
         "title": "Journey studio",
@@ -90,6 +100,16 @@ LABELS: dict[str, dict[str, str]] = {
         "unreadable": "the database cannot be read",
         "candidates": "several customers match; choose one",
         "met_none": "has not entered any journey",
+        "backtest": "backtest",
+        "backtest_ask": "what would this version have done over the last N days?",
+        "days": "days",
+        "run": "run the backtest",
+        "running": "backtest running",
+        "done": "backtest done",
+        "failed_run": "the backtest failed",
+        "this_version": "the file now",
+        "committed": "last committed version",
+        "same_as_committed": "same as the last committed version (or none): only the file now",
     },
 }
 
@@ -184,7 +204,8 @@ def _figures(entry: JourneyFile, lang: str) -> list[str]:
     return [f"{figures.enrolled:,}", f"{sent:,}", rate, last]
 
 
-def journey_page(entry: JourneyFile, source: str, lang: str) -> str:
+def journey_page(entry: JourneyFile, source: str, lang: str, extra: str = "") -> str:
+    """`extra`: more of the page (a form) before the file's source."""
     t = LABELS[lang]
     spec = entry.spec
     title = spec.journey if spec else entry.path.name
@@ -204,6 +225,7 @@ def journey_page(entry: JourneyFile, source: str, lang: str) -> str:
             f'<h2>{t["picture"]}</h2><figure id="picture">{to_svg(build_graph(spec))}</figure>'
         )
         parts.append(f"<h2>{t['figures']}</h2>{_step_table(entry, lang)}")
+    parts.append(extra)
     parts.append(
         f"<h2>{t['source']}: {escape(entry.path.name)}</h2>{_source(source, entry.problems)}"
     )

@@ -1,13 +1,16 @@
 """`siyu studio`: a customer's story (looked up by id, external id or masked mobile, every
 personal field masked), the token it asks for when bound to another address than loopback,
-and the Host and Origin checks. The studio is the real command, served on a free port."""
+the Host and Origin checks, and a backtest run from a journey's page, in headless Chromium
+driven by Playwright. The studio is the real command, served on a free port."""
 
 from __future__ import annotations
 
 import re
 import subprocess
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from html import escape
 from pathlib import Path
 
 import httpx
@@ -19,6 +22,8 @@ from siyu.engine.context import EngineContext
 from siyu.engine.tick import run_tick
 from siyu.project import Project
 from siyu.storage.models import ChannelIdentity, Customer
+from siyu.studio.backtest import Backtest, Backtests
+from siyu.studio.backtest_page import backtest_page
 from tests.conftest import Shop, local
 from tests.playwright_browser import browser_page, screenshot
 from tests.project_copy import copy_project
@@ -169,6 +174,8 @@ def test_on_loopback_only_its_own_host_names_are_served_and_writes_only_from_its
         timeout=30,
     )
     assert other.status_code == 403 and "other origin" in other.text
+    bad = httpx.post(studio + "/journeys/first_purchase/backtest", data={"days": "x"}, timeout=30)
+    assert bad.status_code == 400
 
 
 def test_bound_elsewhere_every_request_carries_the_token(project: Path, tmp_path: Path) -> None:
@@ -196,3 +203,107 @@ def test_bound_elsewhere_every_request_carries_the_token(project: Path, tmp_path
             page.goto(base + "/?lang=en")
             assert "401" in page.content()
             screenshot(page, tmp_path, "run-401-without-token")
+
+
+def test_a_backtest_from_the_journeys_page_in_a_real_browser(
+    studio: str, tmp_path: Path, people: list[int]
+) -> None:
+    """Looked up a customer by typing in the header's form, then the journey's page: its file
+    now (no join-group) against its last commit (with it), over the last 3 days."""
+    with browser_page() as page:
+        page.goto(studio + "/?lang=en")
+        screenshot(page, tmp_path, "run-index-with-search")
+        page.fill("#find-customer input[name=q]", "138****5678")
+        page.press("#find-customer input[name=q]", "Enter")
+        page.wait_for_selector("#candidates")
+        screenshot(page, tmp_path, "run-customer-candidates")
+        page.click(f"#candidates a[href*='id={people[0]}']")
+        page.wait_for_selector("#story")
+        assert "王*明" in page.content() and "王小明" not in page.content()
+        screenshot(page, tmp_path, "run-customer-story")
+
+        page.goto(studio + "/journeys/first_purchase?lang=en")
+        page.fill("#backtest input[name=days]", "3")
+        screenshot(page, tmp_path, "run-journey-backtest-form")
+        page.click("#run-backtest")
+        page.wait_for_selector("#state")
+        seen_running = page.query_selector("progress#progress") is not None
+        # the page reloads itself each second until the backtest is done
+        page.wait_for_selector("progress#progress:not([value='0']), #compare", timeout=180_000)
+        if page.query_selector("progress#progress") is not None:
+            screenshot(page, tmp_path, "run-backtest-progress")
+        page.wait_for_selector("#compare", timeout=180_000)
+        screenshot(page, tmp_path, "run-backtest-done")
+        html = page.content()
+    assert seen_running, "the first page after the click shows the backtest running"
+    assert "backtest done" in html
+    now = _funnel(html, "a-funnel")
+    committed = _funnel(html, "b-funnel")
+    assert "join-group" not in now and committed["join-group"]["sent"] == 4
+    assert now["day3-care"]["sent"] == committed["day3-care"]["sent"] == 4
+    assert "A: the file now" in html and "B: last committed version" in html
+
+
+def _funnel(html: str, table: str) -> dict[str, dict[str, int]]:
+    """A report's funnel table: step → column → count, the rows of every variant."""
+    rows = html.split(f'id="{table}">')[1].split("</table>")[0].split("<tr>")[1:]
+    head = re.findall(r"<th>(.*?)</th>", rows[0])
+    found: dict[str, dict[str, int]] = {}
+    for row in rows[1:]:
+        cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
+        if len(cells) == len(head) and cells[1] == "all":
+            found[cells[0]] = {h: int(c) for h, c in zip(head[2:], cells[2:], strict=True)}
+    return found
+
+
+def test_one_backtest_at_a_time_per_journey_and_no_scratch_copy_left_behind(
+    project: Path, sessions: sessionmaker[Session], people: list[int], tmp_path: Path
+) -> None:
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    url = str(sessions.kw["bind"].url)
+    with running_studio(project, url, env={"TMPDIR": str(scratch)}) as (base, _):
+        start = base + "/journeys/first_purchase/backtest?lang=en"
+        first = httpx.post(start, data={"days": "60"}, timeout=30)
+        again = httpx.post(start, data={"days": "60"}, timeout=30)
+        assert first.status_code == again.status_code == 303
+        assert first.headers["location"] == again.headers["location"]
+        page = httpx.get(base + first.headers["location"], timeout=30).text
+        assert "backtest running" in page and '<meta http-equiv="refresh" content="1">' in page
+    assert list(scratch.iterdir()) == []  # stopped with the studio, its copy removed
+
+
+def _finished(run: Backtest) -> Backtest:
+    deadline = time.monotonic() + 60
+    while run.state == "running":
+        assert time.monotonic() < deadline, "the backtest did not finish"
+        time.sleep(0.1)
+    return run
+
+
+def test_a_backtest_that_cannot_run_says_why_in_one_line(
+    project: Path, database_url: str, sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    current = Project.find(project)
+    journeys = project / "journeys"
+    good = journeys / "first_purchase.yaml"
+    typo = journeys / "typo.yaml"
+    typo.write_text(
+        good.read_text(encoding="utf-8")
+        .replace("journey: first-purchase-care", "journey: typo-care")
+        .replace("send: service_account", "send: service_acount"),
+        encoding="utf-8",
+    )
+    missing = tmp_path / "none" / "siyu.db"
+    cases = [
+        (Backtests(database_url), typo, "typo.yaml: line 38: step 'day7-content': unknown"),
+        (Backtests(f"sqlite:///{missing}"), good, "no database at "),
+        (Backtests(database_url), good, "no customers in the database"),  # tables, no one
+    ]
+    for backtests, path, said in cases:
+        run = _finished(backtests.start(current, path.stem, path, 1))
+        assert run.state == "failed" and run.error is not None
+        assert run.error.startswith(said) and "\n" not in run.error, run.error
+        html = backtest_page(run, "en")
+        assert f'<p class="bad" id="error">{escape(run.error)}</p>' in html
+    assert not missing.parent.exists()
