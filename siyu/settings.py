@@ -92,6 +92,11 @@ class Settings(BaseSettings):
     link_secret: SecretStr | None = Field(
         None, description="signs tracked links (16+ characters); default: unsubscribe_secret"
     )
+    studio_token: SecretStr | None = Field(
+        None,
+        description="the token `siyu studio` asks for when bound to an address other than "
+        "loopback (16+ characters); default: a new one, printed at the start",
+    )
     link_base_url: str = Field(
         "http://127.0.0.1:8765", description="where unsubscribe and tracked links point"
     )

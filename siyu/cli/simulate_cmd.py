@@ -25,7 +25,7 @@ from rich.progress import (
 
 from siyu.cli.conventions import JOURNEY_HELP, cli_command, parse_moment
 from siyu.errors import ConfigError
-from siyu.language.durations import format_duration, parse_duration
+from siyu.language.durations import parse_duration
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -184,12 +184,7 @@ def _report_page(
     """Reads the HTML report's sections from a backtest's database, before it is removed."""
     from siyu.reports.html_report import report_body
 
-    zone = ZoneInfo(spec.timezone)
-    subtitle = (
-        f"backtest from {settings.start.astimezone(zone):%Y-%m-%d %H:%M} to "
-        f"{settings.end.astimezone(zone):%Y-%m-%d %H:%M} ({spec.timezone}), a tick every "
-        f"{format_duration(settings.every)}; nothing was sent"
-    )
+    subtitle = settings.described(spec.timezone)
     heading = f"{label}: {spec.journey} v{spec.version}" if label else ""
 
     def read(session: Session) -> None:

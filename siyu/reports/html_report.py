@@ -24,10 +24,12 @@ table{border-collapse:collapse;margin:.5rem 0}td,th{padding:.25rem .6rem;border:
 text-align:right}th:first-child,td:first-child{text-align:left}.warn{color:#a15c00}
 .ok{color:#1d7a46}.muted{color:#777}figure{margin:1rem 0}
 """
-_SIDE_BY_SIDE_CSS = """
-body{max-width:none;margin:1rem}#compare{display:grid;grid-template-columns:1fr 1fr;gap:2rem}
+# two reports next to each other (compare_sections), on this page or another
+COMPARE_CSS = """
+#compare{display:grid;grid-template-columns:1fr 1fr;gap:2rem}
 .version{min-width:0;overflow-x:auto}.label{font-weight:bold;font-size:1.1rem}
 """
+_SIDE_BY_SIDE_CSS = "body{max-width:none;margin:1rem}" + COMPARE_CSS
 
 
 def render_report(session: Session, spec: JourneySpec, now: datetime) -> str:
@@ -59,12 +61,17 @@ def report_body(session: Session, spec: JourneySpec, subtitle: str, ids: str = "
 
 def side_by_side(title: str, columns: list[tuple[str, str]]) -> str:
     """Reports next to each other (a backtest's two versions): (heading, report_body)."""
+    return html_page(title, compare_sections(columns), wide=True)
+
+
+def compare_sections(columns: list[tuple[str, str]]) -> str:
+    """The reports (heading, report_body) as columns of one element (COMPARE_CSS)."""
     cells = "".join(
         f'<section class="version" id="version-{n}"><p class="label">{escape(heading)}</p>'
         f"{body}</section>"
         for n, (heading, body) in enumerate(columns, start=1)
     )
-    return html_page(title, f'<main id="compare">{cells}</main>', wide=True)
+    return f'<main id="compare">{cells}</main>'
 
 
 def html_page(title: str, main: str, wide: bool = False) -> str:

@@ -58,6 +58,15 @@ class SimulationSettings:
             yield now
             now += self.every
 
+    def described(self, timezone: str) -> str:
+        """'backtest from ... to ... (zone), a tick every ...; nothing was sent'."""
+        zone = ZoneInfo(timezone)
+        return (
+            f"backtest from {self.start.astimezone(zone):%Y-%m-%d %H:%M} to "
+            f"{self.end.astimezone(zone):%Y-%m-%d %H:%M} ({timezone}), a tick every "
+            f"{format_duration(self.every)}; nothing was sent"
+        )
+
 
 def setting_warnings(spec: JourneySpec, settings: SimulationSettings) -> list[str]:
     """What in these settings would keep a step from ever sending in the backtest, said before

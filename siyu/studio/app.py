@@ -1,20 +1,31 @@
 """The studio's web app (Starlette, which the stack already has through Prefect): the
-journeys at a glance, and one journey's page. Read-only. A page is addressed by a journey
-file's name as journeys/ lists it; a path is never built from the request."""
+journeys at a glance, one journey's page, a customer's story and a backtest's page. Read-only
+(a backtest writes only its scratch copy). A page is addressed by a journey file's name as
+journeys/ lists it; a path is never built from the request. Who may ask: siyu.studio.access."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
 from siyu.language.project_files import Refused, read_source
 from siyu.project import Project
+from siyu.studio.access import Access, AccessMiddleware
+from siyu.studio.backtest import Backtests
+from siyu.studio.backtest_page import MAX_DAYS, backtest_form, backtest_page
 from siyu.studio.overview import journey_files
 from siyu.studio.pages import index_page, journey_page, language
+from siyu.studio.story import Lookup, look_up
+from siyu.studio.story_page import story_page
 
 # A page may never be framed by another site, nor load anything from elsewhere.
 HEADERS = {
@@ -24,7 +35,11 @@ HEADERS = {
 }
 
 
-def create_app(root: Path, database_url: str | None) -> Starlette:
+def create_app(root: Path, database_url: str | None, access: Access | None = None) -> Starlette:
+    """`access`: who may ask (the CLI always gives it); None serves whoever asks (tests in
+    process)."""
+    backtests = Backtests(database_url)
+
     def project() -> Project:
         return Project.find(root)  # each request sees the files as they are now
 
@@ -44,8 +59,57 @@ def create_app(root: Path, database_url: str | None) -> Starlette:
             source = read_source(current.journeys_dir, entry.path)
         except Refused as refused:
             source = f"# {refused.message}"
-        return HTMLResponse(journey_page(entry, source, lang), headers=HEADERS)
+        form = backtest_form(key, lang) if entry.valid else ""
+        return HTMLResponse(journey_page(entry, source, lang, form), headers=HEADERS)
 
+    async def customers(request: Request) -> HTMLResponse:
+        lang = language(request.query_params.get("lang"))
+        query = request.query_params.get("q", "")
+        given = request.query_params.get("id", "")
+        customer_id = int(given) if given.isdigit() and len(given) < 19 else None
+        if not query.strip() and customer_id is None:
+            return HTMLResponse(story_page(Lookup(query), lang), headers=HEADERS)
+        found = look_up(database_url, query, customer_id, datetime.now(UTC))
+        status = 404 if found.problem == "unknown" else 200
+        return HTMLResponse(story_page(found, lang), status_code=status, headers=HEADERS)
+
+    async def start_backtest(request: Request) -> Response:
+        current = project()
+        key = request.path_params["key"]
+        lang = language(request.query_params.get("lang"))
+        entry = next((f for f in journey_files(current, None) if f.key == key), None)
+        if entry is None:
+            return HTMLResponse("no such journey file", status_code=404, headers=HEADERS)
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        days = (form.get("days") or [""])[0].strip()
+        if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
+            return HTMLResponse(
+                f"days: a whole number from 1 to {MAX_DAYS}", status_code=400, headers=HEADERS
+            )
+        run = backtests.start(current, key, entry.path, int(days))
+        return RedirectResponse(f"/backtests/{run.id}?lang={lang}", 303, headers=HEADERS)
+
+    async def backtest(request: Request) -> HTMLResponse:
+        run = backtests.get(request.path_params["id"])
+        if run is None:
+            return HTMLResponse("no such backtest", status_code=404, headers=HEADERS)
+        lang = language(request.query_params.get("lang"))
+        return HTMLResponse(backtest_page(run, lang), headers=HEADERS)
+
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        backtests.stop()  # each removes its scratch copy on the way out
+
+    middleware = [] if access is None else [Middleware(AccessMiddleware, access, HEADERS)]
     return Starlette(
-        routes=[Route("/", index), Route("/journeys/{key}", journey)],
+        lifespan=lifespan,
+        routes=[
+            Route("/", index),
+            Route("/journeys/{key}", journey),
+            Route("/journeys/{key}/backtest", start_backtest, methods=["POST"]),
+            Route("/backtests/{id}", backtest),
+            Route("/customers", customers),
+        ],
+        middleware=middleware,
     )

@@ -8,16 +8,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, inspect, make_url, select
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy import func, inspect, select
+from sqlalchemy.exc import SQLAlchemyError
 
 from siyu.language.loader import check_journey_file
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.step_summary import JourneySummary, summarize
-from siyu.storage.engine import make_engine, make_sessionmaker
+from siyu.storage.engine import make_sessionmaker
 from siyu.storage.models import Journey
+from siyu.studio.database import existing_database
 
 
 @dataclass
@@ -50,14 +51,9 @@ def journey_files(project: Project, database_url: str | None) -> list[JourneyFil
 def _add_figures(files: list[JourneyFile], database_url: str) -> None:
     """The ledger's counts per journey; a database that is missing, not migrated or
     unreachable leaves the figures out (the page says so) instead of failing the page."""
-    try:
-        url = make_url(database_url)
-    except ArgumentError:
+    engine = existing_database(database_url)  # never created by looking at it
+    if engine is None:
         return
-    database = url.database or ""
-    if url.get_backend_name() == "sqlite" and not Path(database).is_file():
-        return  # never create a database by looking at it
-    engine = make_engine(database_url)
     try:
         with engine.connect() as connection:
             if "deliveries" not in inspect(connection).get_table_names():

@@ -40,6 +40,27 @@ LABELS: dict[str, dict[str, str]] = {
         "figures": "各步骤数据",
         "back": "返回全部旅程",
         "other": "English",
+        "customers": "查顾客",
+        "find": "查找",
+        "find_hint": "顾客 ID、外部 ID 或 138****5678",
+        "customer": "顾客",
+        "external_id": "外部 ID",
+        "identities": "联系方式",
+        "unknown": "没有找到顾客",
+        "no_database": "没有数据库",
+        "unreadable": "数据库无法读取",
+        "candidates": "多位顾客符合, 请选择",
+        "met_none": "尚未进入任何旅程",
+        "backtest": "回测",
+        "backtest_ask": "这个版本在过去几天会怎样?",
+        "days": "天数",
+        "run": "开始回测",
+        "running": "回测中",
+        "done": "回测完成",
+        "failed_run": "回测失败",
+        "this_version": "当前文件",
+        "committed": "上次提交的版本",
+        "same_as_committed": "与上次提交的版本相同 (或没有提交的版本): 只回测当前文件",
     },
     "en": {
         "title": "Journey studio",
@@ -68,6 +89,27 @@ LABELS: dict[str, dict[str, str]] = {
         "figures": "per step",
         "back": "all journeys",
         "other": "中文",
+        "customers": "find a customer",
+        "find": "find",
+        "find_hint": "customer id, external id or 138****5678",
+        "customer": "customer",
+        "external_id": "external id",
+        "identities": "reached at",
+        "unknown": "no customer found for",
+        "no_database": "no database",
+        "unreadable": "the database cannot be read",
+        "candidates": "several customers match; choose one",
+        "met_none": "has not entered any journey",
+        "backtest": "backtest",
+        "backtest_ask": "what would this version have done over the last N days?",
+        "days": "days",
+        "run": "run the backtest",
+        "running": "backtest running",
+        "done": "backtest done",
+        "failed_run": "the backtest failed",
+        "this_version": "the file now",
+        "committed": "last committed version",
+        "same_as_committed": "same as the last committed version (or none): only the file now",
     },
 }
 
@@ -92,8 +134,24 @@ def _page(lang: str, title: str, body: str, switch: str) -> str:
         f'<!doctype html><html lang="{"en" if lang == "en" else "zh-CN"}"><head>'
         f'<meta charset="utf-8"><title>{escape(title)}</title><style>{_CSS}</style></head>'
         f'<body><p class="muted"><a href="{escape(switch)}?lang={other}">{t["other"]}</a></p>'
+        f"{_customer_search(lang)}"
         f"{body}</body></html>\n"
     )
+
+
+def _customer_search(lang: str) -> str:
+    """The form on every page's header that looks a customer up (siyu.studio.story)."""
+    t = LABELS[lang]
+    return (
+        f'<form method="get" action="/customers" id="find-customer">'
+        f'<label>{t["customers"]} <input name="q" placeholder="{t["find_hint"]}" size="28"></label>'
+        f'<input type="hidden" name="lang" value="{lang}"> <button>{t["find"]}</button></form>'
+    )
+
+
+def page(lang: str, title: str, body: str, switch: str) -> str:
+    """A studio page around `body`, for the pages built in other modules."""
+    return _page(lang, title, body, switch)
 
 
 def index_page(files: list[JourneyFile], lang: str) -> str:
@@ -146,7 +204,8 @@ def _figures(entry: JourneyFile, lang: str) -> list[str]:
     return [f"{figures.enrolled:,}", f"{sent:,}", rate, last]
 
 
-def journey_page(entry: JourneyFile, source: str, lang: str) -> str:
+def journey_page(entry: JourneyFile, source: str, lang: str, extra: str = "") -> str:
+    """`extra`: more of the page (a form) before the file's source."""
     t = LABELS[lang]
     spec = entry.spec
     title = spec.journey if spec else entry.path.name
@@ -166,6 +225,7 @@ def journey_page(entry: JourneyFile, source: str, lang: str) -> str:
             f'<h2>{t["picture"]}</h2><figure id="picture">{to_svg(build_graph(spec))}</figure>'
         )
         parts.append(f"<h2>{t['figures']}</h2>{_step_table(entry, lang)}")
+    parts.append(extra)
     parts.append(
         f"<h2>{t['source']}: {escape(entry.path.name)}</h2>{_source(source, entry.problems)}"
     )

@@ -5,10 +5,6 @@ a request names a journey file only as journeys/ lists it."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -23,9 +19,9 @@ from siyu.engine.tick import run_tick
 from siyu.project import Project
 from tests.browser import run_chromium
 from tests.conftest import Shop, local
-from tests.production.prefect_server import free_port
 from tests.project_copy import copy_project
 from tests.recording_channel import recording_channels
+from tests.studio_server import running_studio
 
 
 @pytest.fixture
@@ -52,35 +48,8 @@ def studio(project: Path, sessions: sessionmaker[Session], shop: Shop) -> Iterat
     ctx = EngineContext(sessions, project / "templates", dict(recording_channels()))  # type: ignore[arg-type]
     for day in (0, 1, 2):
         run_tick(ctx, spec, local(day, 12))
-    port = free_port()
-    env = {
-        **os.environ,
-        "SIYU_PROJECT_DIR": str(project),
-        "SIYU_DATABASE_URL": str(sessions.kw["bind"].url),
-    }
-    siyu = Path(sys.executable).with_name("siyu")
-    process = subprocess.Popen(
-        [str(siyu), "studio", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/", timeout=5)
-                break
-            except httpx.TransportError:
-                assert process.poll() is None, process.stdout.read() if process.stdout else ""
-                assert time.monotonic() < deadline, "the studio did not start"
-                time.sleep(0.2)
+    with running_studio(project, str(sessions.kw["bind"].url)) as (base, _):
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_the_journeys_at_a_glance_with_their_figures(studio: str) -> None:
@@ -118,17 +87,19 @@ def test_nothing_but_the_listed_journey_files_is_served(studio: str) -> None:
         assert httpx.get(studio + path, timeout=30).status_code == 404, path
 
 
-def test_the_studio_serves_only_this_machine_and_creates_no_database(
+def test_elsewhere_than_loopback_a_short_token_is_refused_and_no_database_is_created(
     project: Path, tmp_path: Path
 ) -> None:
+    """(the token itself: tests/tools/test_studio_run.py)"""
     missing = tmp_path / "none" / "siyu.db"
     result = CliRunner().invoke(
         app,
         ["studio", "--host", "0.0.0.0", "--database", f"sqlite:///{missing}"],
-        env={"SIYU_PROJECT_DIR": str(project)},
+        env={"SIYU_PROJECT_DIR": str(project), "SIYU_STUDIO_TOKEN": "short"},
     )
     assert result.exit_code == 1
-    assert "serves only this machine" in result.output
+    assert "SIYU_STUDIO_TOKEN: at least 16 characters" in result.output
+    assert "short" not in result.output
     from siyu.studio.overview import journey_files
 
     files = journey_files(Project.find(project), f"sqlite:///{missing}")

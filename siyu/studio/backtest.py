@@ -1,0 +1,250 @@
+"""A backtest started from the studio: "what would this version have done over the last N
+days". The journey file as it is on disk now, and side by side its last committed version
+(`git show HEAD:`) when there is one and it differs, each replayed by `siyu simulate`'s
+machinery over its own scratch copy of the database (never the live one), in a background
+thread; one at a time per journey file. The page reads the run's progress and, once done,
+the report body of each version (siyu.reports.html_report)."""
+
+from __future__ import annotations
+
+import logging
+import os
+import secrets
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from siyu.errors import SiyuError
+from siyu.language.channel_kinds import ToolProject, channel_kinds
+from siyu.language.loader import check_journey_file
+from siyu.language.problems import Problem
+from siyu.language.project_files import Refused, read_source
+from siyu.language.spec import JourneySpec
+from siyu.project import Project
+from siyu.reports.html_report import report_body
+from siyu.simulate.runner import SimulationSettings, setting_warnings, simulate
+from siyu.storage.models import Customer
+from siyu.studio.database import existing_database
+
+log = logging.getLogger(__name__)
+
+GIT_SECONDS = 10  # `git show` of one file; a repository that takes longer is left out
+KEEP_FINISHED = 20  # finished backtests kept for their pages
+EVERY = timedelta(hours=1)
+
+Which = Literal["this_version", "committed"]  # the page's labels of the two versions
+
+
+class BacktestError(SiyuError):
+    """Why a backtest cannot run, in one line for the page."""
+
+
+class Stopped(Exception):
+    """The studio is stopping: the backtest unwinds (its scratch copy is removed)."""
+
+
+@dataclass
+class Version:
+    which: Which
+    spec: JourneySpec
+    body: str = ""  # the report's sections, once its backtest is done
+
+
+@dataclass
+class Backtest:
+    id: str
+    key: str  # the journey file's, as the studio addresses it
+    days: int
+    state: Literal["running", "done", "failed"] = "running"
+    done: int = 0  # ticks replayed, over every version
+    total: int = 0
+    day: str = ""  # the simulated day being replayed
+    running: Which | None = None  # the version being replayed
+    versions: list[Version] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    error: str | None = None
+
+
+class Backtests:
+    """A studio's backtests, by id: one running at a time per journey file."""
+
+    def __init__(self, database_url: str | None) -> None:
+        self.database_url = database_url
+        self._runs: dict[str, Backtest] = {}
+        self._lock = threading.Lock()
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    def get(self, backtest_id: str) -> Backtest | None:
+        return self._runs.get(backtest_id)
+
+    def start(self, project: Project, key: str, path: Path, days: int) -> Backtest:
+        """A new backtest of the file at `path`, or the one of this file still running."""
+        with self._lock:
+            for run in self._runs.values():
+                if run.key == key and run.state == "running":
+                    return run
+            self._forget_old()
+            run = Backtest(secrets.token_hex(8), key, days)
+            self._runs[run.id] = run
+            thread = threading.Thread(
+                target=self._run, args=(run, project, path), name=f"backtest-{key}", daemon=True
+            )
+            self._threads = [t for t in self._threads if t.is_alive()] + [thread]
+        thread.start()
+        return run
+
+    def stop(self, seconds: float = 30) -> None:
+        """Stop the backtests still running and wait for them (the studio is stopping)."""
+        self._stopping.set()
+        for thread in self._threads:
+            thread.join(seconds)
+
+    def _forget_old(self) -> None:
+        finished = [k for k, run in self._runs.items() if run.state != "running"]
+        for old in finished[: max(len(finished) - KEEP_FINISHED, 0)]:
+            del self._runs[old]
+
+    def _run(self, run: Backtest, project: Project, path: Path) -> None:
+        try:
+            run.versions, run.notes = versions(project, path)
+            replay(run, project, self.database_url, self._stopping)
+            run.state = "done"
+        except Stopped:
+            run.error, run.state = "the studio stopped", "failed"
+        except SiyuError as error:
+            run.error, run.state = _one_line(str(error)), "failed"
+        except Exception as error:  # a bug: the page says so in a line, the log has the rest
+            log.exception("backtest of %s failed", run.key)
+            run.error, run.state = _one_line(f"{type(error).__name__}: {error}"), "failed"
+
+
+def versions(project: Project, path: Path) -> tuple[list[Version], list[str]]:
+    """The file now, and its last committed version when there is one that differs; notes
+    about what was left out."""
+    tools = ToolProject.of(project)
+    try:
+        text = read_source(project.journeys_dir, path)
+    except Refused as refused:
+        raise BacktestError(refused.message) from None
+    spec, problems = check_journey_file(path, tools.catalog(), project.journeys_dir)
+    if spec is None or problems:
+        raise BacktestError(f"{path.name}: {_problems(problems)}")
+    found = [Version("this_version", spec)]
+    committed = committed_text(path)
+    if committed is None or committed == text:
+        return found, ["same_as_committed"]
+    with tempfile.TemporaryDirectory(prefix="siyu-studio-head-") as tmp:
+        copy = Path(tmp) / path.name
+        copy.write_text(committed, encoding="utf-8")
+        before, problems = check_journey_file(copy, tools.catalog(), Path(tmp))
+    if before is None or problems:
+        return found, [f"the committed version is left out: {_problems(problems)}"]
+    return [*found, Version("committed", before)], []
+
+
+def committed_text(path: Path) -> str | None:
+    """The file as the last commit has it (`git show HEAD:./FILE` in its folder), or None:
+    no git, not a repository, no commit, or not in the commit."""
+    try:
+        shown = subprocess.run(
+            ["git", "-C", str(path.parent), "show", f"HEAD:./{path.name}"],
+            capture_output=True,
+            timeout=GIT_SECONDS,
+            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if shown.returncode != 0:
+        return None
+    try:
+        return shown.stdout.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def replay(
+    run: Backtest, project: Project, database_url: str | None, stopping: threading.Event
+) -> None:
+    """Each version over the last `run.days` days, a tick an hour, on its own scratch copy;
+    `stopping` set: Stopped at the next tick."""
+    if not database_url or _customers(database_url) == 0:
+        raise BacktestError("no customers in the database: nothing to replay")
+    end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    settings = SimulationSettings(end - timedelta(days=run.days), end, EVERY)
+    ticks = sum(1 for _ in settings.ticks())
+    run.total = ticks * len(run.versions)
+    kinds = channel_kinds(project)
+    policies = project.policies()
+    for n, version in enumerate(run.versions):
+        run.notes += setting_warnings(version.spec, settings)
+        run.running = version.which
+        simulate(
+            version.spec,
+            database_url,
+            project.templates_dir,
+            kinds,
+            settings,
+            _progress(run, n * ticks, ZoneInfo(version.spec.timezone), stopping),
+            policies=policies,
+            inspect=_read_body(version, settings, f"{'ab'[n]}-"),
+        )
+
+
+def _customers(database_url: str) -> int:
+    engine = existing_database(database_url)
+    if engine is None:
+        raise BacktestError(f"no database at {database_url.split('@')[-1]}")
+    try:
+        with Session(engine) as session:
+            return session.scalar(select(func.count()).select_from(Customer)) or 0
+    except SQLAlchemyError as error:
+        raise BacktestError(f"the database cannot be read: {error.__class__.__name__}") from None
+    finally:
+        engine.dispose()
+
+
+def _progress(
+    run: Backtest, before: int, zone: ZoneInfo, stopping: threading.Event
+) -> Callable[[int, int, datetime], None]:
+    def tick(i: int, _n: int, now: datetime) -> None:
+        if stopping.is_set():
+            raise Stopped
+        run.done = before + i
+        run.day = now.astimezone(zone).date().isoformat()
+
+    return tick
+
+
+def _read_body(
+    version: Version, settings: SimulationSettings, ids: str
+) -> Callable[[Session], None]:
+    subtitle = settings.described(version.spec.timezone)
+
+    def read(session: Session) -> None:
+        version.body = report_body(session, version.spec, subtitle, ids=ids)
+
+    return read
+
+
+def _problems(problems: list[Problem]) -> str:
+    if not problems:
+        return "it cannot be read"
+    first = problems[0]
+    more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+    return f"line {first.line}: {first.message}{more}"
+
+
+def _one_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "failed"
