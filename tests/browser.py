@@ -1,4 +1,6 @@
-"""Headless Chromium for the tests that look at a page as a person would.
+"""Headless Chromium for the tests that look at a page as a person would: `run_chromium`
+prints a page's DOM, `playwright_chromium` is a browser to type and click in (Playwright's
+sync API driving Debian's Chromium, not a browser Playwright downloads).
 
 On a laptop without Chromium these tests are skipped with the reason; in CI (`CI` set, as
 `.ci/run` runs) a missing Chromium is a failure, never a silent skip.
@@ -9,9 +11,15 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Browser
 
 # No background traffic: the machine's network is closed and nothing may leave it.
 FLAGS = (
@@ -44,3 +52,18 @@ def run_chromium(profile: Path, *args: str, timeout: float = 90) -> str:
         command, capture_output=True, text=True, timeout=timeout, env=env, check=True
     )
     return done.stdout
+
+
+@contextmanager
+def playwright_chromium() -> Iterator[Browser]:
+    """Debian's Chromium driven by Playwright, headless; skipped or failed as `chromium()`."""
+    binary = chromium()
+    from playwright.sync_api import sync_playwright
+
+    flags = [flag for flag in FLAGS if flag != "--headless"]  # Playwright adds its own
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=binary, args=flags)
+        try:
+            yield browser
+        finally:
+            browser.close()

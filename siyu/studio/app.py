@@ -1,24 +1,35 @@
 """The studio's web app (Starlette, which the stack already has through Prefect): the
-journeys at a glance, and one journey's page. Read-only. A page is addressed by a journey
-file's name as journeys/ lists it; a path is never built from the request."""
+journeys at a glance, and one journey's page with its editor. A page is addressed by a
+journey file's name as journeys/ lists it; a path is never built from the request. The only
+writes are a journey's save (siyu.studio.editing), from the studio's own page
+(siyu.studio.security)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
 
-from siyu.language.project_files import Refused, read_source
 from siyu.project import Project
+from siyu.studio.edit_routes import edit_routes
+from siyu.studio.journey_view import find_journey_file, view_on_disk
 from siyu.studio.overview import journey_files
 from siyu.studio.pages import index_page, journey_page, language
+from siyu.studio.security import HostGuard, WriteGuard
 
-# A page may never be framed by another site, nor load anything from elsewhere.
+# A page may never be framed by another site, nor load anything from elsewhere; its only
+# script is the studio's own file, which talks only to the studio.
 HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; connect-src 'self'; "
+        "style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'none'; "
+        "frame-ancestors 'none'"
+    ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
 }
@@ -35,17 +46,19 @@ def create_app(root: Path, database_url: str | None) -> Starlette:
 
     async def journey(request: Request) -> HTMLResponse:
         current = project()
-        key = request.path_params["key"]
-        entry = next((f for f in journey_files(current, database_url) if f.key == key), None)
+        path = find_journey_file(current, request.path_params["key"])
         lang = language(request.query_params.get("lang"))
-        if entry is None:
+        if path is None:
             return HTMLResponse("no such journey file", status_code=404, headers=HEADERS)
-        try:
-            source = read_source(current.journeys_dir, entry.path)
-        except Refused as refused:
-            source = f"# {refused.message}"
-        return HTMLResponse(journey_page(entry, source, lang), headers=HEADERS)
+        view = await run_in_threadpool(view_on_disk, current, path, database_url)
+        return HTMLResponse(journey_page(view, lang, guard.token), headers=HEADERS)
 
+    guard = WriteGuard()
     return Starlette(
-        routes=[Route("/", index), Route("/journeys/{key}", journey)],
+        routes=[
+            Route("/", index),
+            Route("/journeys/{key}", journey),
+            *edit_routes(project, database_url, guard, HEADERS),
+        ],
+        middleware=[Middleware(HostGuard)],
     )

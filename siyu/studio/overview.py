@@ -1,6 +1,6 @@
 """What the studio shows of a project: each journey file checked (its journey, or its
-problems) with the ledger's figures for the journey. Read-only: nothing here writes a file or
-the database."""
+problems) with the ledger's figures for the journey. Nothing here writes a file or the
+database."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import func, inspect, make_url, select
+from sqlalchemy import Engine, func, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
 from siyu.language.loader import check_journey_file
@@ -42,22 +42,32 @@ def journey_files(project: Project, database_url: str | None) -> list[JourneyFil
         JourneyFile(path.stem, path, *check_journey_file(path, catalog, project.journeys_dir))
         for path in project.journey_files()
     ]
-    if database_url:
-        _add_figures(files, database_url)
+    add_figures(files, database_url)
     return files
 
 
-def _add_figures(files: list[JourneyFile], database_url: str) -> None:
-    """The ledger's counts per journey; a database that is missing, not migrated or
-    unreachable leaves the figures out (the page says so) instead of failing the page."""
+def existing_database(database_url: str | None) -> Engine | None:
+    """An engine on the database if there is one to look at; None for no URL, a URL that
+    does not parse, or a SQLite file that does not exist (never create a database by looking
+    at it). The caller disposes of the engine."""
+    if not database_url:
+        return None
     try:
         url = make_url(database_url)
     except ArgumentError:
-        return
+        return None
     database = url.database or ""
     if url.get_backend_name() == "sqlite" and not Path(database).is_file():
-        return  # never create a database by looking at it
-    engine = make_engine(database_url)
+        return None
+    return make_engine(database_url)
+
+
+def add_figures(files: list[JourneyFile], database_url: str | None) -> None:
+    """The ledger's counts per journey; a database that is missing, not migrated or
+    unreachable leaves the figures out (the page says so) instead of failing the page."""
+    engine = existing_database(database_url)
+    if engine is None:
+        return
     try:
         with engine.connect() as connection:
             if "deliveries" not in inspect(connection).get_table_names():
