@@ -19,8 +19,10 @@ def studio_command(
     ),
 ) -> None:
     """Serve the journey studio on http://127.0.0.1:PORT: every journey with its status,
-    version, schedule, channels and the ledger's figures; a journey's picture, per-step
-    figures and its file with each problem marked on its line. Read-only."""
+    version, schedule, channels and the ledger's figures; a journey's page to edit it, checked
+    as you type (each problem on its line, the picture with per-step figures, each step's
+    message previewed for masked customers, the diff against the last commit). Saving writes
+    the journey's file in journeys/ as typed, only when `siyu validate` would accept it."""
     import uvicorn
 
     from siyu.project import Project
