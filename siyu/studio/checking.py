@@ -9,7 +9,7 @@ from pathlib import Path
 from siyu.errors import SiyuError
 from siyu.language.check_project import check_journey_edit
 from siyu.language.problems import Problem, SpecError
-from siyu.language.project_files import Refused, check_size
+from siyu.language.project_files import Refused, check_size, read_source
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 
@@ -43,3 +43,14 @@ def check_text(project: Project, path: Path, text: str) -> Checked:
     except SiyuError as error:
         return Checked(path, None, [Problem(str(path), 0, 0, "bad-config", str(error))])
     return Checked(path, spec, problems)
+
+
+def check_on_disk(project: Project, path: Path) -> tuple[str | None, Checked]:
+    """The journey file's text and its check; None and the reason as its one problem when
+    the file may not be read (a link out of journeys/, too large, not UTF-8 ...)."""
+    try:
+        text = read_source(project.journeys_dir, path)
+    except Refused as refused:
+        problem = Problem(str(path), 0, 0, refused.code, refused.message)
+        return None, Checked(path, None, [problem])
+    return text, check_text(project, path, text)

@@ -1,7 +1,7 @@
 """Saving a journey from the studio's editor, and its difference from the last commit.
 
-A save writes exactly the text the marketer typed (so every comment and the layout stay)
-into the same file of journeys/, and only when:
+A save writes exactly the text the marketer typed (so every comment and the layout stay;
+a file with Windows line ends keeps them) into the same file of journeys/, and only when:
 
 - the file is a regular file directly in journeys/ (not a link, not a folder), within the
   size bound of siyu.language.project_files, and so is the text;
@@ -84,6 +84,8 @@ def save_journey(project: Project, path: Path, text: str, loaded: str) -> Saved:
             checked,
             text_hash(current),
         )
+    if "\r\n" in current and "\r\n" not in text:  # a browser's text has \n line ends only
+        text = text.replace("\n", "\r\n")
     _replace(real, text)
     return Saved(True, f"saved {path.name}", 200, checked, text_hash(text))
 
@@ -142,10 +144,11 @@ def committed_diff(project: Project, path: Path, text: str) -> tuple[list[str] |
     if before is None:
         return None, note
     name = path.relative_to(project.root).as_posix()
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        text.splitlines(keepends=True),
+    lines = difflib.unified_diff(  # by lines: \r\n and \n line ends are the same here
+        before.splitlines(),
+        text.splitlines(),
         fromfile=f"{name} (HEAD)",
         tofile=f"{name} (editor)",
+        lineterm="",
     )
-    return [line.rstrip("\n") for line in lines], note
+    return list(lines), note

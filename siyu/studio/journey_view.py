@@ -7,10 +7,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from siyu.language.problems import Problem
-from siyu.language.project_files import Refused, read_source
+from siyu.language.project_files import Refused
 from siyu.project import Project
-from siyu.studio.checking import Checked, check_text
+from siyu.studio.checking import Checked, check_on_disk, check_text
 from siyu.studio.editing import committed_diff, writable_journey
 from siyu.studio.overview import JourneyFile, add_figures
 from siyu.studio.previews import Previews, journey_previews
@@ -34,20 +33,17 @@ def find_journey_file(project: Project, key: str) -> Path | None:
 
 def view_on_disk(project: Project, path: Path, database_url: str | None) -> JourneyView:
     """The page as first shown: the file's text, or why it cannot be read or saved."""
-    try:
-        text = read_source(project.journeys_dir, path)
-    except Refused as refused:
-        problems = [Problem(str(path), 0, 0, refused.code, refused.message)]
-        entry = JourneyFile(path.stem, path, None, problems)
-        shown = f"# {refused.message}\n"
-        checked = Checked(path, None, problems)
-        return JourneyView(entry, checked, shown, None, (None, ""), refused.message)
+    text, checked = check_on_disk(project, path)
+    if text is None:
+        entry = JourneyFile(path.stem, path, None, checked.problems)
+        refusal = checked.problems[0].message
+        return JourneyView(entry, checked, f"# {refusal}\n", None, (None, ""), refusal)
+    why: str | None = None
     try:
         writable_journey(project, path)
-        why = None
     except Refused as refused:
         why = refused.message
-    return view_of(project, path, text, database_url, why)
+    return view_of(project, path, text, database_url, why, checked)
 
 
 def view_of(
@@ -56,8 +52,10 @@ def view_of(
     text: str,
     database_url: str | None,
     not_saved: str | None = None,
+    checked: Checked | None = None,
 ) -> JourneyView:
-    checked = check_text(project, path, text)
+    """The page's parts for `text` (checked here unless `checked` is its check)."""
+    checked = checked or check_text(project, path, text)
     entry = JourneyFile(path.stem, path, checked.spec, checked.problems)
     add_figures([entry], database_url)
     previews = journey_previews(project, checked.spec, database_url) if checked.spec else None

@@ -11,13 +11,13 @@ from pathlib import Path
 from sqlalchemy import Engine, func, inspect, make_url, select
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 
-from siyu.language.loader import check_journey_file
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.step_summary import JourneySummary, summarize
 from siyu.storage.engine import make_engine, make_sessionmaker
 from siyu.storage.models import Journey
+from siyu.studio.checking import check_on_disk
 
 
 @dataclass
@@ -37,11 +37,11 @@ class JourneyFile:
 
 
 def journey_files(project: Project, database_url: str | None) -> list[JourneyFile]:
-    catalog = project.catalog()
-    files = [
-        JourneyFile(path.stem, path, *check_journey_file(path, catalog, project.journeys_dir))
-        for path in project.journey_files()
-    ]
+    """Every file of journeys/ checked as `siyu validate` checks it, with its figures."""
+    files = []
+    for path in project.journey_files():
+        checked = check_on_disk(project, path)[1]
+        files.append(JourneyFile(path.stem, path, checked.spec, checked.problems))
     add_figures(files, database_url)
     return files
 

@@ -24,6 +24,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.language.check_project import check_project
 from siyu.project import Project
 from siyu.studio.checking import check_text
+from siyu.studio.editing import save_journey
+from siyu.studio.journey_view import view_on_disk
+from siyu.studio.overview import journey_files
 from tests.browser import playwright_chromium
 from tests.conftest import Shop
 from tests.project_copy import copy_project
@@ -102,6 +105,10 @@ def test_the_editors_check_is_siyu_validates(project: Path) -> None:
         }, name
         codes |= {p.code for p in unsaved.problems}
     assert codes == {"unknown-channel", "sms-signature", "duplicate-journey"}
+    # the index says what the journey's page says: the content rules count there too
+    (journeys / "birthday.yaml").write_text(edits["birthday.yaml"], encoding="utf-8")
+    listed = {f.key: f for f in journey_files(current, None)}
+    assert [p.code for p in listed["birthday"].problems] == ["sms-signature"]
 
 
 def test_typing_checking_previewing_and_saving_in_a_real_browser(
@@ -124,13 +131,21 @@ def test_typing_checking_previewing_and_saving_in_a_real_browser(
             assert name not in html
         assert "顾*0" in html and "1380000" not in html
         _shot(page, tmp_path, "2-journey")
+        page.goto(f"{studio}/journeys/first_purchase")  # Chinese first
+        expect(page.locator("#status")).to_have_text("可上线")
+        _shot(page, tmp_path, "2-journey-zh")
+        page.goto(f"{studio}/journeys/first_purchase?lang=en")
 
-        # a misspelt channel: marked on its line, with the did-you-mean, within a second
+        # a misspelt channel, typed (Backspace after service_ac): marked on its line, with
+        # the did-you-mean, within a second
+        after_ac = original.index(TYPO[0]) + len("send: service_ac") + 1
+        editor.evaluate("(e, at) => e.setSelectionRange(at, at)", after_ac)
         started = time.monotonic()
-        editor.fill(original.replace(*TYPO))
+        editor.press("Backspace")
         marked = page.locator(f"#L{typo_line}.problem")
         expect(marked).to_be_visible(timeout=1000)
-        assert time.monotonic() - started < 1.5  # fill + debounce + check, with the assertion
+        assert time.monotonic() - started < 1.0
+        assert editor.input_value() == original.replace(*TYPO)
         expect(page.locator("#source")).to_contain_text("did you mean 'service_account'")
         expect(page.locator("#status")).to_have_text("1 problem(s)")
         expect(page.locator('#previews tr[data-step="day7-content"]').first).to_contain_text(
@@ -138,11 +153,14 @@ def test_typing_checking_previewing_and_saving_in_a_real_browser(
         )
         _shot(page, tmp_path, "3-typo-marked")
 
-        # fixed: the mark goes, the preview shows the channel again; a template change shows
-        fixed = original.replace("template: day14_coupon.j2", "template: winback_sms.j2")
-        editor.fill(fixed)
+        # fixed by typing the c again: the mark goes, the preview shows the channel again
+        editor.press("c")
         expect(page.locator("#status")).to_have_text("valid", timeout=1000)
         expect(page.locator(".line.problem")).to_have_count(0)
+        assert editor.input_value() == original
+        # and a template changed: the SMS preview says what the other template says
+        fixed = original.replace("template: day14_coupon.j2", "template: winback_sms.j2")
+        editor.fill(fixed)
         day14 = page.locator('#previews tr[data-step="day14-repurchase"]').first
         expect(day14).to_contain_text("回归券")  # winback_sms.j2's coupon
         expect(day14).to_contain_text("signature ✓")
@@ -251,3 +269,26 @@ def test_a_linked_journey_is_never_saved_through(
         assert "link" in answer.json()["message"]
         assert target.read_text(encoding="utf-8") == before
         assert (journeys / f"{key}.yaml").is_symlink()
+
+
+def test_without_a_database_or_git_the_page_says_so(project: Path, tmp_path: Path) -> None:
+    """No database: the sample customer, said so, and no database file created. Not a git
+    repository: no diff, said so. Windows line ends stay Windows line ends on save."""
+    shutil.rmtree(project / ".git")
+    current = Project.find(project)
+    path = project / "journeys" / "first_purchase.yaml"
+    missing = tmp_path / "none" / "siyu.db"
+    view = view_on_disk(current, path, f"sqlite:///{missing}")
+    assert view.previews is not None and view.previews.source == "no-database"
+    assert {m.preview.who for m in view.previews.messages} == {"sample data"}
+    sms = next(m for m in view.previews.messages if m.step.send == "sms")
+    assert sms.sms and sms.sms_parts == 1 and not sms.checks
+    assert view.diff == (None, "the project is not a git repository")
+    assert not missing.parent.exists()
+
+    text = path.read_text(encoding="utf-8")
+    path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
+    loaded = hashlib.sha256(path.read_bytes()).hexdigest()
+    saved = save_journey(current, path, text.replace("within: 3d", "within: 4d"), loaded)
+    assert saved.ok, saved.message
+    assert path.read_bytes().count(b"\r\n") == text.count("\n")
