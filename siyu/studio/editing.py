@@ -20,6 +20,7 @@ import os
 import stat
 import subprocess
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,14 @@ def writable_journey(project: Project, path: Path) -> Path:
 
 
 def save_journey(project: Project, path: Path, text: str, loaded: str) -> Saved:
+    with _SAVING:  # two saves at once: the second sees the first's file, not the one before
+        return _save(project, path, text, loaded)
+
+
+_SAVING = threading.Lock()
+
+
+def _save(project: Project, path: Path, text: str, loaded: str) -> Saved:
     try:
         real = writable_journey(project, path)
         check_size(path, len(text.encode("utf-8")))

@@ -27,6 +27,7 @@ from siyu.studio.checking import check_text
 from siyu.studio.editing import save_journey
 from siyu.studio.journey_view import view_on_disk
 from siyu.studio.overview import journey_files
+from siyu.studio.security import served_hosts
 from tests.browser import playwright_chromium
 from tests.conftest import Shop
 from tests.project_copy import copy_project
@@ -292,3 +293,12 @@ def test_without_a_database_or_git_the_page_says_so(project: Path, tmp_path: Pat
     saved = save_journey(current, path, text.replace("within: 3d", "within: 4d"), loaded)
     assert saved.ok, saved.message
     assert path.read_bytes().count(b"\r\n") == text.count("\n")
+
+
+def test_the_served_address_by_every_name_it_has() -> None:
+    assert served_hosts({"server": ("127.0.0.1", 8780)}) == {
+        "127.0.0.1:8780", "localhost:8780", "[::1]:8780"
+    }  # fmt: skip
+    assert "[::1]:8781" in served_hosts({"server": ("::1", 8781)})
+    assert served_hosts({"server": ("192.168.1.5", 8780)}) == {"192.168.1.5:8780"}
+    assert served_hosts({}) == set()  # a unix socket: no Host is the served one
