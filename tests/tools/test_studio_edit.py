@@ -59,7 +59,7 @@ def _shot(page: Page, tmp_path: Path, name: str) -> None:
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
+    shutil.copy(path, SHOTS / f"edit-{path.name}")  # the other studio pages' shots are there too
 
 
 def _line_of(text: str, needle: str) -> int:
