@@ -19,7 +19,7 @@ from siyu.limits import limits
 from siyu.project import Project
 from siyu.studio.editing import save_journey
 from siyu.studio.journey_view import JourneyView, find_journey_file, view_of
-from siyu.studio.pages import journey_parts, language
+from siyu.studio.pages import journey_parts, language, save_message
 from siyu.studio.security import WriteGuard
 
 
@@ -111,14 +111,12 @@ def edit_routes(
         current, path, body = found
         lang, text = language(body.get("lang")), body["text"]
         saved = await run_in_threadpool(save_journey, current, path, text, body.get("loaded", ""))
+        said = {"ok": saved.ok, "message": save_message(saved, path.name, lang)}
         if saved.checked is None:  # refused before checking: the file, or a newer one on disk
-            return JSONResponse(
-                {"ok": False, "message": saved.message, "loaded": saved.loaded},
-                saved.status,
-                headers=dict(headers),
-            )
+            answer = {**said, "loaded": saved.loaded}
+            return JSONResponse(answer, saved.status, headers=dict(headers))
         view = await run_in_threadpool(view_of, current, path, text, database_url)
-        answer = _answer(view, lang, ok=saved.ok, message=saved.message, loaded=saved.loaded)
+        answer = _answer(view, lang, **said, loaded=saved.loaded)
         return JSONResponse(answer, saved.status, headers=dict(headers))
 
     return [

@@ -23,6 +23,7 @@ import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from siyu.language.project_files import Refused, check_size, confine, read_source
 from siyu.project import Project
@@ -35,13 +36,27 @@ def text_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+SaveOutcome = Literal["saved", "refused", "changed", "invalid"]
+_STATUS: dict[SaveOutcome, int] = {"saved": 200, "refused": 403, "changed": 409, "invalid": 422}
+
+
 @dataclass
 class Saved:
-    ok: bool
-    message: str
-    status: int  # the HTTP status the studio answers with
-    checked: Checked | None = None
+    """What became of a save; the page words it (siyu.studio.pages.save_message)."""
+
+    outcome: SaveOutcome
+    checked: Checked | None = None  # the text's check (outcomes "saved" and "invalid")
     loaded: str = ""  # the hash of what the file holds now
+    refusal: str = ""  # why the file may not be written (outcome "refused")
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome == "saved"
+
+    @property
+    def status(self) -> int:
+        """The HTTP status the studio answers with."""
+        return _STATUS[self.outcome]
 
 
 def writable_journey(project: Project, path: Path) -> Path:
@@ -74,29 +89,16 @@ def _save(project: Project, path: Path, text: str, loaded: str) -> Saved:
         check_size(path, len(text.encode("utf-8")))
         current = read_source(project.journeys_dir, path)
     except Refused as refused:
-        return Saved(False, refused.message, 403)
+        return Saved("refused", refusal=refused.message)
     if text_hash(current) != loaded:
-        return Saved(
-            False,
-            f"{path.name} changed on disk since you opened it: copy your edit, reload the "
-            "page and apply it again",
-            409,
-            loaded=text_hash(current),
-        )
+        return Saved("changed", loaded=text_hash(current))
     checked = check_text(project, path, text)
     if checked.problems or checked.spec is None:
-        count = len(checked.problems)
-        return Saved(
-            False,
-            f"not saved: {count} problem{'s' if count != 1 else ''}; the file is unchanged",
-            422,
-            checked,
-            text_hash(current),
-        )
+        return Saved("invalid", checked, text_hash(current))
     if "\r\n" in current and "\r\n" not in text:  # a browser's text has \n line ends only
         text = text.replace("\n", "\r\n")
     _replace(real, text)
-    return Saved(True, f"saved {path.name}", 200, checked, text_hash(text))
+    return Saved("saved", checked, text_hash(text))
 
 
 def _replace(real: Path, text: str) -> None:

@@ -12,7 +12,7 @@ from siyu.graph.draw import to_svg
 from siyu.graph.model import build_graph
 from siyu.language.problems import Problem
 from siyu.studio.checking import Checked
-from siyu.studio.editing import text_hash
+from siyu.studio.editing import Saved, text_hash
 from siyu.studio.journey_view import JourneyView
 from siyu.studio.overview import JourneyFile
 from siyu.studio.previews import MessagePreview, Previews
@@ -71,6 +71,11 @@ LABELS: dict[str, dict[str, str]] = {
         "diff": "与最近一次提交的差异",
         "same": "与最近一次提交相同",
         "fix_first": "先修正上面的问题，才能画图和预览",
+        "saved": "已保存 {name}",
+        "invalid": "未保存：{count} 个问题，文件未改动",
+        "changed": "{name} 在你打开之后已在磁盘上被改过（changed on disk since you opened it）："
+        "请先复制你的修改，重新加载页面后再改",
+        "refused": "未保存：{refusal}",
     },
     "en": {
         "title": "Journey studio",
@@ -126,6 +131,11 @@ LABELS: dict[str, dict[str, str]] = {
         "diff": "difference from the last commit",
         "same": "the same as the last commit",
         "fix_first": "fix the problems above to see the picture and the previews",
+        "saved": "saved {name}",
+        "invalid": "not saved: {count} problem(s); the file is unchanged",
+        "changed": "{name} changed on disk since you opened it: copy your edit, reload the page "
+        "and apply it again",
+        "refused": "not saved: {refusal}",
     },
 }
 
@@ -283,6 +293,13 @@ def journey_parts(view: JourneyView, lang: str) -> dict[str, str | None]:
     if view.previews is not None:
         parts["previews"] = _previews(view.previews, lang)
     return parts
+
+
+def save_message(saved: Saved, name: str, lang: str) -> str:
+    """What became of a save, in the page's language (plain text: the script shows it as
+    text)."""
+    count = len(saved.checked.problems) if saved.checked else 0
+    return LABELS[lang][saved.outcome].format(name=name, count=count, refusal=saved.refusal)
 
 
 def first_parts(parts: dict[str, str | None], lang: str) -> dict[str, str]:

@@ -209,7 +209,7 @@ def test_writes_come_only_from_the_studios_own_page(studio: str, project: Path) 
     edited = original.replace("within: 3d", "within: 4d")
     client = httpx.Client(base_url=studio, timeout=30)
     token = _token(client, "first_purchase")
-    body = {"text": edited, "loaded": loaded}
+    body = {"text": edited, "loaded": loaded, "lang": "en"}
     port = studio.rsplit(":", 1)[1]
     refused = [
         client.post("/journeys/first_purchase/save", json=body),  # no token
@@ -244,6 +244,12 @@ def test_writes_come_only_from_the_studios_own_page(studio: str, project: Path) 
     assert saved.status_code == 200 and saved.json()["ok"]
     assert file.read_text(encoding="utf-8") == edited
     assert not [p for p in file.parent.iterdir() if p.name.startswith(".")]  # no temp left
+    invalid = {"text": edited.replace(*TYPO), "loaded": hashlib.sha256(edited.encode()).hexdigest()}
+    chinese = client.post("/journeys/first_purchase/save", json=invalid, headers=own)
+    assert (
+        chinese.status_code == 422 and chinese.json()["message"] == "未保存：1 个问题，文件未改动"
+    )
+    assert file.read_text(encoding="utf-8") == edited
 
 
 def test_a_linked_journey_is_never_saved_through(
@@ -291,7 +297,7 @@ def test_without_a_database_or_git_the_page_says_so(project: Path, tmp_path: Pat
     path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
     loaded = hashlib.sha256(path.read_bytes()).hexdigest()
     saved = save_journey(current, path, text.replace("within: 3d", "within: 4d"), loaded)
-    assert saved.ok, saved.message
+    assert saved.ok, saved
     assert path.read_bytes().count(b"\r\n") == text.count("\n")
 
 
