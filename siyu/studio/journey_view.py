@@ -58,6 +58,10 @@ def view_of(
     checked = checked or check_text(project, path, text)
     entry = JourneyFile(path.stem, path, checked.spec, checked.problems)
     add_figures([entry], database_url)
-    previews = journey_previews(project, checked.spec, database_url) if checked.spec else None
+    previews = (
+        journey_previews(project, checked.spec, database_url, checked.valid)
+        if checked.spec
+        else None
+    )
     diff = committed_diff(project, path, text)
     return JourneyView(entry, checked, text, previews, diff, not_saved)

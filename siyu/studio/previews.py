@@ -63,17 +63,24 @@ class MessagePreview:
 @dataclass(frozen=True)
 class Previews:
     messages: list[MessagePreview]
-    source: str  # "customers" | "no-database" | "no-customers"
+    source: str  # "customers" | "no-database" | "no-customers" | "unchecked"
 
 
-def journey_previews(project: Project, spec: JourneySpec, database_url: str | None) -> Previews:
-    """Every step and variant of `spec`, for a few customers or the sample customer."""
+def journey_previews(
+    project: Project, spec: JourneySpec, database_url: str | None, valid: bool = True
+) -> Previews:
+    """Every step and variant of `spec`, for a few customers or the sample customer. A text
+    with problems (`valid` False) is previewed for the sample customer only: its SQL (the
+    entry's `where`, which finds a customer's entry event) has not passed the check, and
+    nothing that has not runs on the database."""
     config: LintConfig | None
     try:
         kinds = channel_kinds(project)
         config = load_lint_config(project.root)
     except SiyuError:
         kinds, config = {}, None  # channels.yaml or lint.yaml broken: the problems say so
+    if not valid:
+        return Previews(_render_all(project, spec, None, [], kinds, config), "unchecked")
     engine = existing_database(database_url)
     if engine is None:
         return Previews(_render_all(project, spec, None, [], kinds, config), "no-database")

@@ -152,6 +152,7 @@ def test_typing_checking_previewing_and_saving_in_a_real_browser(
         expect(page.locator('#previews tr[data-step="day7-content"]').first).to_contain_text(
             "unknown channel"
         )
+        expect(page.locator("#previews")).to_contain_text("the journey has problems")
         _shot(page, tmp_path, "3-typo-marked")
 
         # fixed by typing the c again: the mark goes, the preview shows the channel again
