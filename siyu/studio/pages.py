@@ -68,7 +68,6 @@ LABELS: dict[str, dict[str, str]] = {
         "no-customers": "数据库里还没有顾客：以示例顾客预览（示例数据）",
         "customers": "数据库中的顾客（个人信息已打码）",
         "unchecked": "旅程还有问题：以示例顾客预览（未通过检查的 SQL 不在数据库上运行）",
-        "stale": "旅程解析失败：图和预览停在上一次成功的检查",
         "diff": "与最近一次提交的差异",
         "same": "与最近一次提交相同",
         "fix_first": "先修正上面的问题，才能画图和预览",
@@ -130,7 +129,6 @@ LABELS: dict[str, dict[str, str]] = {
         "customers": "customers of the database (personal data masked)",
         "unchecked": "the journey has problems: previewed for the sample customer (SQL that "
         "has not passed the check never runs on the database)",
-        "stale": "the journey does not parse: picture and previews are the last good check's",
         "diff": "difference from the last commit",
         "same": "the same as the last commit",
         "fix_first": "fix the problems above to see the picture and the previews",

@@ -170,6 +170,11 @@ def test_typing_checking_previewing_and_saving_in_a_real_browser(
             "(wechat_openid)"
         )
 
+        # text that is not a journey yet (half-typed YAML): the picture stays, dimmed
+        editor.fill(original.replace("steps:\n", "steps: [\n"))
+        expect(page.locator("#picture")).to_have_class("stale", timeout=1000)
+        expect(page.locator("#status")).to_contain_text("problem(s)")
+
         # saving what does not validate: refused with the problems, the file as it was
         editor.fill(original.replace(*TYPO))
         expect(marked).to_be_visible(timeout=1000)
