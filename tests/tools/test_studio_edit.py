@@ -25,7 +25,7 @@ from siyu.language.check_project import check_project
 from siyu.project import Project
 from siyu.studio.checking import check_text
 from siyu.studio.editing import save_journey
-from siyu.studio.journey_view import view_on_disk
+from siyu.studio.journey_view import view_of, view_on_disk
 from siyu.studio.overview import journey_files
 from siyu.studio.security import served_hosts
 from tests.browser import playwright_chromium
@@ -285,8 +285,9 @@ def test_a_linked_journey_is_never_saved_through(
 
 
 def test_without_a_database_or_git_the_page_says_so(project: Path, tmp_path: Path) -> None:
-    """No database: the sample customer, said so, and no database file created. Not a git
-    repository: no diff, said so. Windows line ends stay Windows line ends on save."""
+    """No database: the sample customer, said so, and no database file created; each
+    variant previewed. Not a git repository: no diff, said so. Windows line ends stay Windows
+    line ends on save."""
     shutil.rmtree(project / ".git")
     current = Project.find(project)
     path = project / "journeys" / "first_purchase.yaml"
@@ -299,7 +300,22 @@ def test_without_a_database_or_git_the_page_says_so(project: Path, tmp_path: Pat
     assert view.diff == (None, "the project is not a git repository")
     assert not missing.parent.exists()
 
+    # an A/B test on the SMS step: one preview per variant, each its own template's, checked
+    # for the signature and opt-out (siyu validate's rules check only the step's template)
+    (project / "templates" / "unsigned.j2").write_text("{{ customer.name }}您好\n", "utf-8")
     text = path.read_text(encoding="utf-8")
+    ab = text.replace(
+        "    template: day14_coupon.j2",
+        "    template: day14_coupon.j2\n"
+        "    variants: [{id: coupon}, {id: bare, template: unsigned.j2}]",
+    )
+    assert ab != text
+    previews = view_of(current, path, ab, None).previews
+    assert previews is not None
+    by_variant = {m.variant: m for m in previews.messages if m.step.id == "day14-repurchase"}
+    assert by_variant["coupon"].preview.body is not None and not by_variant["coupon"].checks
+    assert {p.code for p in by_variant["bare"].checks} == {"sms-signature", "sms-opt-out"}
+
     path.write_bytes(text.replace("\n", "\r\n").encode("utf-8"))
     loaded = hashlib.sha256(path.read_bytes()).hexdigest()
     saved = save_journey(current, path, text.replace("within: 3d", "within: 4d"), loaded)
