@@ -84,7 +84,8 @@ class Project:
                 continue
             files = [str(shown) for shown, _ in entries]
             problems += [
-                Problem(file, 1, 1, "duplicate-journey", _duplicate(name, files)) for file in files
+                Problem(file, 1, 1, "duplicate-journey", duplicate_name(name, files))
+                for file in files
             ]
         return specs, problems
 
@@ -121,7 +122,7 @@ class Project:
             else:
                 unreadable += problems
         if len(files) > 1:
-            raise ConfigError(_duplicate(name, [str(f) for f in files]))
+            raise ConfigError(duplicate_name(name, [str(f) for f in files]))
         if files:
             return files[0]
         if unreadable:  # the journey may be in a file that cannot be read
@@ -141,6 +142,11 @@ class Project:
         if spec.journey != name:  # the file changed since it was looked at
             raise ConfigError(f"{path} no longer holds journey '{name}'; run again")
         return spec
+
+    def files_named(self, name: str) -> list[Path]:
+        """The journey files whose `journey:` is `name`, read as cheaply as journey_file
+        reads them (a file that cannot be read names nothing)."""
+        return [p for p in self.journey_files() if self._journey_name(p)[0] == name]
 
     def _journey_name(self, path: Path) -> tuple[str | None, list[Problem]]:
         """A journey file's `journey:` name without checking the rest of it: its top-level
@@ -226,7 +232,7 @@ class Project:
 _NAME_LINE = re.compile(r"""^journey:[ \t]*['"]?([A-Za-z0-9_-]+)['"]?[ \t]*(?:#.*)?$""", re.M)
 
 
-def _duplicate(name: str, files: list[str]) -> str:
+def duplicate_name(name: str, files: list[str]) -> str:
     return (
         f"journey name '{name}' is used by {len(files)} files: {', '.join(files)}; "
         "rename one (its `journey:` key) — nothing runs under this name until then"

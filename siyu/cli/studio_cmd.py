@@ -25,10 +25,13 @@ def studio_command(
     ] = "127.0.0.1",
 ) -> None:
     """Serve the journey studio on http://127.0.0.1:PORT: every journey with its status,
-    version, schedule, channels and the ledger's figures; a journey's picture, per-step
-    figures and its file with each problem marked on its line; a customer's decisions by id,
-    external id or masked mobile (138****5678), every personal field masked; a backtest of
-    the journey file against its last committed version, over a copy of the database.
+    version, schedule, channels and the ledger's figures; a journey's page to edit it, checked
+    as you type (each problem on its line, the picture with per-step figures, each step's
+    message previewed for masked customers, the diff against the last commit); a backtest of
+    the journey file against its last committed version, over a copy of the database; a
+    customer's decisions by id, external id or masked mobile (138****5678), every personal
+    field masked. Saving writes the journey's file in journeys/ as typed, only when `siyu
+    validate` would accept it.
 
     Only this machine can use it by default. Bound elsewhere (--host 0.0.0.0), every request
     must carry the token of the printed URL (it becomes a cookie at the first visit)."""

@@ -27,6 +27,13 @@ def read_yaml(path: Path, folder: Path | None = None) -> tuple[Any, list[Problem
         text = read_source(folder or path.parent, path)
     except Refused as refused:
         return None, [Problem(file, 0, 0, refused.code, refused.message)]
+    return parse_yaml(file, text)
+
+
+def parse_yaml(file: str, text: str) -> tuple[Any, list[Problem]]:
+    """The YAML `text` (with positions) of `file`, within the same node and depth bounds as a
+    file read from disk: for text not written yet (the studio's editor, which bounds its size
+    with project_files.check_size)."""
     bounds = limits()
     raw, problems = _parse(file, text, bounds.yaml_nodes, bounds.yaml_depth)
     # a copy: the parse is shared, and a caller may change what it gets

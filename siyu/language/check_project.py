@@ -14,12 +14,17 @@ from pathlib import Path
 from siyu.language.channel_kinds import ToolProject
 from siyu.language.lint import lint_journey
 from siyu.language.lint_config import load_lint_config
-from siyu.language.loader import check_journey_file, read_journey_yaml
+from siyu.language.loader import (
+    check_journey_file,
+    check_journey_yaml,
+    journey_yaml_text,
+    read_journey_yaml,
+)
 from siyu.language.positions import position
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.language.templates_check import check_template
-from siyu.project import Project
+from siyu.project import Project, duplicate_name
 
 
 def check_project(project: Project) -> tuple[dict[str, JourneySpec], list[Problem]]:
@@ -40,6 +45,27 @@ def check_project(project: Project) -> tuple[dict[str, JourneySpec], list[Proble
     for template in sorted(project.templates_dir.glob("*.j2")):
         problems += check_template(_shown(template), project.templates_dir)
     return specs, sorted(set(problems))
+
+
+def check_journey_edit(
+    project: Project, path: Path, text: str
+) -> tuple[JourneySpec | None, list[Problem]]:
+    """What `siyu validate` would say of the journey file `path` if it held `text` (the
+    studio's editor): the loader's checks, the content rules, and whether another file uses
+    the journey's name. Nothing is written."""
+    shown = str(_shown(path))
+    raw, problems = journey_yaml_text(shown, text)
+    spec, problems = check_journey_yaml(shown, raw, problems, ToolProject.of(project).catalog())
+    if spec is None or raw is None or problems:
+        return spec, problems  # fix the structure first, as check_project does
+    config, locate = load_lint_config(project.root), partial(position, raw)
+    problems = list(lint_journey(shown, spec, project.templates_dir, locate, config))
+    named = {f.resolve() for f in project.files_named(spec.journey)} | {path.resolve()}
+    if len(named) > 1:  # as check_all reports it: at the top of the file, in file order
+        files = [str(_shown(f)) for f in sorted(named)]
+        message = duplicate_name(spec.journey, files)
+        problems.append(Problem(shown, 1, 1, "duplicate-journey", message))
+    return spec, sorted(set(problems))
 
 
 def content_problems(project: Project, spec: JourneySpec) -> list[Problem]:

@@ -72,7 +72,7 @@ def lint_journey(
         yield from check_template_fields(path, available, why, templates_dir)
         yield from _consent(file, step, index, path, text, locate, config)
         if step.send in config.sms_channels:
-            yield from _sms(step, path, text, config)
+            yield from sms_problems(step, path, text, config)
         if step.purpose == "marketing":
             for line, column, word in find_words(text, config.banned_words, config.allowed_words):
                 yield Problem(
@@ -124,7 +124,7 @@ def _consent(
         )
 
 
-def _sms(step: Step, path: Path, text: str, config: LintConfig) -> Iterator[Problem]:
+def sms_problems(step: Step, path: Path, text: str, config: LintConfig) -> Iterator[Problem]:
     first = next((n for n, line in enumerate(text.splitlines(), 1) if line.strip()), 1)
     if not _SIGNATURE.match(text.strip()):
         yield Problem(

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from ruamel.yaml.comments import CommentedMap
 
-from siyu.language.bounded_yaml import read_yaml
+from siyu.language.bounded_yaml import parse_yaml, read_yaml
 from siyu.language.positions import position
 from siyu.language.problems import Problem, SpecError, did_you_mean
 from siyu.language.references import Catalog, check_references
@@ -43,8 +43,15 @@ def check_journey_file(
 ) -> tuple[JourneySpec | None, list[Problem]]:
     """The journey in `path`, read only from inside `folder` (default: the file's own folder;
     a project passes its journeys/), and every problem found in it."""
-    file = str(path)
     raw, problems = read_journey_yaml(path, folder)
+    return check_journey_yaml(str(path), raw, problems, catalog)
+
+
+def check_journey_yaml(
+    file: str, raw: CommentedMap | None, problems: list[Problem], catalog: Catalog
+) -> tuple[JourneySpec | None, list[Problem]]:
+    """The journey in `raw` (as read_journey_yaml or journey_yaml_text gave it, with its
+    problems), and every problem found in it."""
     if raw is None:
         return None, problems
     problems = list(check_references(file, raw, catalog))
@@ -61,13 +68,23 @@ def read_journey_yaml(
 ) -> tuple[CommentedMap | None, list[Problem]]:
     """A journey file's YAML (with positions), within the bounds of siyu.limits
     (siyu/language/bounded_yaml.py); problems instead of exceptions."""
-    raw, problems = read_yaml(path, folder)
+    return _journey_mapping(str(path), *read_yaml(path, folder))
+
+
+def journey_yaml_text(file: str, text: str) -> tuple[CommentedMap | None, list[Problem]]:
+    """read_journey_yaml for text not written to `file` yet (the studio's editor)."""
+    return _journey_mapping(file, *parse_yaml(file, text))
+
+
+def _journey_mapping(
+    file: str, raw: object, problems: list[Problem]
+) -> tuple[CommentedMap | None, list[Problem]]:
     if problems:
         return None, problems
     if not isinstance(raw, CommentedMap):
         return None, [
             Problem(
-                str(path),
+                file,
                 1,
                 1,
                 "bad-yaml",

@@ -79,8 +79,7 @@ def check_file(folder: Path, path: Path) -> Path:
         raise Refused("unreadable", shown, f"cannot be read ({error.strerror})") from None
     if not stat.S_ISREG(info.st_mode):
         raise Refused("not-a-file", shown, _NOT_REGULAR)
-    if info.st_size > _cap(path)[0]:
-        raise Refused("too-large", shown, _too_large(path))
+    check_size(path, info.st_size)
     return real
 
 
@@ -101,13 +100,11 @@ def read_source(folder: Path, path: Path) -> str:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise Refused("not-a-file", shown, _NOT_REGULAR)
-        if info.st_size > cap:
-            raise Refused("too-large", shown, _too_large(path))
+        check_size(path, info.st_size)
         data = _read_at_most(fd, cap + 1)
     finally:
         os.close(fd)
-    if len(data) > cap:
-        raise Refused("too-large", shown, _too_large(path))
+    check_size(path, len(data))
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -116,6 +113,12 @@ def read_source(folder: Path, path: Path) -> str:
         ) from None
     _admitted[real] = folder
     return text
+
+
+def check_size(path: Path, size: int) -> None:
+    """Refused when `size` bytes are more than a file like `path` may hold (by its suffix)."""
+    if size > _cap(path)[0]:
+        raise Refused("too-large", str(path), _too_large(path))
 
 
 _NOT_REGULAR = "is not a regular file (a folder, device or pipe): refused"

@@ -53,6 +53,7 @@ class Preview:
     who: str  # masked description of the customer, or "sample data"
     body: str | None
     error: str | None
+    length: int = 0  # characters of the message as sent (the masked body may differ)
 
 
 def _entry_event(session: Session, spec: JourneySpec, customer_id: int) -> dict[str, Any] | None:
@@ -135,4 +136,4 @@ def _render(
     rendered = render_message(templates_dir, step.template, context)
     body = mask_text(rendered.body, known) if rendered.body else None
     error = mask_text(rendered.error, known) if rendered.error else None
-    return Preview(step, who, body, error)
+    return Preview(step, who, body, error, len(rendered.body or ""))

@@ -1,7 +1,9 @@
 """The studio's web app (Starlette, which the stack already has through Prefect): the
-journeys at a glance, one journey's page, a customer's story and a backtest's page. Read-only
-(a backtest writes only its scratch copy). A page is addressed by a journey file's name as
-journeys/ lists it; a path is never built from the request. Who may ask: siyu.studio.access."""
+journeys at a glance, one journey's page with its editor, a customer's story and a
+backtest's page. A page is addressed by a journey file's name as journeys/ lists it; a path
+is never built from the request. Who may ask: siyu.studio.access. The only writes are a
+journey's save (siyu.studio.editing, from the studio's own page: siyu.studio.security) and a
+backtest's scratch copy."""
 
 from __future__ import annotations
 
@@ -12,24 +14,33 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 
-from siyu.language.project_files import Refused, read_source
 from siyu.project import Project
 from siyu.studio.access import Access, AccessMiddleware
 from siyu.studio.backtest import Backtests
 from siyu.studio.backtest_page import MAX_DAYS, backtest_form, backtest_page
+from siyu.studio.edit_routes import edit_routes
+from siyu.studio.journey_view import find_journey_file, view_on_disk
 from siyu.studio.overview import journey_files
 from siyu.studio.pages import index_page, journey_page, language
+from siyu.studio.security import WriteGuard
 from siyu.studio.story import Lookup, look_up
 from siyu.studio.story_page import story_page
 
-# A page may never be framed by another site, nor load anything from elsewhere.
+# A page may never be framed by another site, nor load anything from elsewhere; its only
+# script is the studio's own file, which talks only to the studio; its forms (the customer
+# search, the backtest) submit only to the studio.
 HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; img-src 'self'",
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; connect-src 'self'; "
+        "style-src 'unsafe-inline'; img-src 'self'; base-uri 'none'; form-action 'self'; "
+        "frame-ancestors 'none'"
+    ),
     "X-Frame-Options": "DENY",
     "X-Content-Type-Options": "nosniff",
 }
@@ -50,17 +61,13 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
 
     async def journey(request: Request) -> HTMLResponse:
         current = project()
-        key = request.path_params["key"]
-        entry = next((f for f in journey_files(current, database_url) if f.key == key), None)
+        path = find_journey_file(current, request.path_params["key"])
         lang = language(request.query_params.get("lang"))
-        if entry is None:
+        if path is None:
             return HTMLResponse("no such journey file", status_code=404, headers=HEADERS)
-        try:
-            source = read_source(current.journeys_dir, entry.path)
-        except Refused as refused:
-            source = f"# {refused.message}"
-        form = backtest_form(key, lang) if entry.valid else ""
-        return HTMLResponse(journey_page(entry, source, lang, form), headers=HEADERS)
+        view = await run_in_threadpool(view_on_disk, current, path, database_url)
+        form = backtest_form(path.stem, lang) if view.entry.valid else ""
+        return HTMLResponse(journey_page(view, lang, guard.token, form), headers=HEADERS)
 
     async def customers(request: Request) -> HTMLResponse:
         lang = language(request.query_params.get("lang"))
@@ -77,8 +84,8 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
         current = project()
         key = request.path_params["key"]
         lang = language(request.query_params.get("lang"))
-        entry = next((f for f in journey_files(current, None) if f.key == key), None)
-        if entry is None:
+        path = find_journey_file(current, key)
+        if path is None:
             return HTMLResponse("no such journey file", status_code=404, headers=HEADERS)
         form = parse_qs((await request.body()).decode("utf-8", "replace"))
         days = (form.get("days") or [""])[0].strip()
@@ -86,7 +93,7 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
             return HTMLResponse(
                 f"days: a whole number from 1 to {MAX_DAYS}", status_code=400, headers=HEADERS
             )
-        run = backtests.start(current, key, entry.path, int(days))
+        run = backtests.start(current, key, path, int(days))
         return RedirectResponse(f"/backtests/{run.id}?lang={lang}", 303, headers=HEADERS)
 
     async def backtest(request: Request) -> HTMLResponse:
@@ -101,6 +108,7 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
         yield
         backtests.stop()  # each removes its scratch copy on the way out
 
+    guard = WriteGuard()
     middleware = [] if access is None else [Middleware(AccessMiddleware, access, HEADERS)]
     return Starlette(
         lifespan=lifespan,
@@ -110,6 +118,7 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
             Route("/journeys/{key}/backtest", start_backtest, methods=["POST"]),
             Route("/backtests/{id}", backtest),
             Route("/customers", customers),
+            *edit_routes(project, database_url, guard, HEADERS),
         ],
         middleware=middleware,
     )

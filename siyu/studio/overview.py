@@ -1,6 +1,6 @@
 """What the studio shows of a project: each journey file checked (its journey, or its
-problems) with the ledger's figures for the journey. Read-only: nothing here writes a file or
-the database."""
+problems) with the ledger's figures for the journey. Nothing here writes a file or the
+database."""
 
 from __future__ import annotations
 
@@ -11,13 +11,13 @@ from pathlib import Path
 from sqlalchemy import func, inspect, select
 from sqlalchemy.exc import SQLAlchemyError
 
-from siyu.language.loader import check_journey_file
 from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.step_summary import JourneySummary, summarize
 from siyu.storage.engine import make_sessionmaker
 from siyu.storage.models import Journey
+from siyu.studio.checking import check_on_disk
 from siyu.studio.database import existing_database
 
 
@@ -38,20 +38,19 @@ class JourneyFile:
 
 
 def journey_files(project: Project, database_url: str | None) -> list[JourneyFile]:
-    catalog = project.catalog()
-    files = [
-        JourneyFile(path.stem, path, *check_journey_file(path, catalog, project.journeys_dir))
-        for path in project.journey_files()
-    ]
-    if database_url:
-        _add_figures(files, database_url)
+    """Every file of journeys/ checked as `siyu validate` checks it, with its figures."""
+    files = []
+    for path in project.journey_files():
+        checked = check_on_disk(project, path)[1]
+        files.append(JourneyFile(path.stem, path, checked.spec, checked.problems))
+    add_figures(files, database_url)
     return files
 
 
-def _add_figures(files: list[JourneyFile], database_url: str) -> None:
+def add_figures(files: list[JourneyFile], database_url: str | None) -> None:
     """The ledger's counts per journey; a database that is missing, not migrated or
     unreachable leaves the figures out (the page says so) instead of failing the page."""
-    engine = existing_database(database_url)  # never created by looking at it
+    engine = existing_database(database_url)
     if engine is None:
         return
     try:

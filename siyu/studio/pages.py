@@ -1,16 +1,21 @@
-"""The studio's pages as HTML: every value escaped, no script, no request to anywhere but the
-page's own server. Labels in Chinese first (the users are Chinese private-domain teams),
-English with `?lang=en`."""
+"""The studio's pages as HTML: every value escaped, no inline script (a journey's page loads
+the studio's own studio.js), no request to anywhere but the page's own server. Labels in
+Chinese first (the users are Chinese private-domain teams), English with `?lang=en`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from html import escape
 from zoneinfo import ZoneInfo
 
 from siyu.graph.draw import to_svg
 from siyu.graph.model import build_graph
 from siyu.language.problems import Problem
+from siyu.studio.checking import Checked
+from siyu.studio.editing import Saved, text_hash
+from siyu.studio.journey_view import JourneyView
 from siyu.studio.overview import JourneyFile
+from siyu.studio.previews import MessagePreview, Previews
 
 LABELS: dict[str, dict[str, str]] = {
     "zh": {
@@ -40,10 +45,9 @@ LABELS: dict[str, dict[str, str]] = {
         "figures": "各步骤数据",
         "back": "返回全部旅程",
         "other": "English",
-        "customers": "查顾客",
+        "find_customer": "查顾客",
         "find": "查找",
         "find_hint": "顾客 ID、外部 ID 或 138****5678",
-        "customer": "顾客",
         "external_id": "外部 ID",
         "identities": "联系方式",
         "unknown": "没有找到顾客",
@@ -61,6 +65,37 @@ LABELS: dict[str, dict[str, str]] = {
         "this_version": "当前文件",
         "committed": "上次提交的版本",
         "same_as_committed": "与上次提交的版本相同 (或没有提交的版本): 只回测当前文件",
+        "editor": "编辑",
+        "save": "保存",
+        "saving": "保存中…",
+        "checking": "检查中…",
+        "check": "检查结果",
+        "not_saved": "此文件不能在工作台中保存",
+        "previews": "消息预览",
+        "variant": "变体",
+        "customer": "顾客",
+        "message": "消息",
+        "checks": "检查",
+        "chars": "字",
+        "limit": "上限",
+        "sms_parts": "计费条数",
+        "signature": "签名",
+        "opt_out": "退订",
+        "not_needed": "通知无需",
+        "unknown_channel": "未知渠道",
+        "render_error": "渲染失败",
+        "no-database": "没有数据库：以示例顾客预览（示例数据）",
+        "no-customers": "数据库里还没有顾客：以示例顾客预览（示例数据）",
+        "customers": "数据库中的顾客（个人信息已打码）",
+        "unchecked": "旅程还有问题：以示例顾客预览（未通过检查的 SQL 不在数据库上运行）",
+        "diff": "与最近一次提交的差异",
+        "same": "与最近一次提交相同",
+        "fix_first": "先修正上面的问题，才能画图和预览",
+        "saved": "已保存 {name}",
+        "invalid": "未保存：{count} 个问题，文件未改动",
+        "changed": "{name} 在你打开之后已在磁盘上被改过（changed on disk since you opened it）："
+        "请先复制你的修改，重新加载页面后再改",
+        "refused": "未保存：{refusal}",
     },
     "en": {
         "title": "Journey studio",
@@ -89,10 +124,9 @@ LABELS: dict[str, dict[str, str]] = {
         "figures": "per step",
         "back": "all journeys",
         "other": "中文",
-        "customers": "find a customer",
+        "find_customer": "find a customer",
         "find": "find",
         "find_hint": "customer id, external id or 138****5678",
-        "customer": "customer",
         "external_id": "external id",
         "identities": "reached at",
         "unknown": "no customer found for",
@@ -110,6 +144,39 @@ LABELS: dict[str, dict[str, str]] = {
         "this_version": "the file now",
         "committed": "last committed version",
         "same_as_committed": "same as the last committed version (or none): only the file now",
+        "editor": "edit",
+        "save": "Save",
+        "saving": "saving…",
+        "checking": "checking…",
+        "check": "check",
+        "not_saved": "the studio does not save this file",
+        "previews": "message previews",
+        "variant": "variant",
+        "customer": "customer",
+        "message": "message",
+        "checks": "checks",
+        "chars": "characters",
+        "limit": "limit",
+        "sms_parts": "billed SMS",
+        "signature": "signature",
+        "opt_out": "opt-out",
+        "not_needed": "not needed (notification)",
+        "unknown_channel": "unknown channel",
+        "render_error": "render error",
+        "no-database": "no database: previewed for the sample customer (sample data)",
+        "no-customers": "no customers in the database yet: previewed for the sample customer "
+        "(sample data)",
+        "customers": "customers of the database (personal data masked)",
+        "unchecked": "the journey has problems: previewed for the sample customer (SQL that "
+        "has not passed the check never runs on the database)",
+        "diff": "difference from the last commit",
+        "same": "the same as the last commit",
+        "fix_first": "fix the problems above to see the picture and the previews",
+        "saved": "saved {name}",
+        "invalid": "not saved: {count} problem(s); the file is unchanged",
+        "changed": "{name} changed on disk since you opened it: copy your edit, reload the page "
+        "and apply it again",
+        "refused": "not saved: {refusal}",
     },
 }
 
@@ -120,20 +187,31 @@ td.n{text-align:right}.ok{color:#1d7a46}.bad{color:#b3261e}.muted{color:#777}
 pre.source{background:#fafafa;border:1px solid #ddd;padding:.5rem;line-height:1.4}
 .line{display:block}.line.problem{background:#fdecea}.no{color:#999;user-select:none}
 .why{display:block;color:#b3261e;padding-left:3rem}
+.edit{display:grid;grid-template-columns:minmax(0,1fr) minmax(0,1fr);gap:1rem}
+#editor{width:100%;height:36rem;font:13px/1.4 ui-monospace,"Noto Sans Mono CJK SC",monospace;
+box-sizing:border-box;tab-size:2}
+pre.source{max-height:32rem;overflow:auto;font-size:13px}
+#problems li{cursor:pointer}.stale{opacity:.45}
+pre.message{white-space:pre-wrap;margin:0;max-width:28rem}
+ul.checks{margin:0;padding-left:1rem}
+pre.diff{background:#fafafa;border:1px solid #ddd;padding:.5rem}
+.add{color:#1d7a46}.del{color:#b3261e}.hunk{color:#777}
 """
+# The page's only script: a file of the studio's own (no inline script; CSP script-src 'self').
+_SCRIPT = '<script src="/static/studio.js" defer></script>'
 
 
 def language(value: str | None) -> str:
     return "en" if value == "en" else "zh"
 
 
-def _page(lang: str, title: str, body: str, switch: str) -> str:
+def _page(lang: str, title: str, body: str, switch: str, head: str = "", data: str = "") -> str:
     t = LABELS[lang]
     other = "zh" if lang == "en" else "en"
     return (
         f'<!doctype html><html lang="{"en" if lang == "en" else "zh-CN"}"><head>'
-        f'<meta charset="utf-8"><title>{escape(title)}</title><style>{_CSS}</style></head>'
-        f'<body><p class="muted"><a href="{escape(switch)}?lang={other}">{t["other"]}</a></p>'
+        f'<meta charset="utf-8"><title>{escape(title)}</title><style>{_CSS}</style>{head}</head>'
+        f'<body{data}><p class="muted"><a href="{escape(switch)}?lang={other}">{t["other"]}</a></p>'
         f"{_customer_search(lang)}"
         f"{body}</body></html>\n"
     )
@@ -144,8 +222,9 @@ def _customer_search(lang: str) -> str:
     t = LABELS[lang]
     return (
         f'<form method="get" action="/customers" id="find-customer">'
-        f'<label>{t["customers"]} <input name="q" placeholder="{t["find_hint"]}" size="28"></label>'
-        f'<input type="hidden" name="lang" value="{lang}"> <button>{t["find"]}</button></form>'
+        f'<label>{t["find_customer"]} <input name="q" placeholder="{t["find_hint"]}" size="28">'
+        f'</label><input type="hidden" name="lang" value="{lang}"> <button>{t["find"]}</button>'
+        "</form>"
     )
 
 
@@ -204,37 +283,121 @@ def _figures(entry: JourneyFile, lang: str) -> list[str]:
     return [f"{figures.enrolled:,}", f"{sent:,}", rate, last]
 
 
-def journey_page(entry: JourneyFile, source: str, lang: str, extra: str = "") -> str:
-    """`extra`: more of the page (a form) before the file's source."""
+def journey_page(view: JourneyView, lang: str, token: str, backtest: str = "") -> str:
+    """A journey's page: the editor beside the check of its text, the picture, the figures,
+    the previews, the difference from the last commit, and `backtest` (its form). studio.js
+    swaps the parts that journey_parts renders as the marketer types."""
     t = LABELS[lang]
+    entry = view.entry
     spec = entry.spec
     title = spec.journey if spec else entry.path.name
-    parts = [
-        f'<p><a href="/?lang={lang}">{t["back"]}</a></p>',
-        f"<h1>{escape(title)}</h1>",
-    ]
-    if entry.valid:
-        parts.append(f'<p class="ok" id="status">{t["valid"]}</p>')
-    else:
-        parts.append(
-            f'<p class="bad" id="status">{len(entry.problems)} {t["problems"]}</p>'
-            f'<ul id="problems">{"".join(_problem_item(p) for p in entry.problems)}</ul>'
-        )
-    if spec is not None:
-        parts.append(
-            f'<h2>{t["picture"]}</h2><figure id="picture">{to_svg(build_graph(spec))}</figure>'
-        )
-        parts.append(f"<h2>{t['figures']}</h2>{_step_table(entry, lang)}")
-    parts.append(extra)
-    parts.append(
-        f"<h2>{t['source']}: {escape(entry.path.name)}</h2>{_source(source, entry.problems)}"
+    parts = first_parts(journey_parts(view, lang), lang)
+    readonly = view.not_saved is not None
+    saving = (
+        f'<p class="bad" id="save-result">{t["not_saved"]}: {escape(view.not_saved or "")}</p>'
+        if readonly
+        else f'<p><button type="button" id="save">{t["save"]}</button> '
+        f'<span id="save-result" role="status"></span></p>'
     )
-    return _page(lang, title, "".join(parts), f"/journeys/{entry.key}")
+    # The parser drops a newline right after <textarea>: one is added so the text's own stays.
+    editor = (
+        f'<textarea id="editor" spellcheck="false" wrap="off" data-loaded="{text_hash(view.text)}"'
+        f"{' readonly' if readonly else ''}>\n{escape(view.text)}</textarea>"
+    )
+    body = "".join(
+        [
+            f'<p><a href="/?lang={lang}">{t["back"]}</a></p>',
+            f"<h1>{escape(title)}</h1>",
+            parts["status"],
+            '<div class="edit"><section>',
+            f"<h2>{t['editor']}: {escape(entry.path.name)}</h2>{editor}{saving}</section>",
+            f'<section><h2>{t["check"]} <span id="checking" class="muted"></span></h2>',
+            f"{parts['problems']}{parts['source']}</section></div>",
+            f"<h2>{t['picture']}</h2>{parts['picture']}",
+            f"<h2>{t['figures']}</h2>{parts['steps']}",
+            f"<h2>{t['previews']}</h2>{parts['previews']}",
+            f"<h2>{t['diff']}</h2>{parts['diff']}",
+            backtest,
+        ]
+    )
+    head = f'<meta name="siyu-token" content="{escape(token)}">' + _SCRIPT
+    data = f' data-key="{escape(entry.key)}" data-lang="{lang}"'
+    data += f' data-saving="{t["saving"]}" data-checking="{t["checking"]}"'
+    return _page(lang, title, body, f"/journeys/{entry.key}", head, data)
 
 
-def _problem_item(problem: Problem) -> str:
-    where = f"{problem.line}:{problem.column}" if problem.line else ""
-    return f"<li><code>{escape(where)}</code> {escape(problem.message)}</li>"
+def journey_parts(view: JourneyView, lang: str) -> dict[str, str | None]:
+    """The parts of a journey's page that follow its text, each one element with its id.
+    None: the text does not parse into a journey, and the page keeps the last one shown."""
+    t = LABELS[lang]
+    entry, checked = view.entry, view.checked
+    if checked.valid:
+        status = f'<p class="ok" id="status">{t["valid"]}</p>'
+    else:
+        status = f'<p class="bad" id="status">{len(checked.problems)} {t["problems"]}</p>'
+    own = [p for p in checked.problems if checked.in_file(p)]
+    items = "".join(_problem_item(p, checked) for p in checked.problems)
+    parts: dict[str, str | None] = {
+        "status": status,
+        "problems": f'<ul id="problems">{items}</ul>',
+        "source": _source(view.text, own),
+        "picture": None,
+        "steps": None,
+        "previews": None,
+        "diff": _diff(view.diff, lang),
+    }
+    if entry.spec is not None:
+        parts["picture"] = f'<figure id="picture">{_picture(entry, lang)}</figure>'
+        parts["steps"] = _step_table(entry, lang)
+    if view.previews is not None:
+        parts["previews"] = _previews(view.previews, lang)
+    return parts
+
+
+def save_message(saved: Saved, name: str, lang: str) -> str:
+    """What became of a save, in the page's language (plain text: the script shows it as
+    text)."""
+    count = len(saved.checked.problems) if saved.checked else 0
+    return LABELS[lang][saved.outcome].format(name=name, count=count, refusal=saved.refusal)
+
+
+def first_parts(parts: dict[str, str | None], lang: str) -> dict[str, str]:
+    """journey_parts for a page shown for the first time: what is missing says why."""
+    missing = f'<p class="muted">{LABELS[lang]["fix_first"]}</p>'
+    return {
+        key: value
+        if value is not None
+        else missing.replace('<p class="muted">', f'<p class="muted" id="{key}">')
+        for key, value in parts.items()
+    }
+
+
+def _problem_item(problem: Problem, checked: Checked) -> str:
+    if checked.in_file(problem):
+        where = f"{problem.line}:{problem.column}" if problem.line else ""
+        data = f' data-line="{problem.line}"' if problem.line else ""
+    else:  # a template's problem: at a line of the template
+        where = problem.location()
+        data = ""
+    return f"<li{data}><code>{escape(where)}</code> {escape(problem.message)}</li>"
+
+
+def _picture(entry: JourneyFile, lang: str) -> str:
+    """The journey's graph, each step's box carrying its figures from the ledger."""
+    assert entry.spec is not None
+    t = LABELS[lang]
+    graph = build_graph(entry.spec)
+    if entry.figures is not None:
+        counts = {s.step_id: s.statuses for s in entry.figures.steps}
+        for index, node in enumerate(graph.nodes):
+            statuses = counts.get(node.title) if node.kind == "step" else None
+            if statuses is None:
+                continue
+            line = " · ".join(
+                f"{t[k]} {statuses.get(k, 0):,}" for k in ("sent", "skipped", "deferred", "failed")
+            )
+            graph.nodes[index] = replace(node, lines=(*node.lines, line))
+    return to_svg(graph)
 
 
 def _step_table(entry: JourneyFile, lang: str) -> str:
@@ -257,6 +420,84 @@ def _step_table(entry: JourneyFile, lang: str) -> str:
     return f'<table id="steps">{"".join(rows)}</table>'
 
 
+def _previews(previews: Previews, lang: str) -> str:
+    t = LABELS[lang]
+    head = "".join(
+        f"<th>{t[k]}</th>" for k in ("step", "variant", "channel", "customer", "message", "checks")
+    )
+    rows = [f"<tr>{head}</tr>"]
+    for shown in previews.messages:
+        preview = shown.preview
+        channel = escape(shown.step.send)
+        channel += (
+            f' <span class="muted">({escape(shown.kind)})</span>'
+            if shown.kind
+            else f' <span class="bad">{t["unknown_channel"]}</span>'
+        )
+        message = (
+            f'<pre class="message">{escape(preview.body)}</pre>'
+            if preview.body is not None
+            else f'<span class="bad">{t["render_error"]}: {escape(preview.error or "")}</span>'
+        )
+        cells = [
+            escape(shown.step.id),
+            escape(shown.variant or "—"),
+            channel,
+            escape(preview.who),
+            message,
+            _checks(shown, lang),
+        ]
+        tds = "".join(f"<td>{c}</td>" for c in cells)
+        rows.append(
+            f'<tr data-step="{escape(shown.step.id)}" data-variant="{escape(shown.variant or "")}">'
+            f"{tds}</tr>"
+        )
+    note = f'<p class="muted">{t[previews.source]}</p>'
+    return f'<div id="previews">{note}<table class="previews">{"".join(rows)}</table></div>'
+
+
+def _checks(shown: MessagePreview, lang: str) -> str:
+    t = LABELS[lang]
+    if shown.preview.body is None:
+        return ""
+    length = f"{shown.preview.length:,} {t['chars']} / {t['limit']} {shown.limit.chars:,}"
+    items = [f'<li class="{"bad" if shown.too_long else "ok"}">{length}</li>']
+    if shown.too_long:
+        items.append(f'<li class="bad">{escape(shown.too_long)}</li>')
+    if shown.sms:
+        items.append(f'<li class="sms-parts">{t["sms_parts"]} {shown.sms_parts}</li>')
+        codes = {p.code for p in shown.checks}
+        signature = "sms-signature" not in codes
+        items.append(
+            f'<li class="{"ok" if signature else "bad"}">{t["signature"]} '
+            f"{'✓' if signature else '✗'}</li>"
+        )
+        if shown.step.purpose != "marketing":
+            items.append(f'<li class="muted">{t["opt_out"]}: {t["not_needed"]}</li>')
+        else:
+            opt_out = "sms-opt-out" not in codes
+            items.append(
+                f'<li class="{"ok" if opt_out else "bad"}">{t["opt_out"]} '
+                f"{'✓' if opt_out else '✗'}</li>"
+            )
+        items += [f'<li class="bad">{escape(p.message)}</li>' for p in shown.checks]
+    return f'<ul class="checks">{"".join(items)}</ul>'
+
+
+def _diff(diff: tuple[list[str] | None, str], lang: str) -> str:
+    lines, note = diff
+    if lines is None:
+        return f'<div id="diff"><p class="muted">{escape(note)}</p></div>'
+    if not lines:
+        return f'<div id="diff"><p class="muted">{LABELS[lang]["same"]} ({escape(note)})</p></div>'
+    css = {"+": "add", "-": "del", "@": "hunk"}
+    shown = "".join(
+        f'<span class="{css.get(line[:1], "")}">{escape(line)}</span>\n' for line in lines
+    )
+    note = f'<p class="muted">{escape(note)}</p>'
+    return f'<div id="diff">{note}<pre class="diff">{shown}</pre></div>'
+
+
 def _source(source: str, problems: list[Problem]) -> str:
     """The file's lines numbered, each line with a problem marked and its message under it."""
     by_line: dict[int, list[Problem]] = {}
@@ -274,4 +515,4 @@ def _source(source: str, problems: list[Problem]) -> str:
             f'<span class="{css}" id="L{number}"><span class="no">{number:>4} </span>'
             f"{escape(text)}</span>{why}"
         )
-    return f'<pre class="source">{"".join(lines)}</pre>'
+    return f'<pre class="source" id="source">{"".join(lines)}</pre>'

@@ -1,7 +1,8 @@
-"""`siyu studio` (first slice, read-only): the journeys at a glance with the ledger's figures,
-and a journey's page with its picture, per-step figures and its file with each problem marked
-on its line, served on 127.0.0.1 and looked at in headless Chromium. Nothing else is served:
-a request names a journey file only as journeys/ lists it."""
+"""`siyu studio`: the journeys at a glance with the ledger's figures, and a journey's page
+with its picture, per-step figures and its file with each problem marked on its line, served
+on 127.0.0.1 and looked at in headless Chromium. Nothing else is served: a request names a
+journey file only as journeys/ lists it. The editor's typing and saving:
+test_studio_edit.py."""
 
 from __future__ import annotations
 
@@ -14,14 +15,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from siyu.cli.main import app
-from siyu.engine.context import EngineContext
-from siyu.engine.tick import run_tick
 from siyu.project import Project
 from tests.browser import run_chromium
-from tests.conftest import Shop, local
+from tests.conftest import Shop
 from tests.project_copy import copy_project
-from tests.recording_channel import recording_channels
-from tests.studio_server import running_studio
+from tests.studio_server import studio_after_first_purchase
+
+STUDIO_SCRIPT = '<script src="/static/studio.js" defer></script>'
 
 
 @pytest.fixture
@@ -40,24 +40,18 @@ def project(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def studio(project: Path, sessions: sessionmaker[Session], shop: Shop) -> Iterator[str]:
-    """The studio on a free port over a database where the first-purchase journey ran."""
-    spec = Project.find(project).journey("first-purchase-care")
-    buyers = [shop.customer(f"顾客{n}") for n in range(4)]
-    for buyer in buyers:
-        shop.order(buyer, local(0, 13), seq=1)  # after the first tick switched it on
-    ctx = EngineContext(sessions, project / "templates", dict(recording_channels()))  # type: ignore[arg-type]
-    for day in (0, 1, 2):
-        run_tick(ctx, spec, local(day, 12))
-    with running_studio(project, str(sessions.kw["bind"].url)) as (base, _):
+    with studio_after_first_purchase(project, sessions, shop) as base:
         yield base
 
 
 def test_the_journeys_at_a_glance_with_their_figures(studio: str) -> None:
     page = httpx.get(studio + "/?lang=en", timeout=30)
     assert page.status_code == 200
-    assert page.headers["content-security-policy"].startswith("default-src 'none'")
+    policy = page.headers["content-security-policy"]
+    assert policy.startswith("default-src 'none'") and "script-src 'self';" in policy
+    assert "'unsafe-inline'" not in policy.split("script-src")[1].split(";")[0]
     html = page.text
-    assert "<script" not in html
+    assert "<script" not in html  # the index has no script at all
     row = html.split('id="file-first_purchase"')[1].split("</tr>")[0]
     assert ">valid<" in row and "first-purchase-care" in row
     # four buyers enrolled; join-group and day-3 care sent to each one reachable on WeCom
@@ -112,7 +106,7 @@ def test_hostile_journey_files_are_shown_as_problems_never_read_or_run(
 ) -> None:
     """A link to a file outside journeys/, a file over the size bound, markup in a journey's
     text: the page names each problem, shows none of the file behind the link, and escapes
-    the markup (the pages carry no script of their own)."""
+    the markup (the pages' only script is the studio's own file)."""
     secret = tmp_path / "secret.yaml"
     secret.write_text("journey: stolen\npassword: hunter2\n", encoding="utf-8")
     journeys = project / "journeys"
@@ -128,7 +122,8 @@ def test_hostile_journey_files_are_shown_as_problems_never_read_or_run(
     client = httpx.Client(base_url=studio, timeout=30)  # the files are read per request
     index = client.get("/?lang=en").text
     for page in (index, *(client.get(f"/journeys/{k}").text for k in ("leak", "huge", "markup"))):
-        assert "hunter2" not in page and "<script" not in page and "<img" not in page
+        assert "hunter2" not in page and "<img" not in page
+        assert page.replace(STUDIO_SCRIPT, "").count("<script") == 0  # only the studio's own
     leak = client.get("/journeys/leak?lang=en").text
     assert "leading outside journeys/: refused" in leak
     assert "larger than" in client.get("/journeys/huge?lang=en").text

@@ -31,5 +31,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("journeys") as batch:
-        batch.drop_column("goals_through")
+    # Not a batch: on SQLite a batch copies journeys and drops the old table, which
+    # enrollments' foreign key refuses once a journey has run. SQLite drops a column in place.
+    op.drop_column("journeys", "goals_through")
