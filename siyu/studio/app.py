@@ -24,7 +24,7 @@ from siyu.project import Project
 from siyu.studio.access import Access, AccessMiddleware
 from siyu.studio.backtest import Backtests
 from siyu.studio.backtest_page import MAX_DAYS, backtest_form, backtest_page
-from siyu.studio.edit_routes import edit_routes
+from siyu.studio.edit_routes import bounded_body, edit_routes
 from siyu.studio.journey_view import find_journey_file, view_on_disk
 from siyu.studio.overview import journey_files
 from siyu.studio.pages import index_page, journey_page, language
@@ -87,13 +87,18 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
         path = find_journey_file(current, key)
         if path is None:
             return HTMLResponse("no such journey file", status_code=404, headers=HEADERS)
-        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        body = await bounded_body(request)
+        if body is None:
+            return HTMLResponse("the form is too large", status_code=413, headers=HEADERS)
+        form = parse_qs(body.decode("utf-8", "replace"))
         days = (form.get("days") or [""])[0].strip()
+        # the editor's text, when the script sent it (a form sends its newlines as CRLF)
+        edited = (form.get("text") or [""])[0].replace("\r\n", "\n") or None
         if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
             return HTMLResponse(
                 f"days: a whole number from 1 to {MAX_DAYS}", status_code=400, headers=HEADERS
             )
-        run = backtests.start(current, key, path, int(days))
+        run = backtests.start(current, key, path, int(days), edited)
         return RedirectResponse(f"/backtests/{run.id}?lang={lang}", 303, headers=HEADERS)
 
     async def backtest(request: Request) -> HTMLResponse:

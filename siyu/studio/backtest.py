@@ -1,6 +1,7 @@
 """A backtest started from the studio: "what would this version have done over the last N
-days". The journey file as it is on disk now, and side by side its last committed version
-(`git show HEAD:`) when there is one and it differs, each replayed by `siyu simulate`'s
+days". The editor's text when it differs from the file (not saved yet), side by side with the
+file as it is on disk; otherwise the file, side by side with its last committed version
+(`git show HEAD:`) when there is one and it differs. Each is replayed by `siyu simulate`'s
 machinery over its own scratch copy of the database (never the live one), in a background
 thread; one at a time per journey file. The page reads the run's progress and, once done,
 the report body of each version (siyu.reports.html_report)."""
@@ -34,6 +35,7 @@ from siyu.project import Project
 from siyu.reports.html_report import report_body
 from siyu.simulate.runner import SimulationSettings, setting_warnings, simulate
 from siyu.storage.models import Customer
+from siyu.studio.checking import check_text
 from siyu.studio.database import existing_database
 
 log = logging.getLogger(__name__)
@@ -42,7 +44,9 @@ GIT_SECONDS = 10  # `git show` of one file; a repository that takes longer is le
 KEEP_FINISHED = 20  # finished backtests kept for their pages
 EVERY = timedelta(hours=1)
 
-Which = Literal["this_version", "committed"]  # the page's labels of the two versions
+# the page's labels of the versions: the editor's text not saved yet, the file on disk, the
+# file's last commit
+Which = Literal["edited", "this_version", "committed"]
 
 
 class BacktestError(SiyuError):
@@ -88,8 +92,11 @@ class Backtests:
     def get(self, backtest_id: str) -> Backtest | None:
         return self._runs.get(backtest_id)
 
-    def start(self, project: Project, key: str, path: Path, days: int) -> Backtest:
-        """A new backtest of the file at `path`, or the one of this file still running."""
+    def start(
+        self, project: Project, key: str, path: Path, days: int, edited: str | None = None
+    ) -> Backtest:
+        """A new backtest of the file at `path` (and of `edited`, the editor's text of it), or
+        the one of this file still running."""
         with self._lock:
             for run in self._runs.values():
                 if run.key == key and run.state == "running":
@@ -98,7 +105,10 @@ class Backtests:
             run = Backtest(secrets.token_hex(8), key, days)
             self._runs[run.id] = run
             thread = threading.Thread(
-                target=self._run, args=(run, project, path), name=f"backtest-{key}", daemon=True
+                target=self._run,
+                args=(run, project, path, edited),
+                name=f"backtest-{key}",
+                daemon=True,
             )
             self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
@@ -115,9 +125,9 @@ class Backtests:
         for old in finished[: max(len(finished) - KEEP_FINISHED, 0)]:
             del self._runs[old]
 
-    def _run(self, run: Backtest, project: Project, path: Path) -> None:
+    def _run(self, run: Backtest, project: Project, path: Path, edited: str | None) -> None:
         try:
-            run.versions, run.notes = versions(project, path)
+            run.versions, run.notes = versions(project, path, edited)
             replay(run, project, self.database_url, self._stopping)
             run.state = "done"
         except Stopped:
@@ -129,14 +139,26 @@ class Backtests:
             run.error, run.state = _one_line(f"{type(error).__name__}: {error}"), "failed"
 
 
-def versions(project: Project, path: Path) -> tuple[list[Version], list[str]]:
-    """The file now, and its last committed version when there is one that differs; notes
-    about what was left out."""
+def versions(
+    project: Project, path: Path, edited: str | None = None
+) -> tuple[list[Version], list[str]]:
+    """The editor's text when it differs from the file, then the file now; else the file now
+    and its last committed version when there is one that differs. Notes about what was left
+    out. The editor's text is checked with `siyu validate`'s rules, as a save would be."""
     tools = ToolProject.of(project)
     try:
         text = read_source(project.journeys_dir, path)
     except Refused as refused:
         raise BacktestError(refused.message) from None
+    if edited is not None and edited != text.replace("\r\n", "\n"):
+        checked = check_text(project, path, edited)
+        if checked.spec is None or checked.problems:
+            raise BacktestError(f"the editor's text: {_problems(checked.problems)}")
+        on_disk = check_text(project, path, text)
+        if on_disk.spec is None or on_disk.problems:
+            note = f"the saved file is left out: {_problems(on_disk.problems)}"
+            return [Version("edited", checked.spec)], [note]
+        return [Version("edited", checked.spec), Version("this_version", on_disk.spec)], []
     spec, problems = check_journey_file(path, tools.catalog(), project.journeys_dir)
     if spec is None or problems:
         raise BacktestError(f"{path.name}: {_problems(problems)}")

@@ -15,13 +15,16 @@ MAX_DAYS = 366
 
 
 def backtest_form(key: str, lang: str) -> str:
+    """The form; studio.js puts the editor's text in its `text` field as it is sent (without
+    the script the field stays empty and the file on disk is replayed)."""
     t = LABELS[lang]
     return (
         f"<h2>{t['backtest']}</h2>"
         f'<form method="post" action="/journeys/{escape(key)}/backtest?lang={lang}" '
         f'id="backtest"><label>{t["backtest_ask"]} {t["days"]} '
         f'<input type="number" name="days" value="{DEFAULT_DAYS}" min="1" max="{MAX_DAYS}">'
-        f'</label> <button id="run-backtest">{t["run"]}</button></form>'
+        f'</label><input type="hidden" name="text" id="backtest-text"> '
+        f'<button id="run-backtest">{t["run"]}</button></form>'
     )
 
 

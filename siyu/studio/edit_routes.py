@@ -30,15 +30,24 @@ class BadRequest(Exception):
         self.message = message
 
 
-async def _body(request: Request) -> dict[str, str]:
-    """The request's JSON object of strings, read no further than a journey could need
-    (JSON may spell a character in up to 6 bytes, \\u0000)."""
+async def bounded_body(request: Request) -> bytes | None:
+    """The request's body, read no further than a journey's text could need in it (JSON
+    spells a character in up to 6 bytes, \\u0000; a form a byte of UTF-8 in 3, %E4); None
+    when it is longer."""
     cap = 6 * limits().journey_bytes + 4096
     data = bytearray()
     async for chunk in request.stream():
         data += chunk
         if len(data) > cap:
-            raise BadRequest(413, "the text is too large")
+            return None
+    return bytes(data)
+
+
+async def _body(request: Request) -> dict[str, str]:
+    """The request's JSON object of strings (bounded_body)."""
+    data = await bounded_body(request)
+    if data is None:
+        raise BadRequest(413, "the text is too large")
     try:
         parsed = json.loads(data)
     except ValueError:

@@ -245,6 +245,38 @@ def test_a_backtest_from_the_journeys_page_in_a_real_browser(
     assert "A: the file now" in html and "B: last committed version" in html
 
 
+def test_a_backtest_replays_the_editors_unsaved_text_against_the_saved_file(
+    studio: str, project: Path, tmp_path: Path, people: list[int]
+) -> None:
+    """Typed, not saved: the day-3 step renamed in the editor. The backtest replays the
+    editor's text beside the file on disk, and the file stays as it was."""
+    file = project / "journeys" / "first_purchase.yaml"
+    saved = file.read_text(encoding="utf-8")
+    with browser_page() as page:
+        page.goto(studio + "/journeys/first_purchase?lang=en")
+        page.fill("#editor", saved.replace("id: day3-care", "id: day3-care-v2"))
+        page.fill("#backtest input[name=days]", "3")
+        page.click("#run-backtest")
+        page.wait_for_selector("#compare", timeout=180_000)
+        screenshot(page, tmp_path, "run-backtest-of-the-editors-text")
+        html = page.content()
+    assert "A: the editor's text (not saved)" in html  # as the browser's DOM serialises it
+    assert "B: the file now" in html
+    edited, on_disk = _funnel(html, "a-funnel"), _funnel(html, "b-funnel")
+    assert "day3-care" not in edited and edited["day3-care-v2"]["sent"] == 4
+    assert "day3-care-v2" not in on_disk and on_disk["day3-care"]["sent"] == 4
+    assert file.read_text(encoding="utf-8") == saved
+
+
+def test_an_editors_text_with_problems_is_not_replayed(project: Path, database_url: str) -> None:
+    current = Project.find(project)
+    path = project / "journeys" / "first_purchase.yaml"
+    typo = path.read_text(encoding="utf-8").replace("send: service_account", "send: sms_x")
+    run = _finished(Backtests(database_url).start(current, path.stem, path, 1, typo))
+    assert run.state == "failed" and run.error is not None
+    assert run.error.startswith("the editor's text: line 38: step 'day7-content': unknown")
+
+
 def _funnel(html: str, table: str) -> dict[str, dict[str, int]]:
     """A report's funnel table: step → column → count, the rows of every variant."""
     rows = html.split(f'id="{table}">')[1].split("</table>")[0].split("<tr>")[1:]

@@ -133,6 +133,14 @@
     }
   });
 
+  // The backtest replays the editor's text (the server compares it with the saved file).
+  const backtest = document.getElementById("backtest");
+  if (backtest) {
+    backtest.addEventListener("submit", function () {
+      document.getElementById("backtest-text").value = editor.value;
+    });
+  }
+
   // A problem in the list: select its line in the editor.
   document.addEventListener("click", function (event) {
     const item = event.target.closest("#problems li[data-line]");
