@@ -154,16 +154,23 @@ def test_a_tick_on_a_dask_cluster_sends_every_message_once_through_a_killed_work
     first = subprocess.Popen(tick(local(1, 12)), cwd=project, env=environment)
     deadline = time.monotonic() + 120
     busy: dict[str, int] = {}
+    started: dict[str, float] = {}  # when each worker was first seen running its partition
     with cluster.client() as dask:
         while busy != {"worker-a": 1, "worker-b": 1} or not client.messages(channel="sms"):
             assert first.poll() is None, "the tick ended before both workers sent"
             assert time.monotonic() < deadline, f"both workers never ran the step at once: {busy}"
             busy = _executing(dask)
+            for name, running in busy.items():
+                if running:
+                    started.setdefault(name, time.monotonic())
             time.sleep(0.05)
     received_before = len(client.messages(channel="sms"))
     assert received_before < BUYERS
-    cluster.processes["worker-a"].send_signal(signal.SIGKILL)  # in the middle of its partition
-    assert cluster.processes["worker-a"].wait(timeout=30) == -signal.SIGKILL
+    # The worker that began last is the one killed: it has most of its partition ahead (on a
+    # loaded machine the other may have started seconds earlier and be about to finish).
+    victim = max(started, key=lambda name: started[name])
+    cluster.processes[victim].send_signal(signal.SIGKILL)  # in the middle of its partition
+    assert cluster.processes[victim].wait(timeout=30) == -signal.SIGKILL
 
     assert first.wait(timeout=240) == 0, "the tick finishes on the worker left"
     with sessions() as session:
