@@ -24,6 +24,7 @@ from siyu.project import Project
 from siyu.storage.models import ChannelIdentity, Customer
 from siyu.studio.backtest import Backtest, Backtests
 from siyu.studio.backtest_page import backtest_page
+from siyu.studio.story import _masked
 from tests.browser import browser_page, screenshot
 from tests.conftest import Shop, local
 from tests.project_copy import copy_project
@@ -157,6 +158,10 @@ def test_a_customers_story_on_the_chinese_page_has_a_chinese_timeline_still_mask
     ), sent
     for english in ("entered ", ": sent ", "not due yet", "attempt ", "provider id"):
         assert english not in timeline, english
+    # a value inside a Chinese sentence, with no space around it, is masked too
+    line = f"失败：模板渲染失败：{NAMES[0]}您好（服务商消息 ID {MOBILES[0]}）{EXTERNAL}。"
+    masked = _masked(line, [("name", NAMES[0]), ("external_id", EXTERNAL)])
+    assert masked == "失败：模板渲染失败：王*明您好（服务商消息 ID 138****5678）CRM***042。"
 
 
 def test_an_unknown_customer_is_said_with_what_was_typed_escaped(studio: str) -> None:
