@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from siyu.engine.ledger import in_doubt
 from siyu.language.spec import JourneySpec
+from siyu.metrics.experiments import Comparison
 from siyu.metrics.funnel import Funnel, build_funnel
 from siyu.metrics.results import Experiment, experiment_results
 from siyu.reports.svg_charts import bar_chart, interval_chart, line_chart
@@ -31,30 +32,143 @@ COMPARE_CSS = """
 """
 _SIDE_BY_SIDE_CSS = "body{max-width:none;margin:1rem}" + COMPARE_CSS
 
+# The report's fixed words: English for `siyu report` and `siyu simulate --html` (their
+# readers and tests parse these headers), Chinese for the studio's Chinese pages.
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "funnel": "Funnel",
+        "daily": "Daily sends by channel",
+        "conversion": "Conversion over time",
+        "experiments": "Experiments",
+        "headline": "{enrolled} enrolled ({holdout} in the holdout); goal reached by "
+        "{goal_treated} of {treated} treated and {goal_holdout} of {holdout} held out.",
+        "step": "step",
+        "variant": "variant",
+        "due": "due",
+        "sent": "sent",
+        "delivered": "delivered",
+        "failed": "failed",
+        "skipped": "skipped",
+        "deferred": "deferred",
+        "clicked": "clicked",
+        "goal": "goal",
+        "goal after delivery": "goal after delivery",
+        "all": "all",
+        "skipped:": "skipped:",
+        "nothing sent": "nothing sent yet",
+        "day": "day",
+        "sent per day": "messages sent per day",
+        "sent per day and step": "sent per day and step",
+        "no enrollments": "no enrollments yet",
+        "treated": "treated",
+        "holdout": "holdout",
+        "conversion chart": "goal conversion, cumulative by entry day",
+        "no experiments": "no holdout or variants (or no goal) in this journey",
+        "comparison": "comparison",
+        "control": "control",
+        "treatment": "treatment",
+        "difference": "difference",
+        "ci": "95% CI",
+        "lift": "lift",
+        "verdict": "verdict",
+        "interval chart": "difference in goal conversion (95% Newcombe interval)",
+        "too small": "too small to conclude: {warning}",
+        "better": "{treatment} converts better than {control}",
+        "worse": "{treatment} converts worse than {control}",
+        "no difference": "no significant difference",
+        "held heading": "Held for a person: messages in doubt",
+        "held text": "{count} message(s) may have reached the customer already: an "
+        "attempt's answer was lost and the channel can neither deduplicate nor be asked. "
+        "Nothing sends them again until a person decides: "
+        "<code>siyu resolve {journey}</code> lists them, then "
+        "<code>--sent</code> or <code>--send-again</code> per customer.",
+        "channel": "channel",
+        "held": "held",
+        "oldest since": "oldest since",
+    },
+    "zh": {
+        "funnel": "漏斗",
+        "daily": "各渠道每日发送",
+        "conversion": "转化趋势",
+        "experiments": "实验",
+        "headline": "进入旅程 {enrolled} 人（对照组 {holdout} 人）；实验组 {treated} 人中 "
+        "{goal_treated} 人达成目标，对照组 {holdout} 人中 {goal_holdout} 人达成目标。",
+        "step": "步骤",
+        "variant": "变体",
+        "due": "应发",
+        "sent": "已发送",
+        "delivered": "已送达",
+        "failed": "失败",
+        "skipped": "跳过",
+        "deferred": "延后",
+        "clicked": "点击",
+        "goal": "达成目标",
+        "goal after delivery": "送达后达成目标",
+        "all": "全部",
+        "skipped:": "跳过原因：",
+        "nothing sent": "尚未发送任何消息",
+        "day": "日期",
+        "sent per day": "每日发送量",
+        "sent per day and step": "按日期和步骤的发送量",
+        "no enrollments": "尚无人进入旅程",
+        "treated": "实验组",
+        "holdout": "对照组",
+        "conversion chart": "目标转化率（按进入日期累计）",
+        "no experiments": "此旅程没有对照组或变体（或没有设定目标）",
+        "comparison": "对比",
+        "control": "对照",
+        "treatment": "实验",
+        "difference": "差值",
+        "ci": "95% 置信区间",
+        "lift": "提升",
+        "verdict": "结论",
+        "interval chart": "目标转化率差值（95% Newcombe 区间）",
+        "too small": "样本太小，无法下结论：{warning}",
+        "better": "{treatment} 的转化优于 {control}",
+        "worse": "{treatment} 的转化不如 {control}",
+        "no difference": "无显著差异",
+        "held heading": "待人工处理：状态不明的消息",
+        "held text": "{count} 条消息可能已经送达顾客：某次发送的回执丢失，"
+        "且该渠道既不能去重也无法查询。"
+        "在有人决定之前不会再次发送：<code>siyu resolve {journey}</code> 列出这些消息，"
+        "然后对每位顾客选择 <code>--sent</code> 或 <code>--send-again</code>。",
+        "channel": "渠道",
+        "held": "暂缓条数",
+        "oldest since": "最早开始于",
+    },
+}
+
+
+def _words(lang: str) -> dict[str, str]:
+    return _WORDS.get(lang, _WORDS["en"])
+
 
 def render_report(session: Session, spec: JourneySpec, now: datetime) -> str:
     body = report_body(session, spec, f"generated {now.isoformat()}")
     return html_page(f"{spec.journey} report", f'<main id="report">{body}</main>')
 
 
-def report_body(session: Session, spec: JourneySpec, subtitle: str, ids: str = "") -> str:
+def report_body(
+    session: Session, spec: JourneySpec, subtitle: str, ids: str = "", lang: str = "en"
+) -> str:
     """The report's sections for one journey's ledger; `ids` prefixes the element ids, so
-    two reports can share a page."""
+    two reports can share a page; `lang` ("en" or "zh") is the language of its words."""
     funnel = build_funnel(session, spec)
     experiments = experiment_results(session, spec)
+    w = _words(lang)
     sections = [
         f"<h1>{escape(spec.journey)}</h1>",
         f'<p class="muted">{escape(spec.description)} — {escape(subtitle)}</p>',
-        _headline(funnel),
-        "<h2>Funnel</h2>",
-        _funnel_section(funnel, ids),
-        "<h2>Daily sends by channel</h2>",
-        _daily_sends(funnel, ids),
-        "<h2>Conversion over time</h2>",
-        _conversion(funnel),
-        "<h2>Experiments</h2>",
-        _experiments(experiments, ids),
-        *_held_for_a_person(session, spec),
+        _headline(funnel, w),
+        f"<h2>{w['funnel']}</h2>",
+        _funnel_section(funnel, ids, w),
+        f"<h2>{w['daily']}</h2>",
+        _daily_sends(funnel, ids, w),
+        f"<h2>{w['conversion']}</h2>",
+        _conversion(funnel, w),
+        f"<h2>{w['experiments']}</h2>",
+        _experiments(experiments, ids, w),
+        *_held_for_a_person(session, spec, w),
     ]
     return "".join(sections)
 
@@ -83,7 +197,7 @@ def html_page(title: str, main: str, wide: bool = False) -> str:
     )
 
 
-def _held_for_a_person(session: Session, spec: JourneySpec) -> list[str]:
+def _held_for_a_person(session: Session, spec: JourneySpec, w: dict[str, str]) -> list[str]:
     """Messages in doubt (an earlier attempt may have sent them; the channel can neither
     deduplicate nor be asked), per step: nothing sends them until a person decides."""
     held = in_doubt(session, spec.journey)
@@ -98,31 +212,30 @@ def _held_for_a_person(session: Session, spec: JourneySpec) -> list[str]:
         f"<td>{min(since).astimezone(zone):%Y-%m-%d %H:%M} {escape(spec.timezone)}</td></tr>"
         for (step, channel), since in sorted(steps.items())
     )
+    text = w["held text"].format(count=len(held), journey=escape(spec.journey))
+    head = "".join(f"<th>{w[k]}</th>" for k in ("step", "channel", "held", "oldest since"))
     return [
-        '<h2 class="warn">Held for a person: messages in doubt</h2>',
-        f'<p class="warn">{len(held)} message(s) may have reached the customer already: an '
-        "attempt's answer was lost and the channel can neither deduplicate nor be asked. "
-        "Nothing sends them again until a person decides: "
-        f"<code>siyu resolve {escape(spec.journey)}</code> lists them, then "
-        "<code>--sent</code> or <code>--send-again</code> per customer.</p>",
-        "<table><tr><th>step</th><th>channel</th><th>held</th><th>oldest since</th></tr>"
-        f"{rows}</table>",
+        f'<h2 class="warn">{w["held heading"]}</h2>',
+        f'<p class="warn">{text}</p>',
+        f"<table><tr>{head}</tr>{rows}</table>",
     ]
 
 
-def _headline(funnel: Funnel) -> str:
-    treated = funnel.enrolled - funnel.holdout
-    return (
-        f"<p>{funnel.enrolled} enrolled ({funnel.holdout} in the holdout); "
-        f"goal reached by {funnel.goal_treated} of {treated} treated and "
-        f"{funnel.goal_holdout} of {funnel.holdout} held out.</p>"
+def _headline(funnel: Funnel, w: dict[str, str]) -> str:
+    line = w["headline"].format(
+        enrolled=funnel.enrolled,
+        holdout=funnel.holdout,
+        treated=funnel.enrolled - funnel.holdout,
+        goal_treated=funnel.goal_treated,
+        goal_holdout=funnel.goal_holdout,
     )
+    return f"<p>{line}</p>"
 
 
-def _funnel_section(funnel: Funnel, ids: str = "") -> str:
+def _funnel_section(funnel: Funnel, ids: str, w: dict[str, str]) -> str:
     parts = []
-    header = "<tr><th>step</th><th>variant</th>" + "".join(
-        f"<th>{h}</th>"
+    header = f"<tr><th>{w['step']}</th><th>{w['variant']}</th>" + "".join(
+        f"<th>{w[h]}</th>"
         for h in ("due", "sent", "delivered", "failed", "skipped", "deferred", "clicked", "goal")
     )
     rows = [header + "</tr>"]
@@ -131,15 +244,15 @@ def _funnel_section(funnel: Funnel, ids: str = "") -> str:
             bar_chart(
                 f"{step.step_id} ({step.channel})",
                 [
-                    ("due", step.total.due),
-                    ("sent", step.total.sent),
-                    ("delivered", step.total.delivered),
-                    ("clicked", step.total.clicked),
-                    ("goal after delivery", step.total.goal),
+                    (w["due"], step.total.due),
+                    (w["sent"], step.total.sent),
+                    (w["delivered"], step.total.delivered),
+                    (w["clicked"], step.total.clicked),
+                    (w["goal after delivery"], step.total.goal),
                 ],
             )
         )
-        stages = [("all", step.total), *sorted(step.variants.items())]
+        stages = [(w["all"], step.total), *sorted(step.variants.items())]
         for variant, stage in stages:
             cells = "".join(f"<td>{v}</td>" for v in stage.as_row().values())
             rows.append(
@@ -149,19 +262,21 @@ def _funnel_section(funnel: Funnel, ids: str = "") -> str:
             f"{escape(reason)} {n}" for reason, n in step.total.skipped.most_common()
         )
         if reasons:
-            rows.append(f'<tr><td></td><td colspan="9" class="muted">skipped: {reasons}</td></tr>')
+            rows.append(
+                f'<tr><td></td><td colspan="9" class="muted">{w["skipped:"]} {reasons}</td></tr>'
+            )
     figures = "".join(f"<figure>{chart}</figure>" for chart in parts)
     return f'<table id="{ids}funnel">{"".join(rows)}</table>{figures}'
 
 
-def _daily_sends(funnel: Funnel, ids: str = "") -> str:
+def _daily_sends(funnel: Funnel, ids: str, w: dict[str, str]) -> str:
     channels = sorted({c for day in funnel.days for c in day.sent_by_channel})
     if not channels:
-        return '<p class="muted">nothing sent yet</p>'
+        return f'<p class="muted">{w["nothing sent"]}</p>'
     labels = [day.day.strftime("%m-%d") for day in funnel.days]
     series = {c: [float(day.sent_by_channel[c]) for day in funnel.days] for c in channels}
     steps = [step.step_id for step in funnel.steps]
-    head = "<tr><th>day</th>" + "".join(f"<th>{escape(s)}</th>" for s in steps) + "</tr>"
+    head = f"<tr><th>{w['day']}</th>" + "".join(f"<th>{escape(s)}</th>" for s in steps) + "</tr>"
     rows = [
         f"<tr><td>{day.day.isoformat()}</td>"
         + "".join(f"<td>{day.sent_by_step[s]}</td>" for s in steps)
@@ -170,16 +285,16 @@ def _daily_sends(funnel: Funnel, ids: str = "") -> str:
         if day.sent_by_step
     ]
     return (
-        f"<figure>{line_chart('messages sent per day', labels, series)}</figure>"
-        f'<details><summary>sent per day and step</summary><table id="{ids}daily">{head}'
+        f"<figure>{line_chart(w['sent per day'], labels, series)}</figure>"
+        f'<details><summary>{w["sent per day and step"]}</summary><table id="{ids}daily">{head}'
         f"{''.join(rows)}</table></details>"
     )
 
 
-def _conversion(funnel: Funnel) -> str:
+def _conversion(funnel: Funnel, w: dict[str, str]) -> str:
     """Cumulative goal conversion of the customers enrolled up to each day."""
     if not funnel.days:
-        return '<p class="muted">no enrollments yet</p>'
+        return f'<p class="muted">{w["no enrollments"]}</p>'
     labels = [day.day.strftime("%m-%d") for day in funnel.days]
     series: dict[str, list[float]] = {"treated": [], "holdout": []}
     totals = {"treated": [0, 0], "holdout": [0, 0]}
@@ -192,36 +307,59 @@ def _conversion(funnel: Funnel) -> str:
             series[name].append(won / n if n else 0.0)
     if not funnel.holdout:
         del series["holdout"]
-    chart = line_chart("goal conversion, cumulative by entry day", labels, series, percent=True)
+    named = {w[name]: values for name, values in series.items()}
+    chart = line_chart(w["conversion chart"], labels, named, percent=True)
     return f"<figure>{chart}</figure>"
 
 
-def _experiments(experiments: list[Experiment], ids: str = "") -> str:
+def _experiments(experiments: list[Experiment], ids: str, w: dict[str, str]) -> str:
     if not experiments:
-        return '<p class="muted">no holdout or variants (or no goal) in this journey</p>'
-    rows = [
-        "<tr><th>comparison</th><th>control</th><th>treatment</th><th>difference</th>"
-        "<th>95% CI</th><th>lift</th><th>p</th><th>verdict</th></tr>"
-    ]
+        return f'<p class="muted">{w["no experiments"]}</p>'
+    keys = ("comparison", "control", "treatment", "difference", "ci", "lift", "p", "verdict")
+    rows = ["<tr>" + "".join(f"<th>{w.get(k, k)}</th>" for k in keys) + "</tr>"]
     for experiment in experiments:
         c = experiment.comparison
         lift = f"{c.lift:+.1%}" if c.lift is not None else "–"
         p = f"{c.p_value:.3g} ({c.test})" if c.p_value is not None else "–"
         css = "warn" if c.warning else "ok" if c.significant else "muted"
         rows.append(
-            f"<tr><td>{escape(experiment.name)}</td>"
+            f"<tr><td>{escape(_experiment_name(experiment.name, w))}</td>"
             f"<td>{c.control.conversions}/{c.control.n} ({c.control.rate:.1%})</td>"
             f"<td>{c.treatment.conversions}/{c.treatment.n} ({c.treatment.rate:.1%})</td>"
             f"<td>{c.difference:+.2%}</td><td>{c.ci_low:+.2%} … {c.ci_high:+.2%}</td>"
             f"<td>{lift}</td><td>{p}</td>"
-            f'<td class="{css}">{escape(c.verdict())}</td></tr>'
+            f'<td class="{css}">{escape(_verdict(c, w))}</td></tr>'
         )
     chart = interval_chart(
-        "difference in goal conversion (95% Newcombe interval)",
+        w["interval chart"],
         [
-            (e.name, e.comparison.difference, e.comparison.ci_low, e.comparison.ci_high)
+            (
+                _experiment_name(e.name, w),
+                e.comparison.difference,
+                e.comparison.ci_low,
+                e.comparison.ci_high,
+            )
             for e in experiments
             if e.comparison.test != "none" or e.comparison.control.n
         ],
     )
     return f'<table id="{ids}experiments">{"".join(rows)}</table><figure>{chart}</figure>'
+
+
+def _verdict(c: Comparison, w: dict[str, str]) -> str:
+    """Comparison.verdict in the report's language (a warning's own words as they are)."""
+    if c.warning:
+        return w["too small"].format(warning=c.warning)
+    if c.significant:
+        better = "better" if c.difference > 0 else "worse"
+        return w[better].format(
+            treatment=w.get(c.treatment.name, c.treatment.name),
+            control=w.get(c.control.name, c.control.name),
+        )
+    return w["no difference"]
+
+
+def _experiment_name(name: str, w: dict[str, str]) -> str:
+    """The treated-against-holdout experiment's name in the report's language; a variant's
+    names are the journey's own."""
+    return f"{w['treated']} vs {w['holdout']}" if name == "treated vs holdout" else name

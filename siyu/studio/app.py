@@ -27,7 +27,7 @@ from siyu.studio.backtest_page import MAX_DAYS, backtest_form, backtest_page
 from siyu.studio.edit_routes import bounded_body, edit_routes
 from siyu.studio.journey_view import find_journey_file, view_on_disk
 from siyu.studio.overview import journey_files
-from siyu.studio.pages import index_page, journey_page, language
+from siyu.studio.pages import LABELS, index_page, journey_page, language
 from siyu.studio.security import WriteGuard
 from siyu.studio.story import Lookup, look_up
 from siyu.studio.story_page import story_page
@@ -64,7 +64,7 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
         path = find_journey_file(current, request.path_params["key"])
         lang = language(request.query_params.get("lang"))
         if path is None:
-            return HTMLResponse("no such journey file", status_code=404, headers=HEADERS)
+            return HTMLResponse(LABELS[lang]["no_such_file"], status_code=404, headers=HEADERS)
         view = await run_in_threadpool(view_on_disk, current, path, database_url)
         form = backtest_form(path.stem, lang) if view.entry.valid else ""
         return HTMLResponse(journey_page(view, lang, guard.token, form), headers=HEADERS)
@@ -76,7 +76,7 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
         customer_id = int(given) if given.isdigit() and len(given) < 19 else None
         if not query.strip() and customer_id is None:
             return HTMLResponse(story_page(Lookup(query), lang), headers=HEADERS)
-        found = look_up(database_url, query, customer_id, datetime.now(UTC))
+        found = look_up(database_url, query, customer_id, datetime.now(UTC), lang)
         status = 404 if found.problem == "unknown" else 200
         return HTMLResponse(story_page(found, lang), status_code=status, headers=HEADERS)
 
@@ -85,27 +85,28 @@ def create_app(root: Path, database_url: str | None, access: Access | None = Non
         key = request.path_params["key"]
         lang = language(request.query_params.get("lang"))
         path = find_journey_file(current, key)
+        t = LABELS[lang]
         if path is None:
-            return HTMLResponse("no such journey file", status_code=404, headers=HEADERS)
+            return HTMLResponse(t["no_such_file"], status_code=404, headers=HEADERS)
         body = await bounded_body(request)
         if body is None:
-            return HTMLResponse("the form is too large", status_code=413, headers=HEADERS)
+            return HTMLResponse(t["form_too_large"], status_code=413, headers=HEADERS)
         form = parse_qs(body.decode("utf-8", "replace"))
         days = (form.get("days") or [""])[0].strip()
         # the editor's text, when the script sent it (a form sends its newlines as CRLF)
         edited = (form.get("text") or [""])[0].replace("\r\n", "\n") or None
         if not days.isdigit() or not 1 <= int(days) <= MAX_DAYS:
-            return HTMLResponse(
-                f"days: a whole number from 1 to {MAX_DAYS}", status_code=400, headers=HEADERS
-            )
+            said = t["days_range"].format(max=MAX_DAYS)
+            return HTMLResponse(said, status_code=400, headers=HEADERS)
         run = backtests.start(current, key, path, int(days), edited)
         return RedirectResponse(f"/backtests/{run.id}?lang={lang}", 303, headers=HEADERS)
 
     async def backtest(request: Request) -> HTMLResponse:
         run = backtests.get(request.path_params["id"])
-        if run is None:
-            return HTMLResponse("no such backtest", status_code=404, headers=HEADERS)
         lang = language(request.query_params.get("lang"))
+        if run is None:
+            said = LABELS[lang]["no_such_backtest"]
+            return HTMLResponse(said, status_code=404, headers=HEADERS)
         return HTMLResponse(backtest_page(run, lang), headers=HEADERS)
 
     @asynccontextmanager

@@ -27,6 +27,7 @@ from sqlalchemy.orm import Session
 
 from siyu.errors import SiyuError
 from siyu.language.channel_kinds import ToolProject, channel_kinds
+from siyu.language.durations import format_duration
 from siyu.language.loader import check_journey_file
 from siyu.language.problems import Problem
 from siyu.language.project_files import Refused, read_source
@@ -61,7 +62,9 @@ class Stopped(Exception):
 class Version:
     which: Which
     spec: JourneySpec
-    body: str = ""  # the report's sections, once its backtest is done
+    # the report's sections in each of the page's languages ("zh", "en"), once its backtest
+    # is done: rendered then, in the backtest's thread, as its scratch copy goes away
+    bodies: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -252,12 +255,28 @@ def _progress(
 def _read_body(
     version: Version, settings: SimulationSettings, ids: str
 ) -> Callable[[Session], None]:
-    subtitle = settings.described(version.spec.timezone)
+    subtitles = {
+        "en": settings.described(version.spec.timezone),
+        "zh": _described_zh(settings, version.spec.timezone),
+    }
 
     def read(session: Session) -> None:
-        version.body = report_body(session, version.spec, subtitle, ids=ids)
+        version.bodies = {
+            lang: report_body(session, version.spec, subtitle, ids=ids, lang=lang)
+            for lang, subtitle in subtitles.items()
+        }
 
     return read
+
+
+def _described_zh(settings: SimulationSettings, timezone: str) -> str:
+    """SimulationSettings.described in Chinese."""
+    zone = ZoneInfo(timezone)
+    return (
+        f"回测 {settings.start.astimezone(zone):%Y-%m-%d %H:%M} 至 "
+        f"{settings.end.astimezone(zone):%Y-%m-%d %H:%M}（{timezone}），每 "
+        f"{format_duration(settings.every)} 运行一次；没有真正发送任何消息"
+    )
 
 
 def _problems(problems: list[Problem]) -> str:

@@ -9,6 +9,7 @@ from html import escape
 from siyu.reports.html_report import COMPARE_CSS, compare_sections
 from siyu.studio.backtest import Backtest
 from siyu.studio.pages import LABELS, page
+from siyu.studio.wording import studio_words
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
@@ -45,16 +46,18 @@ def backtest_page(run: Backtest, lang: str) -> str:
     elif run.state == "failed":
         parts += [
             f'<h1 id="state">{t["failed_run"]}: {escape(run.key)}</h1>',
-            f'<p class="bad" id="error">{escape(run.error or "")}</p>',
+            f'<p class="bad" id="error">{escape(studio_words(run.error or "", lang))}</p>',
         ]
     else:
         parts.append(f'<h1 id="state">{t["done"]}: {escape(run.key)}, {run.days} {t["days"]}</h1>')
-    notes = "".join(f"<li>{escape(t.get(note, note))}</li>" for note in run.notes)
+    notes = "".join(
+        f"<li>{escape(t.get(note) or studio_words(note, lang))}</li>" for note in run.notes
+    )
     if notes:
         parts.append(f'<ul class="muted" id="notes">{notes}</ul>')
     if run.state == "done":
         columns = [
-            (f"{'AB'[n]}: {t[v.which]} (v{v.spec.version})", v.body)
+            (f"{'AB'[n]}: {t[v.which]} (v{v.spec.version})", v.bodies.get(lang, ""))
             for n, v in enumerate(run.versions)
         ]
         parts.append(f"<style>{COMPARE_CSS}</style>{compare_sections(columns)}")

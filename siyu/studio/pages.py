@@ -16,6 +16,7 @@ from siyu.studio.editing import Saved, text_hash
 from siyu.studio.journey_view import JourneyView
 from siyu.studio.overview import JourneyFile
 from siyu.studio.previews import MessagePreview, Previews
+from siyu.studio.wording import studio_words
 
 LABELS: dict[str, dict[str, str]] = {
     "zh": {
@@ -97,6 +98,10 @@ LABELS: dict[str, dict[str, str]] = {
         "changed": "{name} 在你打开之后已在磁盘上被改过（changed on disk since you opened it）："
         "请先复制你的修改，重新加载页面后再改",
         "refused": "未保存：{refusal}",
+        "no_such_file": "没有这个旅程文件",
+        "no_such_backtest": "没有这次回测",
+        "form_too_large": "表单太大",
+        "days_range": "天数：1 到 {max} 之间的整数",
     },
     "en": {
         "title": "Journey studio",
@@ -179,6 +184,10 @@ LABELS: dict[str, dict[str, str]] = {
         "changed": "{name} changed on disk since you opened it: copy your edit, reload the page "
         "and apply it again",
         "refused": "not saved: {refusal}",
+        "no_such_file": "no such journey file",
+        "no_such_backtest": "no such backtest",
+        "form_too_large": "the form is too large",
+        "days_range": "days: a whole number from 1 to {max}",
     },
 }
 
@@ -296,7 +305,8 @@ def journey_page(view: JourneyView, lang: str, token: str, backtest: str = "") -
     parts = first_parts(journey_parts(view, lang), lang)
     readonly = view.not_saved is not None
     saving = (
-        f'<p class="bad" id="save-result">{t["not_saved"]}: {escape(view.not_saved or "")}</p>'
+        f'<p class="bad" id="save-result">{t["not_saved"]}: '
+        f"{escape(studio_words(view.not_saved or '', lang))}</p>"
         if readonly
         else f'<p><button type="button" id="save">{t["save"]}</button> '
         f'<span id="save-result" role="status"></span></p>'
@@ -360,7 +370,8 @@ def save_message(saved: Saved, name: str, lang: str) -> str:
     """What became of a save, in the page's language (plain text: the script shows it as
     text)."""
     count = len(saved.checked.problems) if saved.checked else 0
-    return LABELS[lang][saved.outcome].format(name=name, count=count, refusal=saved.refusal)
+    refusal = studio_words(saved.refusal, lang)
+    return LABELS[lang][saved.outcome].format(name=name, count=count, refusal=refusal)
 
 
 def first_parts(parts: dict[str, str | None], lang: str) -> dict[str, str]:
@@ -487,7 +498,7 @@ def _checks(shown: MessagePreview, lang: str) -> str:
 
 
 def _diff(diff: tuple[list[str] | None, str], lang: str) -> str:
-    lines, note = diff
+    lines, note = diff[0], studio_words(diff[1], lang)
     if lines is None:
         return f'<div id="diff"><p class="muted">{escape(note)}</p></div>'
     if not lines:

@@ -66,31 +66,40 @@ class Lookup:
     problem: Problem | None = None
 
 
-def look_up(database_url: str | None, query: str, customer_id: int | None, now: datetime) -> Lookup:
+def look_up(
+    database_url: str | None,
+    query: str,
+    customer_id: int | None,
+    now: datetime,
+    lang: str = "en",
+) -> Lookup:
     """`customer_id` (a candidate's link) names the customer exactly; `query` is what a
-    person typed: an id, an external id or a masked mobile."""
+    person typed: an id, an external id or a masked mobile. `lang`: the timeline's language
+    (siyu.reports.explain)."""
     engine = existing_database(database_url)
     if engine is None:
         return Lookup(query, problem="no_database")
     try:
         with make_sessionmaker(engine)() as session:
-            return _look_up(session, query.strip(), customer_id, now)
+            return _look_up(session, query.strip(), customer_id, now, lang)
     except SQLAlchemyError:  # not migrated, unreachable: one line, never a traceback
         return Lookup(query, problem="unreadable")
     finally:
         engine.dispose()
 
 
-def _look_up(session: Session, query: str, customer_id: int | None, now: datetime) -> Lookup:
+def _look_up(
+    session: Session, query: str, customer_id: int | None, now: datetime, lang: str
+) -> Lookup:
     if customer_id is not None:
         if session.get(Customer, customer_id) is None:
             return Lookup(str(customer_id), problem="unknown")
-        return Lookup(query, story=customer_story(session, customer_id, now))
+        return Lookup(query, story=customer_story(session, customer_id, now, lang))
     masked = MASKED_MOBILE.match(query)
     if masked:
         ids = customers_by_masked_mobile(session, masked.group(1), masked.group(2))
         if len(ids) == 1:
-            return Lookup(query, story=customer_story(session, ids[0], now))
+            return Lookup(query, story=customer_story(session, ids[0], now, lang))
         if ids:
             return Lookup(query, candidates=[_candidate(session, i) for i in ids])
         return Lookup(query, problem="unknown")
@@ -98,7 +107,7 @@ def _look_up(session: Session, query: str, customer_id: int | None, now: datetim
         found = find_customer(session, query)
     except ConfigError:
         return Lookup(query, problem="unknown")
-    return Lookup(query, story=customer_story(session, found.id, now))
+    return Lookup(query, story=customer_story(session, found.id, now, lang))
 
 
 def customers_by_masked_mobile(session: Session, prefix: str, suffix: str) -> list[int]:
@@ -123,7 +132,7 @@ def _candidate(session: Session, customer_id: int) -> Candidate:
     return Candidate(customer_id, mask_name(customer.name), [mask_mobile(m) for m in mobiles])
 
 
-def customer_story(session: Session, customer_id: int, now: datetime) -> Story:
+def customer_story(session: Session, customer_id: int, now: datetime, lang: str = "en") -> Story:
     """The customer, masked, and explain's timeline in each journey they entered, read
     against the versions the engine ran (the database's), not the files as edited since."""
     customer = session.get(Customer, customer_id)
@@ -144,7 +153,7 @@ def customer_story(session: Session, customer_id: int, now: datetime) -> Story:
     ).all()
     journeys = []
     for name in names:
-        lines = explain(session, _last_known(session, name), customer_id, now)
+        lines = explain(session, _last_known(session, name), customer_id, now, lang)
         journeys.append(JourneyStory(name, [_masked(line, personal) for line in lines]))
     return Story(
         id=customer_id,

@@ -13,7 +13,7 @@ from siyu.engine.context import EngineContext
 from siyu.engine.tick import run_tick
 from siyu.metrics.funnel import build_funnel
 from siyu.metrics.results import experiment_results
-from siyu.reports.html_report import render_report
+from siyu.reports.html_report import render_report, report_body
 from siyu.storage.models import Delivery, Enrollment, Event
 from tests.browser import run_chromium
 from tests.conftest import Shop, local
@@ -137,3 +137,31 @@ def test_the_report_is_self_contained_and_renders_in_headless_chromium(
     run_chromium(profile, f"--screenshot={screenshot}", "--window-size=1000,2400", report.as_uri())
     png = screenshot.read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 20_000  # a drawn page, not a blank one
+
+
+def test_the_reports_sections_in_chinese_for_the_studio(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    """report_body(lang="zh"), as the studio's Chinese pages show it: the same figures under
+    Chinese headings, column headers and verdicts; English stays the default."""
+    spec, _ = run_journey(tmp_path, sessions, shop, channels)
+    with sessions() as session:
+        zh = report_body(session, spec, "副标题", lang="zh")  # type: ignore[arg-type]
+        en = report_body(session, spec, "subtitle")  # type: ignore[arg-type]
+    for heading in ("漏斗", "各渠道每日发送", "转化趋势", "实验"):
+        assert f"<h2>{heading}</h2>" in zh
+    assert "<h2>Funnel</h2>" in en and "<h2>Experiments</h2>" in en
+    assert not re.search(r"<h2[^>]*>[A-Za-z]", zh)
+    header = "<tr><th>步骤</th><th>变体</th><th>应发</th><th>已发送</th><th>已送达</th>"
+    assert header + "<th>失败</th><th>跳过</th><th>延后</th><th>点击</th><th>达成目标</th>" in zh
+    assert "<th>对比</th><th>对照</th><th>实验</th><th>差值</th><th>95% 置信区间</th>" in zh
+    assert "<td>实验组 vs 对照组</td>" in zh and "<td>hello: b vs a</td>" in zh
+    assert "样本太小，无法下结论" in zh and "too small to conclude" not in zh
+    assert re.search(r"<p>进入旅程 \d+ 人（对照组 \d+ 人）", zh)
+    for english in ("<th>step</th>", "<th>verdict</th>", "enrolled (", "<td>all</td>"):
+        assert english in en and english not in zh, english
+    figures = re.compile(r"<td>(\d+)</td>")
+    assert figures.findall(zh) == figures.findall(en)  # the same numbers in both

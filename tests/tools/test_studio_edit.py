@@ -27,6 +27,7 @@ from siyu.studio.checking import check_text
 from siyu.studio.editing import save_journey
 from siyu.studio.journey_view import view_of, view_on_disk
 from siyu.studio.overview import journey_files
+from siyu.studio.pages import journey_parts
 from tests.browser import playwright_chromium, screenshot
 from tests.conftest import Shop
 from tests.project_copy import copy_project
@@ -268,14 +269,33 @@ def test_a_linked_journey_is_never_saved_through(
         before = target.read_text(encoding="utf-8")
         page = client.get(f"/journeys/{key}?lang=en").text
         assert "readonly" in page and 'id="save"' not in page
+        chinese = client.get(f"/journeys/{key}").text  # the studio's own words in Chinese
+        said = chinese.split('id="save-result">')[1].split("</p>")[0]
+        assert said.startswith("此文件不能在工作台中保存: ") and "链接" in said, said
+        assert "refused" not in said and "does not save" not in said, said
         token = _token(client, key)
         answer = client.post(
             f"/journeys/{key}/save",
-            json={"text": before + "# x\n", "loaded": hashlib.sha256(before.encode()).hexdigest()},
+            json={
+                "text": before + "# x\n",
+                "loaded": hashlib.sha256(before.encode()).hexdigest(),
+                "lang": "en",
+            },
             headers={"X-Siyu-Token": token},
         )
         assert answer.status_code == 403, key
         assert "link" in answer.json()["message"]
+        answer = client.post(
+            f"/journeys/{key}/save",
+            json={
+                "text": before,
+                "loaded": hashlib.sha256(before.encode()).hexdigest(),
+                "lang": "zh",
+            },
+            headers={"X-Siyu-Token": token},
+        )
+        assert answer.status_code == 403 and answer.json()["message"].startswith("未保存：")
+        assert "链接" in answer.json()["message"] and "link" not in answer.json()["message"]
         assert target.read_text(encoding="utf-8") == before
         assert (journeys / f"{key}.yaml").is_symlink()
 
@@ -294,6 +314,8 @@ def test_without_a_database_or_git_the_page_says_so(project: Path, tmp_path: Pat
     sms = next(m for m in view.previews.messages if m.step.send == "sms")
     assert sms.sms and sms.sms_parts == 1 and not sms.checks
     assert view.diff == (None, "the project is not a git repository")
+    assert "项目不是 git 仓库" in str(journey_parts(view, "zh")["diff"])
+    assert "not a git repository" in str(journey_parts(view, "en")["diff"])
     assert not missing.parent.exists()
 
     # an A/B test on the SMS step: one preview per variant, each its own template's, checked

@@ -24,6 +24,7 @@ from siyu.project import Project
 from siyu.storage.models import ChannelIdentity, Customer
 from siyu.studio.backtest import Backtest, Backtests
 from siyu.studio.backtest_page import backtest_page
+from siyu.studio.story import _masked
 from tests.browser import browser_page, screenshot
 from tests.conftest import Shop, local
 from tests.project_copy import copy_project
@@ -135,6 +136,32 @@ def test_a_customers_story_by_id_external_id_and_masked_mobile_all_masked(
     assert f"/customers?id={people[0]}" in candidates and f"/customers?id={people[1]}" in candidates
     assert "王*明" in candidates and "李*红" in candidates and "张*国" not in candidates
     assert f"customer {people[1]}: 李*红" in pages["chosen"].text
+
+
+def test_a_customers_story_on_the_chinese_page_has_a_chinese_timeline_still_masked(
+    studio: str, people: list[int], sessions: sessionmaker[Session]
+) -> None:
+    page = httpx.get(studio + "/customers", params={"q": EXTERNAL}, timeout=60)  # zh first
+    assert page.status_code == 200
+    for value in _personal(sessions):
+        assert value not in page.text, value
+    assert f"顾客 {people[0]}: 王*明" in page.text and "CRM***042" in page.text
+    timeline = page.text.split('class="source timeline">')[1].split("</pre>")[0]
+    lines = timeline.splitlines()
+    assert lines[0] == f"顾客 {people[0]} 在旅程“first-purchase-care”中（时间为 Asia/Shanghai）"
+    assert lines[1].startswith("  进入于 ") and "，版本 1，" in lines[1]
+    sent = next(line for line in lines if line.startswith("    join-group "))
+    assert re.fullmatch(
+        r"    join-group \(wecom_group_invite\): 已发送 \d{4}-\d\d-\d\d \d\d:\d\d"
+        r"（第 1 次尝试，服务商消息 ID [^）]+）",
+        sent,
+    ), sent
+    for english in ("entered ", ": sent ", "not due yet", "attempt ", "provider id"):
+        assert english not in timeline, english
+    # a value inside a Chinese sentence, with no space around it, is masked too
+    line = f"失败：模板渲染失败：{NAMES[0]}您好（服务商消息 ID {MOBILES[0]}）{EXTERNAL}。"
+    masked = _masked(line, [("name", NAMES[0]), ("external_id", EXTERNAL)])
+    assert masked == "失败：模板渲染失败：王*明您好（服务商消息 ID 138****5678）CRM***042。"
 
 
 def test_an_unknown_customer_is_said_with_what_was_typed_escaped(studio: str) -> None:
@@ -277,14 +304,51 @@ def test_an_editors_text_with_problems_is_not_replayed(project: Path, database_u
     assert run.error.startswith("the editor's text: line 38: step 'day7-content': unknown")
 
 
-def _funnel(html: str, table: str) -> dict[str, dict[str, int]]:
-    """A report's funnel table: step → column → count, the rows of every variant."""
+def test_a_finished_backtest_shows_its_reports_in_the_pages_language(
+    studio: str, people: list[int]
+) -> None:
+    """The reports are rendered once, when the backtest finishes; its page in Chinese and in
+    English then shows each in that language."""
+    started = httpx.post(
+        studio + "/journeys/first_purchase/backtest?lang=zh", data={"days": "3"}, timeout=30
+    )
+    assert started.status_code == 303
+    done = studio + started.headers["location"].split("?")[0]
+    deadline = time.monotonic() + 180
+    while 'id="compare"' not in (zh := httpx.get(done, timeout=30).text):
+        assert "回测失败" not in zh and time.monotonic() < deadline, zh
+        time.sleep(0.5)
+    en = httpx.get(done, params={"lang": "en"}, timeout=30).text
+    chinese = ("漏斗", "各渠道每日发送", "转化趋势", "实验")
+    english = ("Funnel", "Daily sends by channel", "Conversion over time", "Experiments")
+    for heading in chinese:
+        assert zh.count(f"<h2>{heading}</h2>") == 2 and f"<h2>{heading}</h2>" not in en
+    for heading in english:
+        assert en.count(f"<h2>{heading}</h2>") == 2 and f"<h2>{heading}</h2>" not in zh
+    assert "<tr><th>步骤</th><th>变体</th><th>应发</th><th>已发送</th>" in zh
+    assert "<tr><th>日期</th><th>join-group</th>" in zh  # sent per day and step
+    assert "此旅程没有对照组或变体（或没有设定目标）" in zh  # its experiments: none
+    assert not re.search(r"<h2[^>]*>[A-Za-z]", zh) and "<th>step</th>" not in zh
+    assert "回测 " in zh and "没有真正发送任何消息" in zh and "nothing was sent" in en
+    assert "回测完成" in zh and "A: 当前文件" in zh and "B: 上次提交的版本" in zh
+    for version in ("a-funnel", "b-funnel"):  # the same figures under either language's words
+        words = _funnel(en, version)
+        zh_words = _funnel(zh, version, everyone="全部")
+        assert words and {step: list(row.values()) for step, row in words.items()} == {
+            step: list(row.values()) for step, row in zh_words.items()
+        }
+    assert _funnel(zh, "b-funnel", everyone="全部")["join-group"]["已发送"] == 4
+
+
+def _funnel(html: str, table: str, everyone: str = "all") -> dict[str, dict[str, int]]:
+    """A report's funnel table: step → column → count, the rows of every variant (`everyone`:
+    the variant column's word for all of them)."""
     rows = html.split(f'id="{table}">')[1].split("</table>")[0].split("<tr>")[1:]
     head = re.findall(r"<th>(.*?)</th>", rows[0])
     found: dict[str, dict[str, int]] = {}
     for row in rows[1:]:
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row)
-        if len(cells) == len(head) and cells[1] == "all":
+        if len(cells) == len(head) and cells[1] == everyone:
             found[cells[0]] = {h: int(c) for h, c in zip(head[2:], cells[2:], strict=True)}
     return found
 
@@ -333,10 +397,17 @@ def test_a_backtest_that_cannot_run_says_why_in_one_line(
         (Backtests(f"sqlite:///{missing}"), good, "no database at "),
         (Backtests(database_url), good, "no customers in the database"),  # tables, no one
     ]
-    for backtests, path, said in cases:
+    chinese = [
+        "typo.yaml：第 38 行：step 'day7-content': unknown",
+        "没有数据库：",
+        "数据库里没有顾客",
+    ]
+    for (backtests, path, said), zh in zip(cases, chinese, strict=True):
         run = _finished(backtests.start(current, path.stem, path, 1))
         assert run.state == "failed" and run.error is not None
         assert run.error.startswith(said) and "\n" not in run.error, run.error
         html = backtest_page(run, "en")
         assert f'<p class="bad" id="error">{escape(run.error)}</p>' in html
+        shown = backtest_page(run, "zh").split('id="error">')[1].split("</p>")[0]
+        assert shown.startswith(escape(zh)), shown  # the validator's problem as it is
     assert not missing.parent.exists()
