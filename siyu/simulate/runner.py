@@ -59,12 +59,12 @@ class SimulationSettings:
             now += self.every
 
     def described(self, timezone: str) -> str:
-        """'backtest from ... to ... (zone), a tick every ...; nothing was sent'."""
+        """'backtest from ... to ... (zone), a tick every ...; no message really sent'."""
         zone = ZoneInfo(timezone)
         return (
             f"backtest from {self.start.astimezone(zone):%Y-%m-%d %H:%M} to "
             f"{self.end.astimezone(zone):%Y-%m-%d %H:%M} ({timezone}), a tick every "
-            f"{format_duration(self.every)}; nothing was sent"
+            f"{format_duration(self.every)}; no message really sent"
         )
 
 

@@ -282,7 +282,7 @@ def test_the_html_report_of_a_backtest_shows_two_versions_side_by_side(
     assert "<script" not in html and "http" not in html.replace('xmlns="http://www.w3.org', "")
     a, b = html.split('id="version-2"')
     assert "A: first-purchase-care" in a and "B: first-purchase-care" in b
-    assert "a tick every 1h; nothing was sent" in a
+    assert "a tick every 1h; no message really sent" in a
 
     def funnel_row(half: str, step: str) -> list[int]:
         row = re.search(rf"<tr><td>{step}</td><td>all</td>(.*?)</tr>", half)
