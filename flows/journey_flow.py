@@ -30,7 +30,7 @@ from siyu.settings import settings as siyu_settings
 from siyu.storage.engine import database_url
 from tasks.context import TickSettings, engine_context, journey_spec, tick_resources
 from tasks.partition_runners import partition_runner, submit_partition
-from tasks.phases import PHASE_TASKS, channels_held_by_tag_limits, step_task
+from tasks.phases import PHASE_TASKS, channels_held_by_tag_limits, step_task, timed
 
 
 def parse_now(now: str | None) -> datetime:
@@ -130,8 +130,8 @@ def run_tick_tasks(
             count = len(partitions_of(phase, settings.partitions))
             step = phase.step
             send = step_task(step.id, step.send, count, tagged=step.send in tagged)
-            if count == 1:
-                results[phase.name] = send(*inputs, step.id)
+            if count == 1:  # on the flow's main thread: its timeout can interrupt it
+                results[phase.name] = timed(send)(*inputs, step.id)
                 continue
             futures = [
                 submit_partition(runner, send, _partition_inputs(inputs, step.id, index, count))

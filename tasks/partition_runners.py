@@ -32,6 +32,7 @@ from prefect.task_runners import ProcessPoolTaskRunner, TaskRunner
 
 from siyu.errors import ConfigError
 from tasks.context import TickSettings, release
+from tasks.phases import timed
 
 # the runners that are the flow's own thread pool, as far as Prefect is concerned
 IN_FLOW_THREADS = ("threads", "processes")
@@ -87,7 +88,10 @@ def _release_on_workers(cluster: Any, settings: TickSettings) -> None:
 def submit_partition(
     runner: TaskRunner[Any] | None, send: Task[..., dict[str, int]], parameters: dict[str, Any]
 ) -> PrefectFuture[dict[str, int]]:
-    """One partition's task run, on `runner` or on the flow's own thread pool."""
+    """One partition's task run, on `runner` or on the flow's own thread pool; timed only in
+    a process pool's processes, on their main thread (tasks.phases.timed)."""
+    if isinstance(runner, ProcessPoolTaskRunner):
+        send = timed(send)
     # cast: Task.submit's and TaskRunner.submit's overloads leave the future's type open
     future = send.submit(**parameters) if runner is None else runner.submit(send, parameters)
     return cast(PrefectFuture[dict[str, int]], future)

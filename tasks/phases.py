@@ -117,7 +117,6 @@ def complete(settings: TickSettings, journey: str, version: int, now: datetime) 
     retries=len(STEP_RETRIES),
     retry_delay_seconds=STEP_RETRIES,
     retry_condition_fn=transient,
-    timeout_seconds=STEP_TIMEOUT,
 )
 def send_step(
     settings: TickSettings,
@@ -146,6 +145,15 @@ def step_task(
         task_run_name=step_id if count <= 1 else f"{step_id}[{{index}}/{{count}}]",
         tags={f"channel:{channel}"} if tagged else set(),
     )
+
+
+def timed(send: Task[..., dict[str, int]]) -> Task[..., dict[str, int]]:
+    """`send` with STEP_TIMEOUT, for a task run on its process's main thread, where Prefect can
+    interrupt it. In a worker thread (the flow's own pool, a Dask worker's executor) Prefect
+    cannot: it only warned on every partition of every tick, and would have failed the task
+    after it had finished. There the provider calls and the journey's SQL are bounded by
+    their own timeouts."""
+    return send.with_options(timeout_seconds=STEP_TIMEOUT)
 
 
 def channels_held_by_tag_limits(channels: Iterable[str]) -> set[str]:
