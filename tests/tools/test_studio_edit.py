@@ -151,9 +151,12 @@ def test_typing_checking_previewing_and_saving_in_a_real_browser(
         expect(page.locator("#previews")).to_contain_text("the journey has problems")
         _shot(page, tmp_path, "3-typo-marked")
 
-        # fixed by typing the c again: the mark goes, the preview shows the channel again
+        # fixed by typing the c again: the mark goes, the preview shows the channel again. (Only
+        # the first mark is held to a second, as the issue asks; a check takes about 0.07 s
+        # after the 0.3 s pause, but CI's PostgreSQL pass once took longer on its 2 loaded cores:
+        # the later steps wait up to Playwright's default 5 s.)
         editor.press("c")
-        expect(page.locator("#status")).to_have_text("valid", timeout=1000)
+        expect(page.locator("#status")).to_have_text("valid")
         expect(page.locator(".line.problem")).to_have_count(0)
         assert editor.input_value() == original
         # and a template changed: the SMS preview says what the other template says
@@ -168,12 +171,12 @@ def test_typing_checking_previewing_and_saving_in_a_real_browser(
 
         # text that is not a journey yet (half-typed YAML): the picture stays, dimmed
         editor.fill(original.replace("steps:\n", "steps: [\n"))
-        expect(page.locator("#picture")).to_have_class("stale", timeout=1000)
+        expect(page.locator("#picture")).to_have_class("stale")
         expect(page.locator("#status")).to_contain_text("problem(s)")
 
         # saving what does not validate: refused with the problems, the file as it was
         editor.fill(original.replace(*TYPO))
-        expect(marked).to_be_visible(timeout=1000)
+        expect(marked).to_be_visible()
         page.locator("#save").click()
         expect(page.locator("#save-result")).to_contain_text("not saved: 1 problem")
         assert file.read_text(encoding="utf-8") == original
@@ -185,7 +188,7 @@ def test_typing_checking_previewing_and_saving_in_a_real_browser(
         )
         assert edited != original
         editor.fill(edited)
-        expect(page.locator("#status")).to_have_text("valid", timeout=1000)
+        expect(page.locator("#status")).to_have_text("valid")
         page.locator("#save").click()
         expect(page.locator("#save-result")).to_have_text("saved first_purchase.yaml")
         on_disk = file.read_text(encoding="utf-8")
