@@ -1,18 +1,15 @@
 """A backtest started from the studio: "what would this version have done over the last N
 days". The editor's text when it differs from the file (not saved yet), side by side with the
 file as it is on disk; otherwise the file, side by side with its last committed version
-(`git show HEAD:`) when there is one and it differs. Each is replayed by `siyu simulate`'s
-machinery over its own scratch copy of the database (never the live one), in a background
-thread; one at a time per journey file. The page reads the run's progress and, once done,
-the report body of each version (siyu.reports.html_report)."""
+(siyu.studio.editing.committed_text) when there is one and it differs. Each is replayed by
+`siyu simulate`'s machinery over its own scratch copy of the database (never the live one),
+in a background thread; one at a time per journey file. The page reads the run's progress
+and, once done, the report body of each version (siyu.reports.html_report)."""
 
 from __future__ import annotations
 
 import logging
-import os
 import secrets
-import subprocess
-import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -26,22 +23,20 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from siyu.errors import SiyuError
-from siyu.language.channel_kinds import ToolProject, channel_kinds
+from siyu.language.channel_kinds import channel_kinds
 from siyu.language.durations import format_duration
-from siyu.language.loader import check_journey_file
 from siyu.language.problems import Problem
-from siyu.language.project_files import Refused, read_source
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.html_report import report_body
 from siyu.simulate.runner import SimulationSettings, setting_warnings, simulate
 from siyu.storage.models import Customer
-from siyu.studio.checking import check_text
+from siyu.studio.checking import check_on_disk, check_text
 from siyu.studio.database import existing_database
+from siyu.studio.editing import committed_text
 
 log = logging.getLogger(__name__)
 
-GIT_SECONDS = 10  # `git show` of one file; a repository that takes longer is left out
 KEEP_FINISHED = 20  # finished backtests kept for their pages
 EVERY = timedelta(hours=1)
 
@@ -147,56 +142,28 @@ def versions(
 ) -> tuple[list[Version], list[str]]:
     """The editor's text when it differs from the file, then the file now; else the file now
     and its last committed version when there is one that differs. Notes about what was left
-    out. The editor's text is checked with `siyu validate`'s rules, as a save would be."""
-    tools = ToolProject.of(project)
-    try:
-        text = read_source(project.journeys_dir, path)
-    except Refused as refused:
-        raise BacktestError(refused.message) from None
+    out. Each text is checked with `siyu validate`'s rules, as a save would check it."""
+    text, on_disk = check_on_disk(project, path)
+    if text is None:
+        raise BacktestError(on_disk.problems[0].message)
     if edited is not None and edited != text.replace("\r\n", "\n"):
         checked = check_text(project, path, edited)
         if checked.spec is None or checked.problems:
             raise BacktestError(f"the editor's text: {_problems(checked.problems)}")
-        on_disk = check_text(project, path, text)
         if on_disk.spec is None or on_disk.problems:
             note = f"the saved file is left out: {_problems(on_disk.problems)}"
             return [Version("edited", checked.spec)], [note]
         return [Version("edited", checked.spec), Version("this_version", on_disk.spec)], []
-    spec, problems = check_journey_file(path, tools.catalog(), project.journeys_dir)
-    if spec is None or problems:
-        raise BacktestError(f"{path.name}: {_problems(problems)}")
-    found = [Version("this_version", spec)]
-    committed = committed_text(path)
+    if on_disk.spec is None or on_disk.problems:
+        raise BacktestError(f"{path.name}: {_problems(on_disk.problems)}")
+    found = [Version("this_version", on_disk.spec)]
+    committed, _why = committed_text(project, path)
     if committed is None or committed == text:
         return found, ["same_as_committed"]
-    with tempfile.TemporaryDirectory(prefix="siyu-studio-head-") as tmp:
-        copy = Path(tmp) / path.name
-        copy.write_text(committed, encoding="utf-8")
-        before, problems = check_journey_file(copy, tools.catalog(), Path(tmp))
-    if before is None or problems:
-        return found, [f"the committed version is left out: {_problems(problems)}"]
-    return [*found, Version("committed", before)], []
-
-
-def committed_text(path: Path) -> str | None:
-    """The file as the last commit has it (`git show HEAD:./FILE` in its folder), or None:
-    no git, not a repository, no commit, or not in the commit."""
-    try:
-        shown = subprocess.run(
-            ["git", "-C", str(path.parent), "show", f"HEAD:./{path.name}"],
-            capture_output=True,
-            timeout=GIT_SECONDS,
-            env={**os.environ, "GIT_TERMINAL_PROMPT": "0"},
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    if shown.returncode != 0:
-        return None
-    try:
-        return shown.stdout.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
+    before = check_text(project, path, committed)
+    if before.spec is None or before.problems:
+        return found, [f"the committed version is left out: {_problems(before.problems)}"]
+    return [*found, Version("committed", before.spec)], []
 
 
 def replay(
