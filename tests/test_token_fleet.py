@@ -48,14 +48,20 @@ def test_tick_processes_on_one_database_fetch_one_token(
     for moment in (local(0, 11), local(1, 12)):  # enrolls; then every message is due
         runs = [
             subprocess.Popen(
-                [*command, "--now", moment.isoformat()], cwd=ROOT, stdout=subprocess.PIPE, text=True
+                [*command, "--now", moment.isoformat()],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
             )
             for _ in range(PROCESSES)
         ]
-        outputs = [run.communicate(timeout=120)[0] for run in runs]
-        assert [run.returncode for run in runs] == [0] * PROCESSES
-        sent = [sent_by(output) for output in outputs]
-    assert sum(sent) == CUSTOMERS and all(sent), f"both processes sent: {sent}"
+        results = [run.communicate(timeout=120) for run in runs]
+        # each process's counts and log, to tell a held tick from one with nothing due
+        told = "\n".join(f"--- process {i}:\n{out}\n{err}" for i, (out, err) in enumerate(results))
+        assert [run.returncode for run in runs] == [0] * PROCESSES, told
+        sent = [sent_by(out) for out, _ in results]
+    assert sum(sent) == CUSTOMERS and all(sent), f"both processes sent: {sent}\n{told}"
     assert len(client.messages(channel="service_account")) == CUSTOMERS
     assert len(client.calls(endpoint="wechat.stable_token")) == 1
     with sessions() as session:
