@@ -182,7 +182,7 @@ def replay(
     for n, version in enumerate(run.versions):
         run.notes += setting_warnings(version.spec, settings)
         run.running = version.which
-        simulate(
+        report = simulate(
             version.spec,
             database_url,
             project.templates_dir,
@@ -192,6 +192,7 @@ def replay(
             policies=policies,
             inspect=_read_body(version, settings, f"{'ab'[n]}-"),
         )
+        run.notes += [note for note in report.notes if note not in run.notes]  # consent's
 
 
 def _customers(database_url: str) -> int:
