@@ -17,8 +17,9 @@ map `consent_at`, by hand), or one whose earlier state is known only from a mome
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from sqlalchemy import Connection, Integer, TextClause, bindparam, column, func, select, text
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,7 +27,6 @@ from sqlalchemy.orm import Session, sessionmaker
 from siyu.storage.consent_changes import (
     ABSENT,
     CONSENT,
-    DENIED,
     GRANTED,
     SUPPRESSED,
     SUPPRESSION,
@@ -71,59 +71,39 @@ _UNDATED = _sql(
     "start",
 ).columns(column("customer_id", Integer), column("since", UTCDateTime()))
 
-# One target state per customer and purpose or channel (the scratch copy's own temp table).
-_TARGETS = """CREATE TEMP TABLE IF NOT EXISTS replay_targets (
-    customer_id INTEGER NOT NULL, kind TEXT NOT NULL, name TEXT NOT NULL,
-    state TEXT NOT NULL, since TIMESTAMP, source TEXT,
-    PRIMARY KEY (customer_id, kind, name))"""
-
-# At `start`: the state before each key's first change after it.
-_REWIND = _sql(
-    """INSERT INTO replay_targets
-    SELECT customer_id, kind, name, previous, COALESCE(previous_since, at), source FROM (
-        SELECT *, ROW_NUMBER() OVER (PARTITION BY customer_id, kind, name ORDER BY at, id) AS n
-        FROM consent_changes WHERE at > :start AND id <= :last)
-    WHERE n = 1""",
-    "start",
-)
-
+# The target state of each customer's purpose or channel: (customer_id, kind, name, state,
+# since, source). At `start`: the state before each key's first change after it.
+_REWIND = """SELECT customer_id, kind, name, previous, COALESCE(previous_since, at), source FROM (
+    SELECT *, ROW_NUMBER() OVER (PARTITION BY customer_id, kind, name ORDER BY at, id) AS n
+    FROM consent_changes WHERE at > ? AND id <= ?)
+WHERE n = 1"""
 # Before a tick: each key's last change since the previous tick.
-_ADVANCE = _sql(
-    """INSERT INTO replay_targets
-    SELECT customer_id, kind, name, state, at, source FROM (
-        SELECT *, ROW_NUMBER() OVER (
-            PARTITION BY customer_id, kind, name ORDER BY at DESC, id DESC) AS n
-        FROM consent_changes WHERE at > :after AND at <= :now AND id <= :last)
-    WHERE n = 1""",
-    "after",
-    "now",
-)
+_ADVANCE = """SELECT customer_id, kind, name, state, at, source FROM (
+    SELECT *, ROW_NUMBER() OVER (
+        PARTITION BY customer_id, kind, name ORDER BY at DESC, id DESC) AS n
+    FROM consent_changes WHERE at > ? AND at <= ? AND id <= ?)
+WHERE n = 1"""
+_NEXT = "SELECT at FROM consent_changes WHERE at > ? AND id <= ? ORDER BY at LIMIT 1"
 
-_CONSENT_ROW = f"""FROM replay_targets t JOIN consents c
-    ON c.customer_id = t.customer_id AND c.purpose = t.name WHERE t.kind = '{CONSENT}'"""
-_SUPPRESSION_ROW = f"""FROM replay_targets t JOIN suppressions s
-    ON s.customer_id = t.customer_id AND s.channel = t.name WHERE t.kind = '{SUPPRESSION}'"""
-_KEPT = f"t.state IN ('{GRANTED}', '{DENIED}')"
-# The targets onto the copy's rows: removed, changed or added.
-_APPLY = (
-    f"DELETE FROM consents WHERE id IN (SELECT c.id {_CONSENT_ROW} AND t.state = '{ABSENT}')",
-    f"""UPDATE consents SET
-        granted = (SELECT t.state = '{GRANTED}' {_CONSENT_ROW} AND c.id = consents.id),
-        updated_at = (SELECT t.since {_CONSENT_ROW} AND c.id = consents.id)
-    WHERE id IN (SELECT c.id {_CONSENT_ROW} AND {_KEPT})""",
-    f"""INSERT INTO consents (customer_id, purpose, granted, source, updated_at)
-    SELECT t.customer_id, t.name, t.state = '{GRANTED}', t.source, t.since
-    FROM replay_targets t WHERE t.kind = '{CONSENT}' AND {_KEPT} AND NOT EXISTS (
-        SELECT 1 FROM consents c WHERE c.customer_id = t.customer_id AND c.purpose = t.name)""",
-    f"DELETE FROM suppressions WHERE id IN (SELECT s.id {_SUPPRESSION_ROW} AND t.state = "
-    f"'{ABSENT}')",
-    f"""INSERT INTO suppressions (customer_id, channel, reason, created_at)
-    SELECT t.customer_id, t.name, COALESCE(t.source, 'as before'), t.since
-    FROM replay_targets t WHERE t.kind = '{SUPPRESSION}' AND t.state = '{SUPPRESSED}'
-    AND NOT EXISTS (SELECT 1 FROM suppressions s
-        WHERE s.customer_id = t.customer_id AND s.channel = t.name)""",
-    "DELETE FROM replay_targets",
-)
+# Each target onto the copy's row, by its unique key (customer and purpose, customer and
+# channel): written over or added, or removed.
+_SET = {
+    CONSENT: """INSERT INTO consents (customer_id, purpose, granted, updated_at, source)
+        VALUES (?, ?, ?, ?, ?) ON CONFLICT (customer_id, purpose) DO UPDATE SET
+        granted = excluded.granted, updated_at = excluded.updated_at""",
+    SUPPRESSION: """INSERT INTO suppressions (customer_id, channel, created_at, reason)
+        VALUES (?, ?, ?, COALESCE(?, 'as before')) ON CONFLICT (customer_id, channel) DO NOTHING""",
+}
+_REMOVE = {
+    CONSENT: "DELETE FROM consents WHERE customer_id = ? AND purpose = ?",
+    SUPPRESSION: "DELETE FROM suppressions WHERE customer_id = ? AND channel = ?",
+}
+_CHUNK = 10_000  # targets per round of statements: memory stays flat for any history
+
+
+def _stored(moment: datetime) -> str:
+    """A moment as the models store it in SQLite (siyu/storage/types.py UTCDateTime)."""
+    return moment.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 @dataclass(frozen=True)
@@ -137,7 +117,8 @@ class Undated:
 
 class ConsentReplay:
     """Keeps the scratch copy's consents and suppressions at the simulated moment: call
-    advance(now) before each tick (the first with `start`)."""
+    advance(now) before each tick (the first with `start`). The copy is SQLite: the per-tick
+    statements go to the driver directly, a few a tick when consents change, none otherwise."""
 
     def __init__(self, sessions: sessionmaker[Session], start: datetime) -> None:
         self._sessions = sessions
@@ -149,9 +130,10 @@ class ConsentReplay:
             # the engine's own suppressions in the copy (ids above this) are not history
             self._last = connection.scalar(select(func.max(ConsentChange.id))) or 0
             self.undated = self._undated(connection, start)
-            _apply(connection, _REWIND, {"start": start, "last": self._last})
-            self._through = start
-            self._next = self._next_change(connection, start)
+            cursor = _cursor(connection)
+            _apply(cursor, cursor.execute(_REWIND, (_stored(start), self._last)))
+            self._next = self._next_change(cursor, _stored(start))
+        self._through = _stored(start)
 
     def _undated(self, connection: Connection, start: datetime) -> Undated | None:
         found = connection.execute(_UNDATED, {"start": start, "last": self._last}).all()
@@ -159,30 +141,45 @@ class ConsentReplay:
             return None
         return Undated(len({customer for customer, _ in found}), max(s for _, s in found))
 
-    def _next_change(self, connection: Connection, after: datetime) -> datetime | None:
-        return connection.scalar(
-            select(func.min(ConsentChange.at)).where(
-                ConsentChange.at > after, ConsentChange.id <= self._last
-            )
-        )
+    def _next_change(self, cursor: sqlite3.Cursor, after: str) -> str | None:
+        found = cursor.execute(_NEXT, (after, self._last)).fetchone()
+        return None if found is None else str(found[0])
 
     def advance(self, now: datetime) -> None:
         """Apply the changes after the last moment and up to `now` (a change at a tick's own
         moment counts for that tick). Costs nothing until the next change is due."""
-        if self._next is None or self._next > now:
-            self._through = max(self._through, now)
+        until = _stored(now)
+        if self._next is None or self._next > until:
+            self._through = max(self._through, until)
             return
         with self._sessions() as session, session.begin():
-            connection = session.connection()
-            _apply(connection, _ADVANCE, {"after": self._through, "now": now, "last": self._last})
-            self._next = self._next_change(connection, now)
-        self._through = now
+            cursor = _cursor(session.connection())
+            _apply(cursor, cursor.execute(_ADVANCE, (self._through, until, self._last)))
+            self._next = self._next_change(cursor, until)
+        self._through = until
 
 
-def _apply(connection: Connection, targets: TextClause, moments: dict[str, object]) -> None:
-    """Fill the targets (a temp table: one per connection, so made where it is used), then
-    write them onto the copy's rows."""
-    connection.execute(text(_TARGETS))
-    connection.execute(targets, moments)
-    for statement in _APPLY:
-        connection.execute(text(statement))
+def _cursor(connection: Connection) -> sqlite3.Cursor:
+    """A driver cursor in the session's transaction (the copy is always SQLite)."""
+    driver = connection.connection.driver_connection
+    assert isinstance(driver, sqlite3.Connection)
+    return driver.cursor()
+
+
+def _apply(cursor: sqlite3.Cursor, targets: sqlite3.Cursor) -> None:
+    """Write the target states the query selected onto the copy's rows, a chunk at a time;
+    each statement runs once (executemany) for all of a chunk's rows."""
+    writer = cursor.connection.cursor()
+    while chunk := targets.fetchmany(_CHUNK):
+        sets: dict[str, list[tuple[object, ...]]] = {CONSENT: [], SUPPRESSION: []}
+        removes: dict[str, list[tuple[object, ...]]] = {CONSENT: [], SUPPRESSION: []}
+        for customer_id, kind, name, state, since, source in chunk:
+            if state == ABSENT:
+                removes[kind].append((customer_id, name))
+            elif kind == CONSENT:
+                sets[kind].append((customer_id, name, state == GRANTED, since, source))
+            else:
+                sets[kind].append((customer_id, name, since, source))
+        for kind in (CONSENT, SUPPRESSION):
+            writer.executemany(_REMOVE[kind], removes[kind])
+            writer.executemany(_SET[kind], sets[kind])
