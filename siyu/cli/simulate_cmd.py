@@ -97,6 +97,8 @@ def simulate_command(
 
     Every tick runs the real engine (enroll, goals, exits, every step's rules and rendering)
     through channels that only count. The database itself is not changed.
+
+    Consents and opt-outs: as they were at each moment, where the data dates them.
     """
     from siyu.cli.journey_arg import resolve_journey
     from siyu.cli.simulate_output import compare_table, print_report, write_csv
