@@ -131,7 +131,7 @@ class ConsentReplay:
             self._last = connection.scalar(select(func.max(ConsentChange.id))) or 0
             self.undated = self._undated(connection, start)
             cursor = _cursor(connection)
-            _apply(cursor, cursor.execute(_REWIND, (_stored(start), self._last)))
+            _apply(cursor.execute(_REWIND, (_stored(start), self._last)))
             self._next = self._next_change(cursor, _stored(start))
         self._through = _stored(start)
 
@@ -154,7 +154,7 @@ class ConsentReplay:
             return
         with self._sessions() as session, session.begin():
             cursor = _cursor(session.connection())
-            _apply(cursor, cursor.execute(_ADVANCE, (self._through, until, self._last)))
+            _apply(cursor.execute(_ADVANCE, (self._through, until, self._last)))
             self._next = self._next_change(cursor, until)
         self._through = until
 
@@ -166,10 +166,10 @@ def _cursor(connection: Connection) -> sqlite3.Cursor:
     return driver.cursor()
 
 
-def _apply(cursor: sqlite3.Cursor, targets: sqlite3.Cursor) -> None:
+def _apply(targets: sqlite3.Cursor) -> None:
     """Write the target states the query selected onto the copy's rows, a chunk at a time;
     each statement runs once (executemany) for all of a chunk's rows."""
-    writer = cursor.connection.cursor()
+    writer = targets.connection.cursor()  # `targets` is still being read
     while chunk := targets.fetchmany(_CHUNK):
         sets: dict[str, list[tuple[object, ...]]] = {CONSENT: [], SUPPRESSION: []}
         removes: dict[str, list[tuple[object, ...]]] = {CONSENT: [], SUPPRESSION: []}
