@@ -191,14 +191,14 @@ def simulate(
     workdir: Path | None = None,
     policies: Policies | None = None,
     keep: Path | None = None,
-    inspect: Callable[[Session], None] | None = None,
+    inspect: Callable[[Session, SimulationReport], None] | None = None,
 ) -> SimulationReport:
     """Replay `spec` over a scratch copy of the database. `policies`: the project's contact
     pressure (policies.yaml's caps and fatigue, each channel's platform quota), which the
     live journey obeys and so the backtest does too (Project.policies()). `keep`: where to
     leave the copy afterwards (siyu explain, report and summary read it), instead of
-    deleting it. `inspect`: called with a session on the copy once the run is over (the
-    HTML report reads its ledger there)."""
+    deleting it. `inspect`: called with a session on the copy and the report once the run is
+    over (the HTML report reads its ledger there)."""
     with tempfile.TemporaryDirectory(prefix="siyu-simulate-", dir=workdir) as tmp:
         scratch = Path(tmp) / "scratch.db"
         engine = make_engine(copy_database(database_url, scratch))
@@ -208,7 +208,7 @@ def simulate(
             report = _run(spec, engine, templates_dir, channel_kinds, settings, progress, policies)
             if inspect is not None:
                 with make_sessionmaker(engine)() as session:
-                    inspect(session)
+                    inspect(session, report)
         finally:
             engine.dispose()
         if keep is not None:

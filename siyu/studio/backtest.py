@@ -29,7 +29,12 @@ from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.html_report import report_body
-from siyu.simulate.runner import SimulationSettings, setting_warnings, simulate
+from siyu.simulate.runner import (
+    SimulationReport,
+    SimulationSettings,
+    setting_warnings,
+    simulate,
+)
 from siyu.storage.models import Customer
 from siyu.studio.checking import check_on_disk, check_text
 from siyu.studio.database import existing_database
@@ -222,13 +227,13 @@ def _progress(
 
 def _read_body(
     version: Version, settings: SimulationSettings, ids: str
-) -> Callable[[Session], None]:
+) -> Callable[[Session, SimulationReport], None]:
     subtitles = {
         "en": settings.described(version.spec.timezone),
         "zh": _described_zh(settings, version.spec.timezone),
     }
 
-    def read(session: Session) -> None:
+    def read(session: Session, _report: SimulationReport) -> None:  # its notes: run.notes
         version.bodies = {
             lang: report_body(session, version.spec, subtitle, ids=ids, lang=lang)
             for lang, subtitle in subtitles.items()

@@ -186,6 +186,23 @@ def test_a_consent_the_data_does_not_date_is_kept_and_said(
         "consent_at column"
     ]
 
+    from typer.testing import CliRunner
+
+    from siyu.cli.main import app
+
+    page = tmp_path / "backtest.html"
+    env = {"SIYU_PROJECT_DIR": str(ROOT), "SIYU_DATABASE_URL": str(sessions.kw["bind"].url)}
+    done = CliRunner().invoke(
+        app,
+        ["simulate", "first-purchase-care", "--start", local(0, 9).isoformat(), "--days", "3",
+         "--every", "6h", "--html", str(page)],
+        env=env,
+    )  # fmt: skip
+    assert done.exit_code == 0, done.output
+    said = "consent of 1 customer(s) is as the data first records it"
+    assert f"note: {said}" in " ".join(done.stdout.split())  # under the header
+    assert f"note: {said}" in page.read_text(encoding="utf-8")  # and in the page's subtitle
+
     by_hand = shop.customer("手")
     with sessions() as session, session.begin():
         session.execute(
