@@ -116,3 +116,51 @@ def test_0007_lets_a_message_be_held_in_doubt_and_its_downgrade_keeps_the_row(
         code = connection.scalar(text("SELECT reason_code FROM deliveries"))
     engine.dispose()
     assert code == "other"
+
+
+def test_0010_adds_the_consent_history_and_its_downgrade_drops_it_alone(
+    database_url: str,
+) -> None:
+    from datetime import UTC, datetime
+
+    from alembic import command
+    from sqlalchemy import text
+
+    from siyu.storage.migrate import alembic_config
+
+    moment = datetime(2026, 1, 1, tzinfo=UTC)
+    upgrade(database_url, "0009")
+    upgrade(database_url, "0010")
+    engine = make_engine(database_url)
+    with engine.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO customers (id, name, timezone, created_at)"
+                " VALUES (1, 'c', 'Asia/Shanghai', :at)"
+            ),
+            {"at": moment},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO consents (customer_id, purpose, granted, updated_at)"
+                " VALUES (1, 'marketing', false, :at)"
+            ),
+            {"at": moment},
+        )
+        connection.execute(
+            text(
+                "INSERT INTO consent_changes (customer_id, kind, name, previous, state, at)"
+                " VALUES (1, 'consent', 'marketing', 'granted', 'denied', :at)"
+            ),
+            {"at": moment},
+        )
+        indexes = {i["name"] for i in inspect(connection).get_indexes("consent_changes")}
+    engine.dispose()
+    assert {"ix_consent_changes_at", "ix_consent_changes_customer_id"} <= indexes
+
+    command.downgrade(alembic_config(database_url), "0009")
+    engine = make_engine(database_url)
+    with engine.connect() as connection:
+        assert "consent_changes" not in inspect(connection).get_table_names()
+        assert connection.scalar(text("SELECT count(*) FROM consents")) == 1
+    engine.dispose()

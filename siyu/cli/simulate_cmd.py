@@ -97,6 +97,8 @@ def simulate_command(
 
     Every tick runs the real engine (enroll, goals, exits, every step's rules and rendering)
     through channels that only count. The database itself is not changed.
+
+    Consents and opt-outs: as they were at each moment, where the data dates them.
     """
     from siyu.cli.journey_arg import resolve_journey
     from siyu.cli.simulate_output import compare_table, print_report, write_csv
@@ -180,15 +182,16 @@ def _exit_on_sigterm(_signum: int, _frame: object) -> None:
 
 def _report_page(
     spec: JourneySpec, settings: SimulationSettings, label: str, bodies: list[tuple[str, str]]
-) -> Callable[[Session], None]:
-    """Reads the HTML report's sections from a backtest's database, before it is removed."""
+) -> Callable[[Session, SimulationReport], None]:
+    """Reads the HTML report's sections from a backtest's database, before it is removed;
+    the subtitle carries the report's notes (consent the data does not date)."""
     from siyu.reports.html_report import report_body
 
-    subtitle = settings.described(spec.timezone)
     heading = f"{label}: {spec.journey} v{spec.version}" if label else ""
 
-    def read(session: Session) -> None:
+    def read(session: Session, report: SimulationReport) -> None:
         ids = f"{label.lower()}-" if label else ""
+        subtitle = "; note: ".join([settings.described(spec.timezone), *report.notes])
         bodies.append((heading, report_body(session, spec, subtitle, ids=ids)))
 
     return read
@@ -211,7 +214,7 @@ def _backtest(
     settings: SimulationSettings,
     label: str,
     keep_as: Path | None,
-    inspect: Callable[[Session], None] | None = None,
+    inspect: Callable[[Session, SimulationReport], None] | None = None,
 ) -> SimulationReport:
     """One version's backtest behind a progress bar."""
     from siyu.language.channel_kinds import channel_kinds

@@ -40,6 +40,10 @@ def print_report(report: SimulationReport, label: str, show_days: int) -> None:
         f"enrolled {enrolled}, exited {report.enrollments['exited']}, completed "
         f"{report.enrollments['completed']}, goal reached {report.enrollments['goal_reached']}"
     )
+    for note in report.notes:
+        console.print(
+            f"note: {note}", style="yellow", markup=False, highlight=False, soft_wrap=True
+        )
     console.print("\n[bold]per step[/bold] (from the ledger)")
     console.print(_steps_table(report))
     for line in _skip_reasons(report):

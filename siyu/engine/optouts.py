@@ -9,12 +9,14 @@ from sqlalchemy import exists, select
 from sqlalchemy.orm import Session
 
 from siyu.errors import ConfigError
-from siyu.storage.models import Customer, Event, Suppression
+from siyu.storage.consent_changes import suppression_change
+from siyu.storage.models import ConsentChange, Customer, Event, Suppression
 from siyu.unsubscribe import read_token
 
 
 def suppress(session: Session, customer_id: int, channel: str, reason: str, now: datetime) -> bool:
-    """Write a suppression unless one exists; True when written."""
+    """Write a suppression unless one exists, with its change at `now` (the history a
+    backtest reads: siyu/storage/consent_changes.py); True when written."""
     already = session.scalar(
         select(Suppression.id).where(
             Suppression.customer_id == customer_id, Suppression.channel == channel
@@ -25,6 +27,7 @@ def suppress(session: Session, customer_id: int, channel: str, reason: str, now:
     session.add(
         Suppression(customer_id=customer_id, channel=channel, reason=reason[:128], created_at=now)
     )
+    session.add(ConsentChange(**suppression_change(customer_id, channel, now, reason)))
     session.flush()
     return True
 

@@ -330,6 +330,7 @@ PARSERS: dict[str, dict[str, Parser]] = {
         "name": _text(_length(Customer.name)),
         **{kind: _text(_length(ChannelIdentity.value)) for kind in IDENTITY_KINDS},
         "consent": lambda text, column, _: parse_consent(text, column),
+        "consent_at": _time,
         "gender": _text(_length(Customer.gender)),
         "city": _text(_length(Customer.city)),
         "member_level": _text(_length(Customer.member_level)),

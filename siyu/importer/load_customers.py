@@ -23,6 +23,7 @@ from siyu.importer.batch import (
     update_rows,
 )
 from siyu.preview.masking import mask_value
+from siyu.storage.consent_changes import consent_change, record_changes
 from siyu.storage.models import IDENTITY_KINDS, ChannelIdentity, Consent, Customer
 
 # The customers table's columns an import may set (besides external_id).
@@ -203,24 +204,32 @@ def _write_identities(
 def _write_consents(
     session: Session, rows: list[Row], ids: dict[str, int], now: datetime
 ) -> set[int]:
-    """The marketing consent each row gives: a new row, or the changed ones updated. Returns
-    the customers whose consent changed."""
+    """The marketing consent each row gives: a new row, or the changed ones updated, dated by
+    the row's `consent_at` if the file gives one, else `now`; each change is recorded in the
+    consent history (siyu/storage/consent_changes.py). Returns the customers whose consent
+    changed."""
     given = {
-        ids[r.values["external_id"]]: r.values["consent"] for r in rows if "consent" in r.values
+        ids[r.values["external_id"]]: (r.values["consent"], r.values.get("consent_at"))
+        for r in rows
+        if "consent" in r.values
     }
     if not given:
         return set()
     current = {
-        customer: (id_, granted)
-        for customer, id_, granted in rows_where(
+        customer: (id_, granted, updated_at)
+        for customer, id_, granted, updated_at in rows_where(
             session,
             Consent.customer_id,
             given,
             Consent.customer_id,
             Consent.id,
             Consent.granted,
+            Consent.updated_at,
             also=Consent.purpose == "marketing",
         )
+    }
+    changed = {
+        c: (g, at or now) for c, (g, at) in given.items() if c not in current or current[c][1] != g
     }
     insert_rows(
         session,
@@ -231,9 +240,9 @@ def _write_consents(
                 "purpose": "marketing",
                 "granted": g,
                 "source": "import",
-                "updated_at": now,
+                "updated_at": at,
             }
-            for c, g in given.items()
+            for c, (g, at) in changed.items()
             if c not in current
         ],
     )
@@ -241,9 +250,21 @@ def _write_consents(
         session,
         _CONSENTS,
         [
-            {"id": current[c][0], "granted": g, "source": "import", "updated_at": now}
-            for c, g in given.items()
-            if c in current and current[c][1] != g
+            {"id": current[c][0], "granted": g, "source": "import", "updated_at": at}
+            for c, (g, at) in changed.items()
+            if c in current
         ],
     )
-    return {c for c, g in given.items() if c not in current or current[c][1] != g}
+    record_changes(
+        session.connection(),
+        [
+            consent_change(
+                c, "marketing", current[c][1:] if c in current else None, g, at, "import"
+            )
+            for c, (g, at) in changed.items()
+            # a first consent without its moment: the data dates no change (its updated_at
+            # says since when it is known)
+            if c in current or given[c][1] is not None
+        ],
+    )
+    return set(changed)

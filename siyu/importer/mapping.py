@@ -2,7 +2,8 @@
 in which time zone, and the file's encoding (CRM exports in China are often GBK).
 
     customers:
-      columns: {external_id: 会员编号, name: 姓名, mobile: 手机号, consent: 营销同意}
+      columns: {external_id: 会员编号, name: 姓名, mobile: 手机号, consent: 营销同意,
+                consent_at: 同意时间}
       date_format: "%Y/%m/%d %H:%M"      # default: ISO 8601 (2026-09-01 10:00:00)
       timezone: Asia/Shanghai            # for times without an offset
       encoding: gbk                      # default: utf-8 (a BOM is fine)
@@ -40,6 +41,7 @@ FIELDS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
             "miniprogram_openid",
             "email",
             "consent",
+            "consent_at",  # when the consent was given or withdrawn (its history)
             "gender",
             "city",
             "member_level",
@@ -178,6 +180,8 @@ def _columns(path: Path, kind: str, node: Any) -> tuple[dict[str, str], dict[str
             raise ConfigError(f"{at}: '{kind}.columns.{name}' must be a CSV column name")
         columns[name] = str(column).strip()
         where[name] = _at(path, node, name, value=True)
+    if "consent_at" in columns and "consent" not in columns:
+        raise ConfigError(f"{where['consent_at']}: 'consent_at' dates a consent: map `consent` too")
     missing = [f for f in required if f not in columns]
     if missing:
         raise ConfigError(

@@ -1,8 +1,12 @@
 """A backtest: the real engine (siyu.engine.tick.run_tick) over a period of the database's own
 history with a simulated clock, on a scratch copy, through channels that send nothing.
 
-What it cannot know from today's database: consents and suppressions are as they are now,
-not as they were on each simulated day.
+Consents and suppressions are as they were at each simulated moment, where the data records
+it (siyu/simulate/consent_replay.py, from the history in consent_changes): an opt-out in
+October still lets September's messages go, a consent given yesterday does not reach last
+year. A consent the data does not date before some moment (written before the history
+existed, imported without `consent_at`) is kept as first recorded until then, and the
+report says for how many customers (SimulationReport.notes).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from siyu.engine.tick import run_tick
 from siyu.language.durations import format_duration
 from siyu.language.spec import JourneySpec
 from siyu.policies import Policies
+from siyu.simulate.consent_replay import ConsentReplay, Undated
 from siyu.simulate.dry_run import dry_run_channels
 from siyu.simulate.scratch import add_missing_indexes, copy_database, forget_journey
 from siyu.storage.engine import make_engine, make_sessionmaker
@@ -154,6 +159,7 @@ class SimulationReport:
     steps: dict[str, StepLedger] = field(default_factory=dict)  # step → its ledger rows
     quota: Counter[str] = field(default_factory=Counter)  # step → rows held by a cap or quota
     enrollments: Counter[str] = field(default_factory=Counter)  # status, goal_reached
+    notes: list[str] = field(default_factory=list)  # what the data could not tell the backtest
 
     def day_total(self, day: date, status: DeliveryStatus | None = None) -> int:
         """Messages due on a day over every step, or those whose row took `status`."""
@@ -185,14 +191,14 @@ def simulate(
     workdir: Path | None = None,
     policies: Policies | None = None,
     keep: Path | None = None,
-    inspect: Callable[[Session], None] | None = None,
+    inspect: Callable[[Session, SimulationReport], None] | None = None,
 ) -> SimulationReport:
     """Replay `spec` over a scratch copy of the database. `policies`: the project's contact
     pressure (policies.yaml's caps and fatigue, each channel's platform quota), which the
     live journey obeys and so the backtest does too (Project.policies()). `keep`: where to
     leave the copy afterwards (siyu explain, report and summary read it), instead of
-    deleting it. `inspect`: called with a session on the copy once the run is over (the
-    HTML report reads its ledger there)."""
+    deleting it. `inspect`: called with a session on the copy and the report once the run is
+    over (the HTML report reads its ledger there)."""
     with tempfile.TemporaryDirectory(prefix="siyu-simulate-", dir=workdir) as tmp:
         scratch = Path(tmp) / "scratch.db"
         engine = make_engine(copy_database(database_url, scratch))
@@ -202,7 +208,7 @@ def simulate(
             report = _run(spec, engine, templates_dir, channel_kinds, settings, progress, policies)
             if inspect is not None:
                 with make_sessionmaker(engine)() as session:
-                    inspect(session)
+                    inspect(session, report)
         finally:
             engine.dispose()
         if keep is not None:
@@ -224,13 +230,17 @@ def _run(
     with sessions() as session, session.begin():
         forget_journey(session, spec.journey)
         customers = session.scalar(select(func.count()).select_from(Customer)) or 0
+    consents = ConsentReplay(sessions, settings.start)  # as they were at `start`
     channels = dry_run_channels(channel_kinds)
     ctx = EngineContext(sessions, templates_dir, dict(channels), policies=policies or Policies())
     report = SimulationReport(spec.journey, settings, customers, timezone=spec.timezone)
     zone = ZoneInfo(spec.timezone)
+    if consents.undated is not None:
+        report.notes.append(_undated_note(consents.undated, settings, zone))
     times = list(settings.ticks())
     started = time.perf_counter()
     for index, now in enumerate(times, start=1):
+        consents.advance(now)  # the changes since the previous tick, before this one
         day = now.astimezone(zone).date()
         for channel in channels.values():
             channel.today = day
@@ -252,6 +262,20 @@ def _run(
     with sessions() as session:
         _read_ledger(session, spec, report)
     return report
+
+
+def _undated_note(undated: Undated, settings: SimulationSettings, zone: ZoneInfo) -> str:
+    """'consent of 1,234 customer(s) is as the data first records it ... until <moment>'."""
+    until = (
+        "for the whole backtest"
+        if undated.until > settings.end
+        else f"until {undated.until.astimezone(zone):%Y-%m-%d %H:%M}"
+    )
+    return (
+        f"consent of {undated.customers:,} customer(s) is as the data first records it "
+        f"(today's, without history), not as it was, {until}; an import dates consents "
+        "from a mapped consent_at column"
+    )
 
 
 def _read_ledger(session: Any, spec: JourneySpec, report: SimulationReport) -> None:

@@ -87,7 +87,9 @@ def forget_journey(session: Session, name: str) -> None:
 def add_missing_indexes(engine: Engine) -> None:
     """Give the copy every index the models declare on its tables: a database not upgraded
     since the engine's scans got their indexes (migration 0004) still backtests at speed.
-    Only indexes are added; the copy's tables and data stay as they are."""
+    A table the copy lacks is created, empty (a database from before the consent history,
+    migration 0010, backtests with none). The copy's tables and data stay as they are."""
+    Base.metadata.create_all(engine, checkfirst=True)
     existing = inspect(engine)
     tables = set(existing.get_table_names())
     for table in Base.metadata.sorted_tables:

@@ -1,7 +1,7 @@
 """SQLAlchemy models: the brand's customer data and the journey engine's state.
 
 Brand data (what a CRM export holds): customers, channel_identities, orders, events,
-consents, suppressions.
+consents, suppressions, and consent_changes (their history).
 Engine state: journeys (name + version), enrollments (one customer inside one journey),
 deliveries (the send ledger: one row per enrollment and step, written before the channel
 call; the source of truth for "did customer X get message Y, and why not"), provider_tokens
@@ -168,6 +168,30 @@ class Suppression(Base):
     channel: Mapped[str] = mapped_column(String(32))
     reason: Mapped[str] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ConsentChange(Base):
+    """One change of a consent or a suppression at its moment, as the data records it:
+    append-only, written in the transaction that changes the row (siyu/storage/
+    consent_changes.py). A backtest turns consents and suppressions back to each simulated
+    moment with it (siyu/simulate/consent_replay.py).
+
+    States: a consent is `granted`, `denied` or `absent` (no row); a suppression is
+    `suppressed` or `absent`. `previous` held from `previous_since` (NULL: for as long as the
+    database has known the customer) until `at`."""
+
+    __tablename__ = "consent_changes"
+    __table_args__ = (Index("ix_consent_changes_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    customer_id: Mapped[int] = mapped_column(ForeignKey("customers.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # consent | suppression
+    name: Mapped[str] = mapped_column(String(32))  # the consent's purpose, the channel (or *)
+    previous: Mapped[str] = mapped_column(String(16))
+    previous_since: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    state: Mapped[str] = mapped_column(String(16))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    source: Mapped[str | None] = mapped_column(String(128))
 
 
 # --- engine state -----------------------------------------------------------------------

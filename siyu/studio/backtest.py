@@ -29,7 +29,12 @@ from siyu.language.problems import Problem
 from siyu.language.spec import JourneySpec
 from siyu.project import Project
 from siyu.reports.html_report import report_body
-from siyu.simulate.runner import SimulationSettings, setting_warnings, simulate
+from siyu.simulate.runner import (
+    SimulationReport,
+    SimulationSettings,
+    setting_warnings,
+    simulate,
+)
 from siyu.storage.models import Customer
 from siyu.studio.checking import check_on_disk, check_text
 from siyu.studio.database import existing_database
@@ -182,7 +187,7 @@ def replay(
     for n, version in enumerate(run.versions):
         run.notes += setting_warnings(version.spec, settings)
         run.running = version.which
-        simulate(
+        report = simulate(
             version.spec,
             database_url,
             project.templates_dir,
@@ -192,6 +197,7 @@ def replay(
             policies=policies,
             inspect=_read_body(version, settings, f"{'ab'[n]}-"),
         )
+        run.notes += [note for note in report.notes if note not in run.notes]  # consent's
 
 
 def _customers(database_url: str) -> int:
@@ -221,13 +227,13 @@ def _progress(
 
 def _read_body(
     version: Version, settings: SimulationSettings, ids: str
-) -> Callable[[Session], None]:
+) -> Callable[[Session, SimulationReport], None]:
     subtitles = {
         "en": settings.described(version.spec.timezone),
         "zh": _described_zh(settings, version.spec.timezone),
     }
 
-    def read(session: Session) -> None:
+    def read(session: Session, _report: SimulationReport) -> None:  # its notes: run.notes
         version.bodies = {
             lang: report_body(session, version.spec, subtitle, ids=ids, lang=lang)
             for lang, subtitle in subtitles.items()
