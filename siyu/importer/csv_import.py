@@ -40,9 +40,9 @@ from siyu.importer.parse import (
     parse_consent,
     parse_date,
     parse_properties,
-    parse_time,
     parse_zone,
     shown,
+    time_reader,
 )
 from siyu.importer.reader import CsvRecords, Record
 from siyu.language.problems import did_you_mean
@@ -87,6 +87,10 @@ class _Context:
 
     mapping: Mapping
     limits: ImportLimits
+    read_time: Callable[[str, str], datetime] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.read_time = time_reader(self.mapping, self.limits)
 
 
 Parser = Callable[[str, str, _Context], Any]  # (cell, column, context) → value
@@ -114,7 +118,7 @@ def import_csv(
         header = next(iterator, None)
         if header is None:
             raise ConfigError(f"{path}: the file is empty")
-        layout = _layout(mapping, _index(path, mapping, header))
+        layout = _layout(mapping, _index(path, mapping, header), limits)
         context = _Context(mapping, limits)
         target = Target(session, datetime.now(UTC), {f.name: rank for rank, f in enumerate(layout)})
         width = len(header.cells)
@@ -246,14 +250,22 @@ class _Field(NamedTuple):
     column: str  # its header, for messages
     parse: Parser
     required: bool
+    text_chars: int  # plain text: the most characters it may have; 0 for other values
 
 
-def _layout(mapping: Mapping, index: dict[str, int]) -> list[_Field]:
+def _layout(mapping: Mapping, index: dict[str, int], limits: ImportLimits) -> list[_Field]:
     """The mapped fields in mapping order, resolved once so a row costs no lookups."""
     required = FIELDS[mapping.kind][0]
     parsers = PARSERS[mapping.kind]
     return [
-        _Field(name, index[name], column, parsers[name], name in required)
+        _Field(
+            name,
+            index[name],
+            column,
+            parser := parsers[name],
+            name in required,
+            min(parser.max_chars, limits.max_field_chars) if isinstance(parser, _Text) else 0,
+        )
         for name, column in mapping.columns.items()
     ]
 
@@ -275,11 +287,15 @@ def _row(context: _Context, record: Record, layout: list[_Field], width: int) ->
         return row
     missing: list[str] = []
     values = row.values
-    for rank, (name, position, column, parse, required) in enumerate(layout):
+    clean = record.clean
+    for rank, (name, position, column, parse, required, text_chars) in enumerate(layout):
         text = cells[position].strip()
         if not text:
             if required:
                 missing.append(column)
+            continue
+        if clean and len(text) <= text_chars:
+            values[name] = text  # plain text the record's check cleared: nothing to parse
             continue
         try:
             values[name] = parse(text, column, context)
@@ -290,12 +306,15 @@ def _row(context: _Context, record: Record, layout: list[_Field], width: int) ->
     return row
 
 
-def _text(max_chars: int) -> Parser:
-    def parse(text: str, column: str, context: _Context) -> str:
-        check_text(text, column, min(max_chars, context.limits.max_field_chars))
-        return text
+class _Text:
+    """A text cell of at most `max_chars` (and the import's max_field_chars)."""
 
-    return parse
+    def __init__(self, max_chars: int) -> None:
+        self.max_chars = max_chars
+
+    def __call__(self, text: str, column: str, context: _Context) -> str:
+        check_text(text, column, min(self.max_chars, context.limits.max_field_chars))
+        return text
 
 
 def _length(column: Any) -> int:
@@ -305,10 +324,8 @@ def _length(column: Any) -> int:
 _EXTERNAL_ID_CHARS = _length(Customer.external_id)
 
 
-def _customer_ref(text: str, column: str, context: _Context) -> str:
-    """A customer's external_id; whether the database has them is its batch's question."""
-    check_text(text, column, min(_EXTERNAL_ID_CHARS, context.limits.max_field_chars))
-    return text
+# A customer's external_id; whether the database has them is its batch's question.
+_customer_ref = _Text(_EXTERNAL_ID_CHARS)
 
 
 def _event_name(text: str, column: str, context: _Context) -> str:
@@ -321,32 +338,32 @@ def _event_name(text: str, column: str, context: _Context) -> str:
 
 
 def _time(text: str, column: str, context: _Context) -> datetime:
-    return parse_time(text, context.mapping, column, context.limits)
+    return context.read_time(text, column)
 
 
 PARSERS: dict[str, dict[str, Parser]] = {
     "customers": {
-        "external_id": _text(_length(Customer.external_id)),
-        "name": _text(_length(Customer.name)),
-        **{kind: _text(_length(ChannelIdentity.value)) for kind in IDENTITY_KINDS},
+        "external_id": _Text(_length(Customer.external_id)),
+        "name": _Text(_length(Customer.name)),
+        **{kind: _Text(_length(ChannelIdentity.value)) for kind in IDENTITY_KINDS},
         "consent": lambda text, column, _: parse_consent(text, column),
-        "gender": _text(_length(Customer.gender)),
-        "city": _text(_length(Customer.city)),
-        "member_level": _text(_length(Customer.member_level)),
+        "gender": _Text(_length(Customer.gender)),
+        "city": _Text(_length(Customer.city)),
+        "member_level": _Text(_length(Customer.member_level)),
         "birthday": lambda text, column, c: parse_date(text, c.mapping, column, c.limits),
         "timezone": lambda text, column, _: parse_zone(text, column),
         "created_at": _time,
     },
     "orders": {
-        "order_no": _text(_length(Order.order_no)),
+        "order_no": _Text(_length(Order.order_no)),
         "customer": _customer_ref,
         "paid_at": _time,
         "amount": lambda text, column, _: parse_amount(text, column),
-        "category": _text(_length(Order.category)),
-        "store": _text(_length(Order.store)),
+        "category": _Text(_length(Order.category)),
+        "store": _Text(_length(Order.store)),
     },
     "events": {
-        "external_id": _text(_length(Event.external_id)),
+        "external_id": _Text(_length(Event.external_id)),
         "customer": _customer_ref,
         "name": _event_name,
         "occurred_at": _time,
