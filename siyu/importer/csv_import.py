@@ -17,12 +17,16 @@ late import.
 
 from __future__ import annotations
 
+import json
+import os
 import stat
-from collections.abc import Callable
+import tempfile
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from itertools import islice
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import IO, Any, NamedTuple, Protocol
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
@@ -67,6 +71,44 @@ class ImportAborted(SiyuError):
     propagates out of `session.begin()`)."""
 
 
+class BadRows:
+    """The bad rows' (line or "4-6", problems), in file order. The first KEPT are held in
+    memory, the rest in a temporary file: a file of millions of bad rows (a wrong
+    date_format makes every row bad) costs the import no more memory than a good one."""
+
+    KEPT = 1_000
+
+    def __init__(self) -> None:
+        self.kept: list[tuple[str, str]] = []
+        self.spilled: IO[str] | None = None
+        self.count = 0
+
+    def append(self, bad: tuple[str, str]) -> None:
+        self.count += 1
+        if len(self.kept) < self.KEPT:
+            self.kept.append(bad)
+            return
+        if self.spilled is None:
+            self.spilled = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.spilled.write(json.dumps(bad, ensure_ascii=False) + "\n")
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        yield from self.kept
+        if self.spilled is not None:
+            self.spilled.flush()
+            self.spilled.seek(0)
+            for text in self.spilled:
+                line, reason = json.loads(text)
+                yield line, reason
+            self.spilled.seek(0, os.SEEK_END)
+
+
 @dataclass
 class ImportResult:
     file: str
@@ -75,10 +117,12 @@ class ImportResult:
     inserted: int = 0
     updated: int = 0
     unchanged: int = 0  # matched a row already there, identical
-    bad: list[tuple[str, str]] = field(default_factory=list)  # (line or "4-6", problems)
+    bad: BadRows = field(default_factory=BadRows)
 
-    def report(self) -> list[str]:
-        return [f"{self.file}:{line}: {reason}" for line, reason in self.bad]
+    def report(self, limit: int | None = None) -> Iterator[str]:
+        """`file:LINE: problems` of the first `limit` bad rows (all when None)."""
+        for line, reason in islice(self.bad, limit):
+            yield f"{self.file}:{line}: {reason}"
 
 
 @dataclass
