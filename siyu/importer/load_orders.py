@@ -82,21 +82,23 @@ def _upsert(
         wanted = columns(row.values)
         found = known.get(row.values[key])
         if found is None:
+            # a new order's customer is renumbered only when it arrives out of payment
+            # order (_numbered_in_time_order)
             inserts.append({key: row.values[key], **on_insert, **wanted})
-            moved = {wanted["customer_id"]}
-        elif wanted != found[1]:
+        elif wanted == found[1]:
+            unchanged.add(row.values[key])
+        else:
             updates.append({"id": found[0], **wanted})
             before = found[1]
-            same_place = (wanted["customer_id"], wanted.get("paid_at")) == (
-                before["customer_id"],
-                before.get("paid_at"),
+            place, was = (
+                (wanted["customer_id"], wanted.get("paid_at")),
+                (
+                    before["customer_id"],
+                    before.get("paid_at"),
+                ),
             )
-            moved = set() if same_place else {wanted["customer_id"], before["customer_id"]}
-        else:
-            unchanged.add(row.values[key])
-            continue
-        if table is _ORDERS:  # a new, moved or re-timed order changes its customers' order_seq
-            target.customers_changed.update(moved)
+            if table is _ORDERS and place != was:  # moved or re-timed: both renumbered
+                target.customers_changed.update({wanted["customer_id"], before["customer_id"]})
     if table is _ORDERS:
         inserts = _numbered_in_time_order(target, inserts)
     insert_rows(target.session, table, inserts)
@@ -146,6 +148,7 @@ def _numbered_in_time_order(target: Target, inserts: list[dict[str, Any]]) -> li
             latest[customer] = (count + 1, paid)
         else:
             row["order_seq"] = 0
+            target.customers_changed.add(customer)
     return ordered
 
 
