@@ -78,6 +78,7 @@ def _upsert(
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
     unchanged: set[str] = set()
+    renumber: set[int] = set()  # customers whose order_seq the file's end must set
     for row in good:
         wanted = columns(row.values)
         found = known.get(row.values[key])
@@ -98,9 +99,10 @@ def _upsert(
                 ),
             )
             if table is _ORDERS and place != was:  # moved or re-timed: both renumbered
-                target.customers_changed.update({wanted["customer_id"], before["customer_id"]})
+                renumber.update((wanted["customer_id"], before["customer_id"]))
     if table is _ORDERS:
-        inserts = _numbered_in_time_order(target, inserts)
+        inserts = _numbered_in_time_order(target, inserts, renumber)
+        _renumber_later(target, renumber)
     insert_rows(target.session, table, inserts)
     update_rows(target.session, table, updates)
     return [
@@ -115,7 +117,9 @@ def _upsert(
     ]
 
 
-def _numbered_in_time_order(target: Target, inserts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _numbered_in_time_order(
+    target: Target, inserts: list[dict[str, Any]], renumber: set[int]
+) -> list[dict[str, Any]]:
     """The batch's new orders in payment order, each with the order_seq it has if it is its
     customer's latest so far (a CRM export is usually in time order): renumbering then finds
     nothing to change, where an UPDATE of every fresh order cost a PostgreSQL import 7.5 s
@@ -148,7 +152,7 @@ def _numbered_in_time_order(target: Target, inserts: list[dict[str, Any]]) -> li
             latest[customer] = (count + 1, paid)
         else:
             row["order_seq"] = 0
-            target.customers_changed.add(customer)
+            renumber.add(customer)
     return ordered
 
 
@@ -160,12 +164,44 @@ _LATEST_PG = _LATEST.format("= ANY(%s::integer[])")
 _LATEST_SQLITE = _LATEST.format("IN (SELECT value FROM json_each(?))")
 
 
+# The customers to renumber, noted batch by batch: an export out of payment order can name
+# millions, which an import holds in the database instead of in memory.
+_TO_RENUMBER = "siyu_import_renumber"
+
+
+def _renumber_later(target: Target, customers: set[int]) -> None:
+    if not customers:
+        return
+    connection = target.session.connection()
+    postgresql = connection.dialect.name == "postgresql"
+    if not target.renumber_table:
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {_TO_RENUMBER} (customer_id INTEGER PRIMARY KEY)"
+            + (" ON COMMIT DROP" if postgresql else "")
+        )
+        connection.exec_driver_sql(f"DELETE FROM {_TO_RENUMBER}")  # one left by another import
+        target.renumber_table = True
+    if postgresql:
+        connection.exec_driver_sql(
+            f"INSERT INTO {_TO_RENUMBER} SELECT unnest(%s::integer[]) ON CONFLICT DO NOTHING",
+            (list(customers),),
+        )
+    else:
+        connection.exec_driver_sql(
+            f"INSERT OR IGNORE INTO {_TO_RENUMBER} SELECT value FROM json_each(?)",
+            (json.dumps(list(customers)),),
+        )
+
+
 def renumber_orders(target: Target) -> None:
-    """order_seq = 1, 2, ... by payment time (then id) for each customer whose orders changed,
-    set in the database by a window function, a few thousand customers per statement."""
+    """order_seq = 1, 2, ... by payment time (then id) for each customer noted by
+    _renumber_later, set in the database by a window function, a few thousand customers per
+    statement."""
+    if not target.renumber_table:
+        return
     session = target.session
-    dialect = session.get_bind().dialect.name
-    ids = sorted(target.customers_changed)
+    connection = session.connection()
+    dialect = connection.dialect.name
     seq = (
         func.row_number()
         .over(partition_by=_ORDERS.c.customer_id, order_by=(_ORDERS.c.paid_at, _ORDERS.c.id))
@@ -187,7 +223,14 @@ def renumber_orders(target: Target) -> None:
         )
         .values(order_seq=ranked.c.seq)
     )
-    for start in range(0, len(ids), RENUMBER_CUSTOMERS):
-        session.connection().execute(
-            statement, {"customers": ids[start : start + RENUMBER_CUSTOMERS]}
-        )
+    page = (
+        f"SELECT customer_id FROM {_TO_RENUMBER} WHERE customer_id > "
+        f"{'%s' if dialect == 'postgresql' else '?'} "
+        f"ORDER BY customer_id LIMIT {RENUMBER_CUSTOMERS}"
+    )
+    after = -1
+    while ids := [found for (found,) in connection.exec_driver_sql(page, (after,))]:
+        connection.execute(statement, {"customers": ids})
+        after = ids[-1]
+    connection.exec_driver_sql(f"DROP TABLE {_TO_RENUMBER}")
+    target.renumber_table = False
