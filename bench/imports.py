@@ -9,7 +9,14 @@ format and a time zone, a mobile and a consent per member, two bad rows in each 
 a fresh migrated database, and runs the real command line, `siyu import customers` and then
 `siyu import orders`, as a user would (a process each, the clock around the process). Then it
 runs both again over the same database: a re-import, where every row is an update. Prints
-rows/s for each import and the peak memory of each process (ru_maxrss).
+rows/s for each import, the CPU seconds of the `siyu import` process (on a shared machine the
+wall clock also counts other processes' turns; on PostgreSQL the server's work is not in it)
+and its peak memory (ru_maxrss).
+
+    python -m bench.imports --baseline /tmp/before   # /tmp/before: `git archive REV siyu`
+
+runs a second version of siyu side by side (its `siyu` package put first on PYTHONPATH), each
+on a database of its own, one import of each in turn, so that both meet the same load.
 """
 
 from __future__ import annotations
@@ -97,9 +104,9 @@ def write_export(
 
 def run_import(
     kind: str, file: Path, mapping: Path, environment: dict[str, str]
-) -> tuple[float, int]:
-    """Seconds and peak memory (bytes) of one `siyu import` process; exit 2 (bad rows listed)
-    is what the file asks for."""
+) -> tuple[float, float, int]:
+    """Seconds, CPU seconds and peak memory (bytes) of one `siyu import` process; exit 2 (bad
+    rows listed) is what the file asks for."""
     siyu = Path(sys.executable).with_name("siyu")
     command = [str(siyu), "import", kind, str(file), "--mapping", str(mapping), "--show", "3"]
     with tempfile.TemporaryFile("w+") as out:
@@ -113,13 +120,14 @@ def run_import(
     if process.returncode != 2:
         raise SystemExit(f"siyu import {kind} exited {process.returncode}:\n{output[-2000:]}")
     print("   ", output.strip().splitlines()[-2])
-    return seconds, usage.ru_maxrss * 1024
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024
 
 
 def fresh_database(url: str | None, workdir: Path) -> tuple[str, str | None]:
     """A migrated, empty database: a SQLite file, or a new schema on the PostgreSQL server
     (its name is returned to drop it afterwards)."""
     if url is None:
+        workdir.mkdir(parents=True, exist_ok=True)
         path = workdir / "import-bench.db"
         path.unlink(missing_ok=True)
         url = f"sqlite:///{path}"
@@ -147,13 +155,28 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--database-url", help="default: a SQLite file in --workdir")
     parser.add_argument("--workdir", type=Path, default=Path("var/bench-imports"))
+    parser.add_argument(
+        "--baseline",
+        type=Path,
+        help="a directory holding another version's siyu package, run side by side",
+    )
     options = parser.parse_args(argv)
     options.workdir.mkdir(parents=True, exist_ok=True)
     write_export(options.workdir, options.customers, options.orders, options.in_time_order)
-    url, schema = fresh_database(options.database_url, options.workdir)
-    environment = {**os.environ, "SIYU_DATABASE_URL": url}
+    versions = {"this": None, **({"baseline": options.baseline} if options.baseline else {})}
     mapping = options.workdir / "mapping.yaml"
-    print(f"database: {url.split('@')[-1]}")
+    environments: dict[str, dict[str, str]] = {}
+    schemas: list[str] = []
+    for name, code in versions.items():
+        url, schema = fresh_database(options.database_url, options.workdir / name)
+        schemas += [schema] if schema else []
+        environments[name] = {**os.environ, "SIYU_DATABASE_URL": url}
+        if code is not None:
+            path = os.environ.get("PYTHONPATH")
+            environments[name]["PYTHONPATH"] = (
+                f"{code.resolve()}{os.pathsep}{path}" if path else str(code.resolve())
+            )
+        print(f"{name}: database {url.split('@')[-1]}")
     try:
         for attempt in (
             "first import",
@@ -164,16 +187,22 @@ def main(argv: list[str] | None = None) -> None:
                 ("customers", "members.csv", options.customers),
                 ("orders", "orders.csv", options.orders),
             ):
-                seconds, peak = run_import(kind, options.workdir / file, mapping, environment)
-                print(
-                    f"  {kind:9} {rows:>9,} rows in {seconds:6.1f} s: "
-                    f"{rows / seconds:9,.0f} rows/s, peak memory {peak / 2**20:.0f} MiB"
-                )
+                for name, environment in environments.items():
+                    seconds, cpu, peak = run_import(
+                        kind, options.workdir / file, mapping, environment
+                    )
+                    print(
+                        f"  {name:8} {kind:9} {rows:>9,} rows in {seconds:6.1f} s: "
+                        f"{rows / seconds:9,.0f} rows/s ({cpu:5.1f} s CPU: "
+                        f"{rows / cpu:7,.0f} rows per CPU second), "
+                        f"peak memory {peak / 2**20:.0f} MiB"
+                    )
     finally:
-        if schema is not None and options.database_url is not None:
+        if schemas and options.database_url is not None:
             engine = create_engine(options.database_url)
             with engine.begin() as connection:
-                connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+                for schema in schemas:
+                    connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
             engine.dispose()
         shutil.rmtree(options.workdir / "__pycache__", ignore_errors=True)
 

@@ -64,7 +64,7 @@ def import_command(
     except SiyuError as error:
         Console(stderr=True, soft_wrap=True).print(str(error), markup=False, highlight=False)
         raise typer.Exit(1) from None
-    for line in result.report()[: show or None]:
+    for line in result.report(show or None):
         console.print(line, markup=False, highlight=False)
     if show and len(result.bad) > show:
         console.print(f"... and {len(result.bad) - show} more bad rows (--show 0 lists all)")

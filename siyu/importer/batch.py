@@ -39,7 +39,8 @@ class Target:
     session: Session
     now: datetime  # created_at and a consent's updated_at when the file gives none
     ranks: dict[str, int]  # field → its place among a row's problems (the mapping's order)
-    customers_changed: set[int] = field(default_factory=set)  # orders: to renumber
+    # orders: the customers to renumber after the file wait in a temporary table (made once)
+    renumber_table: bool = False
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -70,10 +71,12 @@ _ORDER = ("Y", "m", "d", "H", "M", "S")
 
 
 @cache
-def _numeric_format(date_format: str) -> tuple[re.Pattern[str], tuple[int, ...]] | None:
-    """The regex for `date_format` and where each of year..second sits in its groups, or None
-    when the format has anything but the six numeric fields (each at most once, text between
-    them) and text."""
+def _numeric_format(
+    date_format: str,
+) -> tuple[re.Pattern[str], Callable[[tuple[str | Any, ...]], datetime]] | None:
+    """The regex for `date_format` and how its groups become a datetime, or None when the
+    format has anything but the six numeric fields (each at most once, text between them)
+    and text."""
     pattern: list[str] = []
     order: list[str] = []
     after_field = False  # two fields side by side (%Y%m%d) can split more ways than one
@@ -93,23 +96,29 @@ def _numeric_format(date_format: str) -> tuple[re.Pattern[str], tuple[int, ...]]
             after_field = False
     if not {"Y", "m", "d"} <= set(order):
         return None
-    return re.compile("".join(pattern), re.ASCII), tuple(
-        order.index(f) if f in order else -1 for f in _ORDER
-    )
+    compiled = re.compile("".join(pattern), re.ASCII)
+    if tuple(order) == _ORDER[: len(order)]:
+        # year, month, day[, hour[, minute[, second]]] as written: datetime's own argument
+        # order, so one map(int) and no reordering (the usual case: 1.9 µs a value against 2.6,
+        # timeit on the loaded 2-core machine)
+        return compiled, lambda groups: datetime(*map(int, groups))  # type: ignore[arg-type]
+    places = tuple(order.index(f) if f in order else -1 for f in _ORDER)
+
+    def build(groups: tuple[str | Any, ...]) -> datetime:
+        year, month, day, hour, minute, second = (int(groups[i]) if i >= 0 else 0 for i in places)
+        return datetime(year, month, day, hour, minute, second)
+
+    return compiled, build
 
 
 def _read_time(text: str, date_format: str) -> datetime:
     compiled = _numeric_format(date_format)
     if compiled is not None:
-        pattern, places = compiled
+        pattern, build = compiled
         found = pattern.fullmatch(text)
         if found is not None:
-            groups = found.groups()
-            year, month, day, hour, minute, second = (
-                int(groups[i]) if i >= 0 else 0 for i in places
-            )
             try:
-                return datetime(year, month, day, hour, minute, second)
+                return build(found.groups())
             except ValueError:
                 pass  # strptime words the refusal
     return datetime.strptime(text, date_format)
@@ -134,6 +143,35 @@ def parse_time(text: str, mapping: Mapping, column: str, limits: ImportLimits) -
         return value.astimezone(UTC)
     except OverflowError:  # 0001-01-01 00:00 east of UTC
         raise BadValue(f"{column}: {shown(text)} is out of range") from None
+
+
+def time_reader(mapping: Mapping, limits: ImportLimits) -> Callable[[str, str], datetime]:
+    """parse_time for one mapping, resolved once per file: (text, column) → UTC datetime.
+    A well-formed time in range takes the short way, one regex or fromisoformat and one zone
+    conversion, without parse_time's calls and lookups per value (3.6 µs a value against
+    4.4, timeit); anything else goes to parse_time, which decides and words the refusal."""
+    date_format, zone = mapping.date_format, mapping.zone
+    compiled = _numeric_format(date_format) if date_format else None
+    low, high = limits.min_year, limits.max_year
+
+    def read(text: str, column: str) -> datetime:
+        value: datetime | None = None
+        try:
+            if compiled is not None:
+                found = compiled[0].fullmatch(text)
+                if found is not None:
+                    value = compiled[1](found.groups())
+            elif date_format is None:
+                value = datetime.fromisoformat(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value.year <= high:
+            return parse_time(text, mapping, column, limits)
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=zone)
+        return value.astimezone(UTC)
+
+    return read
 
 
 def parse_date(text: str, mapping: Mapping, column: str, limits: ImportLimits) -> date:

@@ -60,7 +60,7 @@ def sync_inbox(sessions: sessionmaker[Session], inbox: Path, day: date) -> SyncR
             continue
         report.rows += result.rows
         report.bad += len(result.bad)
-        report.problems += result.report()[:50]
+        report.problems += result.report(50)
         report.files.append(
             {
                 "file": path.name,

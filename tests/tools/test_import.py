@@ -172,3 +172,36 @@ def test_the_command_prints_bad_rows_and_exits_2(
     assert "c.csv:4: mobile 138****5678 already belongs" in result.output
     assert "13812345678" not in result.output
     assert "5 rows read, 2 added, 0 updated, 0 unchanged, 3 bad" in result.output
+
+
+def test_every_bad_row_is_reported_without_holding_them_all_in_memory(
+    sessions: sessionmaker[Session], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A wrong date_format makes every row of a file bad: past the first few, the bad rows
+    wait in a temporary file, and every one is still reported, in file order, with all of
+    its problems."""
+    from siyu.importer.csv_import import BadRows
+
+    monkeypatch.setattr(BadRows, "KEPT", 3)
+    run(sessions, tmp_path, "customers", CUSTOMERS)
+    rows = "".join(f"O{n},C404,2026-09-01 10:00,x{n},护肤\n" for n in range(10))
+    (tmp_path / "m.yaml").write_text(MAPPING, encoding="utf-8")
+    (tmp_path / "o.csv").write_text(ORDERS.splitlines()[0] + "\n" + rows, encoding="utf-8")
+    with sessions() as session, session.begin():
+        result = import_csv(
+            session, tmp_path / "o.csv", load_mapping(tmp_path / "m.yaml", "orders")
+        )
+    assert len(result.bad) == 10 and len(result.bad.kept) == 3
+    report = list(result.report())
+    assert [line.split(": ")[0] for line in report] == [
+        f"{tmp_path}/o.csv:{n}" for n in range(2, 12)
+    ]
+    assert all(
+        "支付时间: '2026-09-01 10:00' is not a date/time" in line
+        and "is not an amount" in line
+        and "unknown customer 'C***'" in line
+        for line in report
+    ), report[-1]
+    assert list(result.report(4)) == report[:4]
+    assert list(result.report()) == report  # read again: the same
+    assert count(sessions, Order) == 0

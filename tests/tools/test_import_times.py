@@ -5,11 +5,14 @@ reads it, and refuse the rest."""
 from __future__ import annotations
 
 import random
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 
-from siyu.importer.parse import _numeric_format, _read_time
+from siyu.importer.limits import ImportLimits
+from siyu.importer.mapping import Mapping
+from siyu.importer.parse import BadValue, _numeric_format, _read_time, parse_time, time_reader
 
 FORMATS = [
     "%Y/%m/%d %H:%M",
@@ -80,3 +83,38 @@ def test_formats_with_adjacent_or_other_fields_are_left_to_strptime(
 ) -> None:
     assert _numeric_format(date_format) is None
     assert read_or_none(text, date_format) == datetime.strptime(text, date_format)
+
+
+@pytest.mark.parametrize("zone", ["Asia/Shanghai", "America/New_York", "Europe/London", "UTC"])
+@pytest.mark.parametrize("date_format", [None, "%Y/%m/%d %H:%M", "%d.%m.%Y %H:%M"])
+def test_a_files_time_reader_gives_what_parse_time_gives(
+    zone: str, date_format: str | None
+) -> None:
+    """The short way (time_reader) against the reference (parse_time), on times in and out
+    of daylight saving, in its gaps and folds, at the year bounds, and on bad text."""
+    mapping = Mapping("orders", {}, date_format, zone, zone=ZoneInfo(zone))
+    limits = ImportLimits(min_year=1990, max_year=2030)
+    read = time_reader(mapping, limits)
+    texts = ["", "soon", "2026-03-08 02:30", "2026-11-01 01:30", "1989-12-31 23:59"]
+    moment = datetime(1990, 1, 1)
+    rng = random.Random(zone)
+    while moment.year <= 2031:
+        texts.append(moment.strftime(date_format or "%Y-%m-%d %H:%M:%S"))
+        texts.append(moment.isoformat() + "+05:30")
+        moment += timedelta(hours=rng.randrange(1, 24 * 20), minutes=rng.randrange(60))
+    for day in ("2026-03-08", "2026-11-01", "2026-03-29", "2026-10-25"):  # DST changes
+        for hour in range(24):
+            start = datetime.fromisoformat(f"{day} {hour:02d}:30")
+            texts.append(start.strftime(date_format or "%Y-%m-%d %H:%M:%S"))
+    for text in texts:
+        try:
+            expected: datetime | str = parse_time(text, mapping, "t", limits)
+        except BadValue as error:
+            expected = str(error)
+        try:
+            got: datetime | str = read(text, "t")
+        except BadValue as error:
+            got = str(error)
+        assert got == expected, text
+        if isinstance(got, datetime):
+            assert got.tzinfo is UTC, text
