@@ -33,7 +33,7 @@ def load(sessions: sessionmaker[Session], tmp: Path, text: str, mapping: str = M
     (tmp / "c.csv").write_text(text, encoding="utf-8")
     with sessions() as session, session.begin():
         result = import_csv(session, tmp / "c.csv", load_mapping(tmp / "m.yaml", "customers"))
-    assert result.bad == []
+    assert list(result.bad) == []
 
 
 def history(sessions: sessionmaker[Session]) -> list[dict[str, Any]]:

@@ -57,7 +57,7 @@ def import_members(
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     with sessions() as session, session.begin():
         result = import_csv(session, path, load_mapping(tmp / "mapping.yaml", "customers"))
-        assert result.bad == []
+        assert list(result.bad) == []
         found = session.execute(select(Customer.external_id, Customer.id)).tuples().all()
     ids = dict(found)
     return {n: ids[f"M{n}"] for n, _, _ in members}
