@@ -106,10 +106,30 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-@pytest.fixture
-def sessions(database_url: str) -> Iterator[sessionmaker[Session]]:
-    engine = make_engine(database_url)
+@pytest.fixture(scope="session")
+def sqlite_schema_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite file holding the models' empty tables, made once per worker: copying it
+    costs well under a millisecond, creating the tables ~20 ms of CPU (some 600 tests)."""
+    path = tmp_path_factory.mktemp("schema-template") / "template.db"
+    engine = make_engine(f"sqlite:///{path}")
     Base.metadata.create_all(engine)
+    engine.dispose()  # the last connection's close checkpoints and removes the WAL file
+    assert not path.with_name(path.name + "-wal").exists()
+    return path
+
+
+@pytest.fixture
+def sessions(database_url: str, sqlite_schema_template: Path) -> Iterator[sessionmaker[Session]]:
+    """The models' tables in the test's database: on SQLite a copy of the worker's template
+    (when the file does not exist yet), else `create_all`."""
+    file = Path(database_url.removeprefix("sqlite:///"))
+    copied = database_url.startswith("sqlite:///") and not file.exists()
+    if copied:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(sqlite_schema_template, file)
+    engine = make_engine(database_url)
+    if not copied:
+        Base.metadata.create_all(engine)
     yield make_sessionmaker(engine)
     engine.dispose()
 

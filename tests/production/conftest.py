@@ -23,6 +23,8 @@ from tests.production.deployed_brand import (
 from tests.production.prefect_server import clean_environment, running_server, wait_until
 from tests.project_copy import copy_project
 
+FINAL = ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
+
 
 @pytest.fixture(scope="session")
 def brand_database_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
@@ -59,15 +61,25 @@ def deployed(
 
 @pytest.fixture(scope="session")
 def scheduled_run(deployed: Deployed) -> dict[str, Any]:
-    """The first run the scheduler created that the worker completed. A fixture, so that every
-    test needing it waits for it whatever order the tests run in."""
+    """The first run the scheduler created that the worker ran, once Completed. A fixture, so
+    that every test needing it waits for it whatever order the tests run in. The schedule is
+    paused as soon as the worker started that run: one scheduled run is the proof, and the
+    next one (a tick every 15 s) would cost a flow run's process, ~5 s of CPU, and the tests
+    that wait for quiet ~20 s."""
 
-    def completed_scheduled_run() -> dict[str, Any] | None:
-        runs = deployed.flow_runs(state={"type": {"any_": ["COMPLETED"]}})
+    def started_scheduled_run() -> dict[str, Any] | None:
+        runs = deployed.flow_runs(state={"type": {"any_": ["RUNNING", "COMPLETED"]}})
         return next((run for run in runs if run["auto_scheduled"]), None)
 
-    run = wait_until(
-        completed_scheduled_run, 420, "a scheduled run to complete", deployed.worker_log
+    first = wait_until(
+        started_scheduled_run, 420, "the worker to run a scheduled run", deployed.worker_log
     )
-    pause(deployed)  # one scheduled run is the proof: later ones would only cost CPU
+    pause(deployed)
+
+    def ended() -> dict[str, Any] | None:
+        run = dict(deployed.server.api("GET", f"/flow_runs/{first['id']}"))
+        return run if run["state_type"] in FINAL else None
+
+    run = wait_until(ended, 300, "the scheduled run to end", deployed.worker_log)
+    assert run["state_type"] == "COMPLETED", run["state"]
     return run

@@ -35,6 +35,7 @@ class Deployed:
     database_url: str
     env: dict[str, str]
     worker_log: Path
+    paused: bool = False  # the operator's `schedule pause` ran (nothing here resumes it)
 
     def deployment_id(self, name: str = JOURNEY) -> str:
         deployment = self.server.api("GET", f"/deployments/name/journey-tick/{name}")
@@ -117,10 +118,14 @@ def deploy_and_work(
 
 
 def pause(deployed: Deployed) -> None:
-    """Stop the schedule (the operator's command) and drop the runs it had already planned."""
-    deployed.server.prefect(
-        deployed.project, "deployment", "schedule", "pause", "--all", env=deployed.env
-    )
+    """Stop the schedule (the operator's command) and drop the runs it had already planned.
+    The command runs once a session: the schedules stay paused (no test resumes one), and
+    each `prefect` command costs ~2 s of CPU and ~3 s on the production tests' one worker."""
+    if not deployed.paused:
+        deployed.server.prefect(
+            deployed.project, "deployment", "schedule", "pause", "--all", env=deployed.env
+        )
+        deployed.paused = True
     for run in deployed.flow_runs(state={"type": {"any_": ["SCHEDULED"]}}):
         deployed.server.api("DELETE", f"/flow_runs/{run['id']}")
 
