@@ -32,7 +32,8 @@ from tests.conftest import ROOT, Shop, local
 from tests.production.prefect_server import free_port
 
 BUYERS = 800  # 400 per partition: four SendBatchSms calls of 100 each
-LATENCY_MS = 700  # per provider call, so that the kill lands inside a partition
+LATENCY_MS = 700  # per provider call, until both workers run their partition
+SLOW_LATENCY_MS = 3000  # per provider call from then on: the kill lands inside a partition
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -112,6 +113,15 @@ def cluster(tmp_path: Path, database_url: str, prefect_harness: None) -> Iterato
         running.stop()
 
 
+def _sending_by_partition(sessions: sessionmaker[Session], parts: int) -> list[int]:
+    """Ledger rows claimed and not yet answered (`sending`), per step partition (enrollment id
+    modulo the partition count, siyu/engine/scans.py)."""
+    with sessions() as session:
+        ids = session.scalars(select(Delivery.enrollment_id).where(Delivery.status == "sending"))
+        found = Counter(enrollment_id % parts for enrollment_id in ids)
+    return [found[part] for part in range(parts)]
+
+
 def _executing(client: Any) -> dict[str, int]:
     """How many tasks each worker of the cluster is running right now."""
     # Each worker names itself in the same call: the client's cached scheduler_info() may not
@@ -154,21 +164,24 @@ def test_a_tick_on_a_dask_cluster_sends_every_message_once_through_a_killed_work
     first = subprocess.Popen(tick(local(1, 12)), cwd=project, env=environment)
     deadline = time.monotonic() + 120
     busy: dict[str, int] = {}
-    started: dict[str, float] = {}  # when each worker was first seen running its partition
     with cluster.client() as dask:
-        while busy != {"worker-a": 1, "worker-b": 1} or not client.messages(channel="sms"):
-            assert first.poll() is None, "the tick ended before both workers sent"
+        while busy != {"worker-a": 1, "worker-b": 1}:
+            assert first.poll() is None, "the tick ended before both workers ran the step"
             assert time.monotonic() < deadline, f"both workers never ran the step at once: {busy}"
             busy = _executing(dask)
-            for name, running in busy.items():
-                if running:
-                    started.setdefault(name, time.monotonic())
             time.sleep(0.05)
+    # From here each provider call takes long, so the kill below lands inside a partition
+    # however slow this loop is on a loaded machine (once a worker had sent all of its
+    # partition before the kill, and the test's premise failed).
+    client.set_faults(latency_ms=SLOW_LATENCY_MS)
+    while min(_sending_by_partition(sessions, 2)) == 0:  # both partitions hold claimed rows
+        assert first.poll() is None, "the tick ended before both partitions claimed their rows"
+        assert time.monotonic() < deadline, "both partitions never held claimed rows at once"
+        time.sleep(0.05)
     received_before = len(client.messages(channel="sms"))
     assert received_before < BUYERS
-    # The worker that began last is the one killed: it has most of its partition ahead (on a
-    # loaded machine the other may have started seconds earlier and be about to finish).
-    victim = max(started, key=lambda name: started[name])
+    # Each worker runs one partition, and both partitions are mid-send: either worker will do.
+    victim = "worker-b"
     cluster.processes[victim].send_signal(signal.SIGKILL)  # in the middle of its partition
     assert cluster.processes[victim].wait(timeout=30) == -signal.SIGKILL
 
