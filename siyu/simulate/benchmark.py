@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import argparse
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from siyu.language.channel_kinds import STANDARD_CHANNELS, ToolProject
@@ -39,7 +39,8 @@ def main() -> None:
     parser.add_argument("--customers", type=int, default=5000)
     parser.add_argument("--history-days", type=int, default=60)
     parser.add_argument("--simulate-days", type=int, default=60)
-    parser.add_argument("--every-hours", type=float, default=1.0)
+    # also a tick at least this often (siyu.simulate.runner.SimulationSettings.every)
+    parser.add_argument("--every-hours", type=float, default=None)
     parser.add_argument("--journey", default="first-purchase-care")
     parser.add_argument("--database", type=Path, default=Path("var/benchmark.db"))
     args = parser.parse_args()
@@ -62,20 +63,24 @@ def main() -> None:
     settings = SimulationSettings(
         demo.start,
         demo.start + timedelta(days=args.simulate_days),
-        timedelta(hours=args.every_hours),
+        None if args.every_hours is None else timedelta(hours=args.every_hours),
     )
     last = [time.perf_counter()]
+    ticks = [0]
 
-    def progress(i: int, n: int, now: object) -> None:
-        if i % 240 == 0:
+    def progress(_done: int, _total: int, now: datetime) -> None:
+        ticks[0] += 1
+        if ticks[0] % 240 == 0:
             took = time.perf_counter() - last[0]
             last[0] = time.perf_counter()
-            print(f"  tick {i}/{n}: last 240 ticks {took:.1f} s", flush=True)
+            day = (now - demo.start).days
+            print(f"  tick {ticks[0]} (day {day}): last 240 ticks {took:.1f} s", flush=True)
 
     report = simulate(spec, url, project.templates_dir, STANDARD_CHANNELS, settings, progress)
+    often = "at each moment" + (f", every {args.every_hours} h" if args.every_hours else "")
     deliveries = sum(sum(c.values()) for c in report.steps.values())
     print(
-        f"{args.customers} customers, {report.ticks} ticks every {args.every_hours} h over "
+        f"{args.customers} customers, {report.ticks} ticks ({often}) over "
         f"{args.simulate_days} days: {report.seconds:.1f} s "
         f"({report.seconds / max(report.ticks, 1) * 1000:.0f} ms/tick), "
         f"{sum(report.enrollments[k] for k in ('active', 'exited', 'completed'))} enrolled, "
