@@ -2,6 +2,10 @@
 backtests the canonical journey over it, printing the figures.
 
     python -m siyu.simulate.benchmark --customers 5000 --history-days 60 --simulate-days 60
+
+`--resolution 1h` rounds the history's times down to the hour (var/benchmark-1h.db): the
+backtest ticks at each moment something can happen, so its ticks follow the history's
+resolution (at most one an hour then; with times to the second, up to one per event).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 
 from siyu.language.channel_kinds import STANDARD_CHANNELS, ToolProject
+from siyu.language.durations import format_duration, parse_duration
 from siyu.simulate.runner import SimulationSettings, simulate
 from siyu.storage.demo_data import DemoSpec, generate
 from siyu.storage.engine import make_engine, make_sessionmaker
@@ -41,10 +46,15 @@ def main() -> None:
     parser.add_argument("--simulate-days", type=int, default=60)
     # also a tick at least this often (siyu.simulate.runner.SimulationSettings.every)
     parser.add_argument("--every-hours", type=float, default=None)
+    # the history's order times rounded down to this, e.g. 1h (default: to the second)
+    parser.add_argument("--resolution", type=parse_duration, default=None)
     parser.add_argument("--journey", default="first-purchase-care")
-    parser.add_argument("--database", type=Path, default=Path("var/benchmark.db"))
+    parser.add_argument("--database", type=Path, default=None)
     args = parser.parse_args()
-    demo = DemoSpec(customers=args.customers, days=args.history_days)
+    demo = DemoSpec(customers=args.customers, days=args.history_days, resolution=args.resolution)
+    if args.database is None:  # one file per resolution: a reused file must match it
+        suffix = f"-{format_duration(args.resolution)}" if args.resolution else ""
+        args.database = Path(f"var/benchmark{suffix}.db")
     url = f"sqlite:///{args.database}"
     if args.database.exists() and _customers(url) != args.customers:
         args.database.unlink()  # built for another size: a reused file would mislead

@@ -21,12 +21,12 @@ tick's time (the engine binds no `now` into `where:`, `audience:` or `if:`, whic
 markers; `current_date` there is the machine's date, not the simulated one), so nothing else
 changes with time alone.
 
-Each moment also says which phases of the tick can have work there (`Moments.wanted`): the
-steps always run; enrollment only at an entry moment, goals and exits at their events' moments
-or when the tick enrolled someone (an earlier event then counts for them), the opt-outs at an
-SMS reply, completion when a step wrote a row. Left out, these phases would have found
-nothing: the backtest's ledger and enrollments are those of the whole tick at every minute
-(tests/tools/test_simulate_moments.py).
+Each moment also says which phases of the tick can have work there (`Moments.phases_at`):
+the steps always run; enrollment only at an entry moment; goals and exits at their events'
+moments, or when the tick enrolled someone who entered before it (an event since counts for
+them); the opt-outs at an SMS reply; completion when a step wrote a row. Left out, these
+phases would have found nothing: the backtest's ledger and enrollments are those of the whole
+tick at every minute (tests/tools/test_simulate_moments.py).
 """
 
 from __future__ import annotations
@@ -108,18 +108,26 @@ class Moments:
         first = now <= self.start
         kinds = self._kinds.get(now, set())
 
+        late: list[bool] = []  # whether this tick enrolled someone who entered before it
+
+        def entered_before(done: Mapping[str, PhaseResult]) -> bool:
+            if not late:
+                enrolled = "enroll" in done and done["enroll"].counts["enrolled"] > 0
+                late.append(enrolled and self._entered_before(now))
+            return late[0]
+
         def wanted(phase: Phase, done: Mapping[str, PhaseResult]) -> bool:
             if first:
                 return True
-            enrolled = "enroll" in done and done["enroll"].counts["enrolled"] > 0
             if phase.kind == "enroll":
                 return ENTRY in kinds
             if phase.kind == "opt-outs":
                 return REPLY in kinds
+            # an exit or goal event between an entry and this tick counts for it now
             if phase.kind == "goals":
-                return GOAL in kinds or enrolled
+                return GOAL in kinds or entered_before(done)
             if phase.kind == "exits":
-                return EXIT in kinds or enrolled
+                return EXIT in kinds or entered_before(done)
             if phase.kind == "breakers":  # dry-run channels never fail: closed stays closed
                 return not self._breakers_closed
             if phase.kind == "older":  # the backtest replays one version, from scratch
@@ -129,6 +137,21 @@ class Moments:
             return True
 
         return wanted
+
+    def _entered_before(self, now: datetime) -> bool:
+        """Whether an enrollment made by the tick at `now` (not yet timed) entered before it
+        (an entry event from the lookback, or one an ended enrollment was blocking)."""
+        with self.sessions() as session:
+            found = session.scalar(
+                select(Enrollment.id)
+                .where(
+                    Enrollment.id > self._seen_enrollment,
+                    Enrollment.journey_name == self.spec.journey,
+                    Enrollment.entered_at < now,
+                )
+                .limit(1)
+            )
+        return found is not None
 
     def after_tick(self, now: datetime, results: Mapping[str, PhaseResult]) -> None:
         if "breakers" in results:

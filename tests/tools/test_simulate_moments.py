@@ -58,9 +58,17 @@ def at(day: int, hour: int, minute: int) -> datetime:
     return DAY0 + timedelta(days=day, hours=hour, minutes=minute)
 
 
-def spec(tmp_path: Path) -> JourneySpec:
+# Every order enters, again and again: a repurchase exits the customer, and the same order
+# enters them again at the next tick (the enrollment it was blocking has ended).
+REENTERING = JOURNEY.replace(
+    'entry: {event: order_paid, where: "order_seq = 1"}',
+    "entry: {event: order_paid, reentry: always}",
+)
+
+
+def spec(tmp_path: Path, text: str) -> JourneySpec:
     path = tmp_path / "minute_moments.yaml"
-    path.write_text(JOURNEY, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     return load_journey(path, Catalog(set(STANDARD_CHANNELS), ROOT / "templates"))
 
 
@@ -101,7 +109,7 @@ def state(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]
                     Delivery.created_at, Delivery.updated_at, Delivery.channel,
                 )
                 .where(Delivery.journey_name == "minute-moments")
-                .order_by(Delivery.customer_id, Delivery.step_id)
+                .order_by(Delivery.customer_id, Delivery.step_id, Delivery.due_at, Delivery.id)
             ).all()  # fmt: skip
             enrollments = session.execute(
                 select(
@@ -110,7 +118,7 @@ def state(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]
                     Enrollment.exited_at, Enrollment.exit_reason, Enrollment.holdout,
                 )
                 .where(Enrollment.journey_name == "minute-moments")
-                .order_by(Enrollment.customer_id)
+                .order_by(Enrollment.customer_id, Enrollment.entered_at)
             ).all()  # fmt: skip
     finally:
         engine.dispose()
@@ -135,11 +143,12 @@ def every_minute(url: str, copy: Path, journey: JourneySpec) -> None:
         engine.dispose()
 
 
+@pytest.mark.parametrize("text", [JOURNEY, REENTERING], ids=["first-order", "re-entering"])
 def test_the_moments_give_what_ticking_every_minute_gives(
-    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path, text: str
 ) -> None:
     buyers = history(shop)
-    journey = spec(tmp_path)
+    journey = spec(tmp_path, text)
     url = str(sessions.kw["bind"].url)
     reference = tmp_path / "minutes.db"
     every_minute(url, reference, journey)
@@ -157,23 +166,27 @@ def test_the_moments_give_what_ticking_every_minute_gives(
         assert found == expected, f"every={every}"
 
     moments, hourly = runs[None][0], runs[timedelta(hours=1)][0]
-    assert moments.ticks < 60 < 23 * 60  # far fewer than the minutes
+    assert moments.ticks < 80 < 23 * 60  # far fewer than the minutes
     assert hourly.ticks > 23  # the hours besides the moments, to the same result
     # the data has what was meant to be compared: the cap's wait, quiet hours, the deadline,
     # exits a minute either side of a due time
     ledger, enrollments = expected
-    rows = {(row[0], row[1]): row for row in ledger}
+    rows = {(row[0], row[1]): row for row in ledger}  # a customer's last enrollment's rows
     capped = rows[(buyers["capped"], "care")]
     assert (capped[2], capped[5], capped[6]) == ("sent", at(0, 13, 7), at(0, 14, 7))
     night = rows[(buyers["night"], "welcome")]
     assert (night[2], night[6]) == ("sent", at(1, 8, 0))
     assert rows[(buyers["evening"], "care")][2:4] == ("skipped", "expired")
-    assert (buyers["exit-before"], "care") not in rows
-    assert rows[(buyers["exit-after"], "care")][2:4] == ("skipped", "exited")
-    assert rows[(buyers["dawn"], "welcome")][2:4] == ("skipped", "exited")
     morning = rows[(buyers["capped"], "next-morning")]  # due 06:07, sent when quiet hours end
     assert (morning[2], morning[5], morning[6]) == ("sent", at(1, 6, 7), at(1, 8, 0))
-    assert (buyers["exit-on-time"], "care") not in rows
-    entered = {row[0] for row in enrollments}
-    assert buyers["before-start"] not in entered and buyers["dawn"] in entered
+    entered = [row[0] for row in enrollments]
+    assert buyers["before-start"] not in entered
     assert sum(1 for row in enrollments if row[5] is not None) == 4  # the goals
+    if text == JOURNEY:
+        assert (buyers["exit-before"], "care") not in rows
+        assert rows[(buyers["exit-after"], "care")][2:4] == ("skipped", "exited")
+        assert rows[(buyers["dawn"], "welcome")][2:4] == ("skipped", "exited")
+    else:  # the repurchase enters again a minute after it exits
+        again = [row for row in enrollments if row[0] == buyers["exit-after"]]
+        assert [row[2] for row in again] == ["exited", "active"]
+        assert again[1][3:5] == (at(0, 14, 13), at(0, 14, 14))  # entered, enrolled
