@@ -1,5 +1,7 @@
 """A backtest: the real engine (siyu.engine.tick.run_tick) over a period of the database's own
-history with a simulated clock, on a scratch copy, through channels that send nothing.
+history with a simulated clock, on a scratch copy, through channels that send nothing. The
+clock moves from one moment at which a tick can change anything to the next
+(siyu.simulate.moments), so the result does not depend on a step size.
 
 What it cannot know from today's database: consents and suppressions are as they are now,
 not as they were on each simulated day.
