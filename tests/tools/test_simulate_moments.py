@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import select
@@ -190,3 +191,53 @@ def test_the_moments_give_what_ticking_every_minute_gives(
         again = [row for row in enrollments if row[0] == buyers["exit-after"]]
         assert [row[2] for row in again] == ["exited", "active"]
         assert again[1][3:5] == (at(0, 14, 13), at(0, 14, 14))  # entered, enrolled
+
+
+def test_an_anchored_steps_moment_is_its_dates(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    """A step due from a date column (birthday-privilege: 10:00 on the birthday, in the
+    customer's zone) gets its tick there: the moments alone give the ledger that ticks every
+    hour besides give, and each greeting goes at 10:00."""
+    from sqlalchemy import update
+
+    from siyu.storage.models import Customer
+
+    born = {shop.customer(name): day for name, day in (("甲", 1), ("乙", 2))}
+    shop.customer("丙")  # no birthday: skipped for it
+    with sessions() as session, session.begin():
+        for customer_id, day in born.items():
+            birthday = at(day, 0, 0).astimezone(ZoneInfo("Asia/Shanghai")).date()
+            session.execute(
+                update(Customer)
+                .where(Customer.id == customer_id)
+                .values(birthday=birthday.replace(year=1990))
+            )
+    journey = load_journey(
+        ROOT / "journeys" / "birthday.yaml", Catalog(set(STANDARD_CHANNELS), ROOT / "templates")
+    )
+    url = str(sessions.kw["bind"].url)
+    found = []
+    for every in (None, timedelta(hours=1)):
+        kept = tmp_path / f"birthday-{every}.db"
+        simulate(
+            journey, url, ROOT / "templates", STANDARD_CHANNELS,
+            SimulationSettings(at(0, 9, 0), at(3, 9, 0), every), keep=kept,
+        )  # fmt: skip
+        engine = make_engine(f"sqlite:///{kept}")
+        with make_sessionmaker(engine)() as session:
+            found.append(
+                session.execute(
+                    select(
+                        Delivery.customer_id,
+                        Delivery.status,
+                        Delivery.due_at,
+                        Delivery.sent_at,
+                        Delivery.updated_at,
+                    ).order_by(Delivery.customer_id)
+                ).all()  # fmt: skip
+            )
+        engine.dispose()
+    assert found[0] == found[1]
+    sent = {row[0]: row[3] for row in found[0] if row[1] == "sent"}
+    assert sent == {customer_id: at(day, 10, 0) for customer_id, day in born.items()}
