@@ -17,8 +17,8 @@ import typer
 from rich.console import Console
 from rich.progress import (
     BarColumn,
-    MofNCompleteColumn,
     Progress,
+    TaskProgressColumn,
     TextColumn,
     TimeRemainingColumn,
 )
@@ -62,7 +62,15 @@ def simulate_command(
     days: Annotated[
         int, typer.Option(help="how many days of history to replay", min=1, max=3660)
     ] = 90,
-    every: Annotated[str, typer.Option(help="time between ticks, e.g. 1h, 15m")] = "1h",
+    every: Annotated[
+        str | None,
+        typer.Option(
+            help="also tick at least this often, e.g. 1h (the backtest ticks at each moment "
+            "something can happen: an event, a step coming due, a wait ending; the result is "
+            "the same with or without)",
+            show_default=False,
+        ),
+    ] = None,
     compare: Annotated[
         str | None,
         typer.Option(
@@ -95,8 +103,10 @@ def simulate_command(
 ) -> None:
     """Backtest a journey on a copy of the database with a simulated clock; sends nothing.
 
-    Every tick runs the real engine (enroll, goals, exits, every step's rules and rendering)
-    through channels that only count. The database itself is not changed.
+    It ticks at each moment something can happen (an entry, exit or goal event, a step
+    coming due, quiet hours or a cap's wait ending): every tick runs the real engine (enroll,
+    goals, exits, every step's rules and rendering) through channels that only count. The
+    database itself is not changed.
 
     Consents and opt-outs: as they were at each moment, where the data dates them.
     """
@@ -114,7 +124,7 @@ def simulate_command(
         end = begin + timedelta(days=days)
     except OverflowError:
         raise ConfigError(f"--start {start} plus --days {days} runs past the year 9999") from None
-    settings = SimulationSettings(begin, end, _every(every))
+    settings = SimulationSettings(begin, end, _every(every) if every else None)
     for spec in specs:
         for warning in setting_warnings(spec, settings):
             console.print(f"warning: {spec.journey}: {warning}", style="yellow", markup=False)
@@ -224,7 +234,7 @@ def _backtest(
     with Progress(
         TextColumn(f"[bold]{spec.journey}[/bold]{label}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        TaskProgressColumn(),
         TextColumn("{task.description}"),
         TimeRemainingColumn(),
         console=console,
@@ -233,11 +243,11 @@ def _backtest(
         task = bar.add_task("", total=None)
         zone = ZoneInfo(spec.timezone)
 
-        def tick(i: int, n: int, now: datetime) -> None:
+        def tick(done: int, total: int, now: datetime) -> None:
             if _terminated.is_set():
                 raise SystemExit(143)
             day = now.astimezone(zone).date().isoformat()
-            bar.update(task, completed=i, total=n, description=day)
+            bar.update(task, completed=done, total=total, description=day)
 
         return simulate(
             spec,

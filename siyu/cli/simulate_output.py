@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import csv
 from collections import Counter
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,8 +31,8 @@ def print_report(report: SimulationReport, label: str, show_days: int) -> None:
     s = report.settings
     enrolled = sum(v for k, v in report.enrollments.items() if k != "goal_reached")
     console.print(
-        f"\n[bold]{report.journey}{label}[/bold]: {report.ticks} ticks every "
-        f"{format_duration(s.every)} from "
+        f"\n[bold]{report.journey}{label}[/bold]: {report.ticks} ticks "
+        f"({_ticks_at(s.every)}) from "
         f"{s.start.astimezone(ZoneInfo(report.timezone)):%Y-%m-%d %H:%M} {report.timezone} "
         f"over {(s.end - s.start).days} days, "
         f"{report.customers} customers — {report.seconds:.1f} s "
@@ -67,6 +67,12 @@ def print_report(report: SimulationReport, label: str, show_days: int) -> None:
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _ticks_at(every: timedelta | None) -> str:
+    """Where the ticks fell (siyu.simulate.runner.SimulationSettings)."""
+    each = "at each moment something can happen"
+    return f"{each}, at least every {format_duration(every)}" if every else each
 
 
 # The tables fit 80 columns, a terminal's or a pipe's (rich's width there): nothing is cut

@@ -159,7 +159,7 @@ class TemplateCache:
         self.environment = _environment(str(templates_dir))
         self.limit = limit or message_limit()
         self._compiled: dict[str, Template] = {}
-        self._names: dict[str, set[str]] = {}
+        self._names: dict[str, frozenset[str]] = {}
 
     def get(self, name: str) -> Template:
         template = self._compiled.get(name)
@@ -180,15 +180,30 @@ class TemplateCache:
         if names is None:
             try:
                 source = self.environment.loader.get_source(self.environment, name)[0]  # type: ignore[union-attr]
-                tree = self.environment.parse(source)
-                linked = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
-                names = (
-                    {"*"} if any(tree.find_all(linked)) else meta.find_undeclared_variables(tree)
-                )
+                names = _read_names(self.environment, source)
             except Exception:  # a broken or hostile template: rendering reports the error
-                names = {"*"}
+                names = frozenset({"*"})
             self._names[name] = names
         return "*" in names or variable in names
+
+
+# A template's source → the variables it may read: every step run asked again, parsing the
+# same source (about 1 ms a template, each step of each tick of a backtest).
+_NAMES: dict[str, frozenset[str]] = {}
+
+
+def _read_names(environment: Environment, source: str) -> frozenset[str]:
+    found = _NAMES.get(source)
+    if found is None:
+        tree = environment.parse(source)
+        linked = (nodes.Include, nodes.Import, nodes.FromImport, nodes.Extends)
+        found = frozenset(
+            {"*"} if any(tree.find_all(linked)) else meta.find_undeclared_variables(tree)
+        )
+        if len(_NAMES) >= 256:  # templates edited while a worker runs: keep it bounded
+            _NAMES.clear()
+        _NAMES[source] = found
+    return found
 
 
 @dataclass(frozen=True)

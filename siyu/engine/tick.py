@@ -203,11 +203,23 @@ def tick_phases(spec: JourneySpec) -> list[Phase]:
     ]
 
 
-def run_tick(ctx: EngineContext, spec: JourneySpec, now: datetime) -> dict[str, PhaseResult]:
-    """Run one tick without Prefect; returns each phase's result."""
+# Whether to run a phase, given the results of the phases before it in the same tick.
+PhaseFilter = Callable[[Phase, Mapping[str, PhaseResult]], bool]
+
+
+def run_tick(
+    ctx: EngineContext, spec: JourneySpec, now: datetime, wanted: PhaseFilter | None = None
+) -> dict[str, PhaseResult]:
+    """Run one tick without Prefect; returns each phase's result. `wanted`: run only the
+    phases it accepts; a backtest leaves out those it knows have nothing to do at `now`
+    (siyu.simulate.moments), and their results are missing."""
     if now.tzinfo is None:
         raise ValueError("`now` must be timezone-aware")
-    return {phase.name: phase.run(ctx, spec, now) for phase in tick_phases(spec)}
+    results: dict[str, PhaseResult] = {}
+    for phase in tick_phases(spec):
+        if wanted is None or wanted(phase, results):
+            results[phase.name] = phase.run(ctx, spec, now)
+    return results
 
 
 def run_ticks_by_priority(

@@ -1,5 +1,7 @@
 """A backtest: the real engine (siyu.engine.tick.run_tick) over a period of the database's own
-history with a simulated clock, on a scratch copy, through channels that send nothing.
+history with a simulated clock, on a scratch copy, through channels that send nothing. The
+clock moves from one moment at which a tick can change anything to the next
+(siyu.simulate.moments), so the result does not depend on a step size.
 
 Consents and suppressions are as they were at each simulated moment, where the data records
 it (siyu/simulate/consent_replay.py, from the history in consent_changes): an opt-out in
@@ -18,7 +20,6 @@ from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
-from itertools import islice
 from pathlib import Path
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
@@ -27,6 +28,7 @@ from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from siyu.engine.context import EngineContext
+from siyu.engine.marketer_sql import journeys_dir_of
 from siyu.engine.receipts import StepCounts
 from siyu.engine.tick import run_tick
 from siyu.language.durations import format_duration
@@ -34,6 +36,7 @@ from siyu.language.spec import JourneySpec
 from siyu.policies import Policies
 from siyu.simulate.consent_replay import ConsentReplay, Undated
 from siyu.simulate.dry_run import dry_run_channels
+from siyu.simulate.moments import Moments
 from siyu.simulate.scratch import add_missing_indexes, copy_database, forget_journey
 from siyu.storage.engine import make_engine, make_sessionmaker
 from siyu.storage.models import (
@@ -45,6 +48,7 @@ from siyu.storage.models import (
     reason_text,
 )
 
+# (seconds simulated so far, seconds to simulate, the tick's time)
 Progress = Callable[[int, int, datetime], None]
 # Provider codes of a retry that mean a provider quota stopped the message; a frequency cap
 # (reason code `cap`) is a quota hit too (language v2 caps).
@@ -53,51 +57,48 @@ QUOTA_PROVIDER_CODES = ("quota", "rate")
 
 @dataclass(frozen=True)
 class SimulationSettings:
+    """A backtest from `start` to `end`: a tick at `start`, at each moment in between at which
+    a tick can change anything (siyu.simulate.moments), and at `end`. `every`: also a tick at
+    least this often, from `start` (the result is the same with or without them)."""
+
     start: datetime
     end: datetime
-    every: timedelta = timedelta(hours=1)
+    every: timedelta | None = None
 
-    def ticks(self) -> Iterator[datetime]:
+    def cadence(self) -> Iterator[datetime]:
+        """The ticks `every` asks for: start, start + every, ... up to the end (none without)."""
+        if self.every is None:
+            return
         now = self.start
         while now <= self.end:
             yield now
             now += self.every
 
     def described(self, timezone: str) -> str:
-        """'backtest from ... to ... (zone), a tick every ...; no message really sent'."""
+        """'backtest from ... to ... (zone), a tick at each moment something can happen;
+        no message really sent'."""
         zone = ZoneInfo(timezone)
+        often = f" and at least every {format_duration(self.every)}" if self.every else ""
         return (
             f"backtest from {self.start.astimezone(zone):%Y-%m-%d %H:%M} to "
-            f"{self.end.astimezone(zone):%Y-%m-%d %H:%M} ({timezone}), a tick every "
-            f"{format_duration(self.every)}; no message really sent"
+            f"{self.end.astimezone(zone):%Y-%m-%d %H:%M} ({timezone}), a tick at each moment "
+            f"something can happen{often}; no message really sent"
         )
 
 
 def setting_warnings(spec: JourneySpec, settings: SimulationSettings) -> list[str]:
-    """What in these settings would keep a step from ever sending in the backtest, said before
-    it runs: every tick inside quiet hours, or a step's window shorter than the cadence."""
+    """What in these settings would keep a step from ever coming due in the backtest, said
+    before it runs: a step due later after entry than the backtest lasts (with the entry's
+    lookback). The ticks themselves cannot miss a step: there is one at each due time."""
     warnings: list[str] = []
-    zone = ZoneInfo(spec.timezone)
-    quiet = spec.quiet_hours
-    # the times of day repeat; the first 2,000 ticks show every one of a sane cadence
-    moments = list(islice(settings.ticks(), 2000))
-    if quiet is not None and all(quiet.contains(m.astimezone(zone).time()) for m in moments):
-        day = settings.start.astimezone(zone).date().isoformat()
-        warnings.append(
-            f"every tick falls inside quiet hours {quiet.start:%H:%M}-{quiet.end:%H:%M} "
-            f"({spec.timezone}): marketing messages would wait for ever; start at a daytime "
-            f"hour (--start {day}T10:00) or tick more often (--every 1h)"
-        )
-    every = format_duration(settings.every)
+    # an entry event up to `lookback` before the start enrolls at the first tick
+    reach = settings.end - settings.start + spec.entry.lookback
+    days = format_duration(settings.end - settings.start)
     for step in spec.steps:
-        if not isinstance(step.at, timedelta) or step.within is None:
-            continue
-        window = step.within - step.at
-        if window < settings.every:
+        if isinstance(step.at, timedelta) and step.at > reach:
             warnings.append(
-                f"step '{step.id}': its window ({format_duration(window)}, from `at` to "
-                f"`within`) is shorter than --every {every}: a tick may never fall inside it "
-                "and the step would expire; use a shorter --every"
+                f"step '{step.id}' comes due {format_duration(step.at)} after entry, after "
+                f"the backtest's {days} have ended: no customer reaches it; use more --days"
             )
     return warnings
 
@@ -150,6 +151,7 @@ class SimulationReport:
     customers: int
     timezone: str = "UTC"  # the journey's: the days and the times shown are read there
     ticks: int = 0
+    moments: list[datetime] = field(default_factory=list)  # the ticks' times, in order
     seconds: float = 0.0
     # local day → "enrolled" / "exited" / "goal_reached" / "<phase>:<label>" → count (shown)
     days: dict[date, Counter[str]] = field(default_factory=lambda: defaultdict(Counter))
@@ -237,14 +239,21 @@ def _run(
     zone = ZoneInfo(spec.timezone)
     if consents.undated is not None:
         report.notes.append(_undated_note(consents.undated, settings, zone))
-    times = list(settings.ticks())
     started = time.perf_counter()
-    for index, now in enumerate(times, start=1):
-        consents.advance(now)  # the changes since the previous tick, before this one
+    moments = Moments(spec, sessions, settings.start, settings.end, journeys_dir_of(templates_dir))
+    cadence = settings.cadence()
+    ticked = next(cadence, None)  # the cadence's next tick: its first is the start
+    span = max(int((settings.end - settings.start).total_seconds()), 1)
+    now: datetime | None = settings.start
+    while now is not None:
+        # consent changes need no tick of their own: they matter only to a send, which
+        # happens at a moment; all of them up to `now` are applied before its tick
+        consents.advance(now)
         day = now.astimezone(zone).date()
         for channel in channels.values():
             channel.today = day
-        for phase, result in run_tick(ctx, spec, now).items():
+        results = run_tick(ctx, spec, now, moments.phases_at(now))
+        for phase, result in results.items():
             for label, n in result.labels().items():  # for showing (the CSV's measures)
                 key = (
                     label
@@ -254,10 +263,15 @@ def _run(
                 report.days[day][key] += n
             for outcomes in result.sends():
                 report.outcomes[day].update(outcomes)
-        if progress is not None:
-            progress(index, len(times), now)
+        report.moments.append(now)
+        if progress is not None:  # by simulated time: the number of ticks is not known ahead
+            progress(int((now - settings.start).total_seconds()), span, now)
+        moments.after_tick(now, results)
+        while ticked is not None and ticked <= now:
+            ticked = next(cadence, None)
+        now = _next_tick(now, settings.end, moments.next_after(now), ticked)
     report.seconds = time.perf_counter() - started
-    report.ticks = len(times)
+    report.ticks = len(report.moments)
     report.volume = {name: c.volume for name, c in channels.items() if c.volume}
     with sessions() as session:
         _read_ledger(session, spec, report)
@@ -276,6 +290,17 @@ def _undated_note(undated: Undated, settings: SimulationSettings, zone: ZoneInfo
         f"(today's, without history), not as it was, {until}; an import dates consents "
         "from a mapped consent_at column"
     )
+
+
+def _next_tick(
+    now: datetime, end: datetime, moment: datetime | None, cadence: datetime | None
+) -> datetime | None:
+    """The tick after `now`: the next moment or cadence tick, whichever comes first; the
+    end once neither is left before it; None after the end."""
+    if now >= end:
+        return None
+    ahead = [at for at in (moment, cadence) if at is not None and at <= end]
+    return min(ahead) if ahead else end
 
 
 def _read_ledger(session: Any, spec: JourneySpec, report: SimulationReport) -> None:

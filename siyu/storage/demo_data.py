@@ -41,6 +41,9 @@ class DemoSpec:
     # `arrival_window` after `start + days`: running journeys see them arrive as time passes.
     arrivals: int = 0
     arrival_window: timedelta = timedelta(hours=2)
+    # Order times rounded down to this (a whole hour: an export with hours only); None: to
+    # the second.
+    resolution: timedelta | None = None
 
 
 def around_now(now: datetime, customers: int = 5000, arrivals: int = 120) -> DemoSpec:
@@ -157,6 +160,8 @@ def generate(session: Session, spec: DemoSpec = DemoSpec()) -> DemoSummary:
             never += 1
         if pattern < 0.40 and rng.random() < 0.3:
             times.append(times[-1] + timedelta(days=rng.uniform(3, 30)))
+        if spec.resolution is not None:  # spec.start is a whole hour (midnight, Shanghai)
+            times = [at - (at - spec.start) % spec.resolution for at in times]
         for seq, paid_at in enumerate(times, start=1):
             orders.append(
                 dict(

@@ -43,7 +43,7 @@ from siyu.studio.editing import committed_text
 log = logging.getLogger(__name__)
 
 KEEP_FINISHED = 20  # finished backtests kept for their pages
-EVERY = timedelta(hours=1)
+HOUR = 3600  # the progress counts hours of simulated time
 
 # the page's labels of the versions: the editor's text not saved yet, the file on disk, the
 # file's last commit
@@ -73,7 +73,7 @@ class Backtest:
     key: str  # the journey file's, as the studio addresses it
     days: int
     state: Literal["running", "done", "failed"] = "running"
-    done: int = 0  # ticks replayed, over every version
+    done: int = 0  # hours of simulated time replayed, over every version
     total: int = 0
     day: str = ""  # the simulated day being replayed
     running: Which | None = None  # the version being replayed
@@ -174,14 +174,14 @@ def versions(
 def replay(
     run: Backtest, project: Project, database_url: str | None, stopping: threading.Event
 ) -> None:
-    """Each version over the last `run.days` days, a tick an hour, on its own scratch copy;
-    `stopping` set: Stopped at the next tick."""
+    """Each version over the last `run.days` days, a tick at each moment something can
+    happen, on its own scratch copy; `stopping` set: Stopped at the next tick."""
     if not database_url or _customers(database_url) == 0:
         raise BacktestError("no customers in the database: nothing to replay")
     end = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-    settings = SimulationSettings(end - timedelta(days=run.days), end, EVERY)
-    ticks = sum(1 for _ in settings.ticks())
-    run.total = ticks * len(run.versions)
+    settings = SimulationSettings(end - timedelta(days=run.days), end)
+    hours = run.days * 24
+    run.total = hours * len(run.versions)
     kinds = channel_kinds(project)
     policies = project.policies()
     for n, version in enumerate(run.versions):
@@ -193,7 +193,7 @@ def replay(
             project.templates_dir,
             kinds,
             settings,
-            _progress(run, n * ticks, ZoneInfo(version.spec.timezone), stopping),
+            _progress(run, n * hours, ZoneInfo(version.spec.timezone), stopping),
             policies=policies,
             inspect=_read_body(version, settings, f"{'ab'[n]}-"),
         )
@@ -216,10 +216,10 @@ def _customers(database_url: str) -> int:
 def _progress(
     run: Backtest, before: int, zone: ZoneInfo, stopping: threading.Event
 ) -> Callable[[int, int, datetime], None]:
-    def tick(i: int, _n: int, now: datetime) -> None:
+    def tick(seconds: int, _total: int, now: datetime) -> None:
         if stopping.is_set():
             raise Stopped
-        run.done = before + i
+        run.done = before + seconds // HOUR
         run.day = now.astimezone(zone).date().isoformat()
 
     return tick
@@ -245,10 +245,11 @@ def _read_body(
 def _described_zh(settings: SimulationSettings, timezone: str) -> str:
     """SimulationSettings.described in Chinese."""
     zone = ZoneInfo(timezone)
+    often = f"，且至少每 {format_duration(settings.every)} 一次" if settings.every else ""
     return (
         f"回测 {settings.start.astimezone(zone):%Y-%m-%d %H:%M} 至 "
-        f"{settings.end.astimezone(zone):%Y-%m-%d %H:%M}（{timezone}），每 "
-        f"{format_duration(settings.every)} 运行一次；没有真正发送任何消息"
+        f"{settings.end.astimezone(zone):%Y-%m-%d %H:%M}（{timezone}），在每个可能发生变化的"
+        f"时刻运行{often}；没有真正发送任何消息"
     )
 
 

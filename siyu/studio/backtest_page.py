@@ -40,7 +40,7 @@ def backtest_page(run: Backtest, lang: str) -> str:
             '<meta http-equiv="refresh" content="1">',
             f'<h1 id="state">{t["running"]}: {escape(run.key)}, {run.days} {t["days"]}</h1>',
             f'<progress id="progress" max="{run.total or 1}" value="{run.done}"></progress> '
-            f'<span id="ticks">{run.done} / {run.total or "?"}</span> '
+            f'<span id="ticks">{run.done} / {run.total or "?"} h</span> '
             f"{t[run.running] if run.running else ''} {escape(run.day)}",
         ]
     elif run.state == "failed":

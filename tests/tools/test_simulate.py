@@ -124,7 +124,8 @@ def test_the_backtest_obeys_the_contact_pressure_the_live_journey_obeys(
 def test_a_backtest_writes_the_ledger_the_live_ticks_write(
     sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
 ) -> None:
-    """Over the same history, at the same moments and under the same contact pressure, the
+    """Over the same history, at the same moments (the backtest's) and under the same contact
+    pressure, the
     backtest's ledger and enrollments are those of the live engine's ticks (run_tick with
     channels that deliver), row for row: the backtest predicts what going live does."""
     from siyu.engine.context import EngineContext
@@ -141,12 +142,12 @@ def test_a_backtest_writes_the_ledger_the_live_ticks_write(
         if n % 5 == 0:
             shop.order(buyer, local(n // 3 + 2, 16.5), seq=2)  # a repurchase: the goal
     policies = Policies(caps=[Cap(name="one-in-5-days", channels="all", max=1, per="5d")])
-    settings = SimulationSettings(local(0, 9), local(12, 9), timedelta(hours=2))
+    settings = SimulationSettings(local(0, 9), local(12, 9))
     url = str(sessions.kw["bind"].url)
     live_copy = tmp_path / "live.db"
     copy_database(url, live_copy)  # the history, before either run (a consistent copy)
     kept = tmp_path / "backtest.db"
-    simulate(
+    report = simulate(
         journey(), url, ROOT / "templates", STANDARD_CHANNELS, settings,
         policies=policies, keep=kept,
     )  # fmt: skip
@@ -158,7 +159,7 @@ def test_a_backtest_writes_the_ledger_the_live_ticks_write(
         dict(recording_channels()),  # type: ignore[arg-type]
         policies=policies,
     )
-    for now in settings.ticks():
+    for now in report.moments:  # the backtest's ticks: at each moment something can happen
         run_tick(live, journey(), now)
     engine.dispose()
 
@@ -203,18 +204,39 @@ def test_an_event_at_the_first_ticks_own_moment_counts(
     assert report.days[min(report.days)]["enrolled"] == 3
 
 
-def test_settings_that_keep_a_step_from_sending_are_warned_of_before_the_run() -> None:
+def test_settings_that_keep_a_step_from_coming_due_are_warned_of_before_the_run() -> None:
+    """The ticks cannot miss a step (there is one at each due time, and when quiet hours
+    end): what a setting can still do is end the backtest before a step comes due."""
     from siyu.simulate.runner import setting_warnings
 
-    spec = journey()  # quiet hours 20:00-08:00 Asia/Shanghai; day3-care from 1d to 3d
-    midnight_daily = SimulationSettings(local(0), local(30), timedelta(days=1))
-    (quiet,) = setting_warnings(spec, midnight_daily)
-    assert "every tick falls inside quiet hours 20:00-08:00" in quiet and "--every 1h" in quiet
-    daytime_daily = SimulationSettings(local(0, 10), local(30), timedelta(days=1))
-    assert setting_warnings(spec, daytime_daily) == []
-    assert setting_warnings(spec, SimulationSettings(local(0), local(30), timedelta(hours=1))) == []
-    weekly = setting_warnings(spec, SimulationSettings(local(0, 10), local(60), timedelta(days=7)))
-    assert any("step 'day3-care': its window (2d" in w for w in weekly), weekly
+    spec = journey()  # quiet hours 20:00-08:00 Asia/Shanghai; day14-repurchase at 14d
+    for every in (None, timedelta(days=1), timedelta(days=7)):  # from midnight, in quiet hours
+        assert setting_warnings(spec, SimulationSettings(local(0), local(30), every)) == []
+    (short,) = setting_warnings(spec, SimulationSettings(local(0, 10), local(10, 10)))
+    assert "step 'day14-repurchase' comes due 14d after entry" in short and "10d" in short
+
+
+def test_a_daily_cadence_from_midnight_sends_as_the_moments_do(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
+) -> None:
+    """`--every 1d` from midnight put every tick in quiet hours: every message waited for
+    ever. The moments include the end of quiet hours, and the cadence adds ticks only."""
+    history(shop)
+    url = str(sessions.kw["bind"].url)
+    reports = [
+        simulate(
+            journey(),
+            url,
+            ROOT / "templates",
+            STANDARD_CHANNELS,
+            SimulationSettings(local(0), local(4), every),
+        )  # fmt: skip
+        for every in (None, timedelta(days=1))
+    ]
+    for report in reports:
+        assert report.steps["join-group"] == {"sent": 2, "skipped:no_consent:marketing": 1}
+        assert report.steps["day3-care"]["sent"] == 2
+    assert reports[0].steps == reports[1].steps
 
 
 def test_keep_leaves_the_backtests_database_for_summary_and_explain(
@@ -282,7 +304,7 @@ def test_the_html_report_of_a_backtest_shows_two_versions_side_by_side(
     assert "<script" not in html and "http" not in html.replace('xmlns="http://www.w3.org', "")
     a, b = html.split('id="version-2"')
     assert "A: first-purchase-care" in a and "B: first-purchase-care" in b
-    assert "a tick every 1h; no message really sent" in a
+    assert "a tick at each moment something can happen; no message really sent" in a
 
     def funnel_row(half: str, step: str) -> list[int]:
         row = re.search(rf"<tr><td>{step}</td><td>all</td>(.*?)</tr>", half)

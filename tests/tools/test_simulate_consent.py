@@ -272,9 +272,16 @@ def test_a_backtest_writes_the_ledger_the_live_ticks_write_when_consent_changes(
         ],
         key=lambda change: change[0],
     )
+    # The live ticks run at every moment the backtest could tick at: those of a backtest of
+    # the history before the changes, the changes' own, and the cadence. More ticks than
+    # needed change nothing (tests/tools/test_simulate_moments.py); the backtest's moments
+    # are checked to be among them below.
+    url = str(sessions.kw["bind"].url)
+    before = simulate(spec, url, ROOT / "templates", STANDARD_CHANNELS, settings, workdir=tmp_path)
+    ticks = sorted({*before.moments, *(at for at, _, _ in changes), *settings.cadence()})
     live = EngineContext(sessions, ROOT / "templates", dict(recording_channels()))  # type: ignore[arg-type]
     pending = list(changes)
-    for now in settings.ticks():
+    for now in ticks:
         while pending and pending[0][0] <= now:
             at, change, n = pending.pop(0)
             change(n, at)
@@ -282,10 +289,10 @@ def test_a_backtest_writes_the_ledger_the_live_ticks_write_when_consent_changes(
     assert not pending
 
     kept = tmp_path / "backtest.db"
-    url = str(sessions.kw["bind"].url)
     report = simulate(
         spec, url, ROOT / "templates", STANDARD_CHANNELS, settings, workdir=tmp_path, keep=kept
     )
+    assert set(report.moments) <= set(ticks), "the live engine ticked at every backtest moment"
 
     columns = (
         Delivery.customer_id, Delivery.step_id, Delivery.status, Delivery.reason_code,
