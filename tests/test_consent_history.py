@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from siyu.engine.optouts import suppress
@@ -183,3 +183,35 @@ def test_a_backtest_of_the_projects_database_replays_its_history(
     assert report.steps["day3-care"] == {"sent": 1}
     assert report.steps["day7-content"] == {"skipped:no_consent:marketing": 1}
     assert report.notes == []
+
+
+def test_an_export_of_consent_changes_records_each_change_and_keeps_the_last(
+    sessions: sessionmaker[Session], tmp_path: Path
+) -> None:
+    """A member named by several rows of one file (a CRM's log of consent changes): each
+    change is recorded with its moment, in file order, and the member keeps the last; a row
+    restating the consent in force is no change."""
+    load(
+        sessions,
+        tmp_path,
+        "会员编号,姓名,营销同意,同意时间\n"
+        "C1,甲,是,2026-03-01 10:00\n"
+        "C2,乙,否,2026-03-02 10:00\n"
+        "C1,甲,否,2026-05-01 10:00\n"  # withdrawn
+        "C1,甲,否,2026-06-01 10:00\n"  # restated: no change
+        "C1,甲,是,2026-07-01 10:00\n",  # given again
+    )
+    march, may, july = (datetime(2026, m, 1, 2, tzinfo=UTC) for m in (3, 5, 7))
+    found = list(
+        (c["customer"], c["previous"], c["previous_since"], c["state"], c["at"])
+        for c in sorted(history(sessions), key=lambda c: (c["customer"], c["at"]))
+    )
+    assert found == [
+        ("C1", "absent", None, "granted", march),
+        ("C1", "granted", march, "denied", may),
+        ("C1", "denied", may, "granted", july),
+        ("C2", "absent", None, "denied", datetime(2026, 3, 2, 2, tzinfo=UTC)),
+    ]
+    assert consents(sessions)["C1"] == (True, july)
+    with sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Customer)) == 2
