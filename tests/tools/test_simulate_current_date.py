@@ -7,9 +7,10 @@ its PostgreSQL run), both runs on SQLite copies of it."""
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,8 +18,10 @@ from siyu.engine.context import EngineContext
 from siyu.engine.tick import run_tick
 from siyu.language.channel_kinds import STANDARD_CHANNELS
 from siyu.language.spec import JourneySpec
+from siyu.language.where_clause import tick_date
 from siyu.policies import Policies
 from siyu.simulate.dry_run import dry_run_channels
+from siyu.simulate.moments import midnights
 from siyu.simulate.runner import SimulationSettings, simulate
 from siyu.simulate.scratch import copy_database
 from siyu.storage.engine import make_engine, make_sessionmaker
@@ -120,3 +123,29 @@ def test_a_backtest_with_current_date_gives_what_ticking_every_minute_gives(
     assert (buyers["dawn"], "later") not in rows
     assert rows[(buyers["day"], "birthday")] == ("sent", None)
     assert rows[(buyers["evening"], "birthday")] == ("skipped", "condition_false")
+
+
+@pytest.mark.parametrize(
+    ("zone", "start"),
+    [
+        ("Asia/Shanghai", datetime(2026, 11, 1, 9, 7, tzinfo=UTC)),
+        # Santiago's clocks skip from 00:00 to 01:00 on 6 September 2026 and go back from
+        # 24:00 to 23:00 on 4 April: the date changes once a day all the same
+        ("America/Santiago", datetime(2026, 9, 4, 12, tzinfo=UTC)),
+        ("America/Santiago", datetime(2026, 4, 3, 12, tzinfo=UTC)),
+    ],
+)
+def test_the_midnights_are_every_minute_at_which_the_date_changes(
+    zone: str, start: datetime
+) -> None:
+    """Over several days, minute by minute: the moments added for current_date are exactly
+    the minutes whose tick sees another date than the minute before."""
+    end = start + timedelta(days=3)
+    changes = []
+    minute = start + timedelta(minutes=1)
+    while minute <= end:
+        if tick_date(minute, zone) != tick_date(minute - timedelta(minutes=1), zone):
+            changes.append(minute)
+        minute += timedelta(minutes=1)
+    assert midnights(zone, start, end) == changes
+    assert len(changes) == 3
