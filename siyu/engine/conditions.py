@@ -4,7 +4,7 @@ leaf needs is loaded with one query per leaf, then every enrollment is judged in
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import select, text
@@ -75,13 +75,17 @@ def load_condition_facts(
     customer_ids: list[int],
     now: datetime,
     identity_kinds: dict[str, str],
+    today: date,
 ) -> ConditionFacts:
+    """The facts of `condition`'s leaves for one batch; `current_date` in their SQL is
+    `today` (the tick's date in the journey's zone)."""
     facts = ConditionFacts()
     dialect = session.get_bind().dialect.name
     for leaf in leaves(condition):
         key = id(leaf)
         if isinstance(leaf, EventCondition):
-            src = filtered_source(session, EventFilter(event=leaf.event, where=leaf.where))
+            event_filter = EventFilter(event=leaf.event, where=leaf.where)
+            src = filtered_source(session, event_filter, today)
             found: dict[int, list[datetime]] = {}
             for customer_id, at in session.execute(
                 select(src.c.customer_id, src.c.occurred_at).where(
@@ -94,7 +98,8 @@ def load_condition_facts(
             facts.customers[key] = set(
                 session.scalars(
                     select(Customer.id).where(
-                        Customer.id.in_(customer_ids), text(to_dialect(leaf.customer, dialect))
+                        Customer.id.in_(customer_ids),
+                        text(to_dialect(leaf.customer, dialect, today)),
                     )
                 )
             )

@@ -22,7 +22,7 @@ from siyu.engine.event_sources import CHUNK, LATE_EVENTS, filtered_source
 from siyu.engine.marketer_sql import marketer_read
 from siyu.engine.versions import ensure_journey, lock_journey
 from siyu.language.spec import JourneySpec, ReentryAfter
-from siyu.language.where_clause import to_dialect
+from siyu.language.where_clause import tick_date, to_dialect
 from siyu.segments.compute import segment_entries
 from siyu.storage.engine import write_session
 from siyu.storage.models import Customer, Enrollment, Journey
@@ -70,7 +70,7 @@ def _entry_candidates(
     session: Session, spec: JourneySpec, journey: Journey, now: datetime, late_events: timedelta
 ) -> list[tuple[str, int, Any]]:
     """(event key, customer id, occurred at) of each customer who may enter now (read only)."""
-    src = _entry_source(session, spec)
+    src = _entry_source(session, spec, now)
     since = journey.activated_at - spec.entry.lookback
     if journey.enrolled_through is not None:  # earlier events were scanned by earlier ticks
         since = max(since, journey.enrolled_through - late_events)
@@ -121,11 +121,11 @@ def _entered_meanwhile(session: Session, spec: JourneySpec, customer_ids: list[i
     return found
 
 
-def _entry_source(session: Session, spec: JourneySpec) -> Subquery:
+def _entry_source(session: Session, spec: JourneySpec, now: datetime) -> Subquery:
     """The entry event's rows, or the stays of an `entry.segment` (siyu.segments)."""
     if spec.entry.segment is not None:
         return segment_entries(spec.entry.segment)
-    return filtered_source(session, spec.entry.as_filter())
+    return filtered_source(session, spec.entry.as_filter(), tick_date(now, spec.timezone))
 
 
 def _last_entries(session: Session, spec: JourneySpec) -> dict[int, datetime]:
@@ -168,7 +168,8 @@ def _enroll_calendar(
 ) -> int:
     """Each firing of `entry.calendar` (in the journey's time zone) since the last one handled
     enrolls the `audience` with the firing as entry time. The audience is read once, in a
-    read-only session; who may enter at each firing is decided in the write transaction."""
+    read-only session (its `current_date` is the tick's date); who may enter at each firing
+    is decided in the write transaction."""
     assert spec.entry.calendar is not None
     zone = ZoneInfo(spec.timezone)
     start = journey.last_calendar_at or (journey.activated_at - spec.entry.lookback)
@@ -183,7 +184,8 @@ def _enroll_calendar(
         audience = select(Customer.id)
         if spec.entry.audience:
             dialect = session.get_bind().dialect.name
-            audience = audience.where(text(to_dialect(spec.entry.audience, dialect)))
+            today = tick_date(now, spec.timezone)
+            audience = audience.where(text(to_dialect(spec.entry.audience, dialect, today)))
         members = list(session.scalars(audience.order_by(Customer.id)))
     policy = spec.entry.reentry_policy
     enrolled = 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
 from functools import cache
 from typing import Any, NamedTuple, TypeVar
 
@@ -19,6 +19,7 @@ from siyu.engine.event_sources import filtered_source
 from siyu.engine.marketer_sql import journey_sql, journeys_dir_of
 from siyu.engine.pressure import ContactHistory, load_history
 from siyu.language.spec import EventFilter, JourneySpec, Step
+from siyu.language.where_clause import tick_date
 from siyu.storage.id_lists import in_ids
 from siyu.storage.models import ChannelIdentity, Consent, Customer, Suppression
 from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES
@@ -115,11 +116,12 @@ def load_batch_facts(
                 bad_events[due.entry_key] = f"{source.name}.{broken[0]}"
     exits: dict[int, datetime] = {}
     journeys = journeys_dir_of(ctx.templates_dir)
+    today = tick_date(now, spec.timezone)  # current_date in the journey's SQL
     if spec.exit_when is not None:
         exit_when = spec.exit_when
         with journey_sql(spec, "exit_when.where", journeys):
             for found in _by_customer(
-                lambda part: _exits(session, exit_when, part, now),
+                lambda part: _exits(session, exit_when, part, now, today),
                 batch,
                 f"exit_when.{exit_when.event}",
                 bad,
@@ -148,6 +150,7 @@ def load_batch_facts(
                         [d.customer_id for d in part],
                         now,
                         kinds,
+                        today,
                     ),
                     batch,
                     "if",
@@ -187,10 +190,10 @@ T = TypeVar("T")
 
 
 def _exits(
-    session: Session, exit_when: EventFilter, part: list[Due], now: datetime
+    session: Session, exit_when: EventFilter, part: list[Due], now: datetime, today: date
 ) -> dict[int, datetime]:
     """The latest exit event (until `now`) of each customer of `part` that has one."""
-    src = filtered_source(session, exit_when)
+    src = filtered_source(session, exit_when, today)
     exits: dict[int, datetime] = {}
     for customer_id, occurred_at in session.execute(
         select(src.c.customer_id, src.c.occurred_at).where(

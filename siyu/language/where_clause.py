@@ -4,7 +4,8 @@ columns, literals, operators and an explicit list of harmless functions that exi
 database in use (or that sqlglot translates for it). Anything else — sub-queries, statements,
 unknown or unlisted functions (nextval, setval, pg_sleep, randomblob, load_extension ...),
 bind markers (`:x`, `?`, `%s`, `$1`, `@x`), `[col]` quoting — is refused before it runs.
-The condition is then re-printed in the database's own dialect.
+The condition is then re-printed in the database's own dialect, `current_date` as the date of
+the tick's `now` in the journey's time zone (a literal), never the database's own clock.
 
 The database still runs it read-only under a statement timeout
 (siyu.storage.engine.read_only_session): this check is the first line, not the only one."""
@@ -13,6 +14,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import date, datetime
+from functools import lru_cache
 from typing import Any
 
 import sqlglot
@@ -20,6 +23,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
 from siyu.language.problems import did_you_mean
+from siyu.timezones import zone
 
 SQLITE, POSTGRESQL = "sqlite", "postgresql"
 DIALECTS = (SQLITE, POSTGRESQL)
@@ -193,6 +197,12 @@ def _check_node(node: exp.Expression, columns: tuple[str, ...], dialect: str) ->
                 "DOUBLE are)",
             )
         return None
+    if isinstance(node, exp.CurrentDate) and node.args.get("this") is not None:
+        # its one meaning is the tick's date in the journey's zone (to_dialect)
+        return WhereError(
+            "bad-sql",
+            "current_date takes no time zone: it is the tick's date in the journey's timezone",
+        )
     if isinstance(node, exp.Func) and not isinstance(node, _STRUCTURE):
         return _check_function(node, dialect)
     if not isinstance(node, _STRUCTURE):
@@ -248,8 +258,36 @@ def _is_allowed_on(name: str, dialect: str) -> bool:
     return name in HARMLESS_FUNCTIONS[dialect] or name in HARMLESS_NATIVE[dialect]
 
 
-def to_dialect(where: str, dialect: str) -> str:
-    """The condition re-printed for the database (`sqlite`, `postgresql`)."""
-    target = "postgres" if dialect.startswith("postg") else dialect
-    statement = sqlglot.parse_one(f"SELECT 1 FROM src WHERE {where}")
-    return str(statement.args["where"].this.sql(dialect=target))
+def tick_date(now: datetime, timezone: str) -> date:
+    """What `current_date` means in a journey: the date of the tick's `now` in its zone."""
+    return now.astimezone(zone(timezone)).date()
+
+
+@lru_cache(maxsize=1024)
+def _condition(where: str) -> exp.Expression:
+    """The parsed condition (never changed in place: to_dialect transforms a copy)."""
+    where_node = sqlglot.parse_one(f"SELECT 1 FROM src WHERE {where}").args["where"]
+    condition: exp.Expression = where_node.this
+    return condition
+
+
+def uses_current_date(where: str | None) -> bool:
+    """Whether the condition's meaning changes with the tick's date."""
+    return where is not None and _condition(where).find(exp.CurrentDate) is not None
+
+
+def to_dialect(where: str, dialect: str, today: date | None) -> str:
+    """The condition re-printed for the database (`sqlite`, `postgresql`), `current_date`
+    replaced by `today` typed as the database's own current_date is: text 'YYYY-MM-DD' on
+    SQLite, a DATE on PostgreSQL. `today` may be None only for a condition without it."""
+    postgres = dialect.startswith("postg")
+    condition = _condition(where)
+    if uses_current_date(where):
+        if today is None:
+            raise ValueError(f"'{where}' uses current_date: the tick's date is needed")
+        day = exp.Literal.string(today.isoformat())
+        literal = exp.cast(day, exp.DataType.Type.DATE) if postgres else day
+        condition = condition.transform(
+            lambda node: literal.copy() if isinstance(node, exp.CurrentDate) else node
+        )
+    return str(condition.sql(dialect="postgres" if postgres else dialect))

@@ -17,7 +17,7 @@ from siyu.customer_ref import find_customer
 from siyu.engine.marketer_sql import marketer_read
 from siyu.engine.render import render_message
 from siyu.language.spec import JourneySpec, Step
-from siyu.language.where_clause import to_dialect
+from siyu.language.where_clause import tick_date, to_dialect
 from siyu.preview.masking import mask_text, mask_value
 from siyu.storage.models import ChannelIdentity, Customer, Enrollment
 from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES, entry_columns
@@ -56,9 +56,12 @@ class Preview:
     length: int = 0  # characters of the message as sent (the masked body may differ)
 
 
-def _entry_event(session: Session, spec: JourneySpec, customer_id: int) -> dict[str, Any] | None:
-    """The event that enrolled the customer, else their latest event that would enroll them.
-    Calendar journeys have no entry event."""
+def _entry_event(
+    session: Session, spec: JourneySpec, customer_id: int, now: datetime
+) -> dict[str, Any] | None:
+    """The event that enrolled the customer, else their latest event that would enroll them
+    at `now` (`current_date` in `entry.where` is its date in the journey's zone, as a tick's
+    is). Calendar journeys have no entry event."""
     if spec.entry.event is None:
         return None
     source = SOURCES[spec.entry.event].select().subquery("raw")
@@ -72,7 +75,8 @@ def _entry_event(session: Session, spec: JourneySpec, customer_id: int) -> dict[
         query = query.where(source.c.event_key == key)
     elif spec.entry.where:  # the journey's own SQL: read-only, under the statement timeout
         dialect = session.get_bind().dialect.name
-        query = query.where(text(to_dialect(spec.entry.where, dialect)))
+        today = tick_date(now, spec.timezone)
+        query = query.where(text(to_dialect(spec.entry.where, dialect, today)))
         readers = sessionmaker(session.get_bind())
         with marketer_read(readers, spec, "entry.where", None) as reader:
             found = reader.execute(query.order_by(source.c.occurred_at.desc()).limit(1))
@@ -87,11 +91,18 @@ def has_database(session: Session) -> bool:
 
 
 def preview_customer(
-    session: Session, spec: JourneySpec, step: Step, templates_dir: Path, ref: str
+    session: Session,
+    spec: JourneySpec,
+    step: Step,
+    templates_dir: Path,
+    ref: str,
+    now: datetime | None = None,
 ) -> Preview:
+    """The step's message for the customer `ref` as a tick at `now` (default: the clock's
+    time) would send it."""
     customer = find_customer(session, ref)
     row = {c: getattr(customer, c) for c in CUSTOMER_COLUMNS}
-    event = _entry_event(session, spec, customer.id)
+    event = _entry_event(session, spec, customer.id, now or datetime.now(UTC))
     identities = dict(
         session.execute(
             select(ChannelIdentity.kind, ChannelIdentity.value).where(

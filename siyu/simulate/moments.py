@@ -15,11 +15,16 @@ of these moments a tick finds nothing new to do:
                enrolls an entry event that the ended enrollment was blocking at its next
                tick, which ticking every minute puts a minute later.
 
+    midnights  each local midnight of the journey's zone, when its SQL uses `current_date`
+               (the tick's date there: siyu.language.where_clause.to_dialect), which
+               changes what its `where:`, `audience:` and `if:` match; the times of events
+               read through such a `where:` are read without it (all of the source's
+               events: a moment too many costs a tick, one missed changes the result).
+
 A step's deadline (`within`) needs no moment of its own: a message is only ever skipped as
 expired by a tick that handles it, at one of the moments above. No journey SQL sees the
-tick's time (the engine binds no `now` into `where:`, `audience:` or `if:`, which refuse bind
-markers; `current_date` there is the machine's date, not the simulated one), so nothing else
-changes with time alone.
+tick's time otherwise (the engine binds no `now` into `where:`, `audience:` or `if:`, which
+refuse bind markers), so nothing else changes with time alone.
 
 Each moment also says which phases of the tick can have work there (`Moments.phases_at`):
 the steps always run; enrollment only at an entry moment; goals and exits at their events'
@@ -34,7 +39,7 @@ from __future__ import annotations
 import heapq
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -45,12 +50,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Subquery
 
 from siyu.engine.bad_data import BadCustomerData
+from siyu.engine.conditions import leaves
 from siyu.engine.event_sources import CHUNK, filtered_source
 from siyu.engine.marketer_sql import marketer_read
 from siyu.engine.receipts import StepCounts
 from siyu.engine.tick import Phase, PhaseResult
 from siyu.engine.timing import step_base, step_offset
-from siyu.language.spec import Anchor, JourneySpec
+from siyu.language.spec import Anchor, CustomerCondition, EventCondition, EventFilter, JourneySpec
+from siyu.language.where_clause import uses_current_date
 from siyu.segments.compute import segment_entries
 from siyu.storage.models import Customer, Delivery, DeliveryStatus, Enrollment, Event, ReasonCode
 from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES
@@ -88,6 +95,10 @@ class Moments:
         for kind, moments in event_moments(spec, sessions, start, end, journeys_dir).items():
             for moment in moments:
                 self._push(moment, kind)
+        if uses_current_date_anywhere(spec):  # what entries, exits and goals match changes
+            for moment in midnights(spec.timezone, start, end):
+                for kind in (ENTRY, EXIT, GOAL):
+                    self._push(moment, kind)
 
     def _push(self, moment: datetime, kind: str) -> None:
         if not self.start < moment <= self.end:
@@ -266,7 +277,7 @@ def event_moments(
             source = (
                 segment_entries(entry.segment)
                 if entry.segment is not None
-                else filtered_source(session, entry.as_filter())
+                else filtered_source(session, _undated(entry.as_filter()), None)
             )
             moments[ENTRY] = _times(session, source, start, end)
     for kind, clause, event_filter in (
@@ -275,12 +286,50 @@ def event_moments(
     ):
         if event_filter is not None:
             with marketer_read(sessions, spec, clause, journeys_dir) as session:
-                found = _times(session, filtered_source(session, event_filter), start, end)
+                undated = _undated(event_filter)
+                found = _times(session, filtered_source(session, undated, None), start, end)
                 moments[kind] = found
     replies = select(Event.occurred_at.label("occurred_at")).where(Event.name == "sms_reply")
     with sessions() as session:
         moments[REPLY] = _times(session, replies.subquery(), start, end)
     return moments
+
+
+def _undated(event_filter: EventFilter) -> EventFilter:
+    """The filter itself, or all of its source's events when its `where:` uses current_date:
+    which of them match depends on the tick's date, and no event may be missed."""
+    if uses_current_date(event_filter.where):
+        return EventFilter(event=event_filter.event)
+    return EventFilter(event=event_filter.event, where=event_filter.where)
+
+
+def uses_current_date_anywhere(spec: JourneySpec) -> bool:
+    """Whether any SQL of the journey uses current_date (entry, exit, goal, steps' `if:`)."""
+    clauses = [spec.entry.where, spec.entry.audience]
+    clauses += [f.where for f in (spec.exit_when, spec.goal) if f is not None]
+    for step in spec.steps:
+        for leaf in leaves(step.if_) if step.if_ is not None else []:
+            if isinstance(leaf, EventCondition):
+                clauses.append(leaf.where)
+            elif isinstance(leaf, CustomerCondition):
+                clauses.append(leaf.customer)
+    return any(uses_current_date(clause) for clause in clauses)
+
+
+def midnights(timezone: str, start: datetime, end: datetime) -> list[datetime]:
+    """Each local midnight of `timezone` in (start, end], as UTC: where the date changes. A
+    midnight that DST skips gives the transition itself (fold 0 takes the offset before it),
+    a repeated one its first occurrence (when the date changed)."""
+    zone = ZoneInfo(timezone)
+    day = start.astimezone(zone).date()
+    found: list[datetime] = []
+    while True:
+        midnight = datetime.combine(day, time(), tzinfo=zone).astimezone(UTC)
+        if midnight > end:
+            return found
+        if midnight > start:
+            found.append(midnight)
+        day += timedelta(days=1)
 
 
 def _times(session: Session, source: Subquery, start: datetime, end: datetime) -> set[datetime]:

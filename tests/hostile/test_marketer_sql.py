@@ -198,7 +198,7 @@ def test_every_whitelisted_function_runs_read_only_on_the_database_in_use(
                   properties={"text": "好的"})
         )  # fmt: skip
     for name in allowed:
-        condition = text(to_dialect(SAMPLES[name], dialect))
+        condition = text(to_dialect(SAMPLES[name], dialect, DAY0.date()))
         table = Event if name == "->>" else Customer
         with read_only_session(sessions) as session:
             found = session.scalars(select(table.id).where(condition)).all()
