@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from siyu.engine.context import EngineContext
+from siyu.engine.event_sources import LATE_EVENTS
 from siyu.engine.tick import run_tick
 from siyu.language.channel_kinds import STANDARD_CHANNELS
 from siyu.language.spec import JourneySpec
@@ -59,6 +60,7 @@ def every_minute(
     start: datetime,
     end: datetime,
     policies: Policies | None = None,
+    late_events: timedelta = LATE_EVENTS,
 ) -> None:
     """The reference: the engine's tick at each minute from `start` to `end`, on a copy."""
     engine = make_engine(copy_database(url, copy))
@@ -68,6 +70,7 @@ def every_minute(
             ROOT / "templates",
             dict(dry_run_channels(STANDARD_CHANNELS)),  # type: ignore[arg-type]
             policies=policies or Policies(),
+            late_events=late_events,
         )
         now = start
         while now <= end:

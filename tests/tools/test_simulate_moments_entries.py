@@ -1,11 +1,13 @@
 """The backtest's moments (siyu.simulate.moments) for what tests/tools/test_simulate_moments.py
-does not reach: a calendar entry, a segment entry, SMS replies that opt out, and entries from
-an entry lookback before the start (one exactly at it). Each backtest's ledger and
+does not reach: a calendar entry, a segment entry, SMS replies that opt out, entries from an
+entry lookback before the start (one exactly at it), and a blocked entry event whose re-entry
+falls outside the late events' window. Each backtest's ledger and
 enrollments equal, column for column, those of the engine ticked at every minute of the same
 span (tests/tools/minute_ticks.py); each span is a few hours, at ~20 ms a minute's tick."""
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,6 +15,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
+from siyu.engine.context import EngineContext
+from siyu.engine.event_sources import LATE_EVENTS
 from siyu.language.channel_kinds import STANDARD_CHANNELS
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
@@ -46,12 +50,13 @@ def compared(
     spec: JourneySpec,
     start: datetime,
     end: datetime,
+    late_events: timedelta = LATE_EVENTS,
 ) -> tuple[tuple[Rows, Rows], SimulationReport]:
     """The state ticking every minute from `start` to `end` leaves, asserted equal to the
     backtest's at its moments alone and with an hourly tick besides; and the backtest's
     report (at the moments alone)."""
     url = str(sessions.kw["bind"].url)
-    every_minute(url, tmp_path / "minutes.db", spec, start, end)
+    every_minute(url, tmp_path / "minutes.db", spec, start, end, late_events=late_events)
     expected = state(f"sqlite:///{tmp_path / 'minutes.db'}")
     reports = []
     for every in (None, timedelta(hours=1)):
@@ -281,3 +286,42 @@ def test_an_entry_lookback_before_the_start(
     assert rows[(ids["edge"], "care")] == ("sent", None)  # due 10:00
     assert (ids["late-exit"], "care") not in rows  # exited at 10:05, before 11:20
     assert report.moments[0] == at(9, 0)
+
+
+# A second order while the first one's enrollment is inside (re-entry `always`) enters a
+# minute after that enrollment ends, if it is still within the engine's window for late
+# events then (EngineContext.late_events: 7 days; an hour here, for a short span).
+REENTRY = """
+journey: minute-moments
+timezone: Asia/Shanghai
+entry: {event: order_paid, reentry: always}
+steps:
+  - {id: welcome, send: wecom_group_invite, template: join_group.j2}
+  - {id: care, at: 2h, send: wecom, template: day3_care.j2}
+"""
+
+
+def test_a_blocked_entry_enters_within_the_late_events_window_only(
+    sessions: sessionmaker[Session], shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    late = timedelta(hours=1)
+    monkeypatch.setattr(
+        "siyu.simulate.runner.EngineContext", functools.partial(EngineContext, late_events=late)
+    )
+    orders = {  # name: the orders; the first enrollment ends 2 hours after the first
+        "stale": (at(9, 10), at(9, 20)),  # ends 11:10: the second is 1h50 old at 11:11
+        "fresh": (at(11, 20), at(12, 40)),  # ends 13:20: the second is 41 minutes old
+    }
+    ids = {name: shop.customer(name) for name in orders}
+    for name, placed in orders.items():
+        for seq, paid in enumerate(placed, 1):
+            shop.order(ids[name], paid, seq=seq)
+    (_ledger, enrollments), _report = compared(
+        sessions, tmp_path, journey(tmp_path, REENTRY), at(9, 0), at(13, 50), late
+    )
+    entered = [(row[0], row[3], row[4]) for row in enrollments]
+    assert entered == [
+        (ids["stale"], at(9, 10), at(9, 10)),
+        (ids["fresh"], at(11, 20), at(11, 20)),
+        (ids["fresh"], at(12, 40), at(13, 21)),
+    ]
