@@ -45,7 +45,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Subquery
 
@@ -59,13 +59,23 @@ from siyu.engine.timing import step_base, step_offset
 from siyu.language.spec import Anchor, CustomerCondition, EventCondition, EventFilter, JourneySpec
 from siyu.language.where_clause import uses_current_date
 from siyu.segments.compute import segment_entries
-from siyu.storage.models import Customer, Delivery, DeliveryStatus, Enrollment, Event, ReasonCode
+from siyu.storage.engine import write_session
+from siyu.storage.models import (
+    Customer,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    Event,
+    Journey,
+    ReasonCode,
+)
 from siyu.storage.sources import CUSTOMER_COLUMNS, SOURCES
 from siyu.storage.types import as_utc
 
 # The ledger rows a later tick takes up again at their next_attempt_at (siyu.engine.scans).
 WAITING = (DeliveryStatus.DEFERRED, DeliveryStatus.SENDING)
-REENTRY_DELAY = timedelta(minutes=1)
+MINUTE = timedelta(minutes=1)  # the step of the ticks the backtest is equal to
+REENTRY_DELAY = MINUTE
 # Why a moment is one: the phases with work there (`Moments.wanted`). A step's due time and a
 # waiting row's next attempt need only the steps, which every tick runs.
 ENTRY, EXIT, GOAL, REPLY, STEPS = "entry", "exit", "goal", "reply", "steps"
@@ -148,6 +158,27 @@ class Moments:
             return True
 
         return wanted
+
+    def before_tick(self, now: datetime) -> None:
+        """Where ticking every minute leaves the entry events' scan before the tick at `now`:
+        the enrollment of the minute before scanned up to it (Journey.enrolled_through), and
+        the next scans from there less the late events' window (siyu.engine.entry). Left at
+        the last entry moment instead, a scan reaches further back, and an entry event that
+        an ended enrollment blocked for longer than the window would still enter."""
+        if now <= self.start or ENTRY not in self._kinds.get(now, ()):
+            return
+        if self.spec.entry.calendar is not None:  # firings are tracked by last_calendar_at
+            return
+        with write_session(self.sessions) as session:
+            session.execute(
+                update(Journey)
+                .where(
+                    Journey.name == self.spec.journey,
+                    Journey.version == self.spec.version,
+                    Journey.enrolled_through < now - MINUTE,
+                )
+                .values(enrolled_through=now - MINUTE)
+            )
 
     def _entered_before(self, now: datetime) -> bool:
         """Whether an enrollment made by the tick at `now` (not yet timed) entered before it

@@ -252,6 +252,7 @@ def _run(
         day = now.astimezone(zone).date()
         for channel in channels.values():
             channel.today = day
+        moments.before_tick(now)
         results = run_tick(ctx, spec, now, moments.phases_at(now))
         for phase, result in results.items():
             for label, n in result.labels().items():  # for showing (the CSV's measures)

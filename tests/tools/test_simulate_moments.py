@@ -13,18 +13,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.engine.context import EngineContext
-from siyu.engine.tick import run_tick
 from siyu.language.channel_kinds import STANDARD_CHANNELS
 from siyu.language.loader import Catalog, load_journey
 from siyu.language.spec import JourneySpec
 from siyu.policies import Cap, Policies
-from siyu.simulate.dry_run import dry_run_channels
 from siyu.simulate.runner import SimulationSettings, simulate
-from siyu.simulate.scratch import copy_database
 from siyu.storage.engine import make_engine, make_sessionmaker
-from siyu.storage.models import Delivery, Enrollment
+from siyu.storage.models import Delivery
 from tests.conftest import DAY0, Shop
+from tests.tools.minute_ticks import every_minute, state
 from tests.tools.project_files import ROOT
 
 # A welcome at entry, a care message 3 hours later (never after 5 hours), one 20 hours later;
@@ -97,53 +94,6 @@ def history(shop: Shop) -> dict[str, int]:
     return buyers
 
 
-def state(url: str) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
-    """Every ledger row and enrollment of the journey, with every time the engine wrote."""
-    engine = make_engine(url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            ledger = session.execute(
-                select(
-                    Delivery.customer_id, Delivery.step_id, Delivery.status,
-                    Delivery.reason_code, Delivery.reason_detail, Delivery.due_at,
-                    Delivery.sent_at, Delivery.next_attempt_at, Delivery.attempts,
-                    Delivery.created_at, Delivery.updated_at, Delivery.channel,
-                )
-                .where(Delivery.journey_name == "minute-moments")
-                .order_by(Delivery.customer_id, Delivery.step_id, Delivery.due_at, Delivery.id)
-            ).all()  # fmt: skip
-            enrollments = session.execute(
-                select(
-                    Enrollment.customer_id, Enrollment.entry_key, Enrollment.status,
-                    Enrollment.entered_at, Enrollment.enrolled_at, Enrollment.goal_reached_at,
-                    Enrollment.exited_at, Enrollment.exit_reason, Enrollment.holdout,
-                )
-                .where(Enrollment.journey_name == "minute-moments")
-                .order_by(Enrollment.customer_id, Enrollment.entered_at)
-            ).all()  # fmt: skip
-    finally:
-        engine.dispose()
-    return [tuple(r) for r in ledger], [tuple(r) for r in enrollments]
-
-
-def every_minute(url: str, copy: Path, journey: JourneySpec) -> None:
-    """The reference: the engine's tick at each minute from START to END, on a copy."""
-    engine = make_engine(copy_database(url, copy))
-    try:
-        ctx = EngineContext(
-            make_sessionmaker(engine),
-            ROOT / "templates",
-            dict(dry_run_channels(STANDARD_CHANNELS)),  # type: ignore[arg-type]
-            policies=POLICIES,
-        )
-        now = START
-        while now <= END:
-            run_tick(ctx, journey, now)
-            now += timedelta(minutes=1)
-    finally:
-        engine.dispose()
-
-
 @pytest.mark.parametrize("text", [JOURNEY, REENTERING], ids=["first-order", "re-entering"])
 def test_the_moments_give_what_ticking_every_minute_gives(
     sessions: sessionmaker[Session], shop: Shop, tmp_path: Path, text: str
@@ -152,7 +102,7 @@ def test_the_moments_give_what_ticking_every_minute_gives(
     journey = spec(tmp_path, text)
     url = str(sessions.kw["bind"].url)
     reference = tmp_path / "minutes.db"
-    every_minute(url, reference, journey)
+    every_minute(url, reference, journey, START, END, POLICIES)
 
     runs = {}
     for every in (None, timedelta(hours=1), timedelta(days=1)):
