@@ -298,6 +298,32 @@ def test_calendar_journey_enrolls_its_audience_every_wednesday(
     assert outsider not in messages
 
 
+@pytest.mark.parametrize("first_tick, expected", [((2, 10), 1), ((2, 11), 0)])
+def test_a_calendar_firing_at_the_first_ticks_own_moment_counts(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+    first_tick: tuple[int, int],
+    expected: int,
+) -> None:
+    """A journey switched on at the moment its calendar fires enrolls its audience then, as an
+    entry event at that moment enters; one switched on an hour later waits for next week."""
+    spec = write_journey(
+        tmp_path,
+        channels,
+        (
+            'journey: topic-day\nentry:\n  calendar: "0 10 * * 3"\n'
+            "steps:\n  - {id: topic, send: wecom, template: hello.j2}\n"
+        ),
+    )
+    ctx = ctx_for(sessions, channels, tmp_path)
+    member = shop.customer()
+    run_tick(ctx, spec, local(*first_tick))  # Wednesday 4 November, 10:00 or 11:00
+    run_tick(ctx, spec, local(2, 12))
+    assert [m.customer_id for m in channels["wecom"].messages] == [member] * expected
+
+
 # --- re-entry -------------------------------------------------------------------------------
 
 

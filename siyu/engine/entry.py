@@ -172,7 +172,11 @@ def _enroll_calendar(
     is decided in the write transaction."""
     assert spec.entry.calendar is not None
     zone = ZoneInfo(spec.timezone)
-    start = journey.last_calendar_at or (journey.activated_at - spec.entry.lookback)
+    if journey.last_calendar_at is not None:  # CronSim gives the firings after it
+        start = journey.last_calendar_at
+    else:  # the first tick: a firing at the activation (minus the lookback) itself counts,
+        # as an entry event at that moment does
+        start = journey.activated_at - spec.entry.lookback - timedelta(microseconds=1)
     firings = []
     for firing in CronSim(spec.entry.calendar, start.astimezone(zone)):
         if firing > now:

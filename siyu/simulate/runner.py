@@ -34,6 +34,7 @@ from siyu.engine.tick import run_tick
 from siyu.language.durations import format_duration
 from siyu.language.spec import JourneySpec
 from siyu.policies import Policies
+from siyu.settings import settings as settings_of_project
 from siyu.simulate.consent_replay import ConsentReplay, Undated
 from siyu.simulate.dry_run import dry_run_channels
 from siyu.simulate.moments import Moments
@@ -234,7 +235,13 @@ def _run(
         customers = session.scalar(select(func.count()).select_from(Customer)) or 0
     consents = ConsentReplay(sessions, settings.start)  # as they were at `start`
     channels = dry_run_channels(channel_kinds)
-    ctx = EngineContext(sessions, templates_dir, dict(channels), policies=policies or Policies())
+    ctx = EngineContext(  # the live engine's window for late events (siyu/project.py)
+        sessions,
+        templates_dir,
+        dict(channels),
+        late_events=timedelta(hours=settings_of_project().late_events_hours),
+        policies=policies or Policies(),
+    )
     report = SimulationReport(spec.journey, settings, customers, timezone=spec.timezone)
     zone = ZoneInfo(spec.timezone)
     if consents.undated is not None:

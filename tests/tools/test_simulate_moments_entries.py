@@ -7,7 +7,6 @@ span (tests/tools/minute_ticks.py); each span is a few hours, at ~20 ms a minute
 
 from __future__ import annotations
 
-import functools
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -15,7 +14,6 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.engine.context import EngineContext
 from siyu.engine.event_sources import LATE_EVENTS
 from siyu.language.channel_kinds import STANDARD_CHANNELS
 from siyu.language.loader import Catalog, load_journey
@@ -305,9 +303,7 @@ def test_a_blocked_entry_enters_within_the_late_events_window_only(
     sessions: sessionmaker[Session], shop: Shop, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     late = timedelta(hours=1)
-    monkeypatch.setattr(
-        "siyu.simulate.runner.EngineContext", functools.partial(EngineContext, late_events=late)
-    )
+    monkeypatch.setenv("SIYU_LATE_EVENTS_HOURS", "1")  # the backtest's, as the live engine's
     orders = {  # name: the orders; the first enrollment ends 2 hours after the first
         "stale": (at(9, 10), at(9, 20)),  # ends 11:10: the second is 1h50 old at 11:11
         "fresh": (at(11, 20), at(12, 40)),  # ends 13:20: the second is 41 minutes old
