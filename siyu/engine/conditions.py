@@ -135,16 +135,21 @@ def load_condition_facts(
             )
             facts.reachable[leaf.reachable] = have - blocked
         elif isinstance(leaf, SegmentCondition):
-            _load_segment(session, leaf, customer_ids, facts)
+            _load_segment(session, leaf, customer_ids, now, facts)
     return facts
 
 
 def _load_segment(
-    session: Session, leaf: SegmentCondition, customer_ids: list[int], facts: ConditionFacts
+    session: Session,
+    leaf: SegmentCondition,
+    customer_ids: list[int],
+    now: datetime,
+    facts: ConditionFacts,
 ) -> None:
-    """`{segment: NAME}`: who of the batch is inside the segment now (siyu.segments)."""
+    """`{segment: NAME}`: who of the batch is inside the segment at the tick's `now`
+    (siyu.segments)."""
     if leaf.segment not in facts.segments:
-        facts.segments[leaf.segment] = segment_members(session, leaf.segment, customer_ids)
+        facts.segments[leaf.segment] = segment_members(session, leaf.segment, customer_ids, now)
 
 
 def holds(

@@ -17,9 +17,9 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import String, cast, func, insert, literal, select, update
+from sqlalchemy import String, and_, cast, func, insert, literal, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import Subquery
+from sqlalchemy.sql import ColumnElement, Subquery
 
 from siyu.segments.config import SegmentsConfig
 from siyu.storage.models import Customer, Event, Order, SegmentMembership
@@ -174,10 +174,23 @@ def refresh_segments(session: Session, config: SegmentsConfig, now: datetime) ->
     return changes
 
 
-def members(session: Session, segment: str, customer_ids: list[int] | None = None) -> set[int]:
-    """Customers inside `segment` now."""
+def members(
+    session: Session,
+    segment: str,
+    customer_ids: list[int] | None = None,
+    at: datetime | None = None,
+) -> set[int]:
+    """Customers inside `segment` now, or at `at`: a tick's time, which a backtest sets in the
+    past (live, no stay has begun after it or ended after it, so both read the same)."""
+    if at is None:
+        inside: ColumnElement[bool] = SegmentMembership.left_at.is_(None)
+    else:
+        inside = and_(
+            SegmentMembership.entered_at <= at,
+            or_(SegmentMembership.left_at.is_(None), SegmentMembership.left_at > at),
+        )
     query = select(SegmentMembership.customer_id).where(
-        SegmentMembership.segment == segment, SegmentMembership.left_at.is_(None)
+        SegmentMembership.segment == segment, inside
     )
     if customer_ids is not None:
         query = query.where(SegmentMembership.customer_id.in_(customer_ids))

@@ -162,6 +162,59 @@ def test_customers_entering_a_segment_enter_the_journey_and_conditions_see_segme
         assert session.scalar(select(Enrollment.id).where(Enrollment.id > 2)) is None
 
 
+AT_THE_TIME = """\
+journey: vip-news
+quiet_hours: null
+entry: {event: order_paid}
+steps:
+  - {id: vip-only, at: 10d, send: wecom, template: hello.j2, if: {segment: rfm-high-value}}
+"""
+
+
+def test_a_segment_condition_reads_the_stays_at_the_ticks_time(
+    tmp_path: Path,
+    sessions: sessionmaker[Session],
+    shop: Shop,
+    channels: dict[str, RecordingChannel],
+) -> None:
+    """`if: {segment: ...}` asks who was inside at the tick's `now`, so that a backtest (its
+    ticks in the past, the stays recorded since) decides as the live tick did: a customer who
+    left the segment later was inside, one who entered later was not."""
+    spec = write_journey(tmp_path, channels, AT_THE_TIME)
+    ctx = EngineContext(sessions, tmp_path / "templates", dict(channels))  # type: ignore[arg-type]
+    stays = {  # name: (entered, left)
+        "left-later": (local(5), local(30)),
+        "entered-later": (local(25), None),
+        "left-before": (local(2), local(8)),
+    }
+    ids = {name: shop.customer(name) for name in stays}
+    run_tick(ctx, spec, local(0))  # switched on
+    with sessions() as session, session.begin():
+        for name, (entered, left) in stays.items():
+            session.add(
+                SegmentMembership(
+                    customer_id=ids[name], segment="rfm-high-value", family="rfm",
+                    entered_at=entered, left_at=left,
+                )
+            )  # fmt: skip
+    for name in stays:
+        order(sessions, ids[name], local(1), "500")
+    run_tick(ctx, spec, local(1, 1))  # enrolled
+    run_tick(ctx, spec, local(11, 2))  # the step is due: who was a high-value customer then
+    with sessions() as session:
+        reasons = dict(
+            session.execute(
+                select(Delivery.customer_id, Delivery.reason).where(Delivery.step_id == "vip-only")
+            ).all()
+        )
+    assert reasons == {
+        ids["left-later"]: None,
+        ids["entered-later"]: "condition_false",
+        ids["left-before"]: "condition_false",
+    }
+    assert [m.customer_id for m in channels["wecom"].messages] == [ids["left-later"]]
+
+
 def test_unknown_segment_names_are_reported_with_a_suggestion(tmp_path: Path) -> None:
     (tmp_path / "templates").mkdir()
     (tmp_path / "templates" / "hello.j2").write_text("hi {{ customer.name }}")
