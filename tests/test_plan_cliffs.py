@@ -28,8 +28,9 @@ import siyu.engine.tick as tick_module
 from siyu.engine.context import EngineContext
 from siyu.engine.versions import ensure_journey
 from siyu.language.spec import JourneySpec
+from siyu.policies import load_policies
 from siyu.storage.statistics import TICK_TABLES
-from tests.conftest import canonical_journey, local
+from tests.conftest import ROOT, canonical_journey, local
 from tests.recording_channel import RecordingChannel
 
 HISTORY = 100_000  # customers whose journey ended long ago
@@ -202,10 +203,15 @@ def stale_brand(
 
 def test_a_ticks_reads_follow_the_work_due_not_the_history(
     stale_brand: tuple[Engine, JourneySpec],
-    ctx: EngineContext,
+    sessions: sessionmaker[Session],
     channels: dict[str, RecordingChannel],
 ) -> None:
     engine, spec = stale_brand
+    # the project's policies.yaml, as a brand deploys it: caps and fatigue read each batch's
+    # customers' ledger rows (siyu/engine/pressure.py)
+    policies = load_policies(ROOT / "policies.yaml")
+    assert policies.caps and policies.fatigue is not None
+    ctx = EngineContext(sessions, ROOT / "templates", dict(channels), policies=policies)  # type: ignore[arg-type]
     now = local(20, 12)  # noon in Shanghai: outside quiet hours
     ran: list[tuple[str, str, Any]] = []
     phase = ["?"]

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from siyu.engine.bad_data import customer_zone
 from siyu.policies import Cap, Policies
+from siyu.storage.id_lists import in_ids
 from siyu.storage.models import Delivery, Event, Order
 from siyu.storage.types import as_utc
 
@@ -66,15 +67,16 @@ def load_history(
         if isinstance(cap.per, timedelta):
             horizon = min(horizon, now - cap.per)
     when = func.coalesce(Delivery.sent_at, Delivery.updated_at)
+    dialect = session.get_bind().dialect.name
     query = select(Delivery.customer_id, Delivery.channel, when).where(
-        Delivery.customer_id.in_(customer_ids),
+        in_ids(Delivery.customer_id, "customers", dialect),  # ix_deliveries_customer
         Delivery.purpose == "marketing",
         Delivery.status.in_(COUNTED),
         when <= now,
     )
     if policies.fatigue is None:
         query = query.where(when >= horizon)
-    for customer_id, channel, at in session.execute(query):
+    for customer_id, channel, at in session.execute(query, {"customers": customer_ids}):
         history.record(customer_id, channel, as_utc(at))
     if policies.fatigue is not None:
         history.last_interaction = _last_interactions(

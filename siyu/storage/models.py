@@ -345,6 +345,9 @@ class Delivery(Base):
         # The circuit breakers read one channel's rows changed in the last window, every
         # tick: without this they scanned the whole ledger (siyu/alerts/breaker.py).
         Index("ix_deliveries_channel_updated", "channel", "updated_at"),
+        # Caps and fatigue read each batch's customers' rows (siyu/engine/pressure.py): without
+        # it, every batch scanned the whole ledger (migration 0011).
+        Index("ix_deliveries_customer", "customer_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
