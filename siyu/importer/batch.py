@@ -41,6 +41,8 @@ class Target:
     ranks: dict[str, int]  # field → its place among a row's problems (the mapping's order)
     # orders: the customers to renumber after the file wait in a temporary table (made once)
     renumber_table: bool = False
+    # orders on PostgreSQL: the new orders staged so far for the file's end (staged_orders.py)
+    staged: int = 0
 
 
 @dataclass(slots=True)

@@ -37,7 +37,7 @@ from siyu.errors import ConfigError, SiyuError
 from siyu.importer.batch import BATCH_ROWS, Refused, Row, Target
 from siyu.importer.limits import ImportLimits, import_limits
 from siyu.importer.load_customers import load_customers
-from siyu.importer.load_orders import load_events, load_orders, renumber_orders
+from siyu.importer.load_orders import finish_orders, load_events, load_orders
 from siyu.importer.mapping import FIELDS, Mapping
 from siyu.importer.parse import (
     BadValue,
@@ -171,17 +171,24 @@ def import_csv(
         rejected = _Rejects(rejects, header.raw)
         batch: list[Row] = []
         keys: set[str] = set()
+        # the lines of the file's rows: the orders written at its end may come from any
+        first_line = last_line = ""
+
+        def refused(error: Exception, first: str, last: str) -> ImportAborted:
+            reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
+            lines = f"{first.split('-')[0]}-{last.split('-')[-1]}"
+            return ImportAborted(
+                f"{path}:{lines}: the database refused the import of these rows "
+                f"({mask_text(reason)}); nothing from this file was imported"
+            )
 
         def flush() -> None:
+            nonlocal first_line, last_line
+            first_line, last_line = first_line or batch[0].line, batch[-1].line
             try:
                 outcomes = load(target, batch)
             except (SQLAlchemyError, Refused) as error:
-                reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
-                lines = f"{batch[0].line.split('-')[0]}-{batch[-1].line.split('-')[-1]}"
-                raise ImportAborted(
-                    f"{path}:{lines}: the database refused the import of these rows "
-                    f"({mask_text(reason)}); nothing from this file was imported"
-                ) from None
+                raise refused(error, batch[0].line, batch[-1].line) from None
             for row, outcome in zip(batch, outcomes, strict=True):
                 if outcome is None:
                     result.bad.append((row.line, mask_text("; ".join(row.reasons()))))
@@ -215,15 +222,11 @@ def import_csv(
                 progress(records.bytes_read)
         if batch:
             flush()
-        if mapping.kind == "orders":
+        if mapping.kind == "orders" and first_line:
             try:
-                renumber_orders(target)
+                finish_orders(target)  # the staged new orders (PostgreSQL), the renumbering
             except SQLAlchemyError as error:
-                reason = " ".join(str(getattr(error, "orig", None) or error).split())[:200]
-                raise ImportAborted(
-                    f"{path}: the database refused to renumber the orders ({mask_text(reason)}); "
-                    "nothing from this file was imported"
-                ) from None
+                raise refused(error, first_line, last_line) from None
     if progress is not None:
         progress(records.bytes_read)
     return result

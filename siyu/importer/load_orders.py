@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Table, func, select, update
 
 from siyu.importer.batch import Row, Target, insert_rows, resolve_customers, rows_where, update_rows
+from siyu.importer.staged_orders import insert_staged, restage, stage, staged
 from siyu.storage.id_lists import in_ids
 from siyu.storage.models import Event, Order
 
@@ -75,14 +76,29 @@ def _upsert(
             *(table.c[name] for name in names),
         )
     }
+    # PostgreSQL: new orders wait in a staging table for the file's end (staged_orders.py),
+    # where a key repeated from an earlier batch is found
+    staging = table is _ORDERS and target.session.connection().dialect.name == "postgresql"
+    in_staging = (
+        staged(target, [r.values[key] for r in good if r.values[key] not in known])
+        if staging
+        else {}
+    )
     inserts: list[dict[str, Any]] = []
     updates: list[dict[str, Any]] = []
+    restaged: list[dict[str, Any]] = []
     unchanged: set[str] = set()
     renumber: set[int] = set()  # customers whose order_seq the file's end must set
     for row in good:
         wanted = columns(row.values)
         found = known.get(row.values[key])
-        if found is None:
+        if found is None and (waiting := in_staging.get(row.values[key])) is not None:
+            # numbered at the file's end whatever it changes: nobody to renumber
+            if wanted == waiting[1]:
+                unchanged.add(row.values[key])
+            else:
+                restaged.append({"id": waiting[0], **wanted})
+        elif found is None:
             # a new order's customer is renumbered only when it arrives out of payment
             # order (_numbered_in_time_order)
             inserts.append({key: row.values[key], **on_insert, **wanted})
@@ -100,7 +116,12 @@ def _upsert(
             )
             if table is _ORDERS and place != was:  # moved or re-timed: both renumbered
                 renumber.update((wanted["customer_id"], before["customer_id"]))
-    if table is _ORDERS:
+    if staging:
+        stage(target, inserts)
+        restage(target, restaged)
+        inserts = []
+        _renumber_later(target, renumber)
+    elif table is _ORDERS:
         inserts = _numbered_in_time_order(target, inserts, renumber)
         _renumber_later(target, renumber)
     insert_rows(target.session, table, inserts)
@@ -109,7 +130,7 @@ def _upsert(
         None
         if row.bad
         else "inserted"
-        if row.values[key] not in known
+        if row.values[key] not in known and row.values[key] not in in_staging
         else "unchanged"
         if row.values[key] in unchanged
         else "updated"
@@ -192,6 +213,13 @@ def _renumber_later(target: Target, customers: set[int]) -> None:
             f"INSERT OR IGNORE INTO {_TO_RENUMBER} SELECT value FROM json_each(?)",
             (json.dumps(list(customers)),),
         )
+
+
+def finish_orders(target: Target) -> None:
+    """At the file's end: the staged new orders into `orders` (PostgreSQL), then the
+    renumbering of the customers noted for it."""
+    _renumber_later(target, insert_staged(target))
+    renumber_orders(target)
 
 
 def renumber_orders(target: Target) -> None:
