@@ -14,21 +14,16 @@ import pytest
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
-from siyu.engine.context import EngineContext
-from siyu.engine.tick import run_tick
 from siyu.language.channel_kinds import STANDARD_CHANNELS
-from siyu.language.spec import JourneySpec
 from siyu.language.where_clause import tick_date
 from siyu.policies import Policies
-from siyu.simulate.dry_run import dry_run_channels
 from siyu.simulate.moments import midnights
 from siyu.simulate.runner import SimulationSettings, simulate
-from siyu.simulate.scratch import copy_database
-from siyu.storage.engine import make_engine, make_sessionmaker
 from siyu.storage.models import Customer
 from tests.conftest import Shop
+from tests.tools.minute_ticks import every_minute, state
 from tests.tools.project_files import ROOT
-from tests.tools.test_simulate_moments import at, spec, state
+from tests.tools.test_simulate_moments import at, spec
 
 # `date(occurred_at)` is an order's stored (UTC) date, 8 hours behind Shanghai's: an order
 # enters from the Shanghai day after that date on, at once when paid before 08:00, else at
@@ -74,31 +69,13 @@ def history(shop: Shop) -> dict[str, int]:
     return buyers
 
 
-def every_minute(url: str, copy: Path, journey: JourneySpec) -> None:
-    """The reference: the live engine's tick at each minute from START to END, on a copy."""
-    engine = make_engine(copy_database(url, copy))
-    try:
-        ctx = EngineContext(
-            make_sessionmaker(engine),
-            ROOT / "templates",
-            dict(dry_run_channels(STANDARD_CHANNELS)),  # type: ignore[arg-type]
-            policies=POLICIES,
-        )
-        now: datetime = START
-        while now <= END:
-            run_tick(ctx, journey, now)
-            now += timedelta(minutes=1)
-    finally:
-        engine.dispose()
-
-
 def test_a_backtest_with_current_date_gives_what_ticking_every_minute_gives(
     database_url: str, sessions: sessionmaker[Session], shop: Shop, tmp_path: Path
 ) -> None:
     buyers = history(shop)
     journey = spec(tmp_path, JOURNEY)
     reference = tmp_path / "minutes.db"
-    every_minute(database_url, reference, journey)
+    every_minute(database_url, reference, journey, START, END, policies=POLICIES)
     kept = tmp_path / "moments.db"
     report = simulate(
         journey, database_url, ROOT / "templates", STANDARD_CHANNELS,
